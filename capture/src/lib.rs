@@ -1,0 +1,22 @@
+//! The leakscope capture contract.
+//!
+//! A capture is a directory holding a `manifest.json` and one folder per table, each with
+//! hive-partitioned (`date=YYYY-MM-DD`) zstd Parquet segments. This crate owns the schema
+//! ([`schema`]), the row types written by the recorder ([`rows`]), the crash-safe segment
+//! writer ([`segment`]), the stable stack id ([`stack`]), the manifest ([`manifest`]),
+//! pprof decoding and encoding ([`pprof`]) and a small reader for tests and tools ([`read`]).
+//! It deliberately does not depend on DataFusion so the recorder stays small.
+
+pub mod error;
+pub mod manifest;
+pub mod pprof;
+pub mod read;
+pub mod rows;
+pub mod schema;
+pub mod segment;
+pub mod stack;
+
+pub use error::{CaptureError, Result};
+
+/// Version of the on-disk capture format; bumped on any incompatible schema change.
+pub const FORMAT_VERSION: u32 = 1;

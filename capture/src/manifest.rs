@@ -1,0 +1,139 @@
+//! `manifest.json`: what a capture is, who wrote it, when, and with which options.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{CaptureError, Result, FORMAT_VERSION};
+
+/// File name of the manifest inside a capture directory.
+pub const MANIFEST_FILE: &str = "manifest.json";
+
+/// Value of [`Manifest::format`].
+pub const FORMAT_NAME: &str = "leakscope-capture";
+
+/// One recording or import session that wrote into the capture.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Session {
+    /// `record` or `import`.
+    pub mode: String,
+    /// Version of the recorder that wrote it.
+    pub recorder_version: String,
+    /// Target URL (record) or import paths joined by spaces.
+    pub target: String,
+    /// Host name of the machine that recorded.
+    pub host: String,
+    /// Start time, RFC 3339 UTC.
+    pub start_time: String,
+    /// Options as given (header values are redacted).
+    pub options: serde_json::Value,
+}
+
+/// The capture manifest.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Manifest {
+    /// Always `leakscope-capture`.
+    pub format: String,
+    /// Capture format version ([`FORMAT_VERSION`] when written by this build).
+    pub format_version: u32,
+    /// Recorder version of the first session.
+    pub recorder_version: String,
+    /// Target of the first session.
+    pub target: String,
+    /// Host of the first session.
+    pub host: String,
+    /// Start time of the first session (RFC 3339 UTC).
+    pub start_time: String,
+    /// Options of the first session.
+    pub options: serde_json::Value,
+    /// Every session, first one included, oldest first.
+    pub sessions: Vec<Session>,
+}
+
+impl Manifest {
+    /// A new manifest whose first session is `session`.
+    pub fn new(session: Session) -> Self {
+        Manifest {
+            format: FORMAT_NAME.into(),
+            format_version: FORMAT_VERSION,
+            recorder_version: session.recorder_version.clone(),
+            target: session.target.clone(),
+            host: session.host.clone(),
+            start_time: session.start_time.clone(),
+            options: session.options.clone(),
+            sessions: vec![session],
+        }
+    }
+
+    /// Reads and validates the manifest of capture `dir`.
+    pub fn read(dir: &Path) -> Result<Manifest> {
+        let path = dir.join(MANIFEST_FILE);
+        if !dir.is_dir() {
+            return Err(not_a_capture(dir, "not a directory"));
+        }
+        let text = fs::read_to_string(&path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                not_a_capture(dir, "not a leakscope capture (no manifest.json)")
+            } else {
+                CaptureError::io(&path, e)
+            }
+        })?;
+        let m: Manifest = serde_json::from_str(&text)
+            .map_err(|e| not_a_capture(&path, &format!("invalid manifest: {e}")))?;
+        if m.format != FORMAT_NAME {
+            return Err(not_a_capture(&path, &format!("unknown format {:?}", m.format)));
+        }
+        if m.format_version > FORMAT_VERSION {
+            return Err(not_a_capture(
+                &path,
+                &format!(
+                    "capture format version {} is newer than this build supports ({FORMAT_VERSION})",
+                    m.format_version
+                ),
+            ));
+        }
+        Ok(m)
+    }
+
+    /// Opens capture `dir` for writing: creates it with a new manifest, or appends `session`
+    /// to an existing capture's manifest. A non-empty directory that is not a capture is refused.
+    pub fn open_or_create(dir: &Path, session: Session) -> Result<Manifest> {
+        fs::create_dir_all(dir).map_err(|e| CaptureError::io(dir, e))?;
+        let manifest = if dir.join(MANIFEST_FILE).exists() {
+            let mut m = Manifest::read(dir)?;
+            m.sessions.push(session);
+            m
+        } else {
+            let mut entries = fs::read_dir(dir).map_err(|e| CaptureError::io(dir, e))?;
+            if entries.next().is_some() {
+                return Err(not_a_capture(
+                    dir,
+                    "directory is not empty and is not a leakscope capture (no manifest.json); choose another --out",
+                ));
+            }
+            Manifest::new(session)
+        };
+        manifest.write(dir)?;
+        Ok(manifest)
+    }
+
+    /// Writes the manifest atomically (temporary file, fsync, rename).
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        let path = dir.join(MANIFEST_FILE);
+        let tmp: PathBuf = dir.join(format!(".{MANIFEST_FILE}.tmp"));
+        let text = serde_json::to_string_pretty(self).map_err(|e| CaptureError::BadProfile(e.to_string()))?;
+        crate::segment::write_atomically(&tmp, &path, |f| {
+            use std::io::Write;
+            f.write_all(text.as_bytes())?;
+            f.write_all(b"\n")
+        })
+    }
+}
+
+fn not_a_capture(path: &Path, reason: &str) -> CaptureError {
+    CaptureError::NotACapture {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    }
+}

@@ -1,0 +1,35 @@
+//! Reading committed segments back (for tests, import checks and small tools).
+
+use std::fs::File;
+
+use arrow_array::RecordBatch;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use crate::schema::Table;
+use crate::segment::list_segments;
+use crate::{CaptureError, Result};
+use std::path::Path;
+
+/// Reads every committed segment of `table` in capture `dir`, oldest first.
+pub fn read_table(dir: &Path, table: Table) -> Result<Vec<RecordBatch>> {
+    let mut out = Vec::new();
+    for seg in list_segments(dir, table)? {
+        out.extend(read_segment(&seg.path)?);
+    }
+    Ok(out)
+}
+
+/// Reads one segment file.
+pub fn read_segment(path: &Path) -> Result<Vec<RecordBatch>> {
+    let file = File::open(path).map_err(|e| CaptureError::io(path, e))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| CaptureError::parquet(path, e))?
+        .build()
+        .map_err(|e| CaptureError::parquet(path, e))?;
+    reader
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| CaptureError::Parquet {
+            path: path.to_path_buf(),
+            source: e.into(),
+        })
+}

@@ -1,0 +1,247 @@
+//! The one definition of every capture table: names, Arrow schemas and column docs.
+//!
+//! `docs/capture-format.md` documents the same columns; a unit test keeps the two in step.
+
+use std::sync::Arc;
+
+use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
+
+/// Name of the hive partition column encoded in segment paths (`date=YYYY-MM-DD`).
+pub const PARTITION_COLUMN: &str = "date";
+
+/// The capture's tables, one folder each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Table {
+    /// One row per recorded profile (a scrape or an imported file).
+    Profiles,
+    /// One row per profile sample: a stack and its values.
+    Samples,
+    /// Stack id to ordered frames.
+    Stacks,
+    /// Process memory: /proc and Go runtime MemStats, one row per interval.
+    Process,
+    /// Every scrape attempt, successful or not.
+    Scrapes,
+}
+
+impl Table {
+    /// Every table, in the order segments are committed (stacks first so that a committed
+    /// sample's stack is always committed too).
+    pub const ALL: [Table; 5] = [
+        Table::Stacks,
+        Table::Profiles,
+        Table::Samples,
+        Table::Process,
+        Table::Scrapes,
+    ];
+
+    /// Folder and SQL table name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Profiles => "profiles",
+            Table::Samples => "samples",
+            Table::Stacks => "stacks",
+            Table::Process => "process",
+            Table::Scrapes => "scrapes",
+        }
+    }
+
+    /// The table's Arrow schema (without the partition column).
+    pub fn schema(self) -> SchemaRef {
+        match self {
+            Table::Profiles => profiles_schema(),
+            Table::Samples => samples_schema(),
+            Table::Stacks => stacks_schema(),
+            Table::Process => process_schema(),
+            Table::Scrapes => scrapes_schema(),
+        }
+    }
+}
+
+/// The timestamp type used by every `time` column: nanoseconds, UTC.
+pub fn time_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()))
+}
+
+fn field(name: &str, dt: DataType, nullable: bool) -> Field {
+    Field::new(name, dt, nullable)
+}
+
+/// Schema of `profiles`.
+pub fn profiles_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        field("profile_id", DataType::UInt64, false),
+        field("time", time_type(), false),
+        field("kind", DataType::Utf8, false),
+        field("target", DataType::Utf8, false),
+        field("pid", DataType::UInt32, true),
+        field("run_id", DataType::Utf8, false),
+        field("period", DataType::Int64, false),
+        field("period_type", DataType::Utf8, false),
+        field(
+            "sample_types",
+            DataType::List(Arc::new(Field::new("item", DataType::Utf8, false))),
+            false,
+        ),
+        field("duration_ns", DataType::Int64, false),
+        field("scrape_ms", DataType::Float64, true),
+        field("source", DataType::Utf8, false),
+        field("sample_count", DataType::UInt32, false),
+    ]))
+}
+
+/// Schema of `samples`.
+pub fn samples_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        field("profile_id", DataType::UInt64, false),
+        field("time", time_type(), false),
+        field("run_id", DataType::Utf8, false),
+        field("kind", DataType::Utf8, false),
+        field("stack_id", DataType::UInt64, false),
+        field("inuse_objects", DataType::Int64, true),
+        field("inuse_bytes", DataType::Int64, true),
+        field("alloc_objects", DataType::Int64, true),
+        field("alloc_bytes", DataType::Int64, true),
+        field("goroutines", DataType::Int64, true),
+        field("labels", DataType::Utf8, true),
+    ]))
+}
+
+/// Fields of one element of `stacks.frames`.
+pub fn frame_fields() -> Fields {
+    Fields::from(vec![
+        field("function", DataType::Utf8, false),
+        field("file", DataType::Utf8, false),
+        field("line", DataType::Int64, false),
+        field("inlined", DataType::Boolean, false),
+        field("address", DataType::UInt64, true),
+        field("mapping", DataType::Utf8, true),
+        field("build_id", DataType::Utf8, true),
+        field("file_offset", DataType::UInt64, true),
+    ])
+}
+
+/// The `frames` list element field.
+pub fn frame_item_field() -> Arc<Field> {
+    Arc::new(Field::new("item", DataType::Struct(frame_fields()), false))
+}
+
+/// Schema of `stacks`.
+pub fn stacks_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        field("stack_id", DataType::UInt64, false),
+        field("origin", DataType::Utf8, false),
+        field("depth", DataType::UInt32, false),
+        field("frames", DataType::List(frame_item_field()), false),
+    ]))
+}
+
+/// One numeric column of `process`: name, unit and meaning.
+#[derive(Debug, Clone, Copy)]
+pub struct MetricColumn {
+    /// Column name.
+    pub name: &'static str,
+    /// Unit (bytes, count, ns).
+    pub unit: &'static str,
+    /// Meaning, as documented.
+    pub doc: &'static str,
+}
+
+const fn m(name: &'static str, unit: &'static str, doc: &'static str) -> MetricColumn {
+    MetricColumn { name, unit, doc }
+}
+
+/// The numeric `process` columns, in schema order (all nullable Int64).
+pub const PROCESS_METRICS: &[MetricColumn] = &[
+    m("rss_bytes", "bytes", "VmRSS from /proc/PID/status: resident set size"),
+    m("rss_anon_bytes", "bytes", "RssAnon: resident anonymous memory (heap, stacks, C malloc)"),
+    m("rss_file_bytes", "bytes", "RssFile: resident file-backed memory"),
+    m("rss_shmem_bytes", "bytes", "RssShmem: resident shared memory"),
+    m("vm_size_bytes", "bytes", "VmSize: virtual address space"),
+    m("vm_hwm_bytes", "bytes", "VmHWM: peak resident set size"),
+    m("vm_swap_bytes", "bytes", "VmSwap: swapped-out anonymous memory"),
+    m("threads", "count", "Threads: OS threads of the process"),
+    m("pss_bytes", "bytes", "Pss from smaps_rollup: proportional set size"),
+    m("pss_anon_bytes", "bytes", "Pss_Anon from smaps_rollup"),
+    m("anonymous_bytes", "bytes", "Anonymous from smaps_rollup"),
+    m("go_alloc_bytes", "bytes", "MemStats.Alloc: bytes of allocated heap objects"),
+    m("go_total_alloc_bytes", "bytes", "MemStats.TotalAlloc: cumulative bytes allocated"),
+    m("go_sys_bytes", "bytes", "MemStats.Sys: total bytes obtained from the OS"),
+    m("go_mallocs", "count", "MemStats.Mallocs: cumulative heap objects allocated"),
+    m("go_frees", "count", "MemStats.Frees: cumulative heap objects freed"),
+    m("go_heap_alloc_bytes", "bytes", "MemStats.HeapAlloc: bytes of allocated heap objects"),
+    m("go_heap_sys_bytes", "bytes", "MemStats.HeapSys: heap bytes obtained from the OS"),
+    m("go_heap_idle_bytes", "bytes", "MemStats.HeapIdle: bytes in idle spans"),
+    m("go_heap_inuse_bytes", "bytes", "MemStats.HeapInuse: bytes in in-use spans"),
+    m("go_heap_released_bytes", "bytes", "MemStats.HeapReleased: bytes returned to the OS"),
+    m("go_heap_objects", "count", "MemStats.HeapObjects: allocated heap objects"),
+    m("go_stack_inuse_bytes", "bytes", "MemStats.StackInuse: bytes in goroutine stack spans"),
+    m("go_stack_sys_bytes", "bytes", "MemStats.StackSys: stack bytes obtained from the OS"),
+    m("go_mspan_inuse_bytes", "bytes", "MemStats.MSpanInuse: bytes of mspan structures"),
+    m("go_mcache_inuse_bytes", "bytes", "MemStats.MCacheInuse: bytes of mcache structures"),
+    m("go_gc_sys_bytes", "bytes", "MemStats.GCSys: bytes of GC metadata"),
+    m("go_other_sys_bytes", "bytes", "MemStats.OtherSys: other off-heap runtime bytes"),
+    m("go_next_gc_bytes", "bytes", "MemStats.NextGC: target heap size of the next GC"),
+    m("go_num_gc", "count", "MemStats.NumGC: completed GC cycles"),
+    m("go_pause_total_ns", "ns", "MemStats.PauseTotalNs: cumulative GC pause time"),
+];
+
+/// Schema of `process`.
+pub fn process_schema() -> SchemaRef {
+    let mut fields = vec![
+        field("time", time_type(), false),
+        field("target", DataType::Utf8, false),
+        field("run_id", DataType::Utf8, true),
+        field("pid", DataType::UInt32, true),
+        field("process_start", time_type(), true),
+    ];
+    fields.extend(
+        PROCESS_METRICS
+            .iter()
+            .map(|c| field(c.name, DataType::Int64, true)),
+    );
+    fields.push(field("memstats_source", DataType::Utf8, true));
+    Arc::new(Schema::new(fields))
+}
+
+/// Schema of `scrapes`.
+pub fn scrapes_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        field("time", time_type(), false),
+        field("target", DataType::Utf8, false),
+        field("endpoint", DataType::Utf8, false),
+        field("kind", DataType::Utf8, false),
+        field("attempt", DataType::UInt32, false),
+        field("ok", DataType::Boolean, false),
+        field("http_status", DataType::Int32, true),
+        field("error", DataType::Utf8, true),
+        field("duration_ms", DataType::Float64, false),
+        field("bytes", DataType::UInt64, true),
+        field("run_id", DataType::Utf8, true),
+        field("profile_id", DataType::UInt64, true),
+    ]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docs_cover_every_column() {
+        let doc = include_str!("../../docs/capture-format.md");
+        for t in Table::ALL {
+            assert!(doc.contains(&format!("### `{}`", t.name())), "table {} undocumented", t.name());
+            for f in t.schema().fields() {
+                assert!(
+                    doc.contains(&format!("| `{}` |", f.name())),
+                    "column {}.{} undocumented in docs/capture-format.md",
+                    t.name(),
+                    f.name()
+                );
+            }
+        }
+        for f in frame_fields().iter() {
+            assert!(doc.contains(&format!("| `frames.{}` |", f.name())), "frame field {} undocumented", f.name());
+        }
+    }
+}

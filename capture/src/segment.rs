@@ -1,0 +1,470 @@
+//! Crash-safe segment writing, rotation and retention.
+//!
+//! Rows are buffered in memory per table. On rotation every table with rows is written to
+//! a hidden temporary file (`.NAME.parquet.tmp`), fsynced and renamed to its final name,
+//! stacks first. A reader listing `*.parquet` therefore never sees a half-written file, and
+//! a `kill -9` loses at most the rows buffered since the last rotation. Each segment set
+//! carries every stack its samples reference, so a committed segment is self-contained.
+//!
+//! Layout: `TABLE/date=YYYY-MM-DD/YYYYMMDDTHHMMSS.mmmZ-SEQ-TAG.parquet`; names sort by time.
+
+use std::collections::HashSet;
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use chrono::{DateTime, NaiveDate, Utc};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+
+use crate::rows::{self, ProcessRow, ProfileRow, SampleRow, ScrapeRow, StackRow};
+use crate::schema::{Table, PARTITION_COLUMN};
+use crate::{CaptureError, Result};
+
+/// When a segment set is closed and a new one started.
+#[derive(Debug, Clone, Copy)]
+pub struct RotationPolicy {
+    /// Maximum time span of one segment, in ns.
+    pub max_age_ns: i64,
+    /// Maximum estimated buffered size before rotating, in bytes.
+    pub max_bytes: usize,
+}
+
+impl Default for RotationPolicy {
+    fn default() -> Self {
+        RotationPolicy {
+            max_age_ns: 5 * 60 * 1_000_000_000,
+            max_bytes: 16 << 20,
+        }
+    }
+}
+
+/// Buffers rows for every table and commits them as Parquet segments.
+pub struct SegmentWriter {
+    dir: PathBuf,
+    policy: RotationPolicy,
+    tag: String,
+    seq: u64,
+    start_ns: Option<i64>,
+    profiles: Vec<ProfileRow>,
+    samples: Vec<SampleRow>,
+    stacks: Vec<StackRow>,
+    process: Vec<ProcessRow>,
+    scrapes: Vec<ScrapeRow>,
+    stacks_in_segment: HashSet<u64>,
+    buffered_bytes: usize,
+    props: Arc<WriterProperties>,
+}
+
+impl SegmentWriter {
+    /// A writer for capture directory `dir` (which must exist).
+    pub fn new(dir: &Path, policy: RotationPolicy) -> Self {
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
+            .set_max_row_group_row_count(Some(1 << 20))
+            .build();
+        SegmentWriter {
+            dir: dir.to_path_buf(),
+            policy,
+            tag: format!("{:08x}", (std::process::id() as u64) << 16 ^ fastish_nonce()),
+            seq: 0,
+            start_ns: None,
+            profiles: Vec::new(),
+            samples: Vec::new(),
+            stacks: Vec::new(),
+            process: Vec::new(),
+            scrapes: Vec::new(),
+            stacks_in_segment: HashSet::new(),
+            buffered_bytes: 0,
+            props: Arc::new(props),
+        }
+    }
+
+    /// The capture directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn touch(&mut self, time_ns: i64, bytes: usize) {
+        self.start_ns.get_or_insert(time_ns);
+        self.buffered_bytes += bytes;
+    }
+
+    /// Buffers a profile row.
+    pub fn add_profile(&mut self, row: ProfileRow) {
+        let size = 128 + row.target.len() + row.source.len() + row.sample_types.len() * 24;
+        self.touch(row.time_ns, size);
+        self.profiles.push(row);
+    }
+
+    /// Buffers a sample row.
+    pub fn add_sample(&mut self, row: SampleRow) {
+        let size = 96 + row.run_id.len() + row.labels.as_ref().map_or(0, |l| l.len());
+        self.touch(row.time_ns, size);
+        self.samples.push(row);
+    }
+
+    /// True when stack `stack_id` is already part of the open segment set.
+    pub fn has_stack(&self, stack_id: u64) -> bool {
+        self.stacks_in_segment.contains(&stack_id)
+    }
+
+    /// Buffers a stack unless the open segment set already has it.
+    pub fn add_stack(&mut self, row: StackRow) {
+        if self.stacks_in_segment.insert(row.stack_id) {
+            self.buffered_bytes += 32
+                + row
+                    .frames
+                    .iter()
+                    .map(|f| 64 + f.function.len() + f.file.len())
+                    .sum::<usize>();
+            self.stacks.push(row);
+        }
+    }
+
+    /// Buffers a process row.
+    pub fn add_process(&mut self, row: ProcessRow) {
+        self.touch(row.time_ns, 64 + row.metrics.len() * 9);
+        self.process.push(row);
+    }
+
+    /// Buffers a scrape row.
+    pub fn add_scrape(&mut self, row: ScrapeRow) {
+        let size = 96 + row.endpoint.len() + row.error.as_ref().map_or(0, |e| e.len());
+        self.touch(row.time_ns, size);
+        self.scrapes.push(row);
+    }
+
+    /// Estimated bytes buffered in the open segment set.
+    pub fn buffered_bytes(&self) -> usize {
+        self.buffered_bytes
+    }
+
+    /// True when the open set should be committed at `now_ns`: it is older than the policy
+    /// allows, larger than the policy allows, or `now_ns` falls on another UTC date.
+    pub fn should_rotate(&self, now_ns: i64) -> bool {
+        let Some(start) = self.start_ns else {
+            return false;
+        };
+        now_ns - start >= self.policy.max_age_ns
+            || self.buffered_bytes >= self.policy.max_bytes
+            || utc_date(now_ns) != utc_date(start)
+    }
+
+    /// Commits every buffered table as a segment and starts a new set. Returns the files
+    /// written. On error, tables already committed stay committed and the rest stay
+    /// buffered so a later call can retry.
+    pub fn rotate(&mut self) -> Result<Vec<PathBuf>> {
+        let Some(start) = self.start_ns else {
+            return Ok(Vec::new());
+        };
+        let stem = format!(
+            "{}-{:06}-{}",
+            format_stamp(start),
+            self.seq,
+            self.tag
+        );
+        let date = utc_date(start).format("%Y-%m-%d").to_string();
+        let mut written = Vec::new();
+        for table in Table::ALL {
+            let batch = match table {
+                Table::Stacks if !self.stacks.is_empty() => rows::stacks_batch(&self.stacks)?,
+                Table::Profiles if !self.profiles.is_empty() => rows::profiles_batch(&self.profiles)?,
+                Table::Samples if !self.samples.is_empty() => rows::samples_batch(&self.samples)?,
+                Table::Process if !self.process.is_empty() => rows::process_batch(&self.process)?,
+                Table::Scrapes if !self.scrapes.is_empty() => rows::scrapes_batch(&self.scrapes)?,
+                _ => continue,
+            };
+            let part_dir = self
+                .dir
+                .join(table.name())
+                .join(format!("{PARTITION_COLUMN}={date}"));
+            let path = part_dir.join(format!("{stem}.parquet"));
+            self.write_segment(&part_dir, &path, &batch)?;
+            match table {
+                Table::Stacks => self.stacks.clear(),
+                Table::Profiles => self.profiles.clear(),
+                Table::Samples => self.samples.clear(),
+                Table::Process => self.process.clear(),
+                Table::Scrapes => self.scrapes.clear(),
+            }
+            written.push(path);
+        }
+        self.seq += 1;
+        self.start_ns = None;
+        self.buffered_bytes = 0;
+        self.stacks_in_segment.clear();
+        Ok(written)
+    }
+
+    fn write_segment(&self, part_dir: &Path, path: &Path, batch: &RecordBatch) -> Result<()> {
+        fs::create_dir_all(part_dir).map_err(|e| CaptureError::io(part_dir, e))?;
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("segment");
+        let tmp = part_dir.join(format!(".{name}.tmp"));
+        let result = (|| -> Result<()> {
+            let file = File::create(&tmp).map_err(|e| CaptureError::io(&tmp, e))?;
+            let mut w = ArrowWriter::try_new(
+                BufWriter::new(file),
+                batch.schema(),
+                Some((*self.props).clone()),
+            )
+            .map_err(|e| CaptureError::parquet(&tmp, e))?;
+            w.write(batch).map_err(|e| CaptureError::parquet(&tmp, e))?;
+            let buf = w.into_inner().map_err(|e| CaptureError::parquet(&tmp, e))?;
+            let file = buf
+                .into_inner()
+                .map_err(|e| CaptureError::io(&tmp, e.into_error()))?;
+            file.sync_all().map_err(|e| CaptureError::io(&tmp, e))?;
+            fs::rename(&tmp, path).map_err(|e| CaptureError::io(path, e))?;
+            sync_dir(part_dir);
+            Ok(())
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result
+    }
+}
+
+/// Writes a file through `tmp` and renames it over `path` once complete and fsynced.
+pub fn write_atomically(
+    tmp: &Path,
+    path: &Path,
+    fill: impl FnOnce(&mut BufWriter<File>) -> std::io::Result<()>,
+) -> Result<()> {
+    let result = (|| -> std::io::Result<()> {
+        let mut w = BufWriter::new(File::create(tmp)?);
+        fill(&mut w)?;
+        w.flush()?;
+        w.get_ref().sync_all()?;
+        drop(w);
+        fs::rename(tmp, path)
+    })();
+    if let Err(e) = result {
+        let _ = fs::remove_file(tmp);
+        return Err(CaptureError::io(path, e));
+    }
+    if let Some(parent) = path.parent() {
+        sync_dir(parent);
+    }
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+fn fastish_nonce() -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    (now.subsec_nanos() as u64) & 0xffff
+}
+
+fn utc_date(ns: i64) -> NaiveDate {
+    DateTime::<Utc>::from_timestamp_nanos(ns).date_naive()
+}
+
+/// Formats a segment stamp: `YYYYMMDDTHHMMSS.mmmZ` (sorts lexically by time).
+pub fn format_stamp(ns: i64) -> String {
+    DateTime::<Utc>::from_timestamp_nanos(ns)
+        .format("%Y%m%dT%H%M%S%.3fZ")
+        .to_string()
+}
+
+/// A committed segment file found on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentFile {
+    /// Table it belongs to.
+    pub table: Table,
+    /// Full path.
+    pub path: PathBuf,
+    /// File stem shared by all tables of one segment set.
+    pub stem: String,
+    /// Size in bytes.
+    pub bytes: u64,
+}
+
+/// Lists the committed segments of `table` in capture `dir`, oldest first. Temporary files
+/// (`.*.tmp`) and foreign files are ignored.
+pub fn list_segments(dir: &Path, table: Table) -> Result<Vec<SegmentFile>> {
+    let table_dir = dir.join(table.name());
+    let mut out = Vec::new();
+    let parts = match fs::read_dir(&table_dir) {
+        Ok(p) => p,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(CaptureError::io(&table_dir, e)),
+    };
+    for part in parts {
+        let part = part.map_err(|e| CaptureError::io(&table_dir, e))?.path();
+        if !part.is_dir() {
+            continue;
+        }
+        for entry in fs::read_dir(&part).map_err(|e| CaptureError::io(&part, e))? {
+            let entry = entry.map_err(|e| CaptureError::io(&part, e))?;
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') || !name.ends_with(".parquet") {
+                continue;
+            }
+            let bytes = entry.metadata().map(|m| m.len()).unwrap_or(0);
+            let stem = name.trim_end_matches(".parquet").to_string();
+            out.push(SegmentFile { table, path, stem, bytes });
+        }
+    }
+    out.sort_by(|a, b| a.stem.cmp(&b.stem));
+    Ok(out)
+}
+
+/// What a retention pass removed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Pruned {
+    /// Segment sets removed.
+    pub segment_sets: usize,
+    /// Bytes freed.
+    pub bytes: u64,
+}
+
+/// Deletes whole segment sets (all tables of one stem) older than `max_age_ns` before
+/// `now_ns`, then the oldest sets while the capture exceeds `max_bytes`. The newest set is
+/// always kept.
+pub fn prune(dir: &Path, max_age_ns: Option<i64>, max_bytes: Option<u64>, now_ns: i64) -> Result<Pruned> {
+    let mut all = Vec::new();
+    for t in Table::ALL {
+        all.extend(list_segments(dir, t)?);
+    }
+    let mut stems: Vec<String> = all.iter().map(|s| s.stem.clone()).collect();
+    stems.sort();
+    stems.dedup();
+    let mut total: u64 = all.iter().map(|s| s.bytes).sum();
+    let mut pruned = Pruned::default();
+    let newest = stems.last().cloned();
+    for stem in &stems {
+        if Some(stem) == newest.as_ref() {
+            break;
+        }
+        let too_old = match (max_age_ns, stem_time_ns(stem)) {
+            (Some(age), Some(t)) => now_ns - t > age,
+            _ => false,
+        };
+        let too_big = max_bytes.is_some_and(|m| total > m);
+        if !too_old && !too_big {
+            continue;
+        }
+        for seg in all.iter().filter(|s| &s.stem == stem) {
+            fs::remove_file(&seg.path).map_err(|e| CaptureError::io(&seg.path, e))?;
+            total = total.saturating_sub(seg.bytes);
+            pruned.bytes += seg.bytes;
+            if let Some(parent) = seg.path.parent() {
+                let _ = fs::remove_dir(parent); // only succeeds once the partition is empty
+            }
+        }
+        pruned.segment_sets += 1;
+    }
+    Ok(pruned)
+}
+
+/// Parses the time encoded at the start of a segment stem.
+pub fn stem_time_ns(stem: &str) -> Option<i64> {
+    let stamp = stem.split('-').next()?;
+    let t = chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%M%S%.3fZ").ok()?;
+    t.and_utc().timestamp_nanos_opt()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::read::read_table;
+    use crate::rows::SampleValues;
+    use crate::stack::Frame;
+
+    const T0: i64 = 1_763_900_000_000_000_000;
+
+    fn sample(t: i64, stack: u64) -> SampleRow {
+        SampleRow {
+            profile_id: 1,
+            time_ns: t,
+            run_id: "r".into(),
+            kind: "heap".into(),
+            stack_id: stack,
+            values: SampleValues { inuse_bytes: Some(10), ..Default::default() },
+            labels: None,
+        }
+    }
+
+    fn stack(id: u64) -> StackRow {
+        StackRow {
+            stack_id: id,
+            origin: "go".into(),
+            frames: vec![Frame { function: "main.f".into(), file: "m.go".into(), line: 3, ..Default::default() }],
+        }
+    }
+
+    #[test]
+    fn rotation_writes_self_contained_sets_and_names_sort_by_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = SegmentWriter::new(dir.path(), RotationPolicy { max_age_ns: 10, max_bytes: 1 << 30 });
+        w.add_stack(stack(7));
+        w.add_sample(sample(T0, 7));
+        assert!(!w.should_rotate(T0 + 5));
+        assert!(w.should_rotate(T0 + 10));
+        let first = w.rotate().unwrap();
+        assert_eq!(first.len(), 2);
+        // Same stack again in the next set: it must be written again.
+        assert!(!w.has_stack(7));
+        w.add_stack(stack(7));
+        w.add_sample(sample(T0 + 1_000_000, 7));
+        w.rotate().unwrap();
+        let segs = list_segments(dir.path(), Table::Stacks).unwrap();
+        assert_eq!(segs.len(), 2);
+        assert!(segs[0].stem < segs[1].stem);
+        let batches = read_table(dir.path(), Table::Samples).unwrap();
+        assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 2);
+        let p = &segs[0].path;
+        assert!(p.to_string_lossy().contains("stacks/date=2025-11-23/"), "{p:?}");
+    }
+
+    #[test]
+    fn a_new_utc_date_rotates() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = {
+            let mut w = SegmentWriter::new(dir.path(), RotationPolicy::default());
+            w.add_sample(sample(T0, 1));
+            w
+        };
+        let next_day = T0 + 24 * 3600 * 1_000_000_000;
+        assert!(w.should_rotate(next_day));
+    }
+
+    #[test]
+    fn prune_removes_old_sets_but_keeps_the_newest() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = SegmentWriter::new(dir.path(), RotationPolicy::default());
+        for i in 0..3 {
+            w.add_stack(stack(1));
+            w.add_sample(sample(T0 + i * 3600 * 1_000_000_000, 1));
+            w.rotate().unwrap();
+        }
+        let now = T0 + 2 * 3600 * 1_000_000_000 + 1;
+        let p = prune(dir.path(), Some(90 * 60 * 1_000_000_000), None, now).unwrap();
+        assert_eq!(p.segment_sets, 1);
+        assert_eq!(list_segments(dir.path(), Table::Samples).unwrap().len(), 2);
+        let p = prune(dir.path(), None, Some(1), now).unwrap();
+        assert_eq!(p.segment_sets, 1);
+        assert_eq!(list_segments(dir.path(), Table::Samples).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn temporary_files_are_invisible() {
+        let dir = tempfile::tempdir().unwrap();
+        let part = dir.path().join("samples/date=2025-11-23");
+        fs::create_dir_all(&part).unwrap();
+        fs::write(part.join(".x.parquet.tmp"), b"half").unwrap();
+        assert!(list_segments(dir.path(), Table::Samples).unwrap().is_empty());
+    }
+}
