@@ -170,13 +170,15 @@ pub fn resolve(p: proto::Profile, hint: Option<ProfileKind>) -> Result<DecodedPr
         col("inuse_space"),
         col("alloc_objects"),
         col("alloc_space"),
-        col("goroutine"),
+        col("goroutine").or_else(|| col("goroutineleak")),
     );
     let kind = if inuse_b.is_some() || alloc_b.is_some() {
         ProfileKind::Heap
     } else if gor.is_some() {
+        let leak_type = col("goroutineleak").is_some();
         match hint {
             Some(ProfileKind::GoroutineLeak) => ProfileKind::GoroutineLeak,
+            _ if leak_type => ProfileKind::GoroutineLeak,
             _ => ProfileKind::Goroutine,
         }
     } else {
