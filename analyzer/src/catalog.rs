@@ -1,0 +1,247 @@
+//! Opens captures and registers their tables, views and functions in a DataFusion session.
+//!
+//! Each capture table is a listing table over `CAPTURE/TABLE/` (hive partition `date`,
+//! pruned by DataFusion). With several captures, the public table `samples` is the union of
+//! every capture's samples with a `capture` column naming the source. Segments whose
+//! Parquet footer cannot be read are reported and hidden from the listing.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_schema::DataType;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::execution::config::SessionConfig;
+use datafusion::prelude::SessionContext;
+use leakscope_capture::manifest::Manifest;
+use leakscope_capture::schema::{Table, PARTITION_COLUMN};
+use leakscope_capture::segment::list_segments;
+use object_store::local::LocalFileSystem;
+use rayon::prelude::*;
+
+use crate::error::{AnalyzeError, Result};
+use crate::site::SiteRules;
+use crate::store::HidingStore;
+use crate::udf;
+
+/// One opened capture.
+#[derive(Debug, Clone)]
+pub struct Capture {
+    /// Name used in the `capture` column (directory name, made unique).
+    pub name: String,
+    /// Absolute directory.
+    pub dir: PathBuf,
+    /// Its manifest.
+    pub manifest: Manifest,
+}
+
+/// A segment that could not be read and was left out.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SkippedSegment {
+    /// File path.
+    pub path: PathBuf,
+    /// Why it was skipped.
+    pub reason: String,
+}
+
+/// A DataFusion session with every capture registered.
+pub struct Catalog {
+    /// The session: tables `profiles`, `samples`, `stacks`, `process`, `scrapes`, views
+    /// `stack_info` and `sample_stacks`, and the leakscope SQL functions.
+    pub ctx: SessionContext,
+    /// The captures, in argument order.
+    pub captures: Vec<Capture>,
+    /// Segments left out because they are corrupt.
+    pub skipped: Vec<SkippedSegment>,
+}
+
+/// Opens a capture directory (reads and checks the manifest).
+pub fn open_capture(dir: &Path) -> Result<Capture> {
+    let meta = std::fs::metadata(dir).map_err(|e| AnalyzeError::NotACapture {
+        path: dir.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    if !meta.is_dir() {
+        return Err(AnalyzeError::NotACapture {
+            path: dir.to_path_buf(),
+            reason: "not a directory".into(),
+        });
+    }
+    let manifest = Manifest::read(dir).map_err(|e| AnalyzeError::NotACapture {
+        path: dir.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let abs = std::fs::canonicalize(dir).map_err(|source| AnalyzeError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let name = abs
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "capture".into());
+    Ok(Capture {
+        name,
+        dir: abs,
+        manifest,
+    })
+}
+
+/// Checks that a segment's Parquet footer is readable.
+fn check_segment(path: &Path) -> std::result::Result<(), String> {
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    parquet::file::metadata::ParquetMetaDataReader::new()
+        .parse_and_finish(&file)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// Finds unreadable segments of every table of every capture, in parallel.
+fn find_corrupt(captures: &[Capture]) -> Vec<SkippedSegment> {
+    let files: Vec<PathBuf> = captures
+        .iter()
+        .flat_map(|c| {
+            Table::ALL
+                .iter()
+                .flat_map(|t| list_segments(&c.dir, *t).unwrap_or_default())
+                .map(|s| s.path)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let mut bad: Vec<SkippedSegment> = files
+        .par_iter()
+        .filter_map(|p| {
+            check_segment(p).err().map(|reason| SkippedSegment {
+                path: p.clone(),
+                reason,
+            })
+        })
+        .collect();
+    bad.sort_by(|a, b| a.path.cmp(&b.path));
+    bad
+}
+
+/// Quotes an SQL identifier.
+pub fn ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+/// Quotes an SQL string literal.
+pub fn literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+fn unique_names(captures: &mut [Capture]) {
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for c in captures.iter_mut() {
+        let n = seen.entry(c.name.clone()).or_insert(0);
+        *n += 1;
+        if *n > 1 {
+            c.name = format!("{}#{}", c.name, n);
+        }
+    }
+}
+
+/// Opens `dirs` and registers them all in a new session.
+pub async fn open(dirs: &[PathBuf], rules: &SiteRules) -> Result<Catalog> {
+    if dirs.is_empty() {
+        return Err(AnalyzeError::NotACapture {
+            path: PathBuf::from("."),
+            reason: "no capture given".into(),
+        });
+    }
+    let mut captures = dirs
+        .iter()
+        .map(|d| open_capture(d))
+        .collect::<Result<Vec<_>>>()?;
+    unique_names(&mut captures);
+    let skipped = find_corrupt(&captures);
+    let hidden: HashSet<object_store::path::Path> = skipped
+        .iter()
+        .filter_map(|s| object_store::path::Path::from_filesystem_path(&s.path).ok())
+        .collect();
+
+    let config = SessionConfig::new().with_information_schema(true);
+    let ctx = SessionContext::new_with_config(config);
+    let store = HidingStore::new(Arc::new(LocalFileSystem::new()), hidden);
+    let file_url = url::Url::parse("file://").expect("static URL");
+    ctx.register_object_store(&file_url, Arc::new(store));
+    udf::register(&ctx, rules);
+
+    for (i, cap) in captures.iter().enumerate() {
+        for table in Table::ALL {
+            register_listing(&ctx, &cap.dir, table, &format!("__c{i}_{}", table.name()))?;
+        }
+    }
+    for table in Table::ALL {
+        let union = captures
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                format!(
+                    "SELECT {} AS capture, * FROM {}",
+                    literal(&c.name),
+                    ident(&format!("__c{i}_{}", table.name()))
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ");
+        exec(&ctx, &format!("CREATE VIEW {} AS {union}", table.name())).await?;
+    }
+    for (name, sql) in VIEWS {
+        exec(&ctx, &format!("CREATE VIEW {name} AS {sql}")).await?;
+    }
+    Ok(Catalog {
+        ctx,
+        captures,
+        skipped,
+    })
+}
+
+/// Convenience views over the base tables (name, SQL).
+pub const VIEWS: &[(&str, &str)] = &[
+    (
+        "stack_info",
+        "SELECT stack_id, first_value(origin) AS origin, first_value(depth) AS depth, \
+         leaf_function(first_value(frames)) AS leaf_function, \
+         user_frame(first_value(frames)) AS site, \
+         user_function(first_value(frames)) AS site_function, \
+         render_stack(first_value(frames)) AS stack_text, \
+         first_value(frames) AS frames \
+         FROM stacks GROUP BY stack_id",
+    ),
+    (
+        "sample_stacks",
+        "SELECT s.*, i.leaf_function, i.site, i.site_function, i.stack_text \
+         FROM samples s JOIN stack_info i ON s.stack_id = i.stack_id",
+    ),
+];
+
+async fn exec(ctx: &SessionContext, sql: &str) -> Result<()> {
+    ctx.sql(sql)
+        .await
+        .map_err(AnalyzeError::df(format!("registering views ({sql})")))?;
+    Ok(())
+}
+
+fn register_listing(ctx: &SessionContext, dir: &Path, table: Table, name: &str) -> Result<()> {
+    let table_dir = dir.join(table.name());
+    let url_text = format!("{}/", table_dir.display());
+    let url = ListingTableUrl::parse(&url_text).map_err(AnalyzeError::df(format!(
+        "{}: table path",
+        table_dir.display()
+    )))?;
+    let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+        .with_file_extension(".parquet")
+        .with_table_partition_cols(vec![(PARTITION_COLUMN.to_string(), DataType::Utf8)]);
+    let config = ListingTableConfig::new(url)
+        .with_listing_options(options)
+        .with_schema(table.schema());
+    let provider = ListingTable::try_new(config)
+        .map_err(AnalyzeError::df(format!("{}: table", table_dir.display())))?;
+    ctx.register_table(name, Arc::new(provider))
+        .map_err(AnalyzeError::df(format!("{}: register", table_dir.display())))?;
+    Ok(())
+}

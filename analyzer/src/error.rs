@@ -1,0 +1,59 @@
+//! Errors of the analyzer library; every message names the capture, file or query at fault.
+
+use std::path::PathBuf;
+
+/// Something the analyzer cannot work with.
+#[derive(Debug, thiserror::Error)]
+pub enum AnalyzeError {
+    /// The path is not a leakscope capture directory.
+    #[error("{path}: not a leakscope capture ({reason})")]
+    NotACapture {
+        /// Offending path.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The capture has no data for what was asked.
+    #[error("{path}: {reason}")]
+    NotEnoughData {
+        /// Capture path.
+        path: PathBuf,
+        /// What is missing.
+        reason: String,
+    },
+    /// `--query NAME` names no shipped query.
+    #[error("unknown query '{0}' (see `leakscope sql --list`)")]
+    UnknownQuery(String),
+    /// SQL planning or execution failed.
+    #[error("SQL error: {0}")]
+    Sql(String),
+    /// Any other DataFusion failure.
+    #[error("{context}: {source}")]
+    DataFusion {
+        /// What was being done.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: datafusion::error::DataFusionError,
+    },
+    /// File system failure.
+    #[error("{path}: {source}")]
+    Io {
+        /// File or directory.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl AnalyzeError {
+    /// Wraps a DataFusion error with what was being done.
+    pub fn df(context: impl Into<String>) -> impl FnOnce(datafusion::error::DataFusionError) -> AnalyzeError {
+        let context = context.into();
+        move |source| AnalyzeError::DataFusion { context, source }
+    }
+}
+
+/// Result alias of the analyzer library.
+pub type Result<T> = std::result::Result<T, AnalyzeError>;

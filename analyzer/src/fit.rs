@@ -1,0 +1,435 @@
+//! Fits one series (per run, then combined across runs) and classifies its shape.
+//!
+//! A leak is growth that is statistically significant (Mann-Kendall, tie-corrected,
+//! combined over runs), still going at the end of each run (late Theil-Sen slope close to
+//! the overall one), and whose floor rises too (a sawtooth that resets to the same floor is
+//! a batch, not a leak). Growth that stopped is a plateau; an early peak then flat or down
+//! is a warm-up.
+
+use serde::Serialize;
+
+use crate::stats::{self, KendallS};
+
+/// Fewest points per run for a run to be fitted.
+pub const MIN_POINTS: usize = 5;
+/// Significance level of the trend tests.
+pub const ALPHA: f64 = 0.05;
+
+/// One run's series: time in hours since the run's first point, and values.
+#[derive(Debug, Clone, Default)]
+pub struct RunSeries {
+    /// Run label (capture and run id).
+    pub run: String,
+    /// Absolute time of each point, ns since the epoch.
+    pub time_ns: Vec<i64>,
+    /// Values.
+    pub y: Vec<f64>,
+}
+
+impl RunSeries {
+    fn hours(&self) -> Vec<f64> {
+        let t0 = self.time_ns.first().copied().unwrap_or(0);
+        self.time_ns
+            .iter()
+            .map(|t| (t - t0) as f64 / 3.6e12)
+            .collect()
+    }
+}
+
+/// Shape of a series, as judged by [`fit_series`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    /// Significant, sustained growth.
+    Leak,
+    /// Significant growth that is slowing down, or evidence from one signal only.
+    PossibleLeak,
+    /// Grew, then stopped growing (a bounded cache filling up).
+    Plateau,
+    /// Periodic resets to a flat floor (batches, buffers flushed).
+    Sawtooth,
+    /// Rose early, then flat or falling (warm-up released or retained once).
+    WarmUp,
+    /// Significantly decreasing.
+    Shrinking,
+    /// No significant trend.
+    Steady,
+    /// Not enough points to judge.
+    TooShort,
+}
+
+impl Verdict {
+    /// Whether the verdict counts as a leak finding.
+    pub fn is_leak(self) -> bool {
+        matches!(self, Verdict::Leak | Verdict::PossibleLeak)
+    }
+
+    /// Human label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Verdict::Leak => "leak",
+            Verdict::PossibleLeak => "possible leak",
+            Verdict::Plateau => "plateau",
+            Verdict::Sawtooth => "sawtooth",
+            Verdict::WarmUp => "warm-up",
+            Verdict::Shrinking => "shrinking",
+            Verdict::Steady => "steady",
+            Verdict::TooShort => "too short",
+        }
+    }
+}
+
+/// Features of one run.
+#[derive(Debug, Clone, Default)]
+struct RunFit {
+    hours: f64,
+    ts: f64,
+    late_ts: f64,
+    floor_ts: f64,
+    ols_slope: f64,
+    ols_r2: f64,
+    mk: KendallS,
+    late_mk: KendallS,
+    floor_mk: KendallS,
+    start: f64,
+    end: f64,
+    peak: f64,
+    peak_frac: f64,
+    resets: usize,
+}
+
+/// The combined fit of a series over all its runs.
+#[derive(Debug, Clone, Serialize)]
+pub struct Fit {
+    /// Classification.
+    pub verdict: Verdict,
+    /// Confidence that the series is a leak (0..1); for non-leaks, how sure of growth.
+    pub confidence: f64,
+    /// Estimated growth rate, units per hour (Theil-Sen, run-duration weighted).
+    pub rate_per_hour: f64,
+    /// OLS slope, units per hour (run-duration weighted).
+    pub ols_per_hour: f64,
+    /// OLS R² (run-duration weighted).
+    pub r2: f64,
+    /// Slope over the last 40% of each run relative to the whole-run slope.
+    pub late_ratio: f64,
+    /// One-sided Mann-Kendall p-value of an increasing trend, runs combined.
+    pub mk_p: f64,
+    /// Kendall's tau, runs combined.
+    pub tau: f64,
+    /// Sum over runs of (end level - start level).
+    pub growth: f64,
+    /// Level at the start of the first run (median of its first points).
+    pub start: f64,
+    /// Level at the end of the last run.
+    pub end: f64,
+    /// Highest value seen.
+    pub peak: f64,
+    /// Large drops (resets) seen.
+    pub resets: usize,
+    /// Runs fitted.
+    pub runs: usize,
+    /// Points fitted.
+    pub points: usize,
+    /// Hours covered by fitted runs.
+    pub hours: f64,
+    /// Why the verdict was reached, in words.
+    pub reason: String,
+}
+
+fn edge_level(y: &[f64], head: bool) -> f64 {
+    let k = (y.len() / 5).max(2).min(y.len());
+    let part = if head { &y[..k] } else { &y[y.len() - k..] };
+    stats::median(part).unwrap_or(0.0)
+}
+
+fn fit_run(s: &RunSeries) -> Option<RunFit> {
+    let n = s.y.len();
+    if n < MIN_POINTS {
+        return None;
+    }
+    let x = s.hours();
+    let hours = x[n - 1] - x[0];
+    if hours <= 0.0 {
+        return None;
+    }
+    let y = &s.y;
+    let ts = stats::theil_sen(&x, y).unwrap_or(0.0);
+    let ols = stats::ols(&x, y);
+    let late_from = n - ((n * 2) / 5).max(4).min(n);
+    let late_ts = stats::theil_sen(&x[late_from..], &y[late_from..]).unwrap_or(0.0);
+    let late_mk = stats::mann_kendall(&x[late_from..], &y[late_from..]);
+    // Floor: minimum of each of k equal-count chunks.
+    let k = (n / 4).clamp(3, 8);
+    let (mut fx, mut fy) = (Vec::with_capacity(k), Vec::with_capacity(k));
+    for c in 0..k {
+        let lo = c * n / k;
+        let hi = ((c + 1) * n / k).max(lo + 1);
+        let (i, v) = y[lo..hi]
+            .iter()
+            .enumerate()
+            .min_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(i, v)| (lo + i, *v))
+            .unwrap_or((lo, 0.0));
+        fx.push(x[i]);
+        fy.push(v);
+    }
+    let floor_ts = stats::theil_sen(&fx, &fy).unwrap_or(0.0);
+    let floor_mk = stats::mann_kendall(&fx, &fy);
+    let (mut peak, mut peak_i) = (f64::MIN, 0);
+    let mut lo = f64::MAX;
+    for (i, v) in y.iter().enumerate() {
+        if *v > peak {
+            peak = *v;
+            peak_i = i;
+        }
+        lo = lo.min(*v);
+    }
+    let range = peak - lo;
+    let resets = if range > 0.0 {
+        y.windows(2)
+            .filter(|w| w[0] - w[1] >= 0.5 * range && w[0] - w[1] >= 0.1 * peak.abs())
+            .count()
+    } else {
+        0
+    };
+    Some(RunFit {
+        hours,
+        ts,
+        late_ts,
+        floor_ts,
+        ols_slope: ols.map(|o| o.slope).unwrap_or(0.0),
+        ols_r2: ols.map(|o| o.r2).unwrap_or(0.0),
+        mk: stats::mann_kendall(&x, y),
+        late_mk,
+        floor_mk,
+        start: edge_level(y, true),
+        end: edge_level(y, false),
+        peak,
+        peak_frac: peak_i as f64 / (n - 1) as f64,
+        resets,
+    })
+}
+
+/// Fits every run of a series and classifies the combination.
+pub fn fit_series(runs: &[RunSeries]) -> Fit {
+    let fits: Vec<RunFit> = runs.iter().filter_map(fit_run).collect();
+    let points: usize = runs.iter().map(|r| r.y.len()).sum();
+    let peak_all = runs
+        .iter()
+        .flat_map(|r| r.y.iter().copied())
+        .fold(0.0f64, f64::max);
+    if fits.is_empty() {
+        return Fit {
+            verdict: Verdict::TooShort,
+            confidence: 0.0,
+            rate_per_hour: 0.0,
+            ols_per_hour: 0.0,
+            r2: 0.0,
+            late_ratio: 0.0,
+            mk_p: 1.0,
+            tau: 0.0,
+            growth: 0.0,
+            start: runs.first().and_then(|r| r.y.first()).copied().unwrap_or(0.0),
+            end: runs.last().and_then(|r| r.y.last()).copied().unwrap_or(0.0),
+            peak: peak_all,
+            resets: 0,
+            runs: 0,
+            points,
+            hours: 0.0,
+            reason: format!(
+                "fewer than {MIN_POINTS} points in every run: not enough data to judge"
+            ),
+        };
+    }
+    let w: f64 = fits.iter().map(|f| f.hours).sum();
+    let wavg = |g: &dyn Fn(&RunFit) -> f64| fits.iter().map(|f| g(f) * f.hours).sum::<f64>() / w;
+    let rate = wavg(&|f| f.ts);
+    let late = wavg(&|f| f.late_ts);
+    let floor = wavg(&|f| f.floor_ts);
+    let ols = wavg(&|f| f.ols_slope);
+    let r2 = wavg(&|f| f.ols_r2);
+    let peak_frac = wavg(&|f| f.peak_frac);
+    let mk = fits.iter().fold(KendallS::default(), |a, f| a.combine(f.mk));
+    let late_mk = fits
+        .iter()
+        .fold(KendallS::default(), |a, f| a.combine(f.late_mk));
+    let floor_mk = fits
+        .iter()
+        .fold(KendallS::default(), |a, f| a.combine(f.floor_mk));
+    let growth: f64 = fits.iter().map(|f| f.end - f.start).sum();
+    let resets: usize = fits.iter().map(|f| f.resets).sum();
+    let start = fits[0].start;
+    let end = fits[fits.len() - 1].end;
+    let peak = fits.iter().map(|f| f.peak).fold(f64::MIN, f64::max);
+    let p_up = mk.p_increasing();
+    let p_down = KendallS {
+        s: -mk.s,
+        ..mk
+    }
+    .p_increasing();
+    let late_ratio = if rate > 0.0 { late / rate } else { 0.0 };
+    let floor_rising = floor_mk.p_increasing() < ALPHA && floor > 0.25 * rate;
+    let late_significant = late_mk.p_increasing() < ALPHA;
+    let early_peak = peak_frac < 0.5 && peak > 0.0 && end < 0.8 * peak;
+
+    let pct = |v: f64| format!("{:.0}%", v * 100.0);
+    let (verdict, reason) = if peak <= 0.0 {
+        (Verdict::Steady, "always zero".to_string())
+    } else if p_up >= ALPHA || rate <= 0.0 || growth <= 0.0 {
+        if early_peak && peak > 1.25 * start.max(end) {
+            (
+                Verdict::WarmUp,
+                format!(
+                    "peaked {} of the way through, then fell to {} of the peak",
+                    pct(peak_frac),
+                    pct(end / peak)
+                ),
+            )
+        } else if p_down < ALPHA && rate < 0.0 {
+            (Verdict::Shrinking, "decreasing trend".to_string())
+        } else if resets >= 2 {
+            (
+                Verdict::Sawtooth,
+                format!("{resets} resets to a flat floor, no overall trend"),
+            )
+        } else {
+            (
+                Verdict::Steady,
+                format!("no significant trend (Mann-Kendall p = {p_up:.2})"),
+            )
+        }
+    } else if resets >= 2 && !floor_rising {
+        (
+            Verdict::Sawtooth,
+            format!("{resets} resets back to a floor that does not rise: periodic flush, not a leak"),
+        )
+    } else if early_peak && late <= 0.1 * rate {
+        (
+            Verdict::WarmUp,
+            format!(
+                "rose early (peak {} of the way through), then flat or falling",
+                pct(peak_frac)
+            ),
+        )
+    } else if late_ratio < 0.25 && !late_significant {
+        (
+            Verdict::Plateau,
+            format!(
+                "grew, then stopped: the last 40% of the run grows at {} of the overall rate",
+                pct(late_ratio.max(0.0))
+            ),
+        )
+    } else if late_ratio < 0.5 {
+        (
+            Verdict::PossibleLeak,
+            format!(
+                "significant growth (p = {p_up:.1e}) but slowing: late rate is {} of the overall rate",
+                pct(late_ratio)
+            ),
+        )
+    } else {
+        (
+            Verdict::Leak,
+            format!(
+                "sustained growth (Mann-Kendall p = {p_up:.1e}, tau = {:.2}), still growing at the end, floor rising",
+                mk.tau()
+            ),
+        )
+    };
+    let persistence = (late_ratio / 0.75).clamp(0.0, 1.0);
+    let confidence = match verdict {
+        Verdict::Leak | Verdict::PossibleLeak => (1.0 - p_up) * persistence,
+        _ => (1.0 - p_up) * persistence * 0.5,
+    };
+    Fit {
+        verdict,
+        confidence,
+        rate_per_hour: rate,
+        ols_per_hour: ols,
+        r2,
+        late_ratio,
+        mk_p: p_up,
+        tau: mk.tau(),
+        growth,
+        start,
+        end,
+        peak,
+        resets,
+        runs: fits.len(),
+        points,
+        hours: w,
+        reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn series(f: impl Fn(f64) -> f64, n: usize) -> RunSeries {
+        // Deterministic jitter: a fixed pseudo-random sequence.
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut noise = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % 1000) as f64 / 1000.0 - 0.5
+        };
+        RunSeries {
+            run: "r".into(),
+            time_ns: (0..n as i64).map(|i| i * 10_000_000_000).collect(),
+            y: (0..n).map(|i| f(i as f64) + noise()).collect(),
+        }
+    }
+
+    #[test]
+    fn linear_growth_is_a_leak() {
+        let f = fit_series(&[series(|i| 100.0 + 5.0 * i, 60)]);
+        assert_eq!(f.verdict, Verdict::Leak, "{f:?}");
+        assert!(f.confidence > 0.95);
+        // 5 units per 10 s = 1800 per hour.
+        assert!((f.rate_per_hour - 1800.0).abs() < 50.0, "{}", f.rate_per_hour);
+    }
+
+    #[test]
+    fn filled_cache_is_a_plateau() {
+        let f = fit_series(&[series(|i| (i * 10.0).min(200.0), 60)]);
+        assert_eq!(f.verdict, Verdict::Plateau, "{f:?}");
+    }
+
+    #[test]
+    fn periodic_flush_is_a_sawtooth() {
+        let f = fit_series(&[series(|i| (i % 8.0) * 50.0, 60)]);
+        assert_eq!(f.verdict, Verdict::Sawtooth, "{f:?}");
+    }
+
+    #[test]
+    fn early_peak_is_warm_up() {
+        let f = fit_series(&[series(|i| if i < 5.0 { i * 100.0 } else { 10.0 }, 60)]);
+        assert!(matches!(f.verdict, Verdict::WarmUp), "{f:?}");
+    }
+
+    #[test]
+    fn noise_is_steady() {
+        let f = fit_series(&[series(|_| 500.0, 60)]);
+        assert_eq!(f.verdict, Verdict::Steady, "{f:?}");
+    }
+
+    #[test]
+    fn restart_is_not_a_drop() {
+        // Two runs of the same leak: each restarts from the bottom.
+        let a = series(|i| 10.0 * i, 30);
+        let b = series(|i| 10.0 * i, 30);
+        let f = fit_series(&[a, b]);
+        assert_eq!(f.verdict, Verdict::Leak, "{f:?}");
+        assert_eq!(f.runs, 2);
+        assert_eq!(f.resets, 0);
+    }
+
+    #[test]
+    fn too_few_points() {
+        let f = fit_series(&[series(|i| i, 3)]);
+        assert_eq!(f.verdict, Verdict::TooShort);
+    }
+}

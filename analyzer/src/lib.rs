@@ -1,0 +1,59 @@
+//! leakscope analyzer: SQL over captures, leak ranking of call sites, and reports.
+//!
+//! The pipeline reads top-down: [`catalog`] registers captures in DataFusion, [`load`]
+//! turns samples into per-site series, [`fit`] and [`stats`] judge each series, [`rank`]
+//! orders the findings with [`hints`], and [`render`] writes them for people.
+
+pub mod catalog;
+pub mod error;
+pub mod fit;
+pub mod hints;
+pub mod load;
+pub mod process;
+pub mod rank;
+pub mod render;
+pub mod site;
+pub mod sql;
+pub mod stats;
+pub mod store;
+pub mod udf;
+
+pub use error::{AnalyzeError, Result};
+
+/// Parses a growth threshold such as `5MiB/h`, `100/h`, `2GiB/d` into units per hour.
+pub fn parse_rate(s: &str) -> std::result::Result<f64, String> {
+    let t = s.trim();
+    let (amount, per) = match t.rsplit_once('/') {
+        Some((a, p)) => (a.trim(), p.trim()),
+        None => (t, "h"),
+    };
+    let hours = match per {
+        "s" | "sec" => 1.0 / 3600.0,
+        "m" | "min" => 1.0 / 60.0,
+        "h" | "hour" | "hr" => 1.0,
+        "d" | "day" => 24.0,
+        _ => return Err(format!("'{s}': unknown time unit '{per}' (use /s, /m, /h or /d)")),
+    };
+    let value = if let Ok(v) = amount.parse::<f64>() {
+        v
+    } else {
+        amount
+            .parse::<bytesize::ByteSize>()
+            .map_err(|e| format!("'{s}': {e}"))?
+            .as_u64() as f64
+    };
+    Ok(value / hours)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rates() {
+        assert_eq!(super::parse_rate("5MiB/h").unwrap(), 5.0 * 1024.0 * 1024.0);
+        assert_eq!(super::parse_rate("100/h").unwrap(), 100.0);
+        assert_eq!(super::parse_rate("1/m").unwrap(), 60.0);
+        assert_eq!(super::parse_rate("48KiB/d").unwrap(), 2048.0);
+        assert!(super::parse_rate("5MiB/fortnight").is_err());
+        assert!(super::parse_rate("lots/h").is_err());
+    }
+}

@@ -1,0 +1,272 @@
+//! Ranks call sites by leak rate: loads each metric's series, fits every group in parallel
+//! (rayon), attaches hints, and orders leaks first by rate.
+
+use std::collections::HashSet;
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::catalog::Catalog;
+use crate::error::Result;
+use crate::fit::{fit_series, Fit, Verdict};
+use crate::hints::{hints, is_timer_function, HintInput};
+use crate::load::{load_series, load_stacks, IdMap, Metric, SeriesSet};
+use crate::process::{analyze_process, ProcessSummary};
+use crate::site::{FrameRef, GroupBy, SiteRules};
+
+/// What to rank and how.
+#[derive(Debug, Clone)]
+pub struct RankOptions {
+    /// Grouping of stacks.
+    pub by: GroupBy,
+    /// Metrics to rank; empty means every metric the capture has.
+    pub metrics: Vec<Metric>,
+    /// Call-site rules.
+    pub rules: SiteRules,
+}
+
+/// One ranked group.
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    /// Position in its section (1-based).
+    pub rank: usize,
+    /// Metric ranked.
+    pub metric: Metric,
+    /// Unit of values and rates.
+    pub unit: &'static str,
+    /// Group key (call site, function or stack id).
+    pub site: String,
+    /// The fit and verdict.
+    #[serde(flatten)]
+    pub fit: Fit,
+    /// Hints, worded as likelihoods.
+    pub hints: Vec<String>,
+    /// Representative stack, leaf first, as `function file:line`.
+    pub stack: Vec<String>,
+    /// Distinct stacks in the group.
+    pub stacks: usize,
+    /// Mean bytes per live object (heap only).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub object_size: f64,
+    /// The series: (time ns, value), all runs, for charts.
+    #[serde(skip)]
+    pub series: Vec<(String, Vec<i64>, Vec<f64>)>,
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
+}
+
+/// All findings of one metric, ordered.
+#[derive(Debug, Clone, Serialize)]
+pub struct Section {
+    /// Metric.
+    pub metric: Metric,
+    /// Title.
+    pub title: &'static str,
+    /// Profiles of this kind.
+    pub profiles: usize,
+    /// Runs (restarts + 1) with profiles of this kind.
+    pub runs: usize,
+    /// Sample rows read.
+    pub rows: u64,
+    /// Findings, leaks first then by rate.
+    pub findings: Vec<Finding>,
+}
+
+/// Everything `rank` produces.
+#[derive(Debug, Clone, Serialize)]
+pub struct Ranking {
+    /// Captures analysed.
+    pub captures: Vec<String>,
+    /// Segments skipped as corrupt.
+    pub skipped: Vec<crate::catalog::SkippedSegment>,
+    /// Grouping used.
+    pub by: GroupBy,
+    /// One section per metric.
+    pub sections: Vec<Section>,
+    /// Process-level memory (RSS vs Go heap vs stacks).
+    pub process: Option<ProcessSummary>,
+    /// One-paragraph verdict.
+    pub verdict: String,
+}
+
+impl Ranking {
+    /// Every leak finding across sections, most confident and fastest first.
+    pub fn leaks(&self) -> Vec<&Finding> {
+        let mut v: Vec<&Finding> = self
+            .sections
+            .iter()
+            .flat_map(|s| s.findings.iter())
+            .filter(|f| f.fit.verdict.is_leak())
+            .collect();
+        v.sort_by(|a, b| {
+            a.fit
+                .verdict
+                .cmp(&b.fit.verdict)
+                .then(b.fit.confidence.total_cmp(&a.fit.confidence))
+        });
+        v
+    }
+}
+
+/// Metrics with at least one profile in the capture.
+async fn present_metrics(cat: &Catalog) -> Result<Vec<Metric>> {
+    let batches = crate::sql::collect(&cat.ctx, "SELECT DISTINCT kind FROM profiles").await?;
+    let mut kinds = HashSet::new();
+    for b in &batches {
+        let a = arrow_array::cast::AsArray::as_string::<i32>(b.column(0));
+        for i in 0..b.num_rows() {
+            kinds.insert(a.value(i).to_string());
+        }
+    }
+    Ok([Metric::InuseSpace, Metric::Goroutines, Metric::Native]
+        .into_iter()
+        .filter(|m| kinds.contains(m.kind()))
+        .collect())
+}
+
+/// Goroutines the runtime's leak detector reported, by group key (latest profile, summed).
+async fn runtime_leaked(
+    cat: &Catalog,
+    stacks: &IdMap<Vec<FrameRef>>,
+    opts: &RankOptions,
+) -> Result<std::collections::HashMap<String, f64>> {
+    let sql = "SELECT s.stack_id, SUM(s.goroutines) FROM samples s \
+               JOIN (SELECT capture, MAX(time) AS t FROM profiles WHERE kind = 'goroutineleak' GROUP BY capture) l \
+               ON s.capture = l.capture AND s.time = l.t \
+               WHERE s.kind = 'goroutineleak' GROUP BY s.stack_id";
+    let batches = crate::sql::collect(&cat.ctx, sql).await?;
+    let mut out = std::collections::HashMap::new();
+    for b in &batches {
+        use arrow_array::cast::AsArray;
+        let ids = b.column(0).as_primitive::<arrow_array::types::UInt64Type>();
+        let n = b.column(1).as_primitive::<arrow_array::types::Int64Type>();
+        for i in 0..b.num_rows() {
+            if let Some(fr) = stacks.get(&ids.value(i)) {
+                let key = opts.rules.group_key(opts.by, ids.value(i), fr);
+                *out.entry(key).or_insert(0.0) += n.value(i) as f64;
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn order(findings: &mut [Finding]) {
+    findings.sort_by(|a, b| {
+        let la = a.fit.verdict.is_leak();
+        let lb = b.fit.verdict.is_leak();
+        lb.cmp(&la)
+            .then(a.fit.verdict.cmp(&b.fit.verdict))
+            .then(b.fit.rate_per_hour.total_cmp(&a.fit.rate_per_hour))
+            .then(b.fit.peak.total_cmp(&a.fit.peak))
+            .then(a.site.cmp(&b.site))
+    });
+    for (i, f) in findings.iter_mut().enumerate() {
+        f.rank = i + 1;
+    }
+}
+
+fn fit_groups(
+    set: &SeriesSet,
+    metric: Metric,
+    leaked: &std::collections::HashMap<String, f64>,
+    timer_sites: &HashSet<String>,
+) -> Vec<Finding> {
+    (0..set.keys.len())
+        .into_par_iter()
+        .filter(|&g| set.stack_counts[g] > 0)
+        .map(|g| {
+            let runs = set.runs_of(g);
+            let mut fit = fit_series(&runs);
+            let runtime_leaked = leaked.get(&set.keys[g]).copied().unwrap_or(0.0);
+            if metric == Metric::Goroutines
+                && runtime_leaked > 0.0
+                && !matches!(fit.verdict, Verdict::Shrinking | Verdict::Leak)
+            {
+                fit.reason = format!(
+                    "{}; the runtime's goroutine leak detector reports {runtime_leaked:.0} leaked",
+                    fit.reason
+                );
+                fit.verdict = Verdict::Leak;
+                fit.confidence = fit.confidence.max(0.99);
+            }
+            let site_fn = set.stacks[g]
+                .get(crate::site::SiteRules::default().site_index(&set.stacks[g]))
+                .map(|f| f.function.clone())
+                .unwrap_or_default();
+            let hint_list = hints(&HintInput {
+                metric,
+                functions: &set.functions[g],
+                object_size: set.object_size[g],
+                growing: fit.verdict.is_leak(),
+                runtime_leaked,
+                allocates_timers: timer_sites.contains(&site_fn),
+            });
+            Finding {
+                rank: 0,
+                metric,
+                unit: metric.unit(),
+                site: set.keys[g].clone(),
+                fit,
+                hints: hint_list,
+                stack: set.stacks[g].iter().map(FrameRef::display).collect(),
+                stacks: set.stack_counts[g],
+                object_size: set.object_size[g],
+                series: runs
+                    .into_iter()
+                    .map(|r| (r.run, r.time_ns, r.y))
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+/// Ranks every group of every requested metric.
+pub async fn rank(cat: &Catalog, opts: &RankOptions, progress: &dyn Fn(u64)) -> Result<Ranking> {
+    let metrics = if opts.metrics.is_empty() {
+        present_metrics(cat).await?
+    } else {
+        opts.metrics.clone()
+    };
+    let stacks = load_stacks(&cat.ctx).await?;
+    // Functions whose heap stacks allocate timers: cross-referenced by goroutine hints.
+    let timer_sites: HashSet<String> = stacks
+        .values()
+        .filter(|fr| fr.iter().any(|f| is_timer_function(&f.function)))
+        .filter_map(|fr| {
+            fr.get(SiteRules::default().site_index(fr))
+                .map(|f| f.function.clone())
+        })
+        .collect();
+    let leaked = if metrics.contains(&Metric::Goroutines) {
+        runtime_leaked(cat, &stacks, opts).await?
+    } else {
+        Default::default()
+    };
+    let mut sections = Vec::new();
+    for metric in metrics {
+        let set = load_series(&cat.ctx, metric, &stacks, opts.by, &opts.rules, progress).await?;
+        let mut findings = fit_groups(&set, metric, &leaked, &timer_sites);
+        order(&mut findings);
+        sections.push(Section {
+            metric,
+            title: metric.title(),
+            profiles: set.profiles.len(),
+            runs: set.runs.len(),
+            rows: set.rows,
+            findings,
+        });
+    }
+    let process = analyze_process(cat).await?;
+    let mut ranking = Ranking {
+        captures: cat.captures.iter().map(|c| c.dir.display().to_string()).collect(),
+        skipped: cat.skipped.clone(),
+        by: opts.by,
+        sections,
+        process,
+        verdict: String::new(),
+    };
+    ranking.verdict = crate::render::verdict(&ranking);
+    Ok(ranking)
+}

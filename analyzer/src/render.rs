@@ -1,0 +1,211 @@
+//! Renders a [`Ranking`] for people: terminal table, markdown for tickets, and the verdict.
+
+use std::fmt::Write as _;
+
+use comfy_table::{presets, ContentArrangement, Table};
+
+use crate::fit::Verdict;
+use crate::load::Metric;
+use crate::rank::{Finding, Ranking};
+use crate::udf::format_bytes;
+
+/// A value in the metric's unit, human readable.
+pub fn format_value(metric: Metric, v: f64) -> String {
+    match metric {
+        Metric::InuseSpace | Metric::Native => format_bytes(v),
+        _ => format!("{v:.0}"),
+    }
+}
+
+/// A rate per hour in the metric's unit.
+pub fn format_rate(metric: Metric, v: f64) -> String {
+    match metric {
+        Metric::InuseSpace | Metric::Native => format!("{}/h", format_bytes(v)),
+        Metric::Goroutines => format!("{v:.0} goroutines/h"),
+        Metric::InuseObjects => format!("{v:.0} objects/h"),
+    }
+}
+
+fn describe(f: &Finding) -> String {
+    let mut s = format!(
+        "{} ({}) grows {} (confidence {:.0}%, now {})",
+        f.site,
+        f.metric.unit(),
+        format_rate(f.metric, f.fit.rate_per_hour),
+        f.fit.confidence * 100.0,
+        format_value(f.metric, f.fit.end)
+    );
+    if let Some(h) = f.hints.first() {
+        let _ = write!(s, ": {h}");
+    }
+    s
+}
+
+/// The one-paragraph verdict: what leaks, how fast, how sure.
+pub fn verdict(r: &Ranking) -> String {
+    let leaks = r.leaks();
+    let mut out = String::new();
+    let sure: Vec<_> = leaks
+        .iter()
+        .filter(|f| f.fit.verdict == Verdict::Leak)
+        .collect();
+    if leaks.is_empty() {
+        let checked: Vec<String> = r
+            .sections
+            .iter()
+            .map(|s| format!("{} {}", s.findings.len(), s.title.to_lowercase()))
+            .collect();
+        let _ = write!(
+            out,
+            "No leak found: checked {} group(s) ({})",
+            r.sections.iter().map(|s| s.findings.len()).sum::<usize>(),
+            checked.join(", ")
+        );
+        let shapes: Vec<String> = r
+            .sections
+            .iter()
+            .flat_map(|s| s.findings.iter())
+            .filter(|f| matches!(f.fit.verdict, Verdict::Plateau | Verdict::Sawtooth | Verdict::WarmUp))
+            .take(3)
+            .map(|f| format!("{} is a {}", f.site, f.fit.verdict.label()))
+            .collect();
+        if !shapes.is_empty() {
+            let _ = write!(out, "; growth that is not a leak: {}", shapes.join(", "));
+        }
+        out.push('.');
+    } else {
+        let _ = write!(
+            out,
+            "{} leak(s) found{}. Top: {}.",
+            sure.len(),
+            if leaks.len() > sure.len() {
+                format!(" and {} possible", leaks.len() - sure.len())
+            } else {
+                String::new()
+            },
+            describe(leaks[0])
+        );
+        for f in leaks.iter().skip(1).take(3) {
+            let _ = write!(
+                out,
+                " Also {} grows {} ({:.0}%).",
+                f.site,
+                format_rate(f.metric, f.fit.rate_per_hour),
+                f.fit.confidence * 100.0
+            );
+        }
+    }
+    if let Some(p) = &r.process {
+        let _ = write!(out, " Process: {}.", p.message);
+    }
+    if !r.skipped.is_empty() {
+        let _ = write!(
+            out,
+            " {} corrupt segment(s) were skipped.",
+            r.skipped.len()
+        );
+    }
+    out
+}
+
+fn section_table(findings: &[Finding], top: usize, markdown: bool) -> String {
+    let mut t = Table::new();
+    if markdown {
+        t.load_preset(presets::ASCII_MARKDOWN);
+    } else {
+        t.load_preset(presets::UTF8_BORDERS_ONLY);
+        t.set_content_arrangement(ContentArrangement::Dynamic);
+        if t.width().is_none() {
+            t.set_width(180);
+        }
+    }
+    t.set_header(vec![
+        "#", "verdict", "rate", "confidence", "growth", "now", "site", "why / hint",
+    ]);
+    let esc = |s: &str| {
+        if markdown {
+            s.replace('|', "\\|").replace('<', "&lt;").replace('>', "&gt;")
+        } else {
+            s.to_string()
+        }
+    };
+    for f in findings.iter().take(top) {
+        let why = f.hints.first().cloned().unwrap_or_else(|| f.fit.reason.clone());
+        t.add_row(vec![
+            f.rank.to_string(),
+            f.fit.verdict.label().to_string(),
+            format_rate(f.metric, f.fit.rate_per_hour),
+            format!("{:.0}%", f.fit.confidence * 100.0),
+            format_value(f.metric, f.fit.growth),
+            format_value(f.metric, f.fit.end),
+            esc(&short_site(&f.site)),
+            esc(&why),
+        ]);
+    }
+    t.to_string()
+}
+
+/// A site key with its source path cut to the file name (`main.f main.go:12`).
+pub fn short_site(site: &str) -> String {
+    match site.rsplit_once(' ') {
+        Some((func, loc)) if loc.contains('/') => {
+            format!("{func} {}", loc.rsplit('/').next().unwrap_or(loc))
+        }
+        _ => site.to_string(),
+    }
+}
+
+/// Terminal rendering: verdict, then one table per section, then process memory.
+pub fn text(r: &Ranking, top: usize) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{}\n", r.verdict);
+    for s in &r.sections {
+        let _ = writeln!(
+            out,
+            "== {} — {} profiles, {} run(s)",
+            s.title, s.profiles, s.runs
+        );
+        if s.findings.is_empty() {
+            let _ = writeln!(out, "(no samples)\n");
+            continue;
+        }
+        let _ = writeln!(out, "{}\n", section_table(&s.findings, top, false));
+    }
+    if let Some(p) = &r.process {
+        let _ = writeln!(out, "== Process memory\n{}", p.message);
+        for m in &p.metrics {
+            let _ = writeln!(
+                out,
+                "  {:<24} {:>12}  {} ({:.0}%)",
+                m.label,
+                format!("{}/h", format_bytes(m.fit.rate_per_hour)),
+                m.fit.verdict.label(),
+                m.fit.confidence * 100.0
+            );
+        }
+    }
+    for s in &r.skipped {
+        let _ = writeln!(out, "skipped corrupt segment {}: {}", s.path.display(), s.reason);
+    }
+    out
+}
+
+/// Markdown rendering for tickets.
+pub fn markdown(r: &Ranking, top: usize) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "## leakscope verdict\n\n{}\n", r.verdict.replace('<', "&lt;"));
+    for s in &r.sections {
+        let _ = writeln!(
+            out,
+            "### {} ({} profiles, {} runs)\n",
+            s.title, s.profiles, s.runs
+        );
+        if !s.findings.is_empty() {
+            let _ = writeln!(out, "{}\n", section_table(&s.findings, top, true));
+        }
+    }
+    if let Some(p) = &r.process {
+        let _ = writeln!(out, "### Process memory\n\n{}\n", p.message);
+    }
+    out
+}

@@ -1,0 +1,268 @@
+//! Trend statistics on short, noisy time series: OLS, Theil-Sen, Mann-Kendall.
+//!
+//! All functions take `x` (time, any unit) and `y` (value) of equal length and never panic
+//! on degenerate input (too few points, constant x): they return `None` or neutral values.
+
+/// Points above which the O(n²) estimators work on a bucketed (median) series instead.
+pub const MAX_PAIRWISE_POINTS: usize = 256;
+
+/// Ordinary least squares fit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Ols {
+    /// Slope in y units per x unit.
+    pub slope: f64,
+    /// Intercept at x = 0.
+    pub intercept: f64,
+    /// Coefficient of determination (0 when y is constant).
+    pub r2: f64,
+}
+
+/// Least-squares line through the points; `None` with fewer than 2 points or constant x.
+pub fn ols(x: &[f64], y: &[f64]) -> Option<Ols> {
+    let n = x.len().min(y.len());
+    if n < 2 {
+        return None;
+    }
+    let mx = x[..n].iter().sum::<f64>() / n as f64;
+    let my = y[..n].iter().sum::<f64>() / n as f64;
+    let (mut sxx, mut sxy, mut syy) = (0.0, 0.0, 0.0);
+    for i in 0..n {
+        let dx = x[i] - mx;
+        let dy = y[i] - my;
+        sxx += dx * dx;
+        sxy += dx * dy;
+        syy += dy * dy;
+    }
+    if sxx <= 0.0 {
+        return None;
+    }
+    let slope = sxy / sxx;
+    let r2 = if syy > 0.0 {
+        (sxy * sxy / (sxx * syy)).clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    Some(Ols {
+        slope,
+        intercept: my - slope * mx,
+        r2,
+    })
+}
+
+/// Median of a slice (sorts a copy); `None` when empty.
+pub fn median(values: &[f64]) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut v: Vec<f64> = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let m = v.len() / 2;
+    Some(if v.len() % 2 == 0 {
+        (v[m - 1] + v[m]) / 2.0
+    } else {
+        v[m]
+    })
+}
+
+/// Reduces a series to at most `max` points: equal-count buckets, each the median x and y.
+pub fn bucket_medians(x: &[f64], y: &[f64], max: usize) -> (Vec<f64>, Vec<f64>) {
+    let n = x.len().min(y.len());
+    if n <= max || max == 0 {
+        return (x[..n].to_vec(), y[..n].to_vec());
+    }
+    let mut bx = Vec::with_capacity(max);
+    let mut by = Vec::with_capacity(max);
+    for b in 0..max {
+        let lo = b * n / max;
+        let hi = ((b + 1) * n / max).max(lo + 1);
+        bx.push(median(&x[lo..hi]).unwrap_or(0.0));
+        by.push(median(&y[lo..hi]).unwrap_or(0.0));
+    }
+    (bx, by)
+}
+
+/// Theil-Sen slope: the median of pairwise slopes (robust to up to ~29% outliers).
+pub fn theil_sen(x: &[f64], y: &[f64]) -> Option<f64> {
+    let (x, y) = bucket_medians(x, y, MAX_PAIRWISE_POINTS);
+    let n = x.len();
+    let mut slopes = Vec::with_capacity(n * (n.saturating_sub(1)) / 2);
+    for i in 0..n {
+        for j in i + 1..n {
+            let dx = x[j] - x[i];
+            if dx != 0.0 {
+                slopes.push((y[j] - y[i]) / dx);
+            }
+        }
+    }
+    median(&slopes)
+}
+
+/// Mann-Kendall statistic of one series: S and its variance under H0 with tie correction.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct KendallS {
+    /// Sum of signs of all later-minus-earlier differences.
+    pub s: f64,
+    /// Variance of S under "no trend", corrected for tied values.
+    pub var: f64,
+    /// Number of points used.
+    pub n: usize,
+}
+
+impl KendallS {
+    /// Adds an independent series' statistic (e.g. another run): S and variances sum.
+    pub fn combine(self, other: KendallS) -> KendallS {
+        KendallS {
+            s: self.s + other.s,
+            var: self.var + other.var,
+            n: self.n + other.n,
+        }
+    }
+
+    /// One-sided p-value for an increasing trend (continuity corrected); 1.0 when undefined.
+    pub fn p_increasing(&self) -> f64 {
+        if self.var <= 0.0 {
+            return 1.0;
+        }
+        let z = if self.s > 0.0 {
+            (self.s - 1.0) / self.var.sqrt()
+        } else if self.s < 0.0 {
+            (self.s + 1.0) / self.var.sqrt()
+        } else {
+            0.0
+        };
+        1.0 - normal_cdf(z)
+    }
+
+    /// Two-sided p-value for any monotone trend; 1.0 when undefined.
+    pub fn p_two_sided(&self) -> f64 {
+        let p = self.p_increasing();
+        (2.0 * p.min(1.0 - p)).clamp(0.0, 1.0)
+    }
+
+    /// Kendall's tau-a: S over the number of pairs (-1..1).
+    pub fn tau(&self) -> f64 {
+        let pairs = (self.n * self.n.saturating_sub(1)) as f64 / 2.0;
+        if pairs > 0.0 {
+            self.s / pairs
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Mann-Kendall S and tie-corrected variance of `y` in time order (x only orders/buckets).
+pub fn mann_kendall(x: &[f64], y: &[f64]) -> KendallS {
+    let (_, y) = bucket_medians(x, y, MAX_PAIRWISE_POINTS);
+    let n = y.len();
+    if n < 3 {
+        return KendallS {
+            n,
+            ..KendallS::default()
+        };
+    }
+    let mut s = 0i64;
+    for i in 0..n {
+        for j in i + 1..n {
+            s += match y[j].partial_cmp(&y[i]) {
+                Some(std::cmp::Ordering::Greater) => 1,
+                Some(std::cmp::Ordering::Less) => -1,
+                _ => 0,
+            };
+        }
+    }
+    let mut sorted = y.clone();
+    sorted.sort_by(f64::total_cmp);
+    let mut tie_term = 0.0;
+    let mut i = 0;
+    while i < n {
+        let mut j = i + 1;
+        while j < n && sorted[j] == sorted[i] {
+            j += 1;
+        }
+        let t = (j - i) as f64;
+        if t > 1.0 {
+            tie_term += t * (t - 1.0) * (2.0 * t + 5.0);
+        }
+        i = j;
+    }
+    let nf = n as f64;
+    let var = (nf * (nf - 1.0) * (2.0 * nf + 5.0) - tie_term) / 18.0;
+    KendallS {
+        s: s as f64,
+        var: var.max(0.0),
+        n,
+    }
+}
+
+/// Standard normal cumulative distribution function.
+pub fn normal_cdf(z: f64) -> f64 {
+    0.5 * libm::erfc(-z / std::f64::consts::SQRT_2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ols_recovers_a_line() {
+        let x: Vec<f64> = (0..10).map(f64::from).collect();
+        let y: Vec<f64> = x.iter().map(|v| 3.0 * v + 1.0).collect();
+        let f = ols(&x, &y).unwrap();
+        assert!((f.slope - 3.0).abs() < 1e-12 && (f.intercept - 1.0).abs() < 1e-9);
+        assert!((f.r2 - 1.0).abs() < 1e-12);
+        assert!(ols(&[1.0, 1.0], &[2.0, 3.0]).is_none());
+    }
+
+    #[test]
+    fn theil_sen_ignores_outliers() {
+        let x: Vec<f64> = (0..20).map(f64::from).collect();
+        let mut y: Vec<f64> = x.iter().map(|v| 2.0 * v).collect();
+        y[5] = 1000.0;
+        y[15] = -1000.0;
+        assert!((theil_sen(&x, &y).unwrap() - 2.0).abs() < 1e-9);
+        let ols_slope = ols(&x, &y).unwrap().slope;
+        assert!((ols_slope - 2.0).abs() > 1.0, "OLS is pulled by outliers");
+    }
+
+    #[test]
+    fn mann_kendall_matches_reference_values() {
+        // Strictly increasing n=10: S = 45, Var = 10*9*25/18 = 125.
+        let x: Vec<f64> = (0..10).map(f64::from).collect();
+        let k = mann_kendall(&x, &x);
+        assert_eq!(k.s, 45.0);
+        assert!((k.var - 125.0).abs() < 1e-9);
+        // z = 44/sqrt(125) = 3.9355 -> one-sided p ~ 4.15e-5.
+        assert!((k.p_increasing() - 4.15e-5).abs() < 1e-6, "{}", k.p_increasing());
+        // Ties: y = [1,1,2,2,3]: S = 8; ties two groups of 2 -> var = (5*4*15 - 2*2*1*9)/18 = 14.6667.
+        let k = mann_kendall(&[0., 1., 2., 3., 4.], &[1., 1., 2., 2., 3.]);
+        assert_eq!(k.s, 8.0);
+        assert!((k.var - 14.666_666).abs() < 1e-4);
+        // Constant series: no evidence at all.
+        let k = mann_kendall(&x, &[5.0; 10]);
+        assert_eq!(k.s, 0.0);
+        assert_eq!(k.p_increasing(), 1.0);
+    }
+
+    #[test]
+    fn combined_runs_strengthen_evidence() {
+        let x: Vec<f64> = (0..6).map(f64::from).collect();
+        let one = mann_kendall(&x, &x);
+        let two = one.combine(one);
+        assert!(two.p_increasing() < one.p_increasing());
+    }
+
+    #[test]
+    fn normal_cdf_reference() {
+        assert!((normal_cdf(0.0) - 0.5).abs() < 1e-12);
+        assert!((normal_cdf(1.959_963_985) - 0.975).abs() < 1e-9);
+    }
+
+    #[test]
+    fn bucketing_bounds_work() {
+        let x: Vec<f64> = (0..10_000).map(f64::from).collect();
+        let (bx, by) = bucket_medians(&x, &x, 100);
+        assert_eq!(bx.len(), 100);
+        assert!(by.windows(2).all(|w| w[0] < w[1]));
+        assert!((theil_sen(&x, &x).unwrap() - 1.0).abs() < 1e-9);
+    }
+}

