@@ -277,7 +277,12 @@ pub fn fit_series(runs: &[RunSeries]) -> Fit {
     let (verdict, reason) = if peak <= 0.0 {
         (Verdict::Steady, "always zero".to_string())
     } else if p_up >= ALPHA || rate <= 0.0 || growth <= 0.0 {
-        if early_peak && peak > 1.25 * start.max(end) {
+        if resets >= 3 || (resets >= 2 && !early_peak) {
+            (
+                Verdict::Sawtooth,
+                format!("{resets} resets to a flat floor, no overall trend"),
+            )
+        } else if early_peak && peak > 1.25 * start.max(end) {
             (
                 Verdict::WarmUp,
                 format!(
@@ -288,11 +293,6 @@ pub fn fit_series(runs: &[RunSeries]) -> Fit {
             )
         } else if p_down < ALPHA && rate < 0.0 {
             (Verdict::Shrinking, "decreasing trend".to_string())
-        } else if resets >= 2 {
-            (
-                Verdict::Sawtooth,
-                format!("{resets} resets to a flat floor, no overall trend"),
-            )
         } else {
             (
                 Verdict::Steady,
@@ -340,7 +340,10 @@ pub fn fit_series(runs: &[RunSeries]) -> Fit {
     let persistence = (late_ratio / 0.75).clamp(0.0, 1.0);
     let confidence = match verdict {
         Verdict::Leak | Verdict::PossibleLeak => (1.0 - p_up) * persistence,
-        _ => (1.0 - p_up) * persistence * 0.5,
+        Verdict::Plateau | Verdict::Sawtooth | Verdict::WarmUp => {
+            ((1.0 - p_up) * persistence * 0.5).min(0.49)
+        }
+        _ => 0.0,
     };
     Fit {
         verdict,

@@ -30,6 +30,14 @@ pub enum CaptureError {
     /// A profile could not be decoded; the message says why.
     #[error("{0}")]
     BadProfile(String),
+    /// A committed segment does not have the table's schema.
+    #[error("{path}: {reason}")]
+    BadSegment {
+        /// The segment involved.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The directory is not a capture or its manifest is unreadable.
     #[error("{path}: {reason}")]
     NotACapture {

@@ -97,12 +97,14 @@ impl Manifest {
     }
 
     /// Opens capture `dir` for writing: creates it with a new manifest, or appends `session`
-    /// to an existing capture's manifest. A non-empty directory that is not a capture is refused.
+    /// to an existing capture's manifest (removing temporary segments a crashed writer left).
+    /// A non-empty directory that is not a capture is refused.
     pub fn open_or_create(dir: &Path, session: Session) -> Result<Manifest> {
         fs::create_dir_all(dir).map_err(|e| CaptureError::io(dir, e))?;
         let manifest = if dir.join(MANIFEST_FILE).exists() {
             let mut m = Manifest::read(dir)?;
             m.sessions.push(session);
+            crate::segment::remove_temporaries(dir);
             m
         } else {
             let mut entries = fs::read_dir(dir).map_err(|e| CaptureError::io(dir, e))?;

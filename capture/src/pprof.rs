@@ -68,6 +68,48 @@ pub fn decode(bytes: &[u8]) -> Result<proto::Profile> {
     })
 }
 
+/// True when `head`, the first (decompressed) bytes of a file, reads as the start of a
+/// protobuf `Profile`: every field in it has a `Profile` field number and wire type. When
+/// `complete` (`head` is the whole file), no field may run past its end either.
+pub fn starts_like_profile(head: &[u8], complete: bool) -> bool {
+    fn varint(b: &[u8], pos: &mut usize) -> Option<u64> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let byte = *b.get(*pos)?;
+            *pos += 1;
+            v |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Some(v);
+            }
+        }
+        None
+    }
+    let mut pos = 0;
+    let mut fields = 0;
+    while pos < head.len() {
+        let Some(tag) = varint(head, &mut pos) else { return !complete && fields > 0 }; // cut off
+        let (field, wire) = (tag >> 3, tag & 7);
+        let ok = match field {
+            1..=6 | 11 => wire == 2, // messages and strings
+            7..=10 | 12 | 14 => wire == 0,
+            13 => wire == 0 || wire == 2, // repeated int64, packed or not
+            _ => false,
+        };
+        if !ok {
+            return false;
+        }
+        fields += 1;
+        let Some(n) = varint(head, &mut pos) else { return !complete };
+        if wire == 2 {
+            if n > MAX_PROFILE_BYTES {
+                return false;
+            }
+            pos = pos.saturating_add(n as usize);
+        }
+    }
+    fields > 0 && (pos == head.len() || !complete)
+}
+
 fn looks_like_text(b: &[u8]) -> bool {
     let head = &b[..b.len().min(256)];
     !head.is_empty() && head.iter().all(|&c| c == b'\n' || c == b'\r' || c == b'\t' || (0x20..0x7f).contains(&c))
@@ -403,6 +445,22 @@ mod tests {
         let e = parse(&gz[..gz.len() / 2], None).unwrap_err().to_string();
         assert!(e.contains("gzip"), "{e}");
         assert!(parse(&gz, None).is_ok());
+    }
+
+    #[test]
+    fn sniffs_the_start_of_a_profile() {
+        let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/pprof/go1.27/heap.pb.gz");
+        let mut raw = Vec::new();
+        GzDecoder::new(std::fs::File::open(fixture).unwrap()).read_to_end(&mut raw).unwrap();
+        assert!(starts_like_profile(&raw[..4096], false));
+        assert!(starts_like_profile(&raw, true));
+        assert!(starts_like_profile(&encode(&heap_profile()), true));
+        assert!(!starts_like_profile(b"", false));
+        assert!(!starts_like_profile(b"2025-11-23T10:00:00Z INFO server started on :8080, pid 4242\n", false));
+        // A short text whose first byte happens to read as a string field running past the end.
+        assert!(!starts_like_profile(b"2026-11-23T10:00:00Z INFO listening\n", true));
+        assert!(!starts_like_profile(b"{\"memstats\": {}}", false));
+        assert!(!starts_like_profile(b"\x00\x00\x00\x01", false));
     }
 
     #[test]

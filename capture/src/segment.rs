@@ -155,8 +155,9 @@ impl SegmentWriter {
     }
 
     /// Commits every buffered table as a segment and starts a new set. Returns the files
-    /// written. On error, tables already committed stay committed and the rest stay
-    /// buffered so a later call can retry.
+    /// written. On error, the tables this call already committed are removed again and
+    /// every row stays buffered, so a later call retries the whole set under the same name
+    /// (a committed file is never replaced by one with fewer rows).
     pub fn rotate(&mut self) -> Result<Vec<PathBuf>> {
         let Some(start) = self.start_ns else {
             return Ok(Vec::new());
@@ -171,11 +172,11 @@ impl SegmentWriter {
         let mut written = Vec::new();
         for table in Table::ALL {
             let batch = match table {
-                Table::Stacks if !self.stacks.is_empty() => rows::stacks_batch(&self.stacks)?,
-                Table::Profiles if !self.profiles.is_empty() => rows::profiles_batch(&self.profiles)?,
-                Table::Samples if !self.samples.is_empty() => rows::samples_batch(&self.samples)?,
-                Table::Process if !self.process.is_empty() => rows::process_batch(&self.process)?,
-                Table::Scrapes if !self.scrapes.is_empty() => rows::scrapes_batch(&self.scrapes)?,
+                Table::Stacks if !self.stacks.is_empty() => rows::stacks_batch(&self.stacks),
+                Table::Profiles if !self.profiles.is_empty() => rows::profiles_batch(&self.profiles),
+                Table::Samples if !self.samples.is_empty() => rows::samples_batch(&self.samples),
+                Table::Process if !self.process.is_empty() => rows::process_batch(&self.process),
+                Table::Scrapes if !self.scrapes.is_empty() => rows::scrapes_batch(&self.scrapes),
                 _ => continue,
             };
             let part_dir = self
@@ -183,16 +184,21 @@ impl SegmentWriter {
                 .join(table.name())
                 .join(format!("{PARTITION_COLUMN}={date}"));
             let path = part_dir.join(format!("{stem}.parquet"));
-            self.write_segment(&part_dir, &path, &batch)?;
-            match table {
-                Table::Stacks => self.stacks.clear(),
-                Table::Profiles => self.profiles.clear(),
-                Table::Samples => self.samples.clear(),
-                Table::Process => self.process.clear(),
-                Table::Scrapes => self.scrapes.clear(),
+            if let Err(e) = batch.and_then(|b| self.write_segment(&part_dir, &path, &b)) {
+                // Roll the set back: the retry rewrites every table under the same names.
+                // Newest first, so a committed sample's stack is never removed before it.
+                for p in written.iter().rev() {
+                    let _ = fs::remove_file(p);
+                }
+                return Err(e);
             }
             written.push(path);
         }
+        self.stacks.clear();
+        self.profiles.clear();
+        self.samples.clear();
+        self.process.clear();
+        self.scrapes.clear();
         self.seq += 1;
         self.start_ns = None;
         self.buffered_bytes = 0;
@@ -319,6 +325,25 @@ pub fn list_segments(dir: &Path, table: Table) -> Result<Vec<SegmentFile>> {
     }
     out.sort_by(|a, b| a.stem.cmp(&b.stem));
     Ok(out)
+}
+
+/// Deletes the temporary segment files (`.*.parquet.tmp`) in capture `dir`, left behind by a
+/// writer that crashed mid-commit; they are never valid. Best effort: returns how many went.
+pub fn remove_temporaries(dir: &Path) -> usize {
+    let mut removed = 0;
+    for table in Table::ALL {
+        let Ok(parts) = fs::read_dir(dir.join(table.name())) else { continue };
+        for part in parts.flatten() {
+            let Ok(entries) = fs::read_dir(part.path()) else { continue };
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.starts_with('.') && name.ends_with(".parquet.tmp") && fs::remove_file(entry.path()).is_ok() {
+                    removed += 1;
+                }
+            }
+        }
+    }
+    removed
 }
 
 /// What a retention pass removed.
@@ -457,6 +482,64 @@ mod tests {
         let p = prune(dir.path(), None, Some(1), now).unwrap();
         assert_eq!(p.segment_sets, 1);
         assert_eq!(list_segments(dir.path(), Table::Samples).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_retry_after_a_failed_commit_keeps_every_stack_its_samples_need() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = SegmentWriter::new(dir.path(), RotationPolicy::default());
+        w.add_stack(stack(7));
+        w.add_sample(sample(T0, 7));
+        // A file where the samples folder belongs: stacks commit, samples fail.
+        let blocker = dir.path().join(Table::Samples.name());
+        fs::write(&blocker, b"").unwrap();
+        assert!(w.rotate().is_err());
+        // More rows arrive before the retry, with a new stack.
+        w.add_stack(stack(8));
+        w.add_sample(sample(T0 + 1, 8));
+        fs::remove_file(&blocker).unwrap();
+        w.rotate().unwrap();
+        let ids = |table: Table| -> HashSet<u64> {
+            let mut ids = HashSet::new();
+            for b in read_table(dir.path(), table).unwrap() {
+                let col = b.column_by_name("stack_id").unwrap();
+                let col = col.as_any().downcast_ref::<arrow_array::UInt64Array>().unwrap();
+                ids.extend(col.values().iter().copied());
+            }
+            ids
+        };
+        assert_eq!(ids(Table::Samples), HashSet::from([7, 8]));
+        assert_eq!(ids(Table::Stacks), HashSet::from([7, 8]), "a committed sample lost its stack");
+        let stems = |t| list_segments(dir.path(), t).unwrap().into_iter().map(|s| s.stem).collect::<Vec<_>>();
+        assert_eq!(stems(Table::Stacks), stems(Table::Samples), "sets are not self-contained");
+    }
+
+    #[test]
+    fn reopening_a_capture_removes_stale_temporaries() {
+        use crate::manifest::{Manifest, Session};
+        let dir = tempfile::tempdir().unwrap();
+        let session = || Session {
+            mode: "record".into(),
+            recorder_version: "test".into(),
+            target: "t".into(),
+            host: "h".into(),
+            start_time: "2025-11-23T00:00:00Z".into(),
+            options: serde_json::json!({}),
+        };
+        Manifest::open_or_create(dir.path(), session()).unwrap();
+        let mut w = SegmentWriter::new(dir.path(), RotationPolicy::default());
+        w.add_stack(stack(1));
+        w.add_sample(sample(T0, 1));
+        let committed = w.rotate().unwrap();
+        let part = dir.path().join("samples/date=2025-11-23");
+        let stale = part.join(".20251123T000000.000Z-000000-dead.parquet.tmp");
+        fs::write(&stale, b"half").unwrap();
+        let other = part.join("notes.tmp");
+        fs::write(&other, b"not ours").unwrap();
+        Manifest::open_or_create(dir.path(), session()).unwrap();
+        assert!(!stale.exists(), "stale temporary survived reopening");
+        assert!(other.exists());
+        assert!(committed.iter().all(|p| p.exists()));
     }
 
     #[test]

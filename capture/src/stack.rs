@@ -3,9 +3,12 @@
 //! The stack id is `xxh3_64` over the concatenated encoding of every frame, leaf first.
 //! A frame encodes as `function`, `0x00`, `file`, `0x00`, `line` (i64 little endian); a
 //! frame without a function name (unsymbolized native code) adds `build_id`, `0x00` and
-//! `file_offset` (u64 little endian) so distinct addresses stay distinct. Addresses and
-//! mapping paths never enter the hash, so the same code path gets the same id across
-//! profiles, processes, segments, runs and hosts.
+//! `file_offset` (u64 little endian) so distinct addresses stay distinct; when such a frame
+//! has no file offset its `address` is hashed instead (0 when it has neither). Mapping paths
+//! never enter the hash, and addresses enter it only through those unsymbolized frames
+//! without a file offset, so a symbolized code path gets the same id across profiles,
+//! processes, segments, runs and hosts, while an unsymbolized one is only stable as long as
+//! its addresses are (e.g. not across ASLR or rebuilds).
 
 use xxhash_rust::xxh3::Xxh3;
 
@@ -117,6 +120,17 @@ mod tests {
         let b = a.clone();
         a.file_offset = Some(32);
         assert_ne!(stack_id(&[a]), stack_id(&[b]));
+    }
+
+    #[test]
+    fn unsymbolized_frames_without_offset_hash_the_address() {
+        // As the module docs say: with no function and no file offset, the address counts.
+        let a = Frame { address: Some(0x4000), ..Default::default() };
+        let b = Frame { address: Some(0x5000), ..Default::default() };
+        assert_ne!(stack_id(&[a.clone()]), stack_id(&[b]));
+        let with_offset = Frame { file_offset: Some(16), ..a.clone() };
+        let other_address = Frame { address: Some(0x5000), ..with_offset.clone() };
+        assert_eq!(stack_id(&[with_offset]), stack_id(&[other_address]));
     }
 
     #[test]

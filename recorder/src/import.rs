@@ -2,6 +2,7 @@
 //! a capture. Files are decoded in parallel; time comes from the profile itself, else from a
 //! `YYYY-MM-DD_HH-MM-SS` stamp in the file name, else from the file's mtime.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::bail;
@@ -11,7 +12,7 @@ use leakscope_capture::pprof::{self, DecodedProfile, ProfileKind};
 use leakscope_capture::segment::{RotationPolicy, SegmentWriter};
 use rayon::prelude::*;
 
-use crate::ingest::{write_profile, ProfileMeta};
+use crate::ingest::{profile_id, write_profile, ProfileMeta};
 use crate::runs::{Observation, RunTracker};
 use crate::{host_name, now_ns, rfc3339, RECORDER_VERSION};
 
@@ -33,6 +34,8 @@ pub struct ImportOptions {
 pub struct ImportSummary {
     /// Profiles imported.
     pub imported: usize,
+    /// Profiles skipped because the capture already holds them (same profile id).
+    pub skipped: usize,
     /// Files that failed, with the reason.
     pub failed: Vec<(PathBuf, String)>,
     /// Runs detected.
@@ -48,12 +51,30 @@ struct Loaded {
     profile: DecodedProfile,
 }
 
+/// File name endings taken as profiles when a directory is walked.
+pub const PROFILE_EXTENSIONS: [&str; 6] = [".pb.gz", ".pprof.gz", ".pprof", ".prof", ".pb", ".gz"];
+
 fn is_profile_name(p: &Path) -> bool {
     let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    [".pb.gz", ".pprof", ".prof", ".pb", ".gz", ".pprof.gz"].iter().any(|e| name.ends_with(e))
+    PROFILE_EXTENSIONS.iter().any(|e| name.ends_with(e))
 }
 
-/// Expands the given paths into profile files; directories are walked for profile names.
+/// True unless `p` is a bare `.gz` file (not `.pb.gz` or `.pprof.gz`) whose decompressed
+/// start is not a pprof protobuf, e.g. a rotated `app.log.gz` next to the profiles.
+fn is_gzipped_profile_or_not_gz(p: &Path) -> bool {
+    let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    if !name.ends_with(".gz") || name.ends_with(".pb.gz") || name.ends_with(".pprof.gz") {
+        return true;
+    }
+    const HEAD: usize = 4096;
+    let mut head = Vec::new();
+    let read = std::fs::File::open(p)
+        .and_then(|f| flate2::read::GzDecoder::new(f).take(HEAD as u64).read_to_end(&mut head));
+    read.is_ok() && pprof::starts_like_profile(&head, head.len() < HEAD)
+}
+
+/// Expands the given paths into profile files. Named files are always taken; directories
+/// are walked for profile names, skipping `.gz` files that are not gzipped profiles.
 pub fn collect_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for p in paths {
@@ -66,11 +87,16 @@ pub fn collect_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
         for entry in walkdir::WalkDir::new(p).sort_by_file_name() {
             let entry = entry.map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
             if entry.file_type().is_file() && is_profile_name(entry.path()) {
-                files.push(entry.into_path());
+                if is_gzipped_profile_or_not_gz(entry.path()) {
+                    files.push(entry.into_path());
+                } else {
+                    log::debug!("{}: skipped, not a gzipped pprof profile", entry.path().display());
+                }
             }
         }
         if files.len() == before {
-            bail!("{}: no profile files (*.pb.gz, *.pprof, *.prof) found", p.display());
+            let patterns: Vec<String> = PROFILE_EXTENSIONS.iter().map(|e| format!("*{e}")).collect();
+            bail!("{}: no profile files ({}) found", p.display(), patterns.join(", "));
         }
     }
     Ok(files)
@@ -160,12 +186,19 @@ pub fn run(opts: &ImportOptions) -> anyhow::Result<ImportSummary> {
         options: serde_json::json!({ "target": opts.target, "files": files.len() }),
     };
     Manifest::open_or_create(&opts.out, session)?;
+    // Profiles already in the capture (or earlier in this import) are not stored twice.
+    let mut known = leakscope_capture::read::profile_ids(&opts.out)?;
     let mut writer = SegmentWriter::new(
         &opts.out,
         RotationPolicy { max_age_ns: 6 * 3600 * 1_000_000_000, max_bytes: 64 << 20 },
     );
     let mut trackers: std::collections::HashMap<String, RunTracker> = Default::default();
     for l in &loaded {
+        let source = l.path.display().to_string();
+        if !known.insert(profile_id(&l.target, l.profile.kind.as_str(), l.time_ns, &source)) {
+            summary.skipped += 1;
+            continue;
+        }
         if writer.should_rotate(l.time_ns) {
             summary.segments += writer.rotate()?.len();
         }
@@ -176,7 +209,6 @@ pub fn run(opts: &ImportOptions) -> anyhow::Result<ImportSummary> {
             profile_alloc_total: alloc_total.filter(|t| *t > 0),
             ..Default::default()
         });
-        let source = l.path.display().to_string();
         let meta = ProfileMeta {
             time_ns: l.time_ns,
             target: &l.target,
@@ -202,5 +234,65 @@ mod tests {
         let t = time_from_name(Path::new("/x/heap_2026-11-23_10-00-05.prof")).unwrap();
         assert_eq!(rfc3339(t), "2026-11-23T10:00:05Z");
         assert_eq!(time_from_name(Path::new("heap.pb.gz")), None);
+    }
+
+    const HEAP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/pprof/go1.27/heap.pb.gz");
+
+    fn options(paths: &[&Path], out: &Path) -> ImportOptions {
+        ImportOptions {
+            paths: paths.iter().map(|p| p.to_path_buf()).collect(),
+            out: out.to_path_buf(),
+            target: Some("api".into()),
+            progress: false,
+        }
+    }
+
+    #[test]
+    fn importing_the_same_profile_again_skips_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("capture");
+        let heap = Path::new(HEAP);
+        let first = run(&options(&[heap, heap], &out)).unwrap();
+        assert_eq!((first.imported, first.skipped), (1, 1));
+        let again = run(&options(&[heap], &out)).unwrap();
+        assert_eq!((again.imported, again.skipped), (0, 1));
+        assert_eq!(leakscope_capture::read::profile_ids(&out).unwrap().len(), 1);
+        let rows: usize = leakscope_capture::read::read_table(&out, leakscope_capture::schema::Table::Profiles)
+            .unwrap()
+            .iter()
+            .map(|b| b.num_rows())
+            .sum();
+        assert_eq!(rows, 1, "duplicate profile rows");
+    }
+
+    #[test]
+    fn walking_a_directory_skips_gz_files_that_are_not_profiles() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy(HEAP, dir.path().join("a.pb.gz")).unwrap();
+        std::fs::copy(HEAP, dir.path().join("b.gz")).unwrap();
+        let log = dir.path().join("app.log.gz");
+        let mut gz = flate2::write::GzEncoder::new(std::fs::File::create(&log).unwrap(), flate2::Compression::default());
+        gz.write_all(b"2026-11-23T10:00:00Z INFO listening on :6060\n").unwrap();
+        gz.finish().unwrap();
+        std::fs::write(dir.path().join("notes.gz"), b"not even gzip").unwrap();
+        let files = collect_files(&[dir.path().to_path_buf()]).unwrap();
+        let names: Vec<_> = files.iter().map(|f| f.file_name().unwrap().to_str().unwrap()).collect();
+        assert_eq!(names, ["a.pb.gz", "b.gz"]);
+        // A file named explicitly is always tried (and reported when bad).
+        assert_eq!(collect_files(&[log.clone()]).unwrap(), [log]);
+    }
+
+    #[test]
+    fn the_no_profiles_message_lists_every_accepted_extension() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("notes.txt"), b"x").unwrap();
+        let e = collect_files(&[dir.path().to_path_buf()]).unwrap_err().to_string();
+        let listed = "(*.pb.gz, *.pprof.gz, *.pprof, *.prof, *.pb, *.gz)";
+        assert_eq!(e, format!("{}: no profile files {listed} found", dir.path().display()));
+        for ext in PROFILE_EXTENSIONS {
+            assert!(listed.contains(&format!("*{ext},")) || listed.contains(&format!("*{ext})")));
+            assert!(is_profile_name(Path::new(&format!("x{ext}"))));
+        }
     }
 }

@@ -28,7 +28,7 @@ enum Command {
   leakscope-recorder record --target http://10.0.0.5:6060 --out /var/lib/leakscope/api \\
       --interval 30s --duration 24h --retain 7d
   leakscope-recorder record --target https://svc.internal/admin --pprof-path /debug/pprof \\
-      --header 'Authorization: Bearer $TOKEN' --out ./capture
+      --header \"Authorization: Bearer $TOKEN\" --out ./capture
 
 Stops on --duration, SIGINT or SIGTERM, always committing the open segment.")]
     Record(RecordArgs),
@@ -66,8 +66,8 @@ struct RecordArgs {
     #[arg(long, default_value_t = 2)]
     retries: u32,
     /// Delete old segments: an age like 7d, or a total size like 10GiB.
-    #[arg(long)]
-    retain: Option<Retention>,
+    #[arg(long, value_parser = parse_retain)]
+    retain: Option<RetainArg>,
     /// Commit a segment at least this often (at most this much data is lost on a crash).
     #[arg(long, default_value = "1m", value_parser = parse_duration)]
     rotate: Duration,
@@ -118,6 +118,17 @@ fn parse_size(s: &str) -> Result<u64, String> {
         .map_err(|e| format!("{s:?}: {e} (e.g. 16MiB)"))
 }
 
+/// `--retain` parsed, with the text given (what the manifest records).
+#[derive(Clone)]
+struct RetainArg {
+    limit: Retention,
+    text: String,
+}
+
+fn parse_retain(s: &str) -> Result<RetainArg, String> {
+    Ok(RetainArg { limit: s.parse()?, text: s.trim().to_string() })
+}
+
 fn parse_kind(s: &str) -> Result<ProfileKind, String> {
     match s.trim() {
         "heap" => Ok(ProfileKind::Heap),
@@ -139,23 +150,26 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            let msg = format!("{e:#}").replace('\n', " ");
-            eprintln!("leakscope-recorder: error: {msg}");
+            eprintln!("leakscope-recorder: error: {}", one_line(&format!("{e:#}")));
             ExitCode::from(1)
         }
     }
 }
 
-fn record_cmd(a: RecordArgs) -> anyhow::Result<ExitCode> {
-    let target = Target::parse(&a.target, &a.pprof_path, &a.vars_path, &a.headers)?;
-    let timeout = a.timeout.unwrap_or_else(|| a.interval.min(Duration::from_secs(30)));
-    let manifest_options = serde_json::json!({
+/// A runtime error message on one line: line breaks (`\n`, `\r`) become single spaces.
+fn one_line(msg: &str) -> String {
+    msg.split(['\n', '\r']).map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
+}
+
+/// The options recorded in the manifest (header names only, never values).
+fn manifest_options(a: &RecordArgs, target: &Target, timeout: Duration) -> serde_json::Value {
+    serde_json::json!({
         "interval": humantime::format_duration(a.interval).to_string(),
         "duration": a.duration.map(|d| humantime::format_duration(d).to_string()),
         "pid": a.pid,
         "timeout": humantime::format_duration(timeout).to_string(),
         "retries": a.retries,
-        "retain": a.retain.map(|r| format!("{r:?}")),
+        "retain": a.retain.as_ref().map(|r| r.text.clone()),
         "rotate": humantime::format_duration(a.rotate).to_string(),
         "rotate_size": a.rotate_size,
         "profiles": a.profiles.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
@@ -163,7 +177,13 @@ fn record_cmd(a: RecordArgs) -> anyhow::Result<ExitCode> {
         "vars_path": a.vars_path,
         "gc": a.gc,
         "header_names": target.header_names(),
-    });
+    })
+}
+
+fn record_cmd(a: RecordArgs) -> anyhow::Result<ExitCode> {
+    let target = Target::parse(&a.target, &a.pprof_path, &a.vars_path, &a.headers)?;
+    let timeout = a.timeout.unwrap_or_else(|| a.interval.min(Duration::from_secs(30)));
+    let manifest_options = manifest_options(&a, &target, timeout);
     let opts = RecordOptions {
         target,
         out: a.out,
@@ -172,7 +192,7 @@ fn record_cmd(a: RecordArgs) -> anyhow::Result<ExitCode> {
         pid: a.pid,
         timeout,
         retries: a.retries,
-        retain: a.retain,
+        retain: a.retain.map(|r| r.limit),
         rotation: RotationPolicy {
             max_age_ns: a.rotate.as_nanos().min(i64::MAX as u128) as i64,
             max_bytes: a.rotate_size as usize,
@@ -219,18 +239,60 @@ fn import_cmd(a: ImportArgs) -> anyhow::Result<ExitCode> {
     };
     let s = import::run(&opts)?;
     for (path, reason) in &s.failed {
-        eprintln!("leakscope-recorder: error: {}: {}", path.display(), reason.replace('\n', " "));
+        eprintln!("leakscope-recorder: error: {}: {}", path.display(), one_line(reason));
     }
-    if s.imported == 0 {
+    if s.imported == 0 && s.skipped == 0 {
         anyhow::bail!("no profile could be imported ({} failed)", s.failed.len());
     }
     log::info!(
-        "imported {} profiles ({} run(s), {} segment files) into {}{}",
+        "imported {} profiles ({} run(s), {} segment files) into {}{}{}",
         s.imported,
         s.runs,
         s.segments,
         opts.out.display(),
+        if s.skipped == 0 { String::new() } else { format!("; skipped {} duplicate profile(s)", s.skipped) },
         if s.failed.is_empty() { String::new() } else { format!("; {} files failed", s.failed.len()) }
     );
     Ok(if s.failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn record_args(extra: &[&str]) -> RecordArgs {
+        let mut args = vec!["leakscope-recorder", "record", "--target", "http://127.0.0.1:6060", "--out", "c"];
+        args.extend_from_slice(extra);
+        match Cli::try_parse_from(args).unwrap().command {
+            Command::Record(a) => a,
+            Command::Import(_) => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn help_example_lets_the_shell_expand_the_token() {
+        let help = Cli::command().find_subcommand_mut("record").unwrap().render_long_help().to_string();
+        assert!(help.contains(r#"--header "Authorization: Bearer $TOKEN""#), "{help}");
+        assert!(!help.contains("'Authorization"), "{help}");
+    }
+
+    #[test]
+    fn manifest_keeps_retain_as_given() {
+        let target = Target::parse("http://127.0.0.1:6060", "/debug/pprof", "/debug/vars", &[]).unwrap();
+        for text in ["7d", "10GiB"] {
+            let a = record_args(&["--retain", text]);
+            let options = manifest_options(&a, &target, Duration::from_secs(10));
+            assert_eq!(options["retain"], text);
+        }
+        let a = record_args(&[]);
+        assert!(manifest_options(&a, &target, Duration::from_secs(10))["retain"].is_null());
+        assert!(Cli::try_parse_from(["leakscope-recorder", "record", "--target", "h:1", "--out", "c", "--retain", "soon"]).is_err());
+    }
+
+    #[test]
+    fn runtime_errors_are_one_line() {
+        let e = anyhow::anyhow!("line one\r\nline two\n\nline three\r").context("outer");
+        assert_eq!(one_line(&format!("{e:#}")), "outer: line one line two line three");
+    }
 }

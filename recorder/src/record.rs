@@ -2,7 +2,7 @@
 //! /proc, attribute everything to a run, and buffer it in the capture's segment writer.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
@@ -97,29 +97,23 @@ struct Scraped {
 
 /// Records until the duration ends or `stop` fires; the open segment is always committed.
 pub fn run(opts: RecordOptions, stop: Receiver<()>) -> anyhow::Result<Summary> {
-    check_writable(&opts.out)?;
     let fetcher = Fetcher::new(opts.timeout, opts.retries, Duration::from_millis(250), opts.target.headers().to_vec());
     let target_name = opts.target.to_string();
-    if !opts.wait {
-        let url = opts.target.profile_url("heap", "");
-        let probe = fetcher.get(&url, Instant::now() + opts.timeout * (opts.retries + 1) + Duration::from_secs(2));
-        match (&probe.body, probe.error()) {
-            (Some(body), _) => {
-                pprof::parse(body, Some(ProfileKind::Heap)).map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
+    // Directories this run creates; removed again (while empty) when startup fails.
+    let created: Vec<PathBuf> = opts
+        .out
+        .ancestors()
+        .take_while(|d| !d.as_os_str().is_empty() && !d.exists())
+        .map(Path::to_path_buf)
+        .collect();
+    if let Err(e) = start(&opts, &fetcher, &target_name) {
+        for dir in &created {
+            if std::fs::remove_dir(dir).is_err() {
+                break; // not empty (or not ours to remove): keep it and its parents
             }
-            (None, Some(err)) => bail!("{url}: {err} (use --wait to start before the target is up)"),
-            (None, None) => bail!("{url}: no response"),
         }
+        return Err(e);
     }
-    let session = Session {
-        mode: "record".into(),
-        recorder_version: RECORDER_VERSION.into(),
-        target: target_name.clone(),
-        host: host_name(),
-        start_time: rfc3339(now_ns()),
-        options: opts.manifest_options.clone(),
-    };
-    Manifest::open_or_create(&opts.out, session)?;
     let writer = SegmentWriter::new(&opts.out, opts.rotation);
     let mut rec = Recorder {
         pid: opts.pid,
@@ -151,7 +145,33 @@ pub fn run(opts: RecordOptions, stop: Receiver<()>) -> anyhow::Result<Summary> {
     Ok(rec.summary)
 }
 
-fn check_writable(out: &std::path::Path) -> anyhow::Result<()> {
+/// Checks the capture directory and (without `--wait`) the target, then opens the capture.
+fn start(opts: &RecordOptions, fetcher: &Fetcher, target_name: &str) -> anyhow::Result<()> {
+    check_writable(&opts.out)?;
+    if !opts.wait {
+        let url = opts.target.profile_url("heap", "");
+        let probe = fetcher.get(&url, Instant::now() + opts.timeout * (opts.retries + 1) + Duration::from_secs(2));
+        match (&probe.body, probe.error()) {
+            (Some(body), _) => {
+                pprof::parse(body, Some(ProfileKind::Heap)).map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
+            }
+            (None, Some(err)) => bail!("{url}: {err} (use --wait to start before the target is up)"),
+            (None, None) => bail!("{url}: no response"),
+        }
+    }
+    let session = Session {
+        mode: "record".into(),
+        recorder_version: RECORDER_VERSION.into(),
+        target: target_name.to_string(),
+        host: host_name(),
+        start_time: rfc3339(now_ns()),
+        options: opts.manifest_options.clone(),
+    };
+    Manifest::open_or_create(&opts.out, session)?;
+    Ok(())
+}
+
+fn check_writable(out: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("cannot create capture directory {}", out.display()))?;
     let probe = out.join(".leakscope-write-test");
     std::fs::write(&probe, b"ok").with_context(|| format!("capture directory {} is not writable", out.display()))?;
@@ -178,10 +198,7 @@ impl Recorder {
             if end.is_some_and(|e| Instant::now() >= e) {
                 return Ok(());
             }
-            self.tick(next + interval);
-            if self.writer.should_rotate(now_ns()) {
-                self.commit(false)?;
-            }
+            self.tick(next + interval)?;
             next += interval;
             while next <= Instant::now() {
                 next += interval; // skip ticks missed while a slow target answered
@@ -247,6 +264,40 @@ impl Recorder {
         }
     }
 
+    /// Attributes observation `o` to a run. When it starts a run of a local target, the PID
+    /// is looked up again right away (not at the next periodic search) so that a restarted
+    /// process's run is named after its new PID and start time, not `remote`.
+    fn observe_run(&mut self, mut o: Observation) -> (String, bool) {
+        if self.opts.target.is_local() && self.runs.is_restart(&o) {
+            self.next_pid_search = 0;
+            self.refresh_pid();
+            o.pid = self.pid;
+            o.start_ns = self.pid_start;
+        }
+        self.runs.observe(o)
+    }
+
+    /// Sets the row's PID and fills its /proc columns; true when they could be read.
+    fn read_proc(&mut self, t0: i64, process: &mut ProcessRow, scrapes: &mut Vec<ScrapeRow>) -> bool {
+        process.pid = self.pid;
+        process.process_start_ns = self.pid_start;
+        let Some(pid) = self.pid else { return false };
+        let started = Instant::now();
+        let read = procfs::read_stats(pid);
+        let error = read.as_ref().err().map(|e| format!("/proc/{pid}/status: {e}"));
+        let ok = read.is_ok();
+        for (col, v) in read.unwrap_or_default() {
+            process.set(col, v);
+        }
+        scrapes.extend(self.scrape_rows(
+            "proc",
+            &format!("/proc/{pid}"),
+            &[Attempt { start_ns: t0, duration_ms: started.elapsed().as_secs_f64() * 1e3, status: None, bytes: None, error }],
+            None,
+        ));
+        ok
+    }
+
     fn note(&mut self, key: &str, ok: bool, error: Option<&str>) {
         let prev = self.last_ok.insert(key.to_string(), ok);
         match (prev, ok, error) {
@@ -295,12 +346,17 @@ impl Recorder {
             };
             let endpoint = self.opts.target.vars_path().to_string();
             scrapes.extend(self.scrape_rows("memstats", &endpoint, &f.attempts, final_error.clone()));
+            // Only a definitive answer means there is no expvar: a body that is not expvar
+            // MemStats, or a client error such as 404. A transport error, timeout or 5xx (e.g.
+            // with --wait before the target is up) tries /debug/vars again next tick.
+            let definitive = matches!(parsed, Some(Err(_)))
+                || f.status().is_some_and(|s| (400..500).contains(&s) && s != 408 && s != 429);
             match parsed {
                 Some(Ok(ms)) => {
                     self.vars_served = Some(true);
                     return Some((ms, "vars"));
                 }
-                _ if self.vars_served.is_none() => {
+                _ if self.vars_served.is_none() && definitive => {
                     log::info!("{url} has no MemStats ({}); using heap?debug=1", final_error.as_deref().or(f.error()).unwrap_or("?"));
                     self.vars_served = Some(false);
                 }
@@ -339,11 +395,13 @@ impl Recorder {
         let endpoint = self.opts.target.profile_path(name, query);
         let fetched = self.fetcher.get(&url, deadline);
         if kind == ProfileKind::GoroutineLeak && self.leak_served.is_none() {
-            let served = fetched.status() != Some(404);
-            if !served {
+            // Only a 404 means "not served"; without an answer (target down) ask again next tick.
+            if fetched.status() == Some(404) {
                 log::info!("{url}: not served (needs Go 1.26 with GOEXPERIMENT=goroutineleakprofile, or Go 1.27+)");
+                self.leak_served = Some(false);
+            } else if fetched.body.is_some() {
+                self.leak_served = Some(true);
             }
-            self.leak_served = Some(served);
         }
         let (profile, parse_error) = match fetched.body.as_deref().map(|b| pprof::parse(b, Some(kind))) {
             Some(Ok(p)) => (Some(p), None),
@@ -354,39 +412,13 @@ impl Recorder {
         Some(Scraped { kind, endpoint, fetched, profile, parse_error })
     }
 
-    fn tick(&mut self, deadline: Instant) {
+    fn tick(&mut self, deadline: Instant) -> anyhow::Result<()> {
         let t0 = now_ns();
         let mut scrapes = Vec::new();
         self.refresh_pid();
         let mut process = ProcessRow::new(t0, &self.target_name);
-        process.pid = self.pid;
-        process.process_start_ns = self.pid_start;
-        let mut have_process = false;
-        if let Some(pid) = self.pid {
-            let started = Instant::now();
-            let read = procfs::read_stats(pid);
-            let error = read.as_ref().err().map(|e| format!("/proc/{pid}/status: {e}"));
-            if let Ok(stats) = read {
-                for (col, v) in stats {
-                    process.set(col, v);
-                }
-                have_process = true;
-            }
-            scrapes.extend(self.scrape_rows(
-                "proc",
-                &format!("/proc/{pid}"),
-                &[Attempt { start_ns: t0, duration_ms: started.elapsed().as_secs_f64() * 1e3, status: None, bytes: None, error }],
-                None,
-            ));
-        }
+        let mut have_proc = self.read_proc(t0, &mut process, &mut scrapes);
         let ms = self.fetch_memstats(deadline, &mut scrapes);
-        if let Some((ms, source)) = &ms {
-            for (col, v) in ms {
-                process.set(col, *v);
-            }
-            process.memstats_source = Some(source.to_string());
-            have_process = true;
-        }
         let kinds = self.opts.profiles.clone();
         let scraped: Vec<Scraped> = kinds.into_iter().filter_map(|k| self.fetch_profile(k, deadline)).collect();
 
@@ -395,7 +427,7 @@ impl Recorder {
             .find(|s| s.kind == ProfileKind::Heap)
             .and_then(|s| s.profile.as_ref())
             .map(|p| p.total(|v| v.alloc_bytes));
-        let (run_id, new_run) = self.runs.observe(Observation {
+        let (run_id, new_run) = self.observe_run(Observation {
             time_ns: t0,
             pid: self.pid,
             start_ns: self.pid_start,
@@ -408,9 +440,36 @@ impl Recorder {
             self.leak_served = None;
             self.vars_served = None;
         }
+        if self.pid != process.pid {
+            // The PID was found again for the new run: /proc figures of that process.
+            process = ProcessRow::new(t0, &self.target_name);
+            have_proc = self.read_proc(t0, &mut process, &mut scrapes);
+        }
+        if let Some((ms, source)) = &ms {
+            for (col, v) in ms {
+                process.set(col, *v);
+            }
+            process.memstats_source = Some(source.to_string());
+        }
+        let process = (have_proc || ms.is_some()).then_some(process);
+        self.store(t0, process, scraped, scrapes, &run_id)
+    }
 
-        if have_process {
-            process.run_id = Some(run_id.clone());
+    /// Buffers one tick's rows. Before a row that must not join the open segment set (its
+    /// time is on another UTC date, or the set is old or big enough) the set is committed,
+    /// so every row lands in the `date=` partition of its own time.
+    fn store(
+        &mut self,
+        t0: i64,
+        process: Option<ProcessRow>,
+        scraped: Vec<Scraped>,
+        mut scrapes: Vec<ScrapeRow>,
+        run_id: &str,
+    ) -> anyhow::Result<()> {
+        let mut may_commit = true;
+        if let Some(mut process) = process {
+            self.rotate_before(process.time_ns, &mut may_commit)?;
+            process.run_id = Some(run_id.to_string());
             self.writer.add_process(process);
             self.summary.process_rows += 1;
         }
@@ -418,12 +477,13 @@ impl Recorder {
             let mut profile_id = None;
             if let Some(p) = &s.profile {
                 let time_ns = if p.time_ns > 0 { p.time_ns } else { s.fetched.attempts.last().map_or(t0, |a| a.start_ns) };
+                self.rotate_before(time_ns, &mut may_commit)?;
                 let scrape_ms = s.fetched.attempts.last().map(|a| a.duration_ms);
                 let meta = ProfileMeta {
                     time_ns,
                     target: &self.target_name,
                     pid: self.pid,
-                    run_id: &run_id,
+                    run_id,
                     scrape_ms,
                     source: &s.endpoint,
                 };
@@ -437,8 +497,192 @@ impl Recorder {
             scrapes.extend(rows);
         }
         for mut row in scrapes {
-            row.run_id = Some(run_id.clone());
+            self.rotate_before(row.time_ns, &mut may_commit)?;
+            row.run_id = Some(run_id.to_string());
             self.writer.add_scrape(row);
         }
+        // Commit now, not a tick later, once the set is old or big enough.
+        self.rotate_before(now_ns(), &mut may_commit)
+    }
+
+    /// Commits the open set when a row at `time_ns` must not join it; after a failed commit
+    /// (`may_commit` turns false) the retry waits for the next tick.
+    fn rotate_before(&mut self, time_ns: i64, may_commit: &mut bool) -> anyhow::Result<()> {
+        if *may_commit && self.writer.should_rotate(time_ns) {
+            self.commit(false)?;
+            *may_commit = self.commit_failures == 0;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use leakscope_capture::read::read_segment;
+    use leakscope_capture::schema::Table;
+    use leakscope_capture::segment::list_segments;
+    use std::io::Write;
+    use std::net::TcpListener;
+
+    const SECOND: i64 = 1_000_000_000;
+
+    fn options(target: &str, out: &Path) -> RecordOptions {
+        RecordOptions {
+            target: Target::parse(target, "/debug/pprof", "/debug/vars", &[]).unwrap(),
+            out: out.to_path_buf(),
+            interval: Duration::from_secs(1),
+            duration: None,
+            pid: None,
+            timeout: Duration::from_secs(1),
+            retries: 0,
+            retain: None,
+            rotation: RotationPolicy::default(),
+            profiles: vec![ProfileKind::Heap],
+            gc: false,
+            wait: false,
+            manifest_options: serde_json::json!({}),
+        }
+    }
+
+    fn recorder(target: &str, out: &Path) -> Recorder {
+        let opts = options(target, out);
+        Recorder {
+            target_name: opts.target.to_string(),
+            fetcher: Fetcher::new(opts.timeout, opts.retries, Duration::from_millis(1), Vec::new()),
+            writer: SegmentWriter::new(out, opts.rotation),
+            runs: RunTracker::new(),
+            pid: None,
+            pid_start: None,
+            next_pid_search: 0,
+            leak_served: None,
+            vars_served: None,
+            last_ok: HashMap::new(),
+            commit_failures: 0,
+            summary: Summary::default(),
+            opts,
+        }
+    }
+
+    /// A local URL nothing listens on.
+    fn refused_url() -> String {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        format!("http://127.0.0.1:{port}")
+    }
+
+    /// A local URL that answers every request with 404.
+    fn not_found_url() -> String {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for s in l.incoming() {
+                let Ok(mut s) = s else { continue };
+                let _ = std::io::Read::read(&mut s, &mut [0u8; 2048]);
+                let _ = s.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    fn scrape(time_ns: i64) -> ScrapeRow {
+        ScrapeRow {
+            time_ns,
+            target: "t".into(),
+            endpoint: "/debug/pprof/heap".into(),
+            kind: "heap".into(),
+            attempt: 1,
+            ok: true,
+            http_status: Some(200),
+            error: None,
+            duration_ms: 1.0,
+            bytes: Some(1),
+            run_id: None,
+            profile_id: None,
+        }
+    }
+
+    #[test]
+    fn rows_after_midnight_land_in_the_new_date() {
+        let before = 1_763_942_399 * SECOND; // 2025-11-23T23:59:59Z
+        let after = before + 2 * SECOND;
+        let dir = tempfile::tempdir().unwrap();
+        let mut rec = recorder(&refused_url(), dir.path());
+        rec.writer.add_process(ProcessRow::new(before, "t"));
+        rec.store(after, Some(ProcessRow::new(after, "t")), Vec::new(), vec![scrape(after)], "r").unwrap();
+        rec.commit(true).unwrap();
+        let rows_by_date = |table| {
+            let mut by_date = std::collections::BTreeMap::new();
+            for seg in list_segments(dir.path(), table).unwrap() {
+                let date = seg.path.parent().unwrap().file_name().unwrap().to_string_lossy().into_owned();
+                let rows: usize = read_segment(&seg.path).unwrap().iter().map(|b| b.num_rows()).sum();
+                *by_date.entry(date).or_insert(0) += rows;
+            }
+            by_date.into_iter().collect::<Vec<_>>()
+        };
+        let day = |d: &str, n| (format!("date=2025-11-{d}"), n);
+        assert_eq!(rows_by_date(Table::Process), [day("23", 1), day("24", 1)]);
+        assert_eq!(rows_by_date(Table::Scrapes), [day("24", 1)]);
+    }
+
+    #[test]
+    fn only_a_definitive_answer_decides_what_the_target_serves() {
+        let dir = tempfile::tempdir().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        // Target not up yet (--wait): nothing is decided, /debug/vars is asked again next tick.
+        let mut rec = recorder(&refused_url(), dir.path());
+        let mut scrapes = Vec::new();
+        assert!(rec.fetch_memstats(deadline, &mut scrapes).is_none());
+        assert_eq!(rec.vars_served, None, "a refused connection switched MemStats to heap?debug=1");
+        assert_eq!(scrapes.len(), 1);
+        assert!(rec.fetch_profile(ProfileKind::GoroutineLeak, deadline).is_some());
+        assert_eq!(rec.leak_served, None, "a refused connection decided goroutineleak");
+        // A 404 is definitive.
+        let mut rec = recorder(&not_found_url(), dir.path());
+        rec.fetch_memstats(deadline, &mut scrapes);
+        assert_eq!(rec.vars_served, Some(false));
+        rec.fetch_profile(ProfileKind::GoroutineLeak, deadline);
+        assert_eq!(rec.leak_served, Some(false));
+        assert!(rec.fetch_profile(ProfileKind::GoroutineLeak, deadline).is_none());
+    }
+
+    #[test]
+    fn a_restarted_local_target_is_named_after_its_new_pid() {
+        let child = std::process::Command::new("python3")
+            .args(["-c", "import socket,time;s=socket.socket();s.bind(('127.0.0.1',0));s.listen();print(s.getsockname()[1],flush=True);time.sleep(30)"])
+            .stdout(std::process::Stdio::piped())
+            .spawn();
+        let Ok(mut child) = child else { return };
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut rec = recorder(&format!("http://127.0.0.1:{}", line.trim()), dir.path());
+        let t = 1_700_000_000 * SECOND;
+        rec.runs.observe(Observation { time_ns: t, pid: Some(u32::MAX), total_alloc: Some(1000), ..Default::default() });
+        // The old process is gone and the periodic PID search is backing off; the restarted
+        // target answers with counters that went back.
+        rec.pid = None;
+        rec.next_pid_search = 5;
+        let (run, new) = rec.observe_run(Observation { time_ns: t + 10 * SECOND, total_alloc: Some(10), ..Default::default() });
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(new);
+        assert!(run.ends_with(&format!("-pid{}", child.id())), "{run}");
+        assert_eq!(rec.pid, Some(child.id()));
+    }
+
+    #[test]
+    fn a_failed_start_removes_only_the_directories_it_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = refused_url();
+        let out = dir.path().join("new/capture");
+        let (_tx, rx) = std::sync::mpsc::channel();
+        let e = run(options(&target, &out), rx).unwrap_err();
+        assert!(format!("{e:#}").contains("connection refused"), "{e:#}");
+        assert!(!dir.path().join("new").exists(), "left an empty --out behind");
+        let existing = dir.path().join("existing");
+        std::fs::create_dir(&existing).unwrap();
+        let (_tx, rx) = std::sync::mpsc::channel();
+        assert!(run(options(&target, &existing), rx).is_err());
+        assert!(existing.is_dir(), "removed a directory it did not create");
     }
 }

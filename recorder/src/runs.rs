@@ -51,9 +51,9 @@ impl RunTracker {
         Self::default()
     }
 
-    /// Feeds an observation; returns the run id it belongs to and whether it started a run.
-    pub fn observe(&mut self, o: Observation) -> (String, bool) {
-        let restart = match &self.current {
+    /// True when observation `o` would start a new run (the first one, or after a restart).
+    pub fn is_restart(&self, o: &Observation) -> bool {
+        match &self.current {
             None => true,
             Some(r) => {
                 let l = &r.last;
@@ -63,7 +63,12 @@ impl RunTracker {
                     || went_back(l.num_gc, o.num_gc, 0.0)
                     || went_back(l.profile_alloc_total, o.profile_alloc_total, 0.005)
             }
-        };
+        }
+    }
+
+    /// Feeds an observation; returns the run id it belongs to and whether it started a run.
+    pub fn observe(&mut self, o: Observation) -> (String, bool) {
+        let restart = self.is_restart(&o);
         if restart {
             self.runs_started += 1;
             let stamp = rfc3339(o.start_ns.unwrap_or(o.time_ns)).replace([':', '-'], "");
