@@ -1,6 +1,7 @@
 //! Actionable hints from stacks and shapes, worded as likelihoods, never as certainties.
 
 use crate::load::Metric;
+use crate::site::FrameRef;
 use crate::udf::format_bytes;
 
 /// What the hint generator knows about one group.
@@ -17,6 +18,64 @@ pub struct HintInput<'a> {
     pub runtime_leaked: f64,
     /// Whether a heap site of the same function allocates timers/tickers.
     pub allocates_timers: bool,
+    /// The group's call-site frames (to look at their source lines when available).
+    pub site_frames: &'a [FrameRef],
+    /// Where source files may be found.
+    pub sources: &'a SourceRoots,
+}
+
+/// Where to look for source files named in stacks: the recorded path first, then the
+/// path's trailing components under each root (like a debugger's substitute-path).
+#[derive(Debug, Clone, Default)]
+pub struct SourceRoots(pub Vec<std::path::PathBuf>);
+
+impl SourceRoots {
+    /// The readable local file for a recorded source path, if any.
+    pub fn locate(&self, recorded: &str) -> Option<std::path::PathBuf> {
+        let p = std::path::Path::new(recorded);
+        if p.is_file() {
+            return Some(p.to_path_buf());
+        }
+        let parts: Vec<_> = p.components().collect();
+        for root in &self.0 {
+            for k in (1..=parts.len()).rev() {
+                let cand = parts[parts.len() - k..]
+                    .iter()
+                    .fold(root.clone(), |acc, c| acc.join(c));
+                if cand.is_file() {
+                    return Some(cand);
+                }
+            }
+        }
+        None
+    }
+
+    /// The source line of a Go frame, when its file can be found on this machine.
+    pub fn line(&self, f: &FrameRef) -> Option<String> {
+        if !f.file.ends_with(".go") || f.line <= 0 {
+            return None;
+        }
+        let path = self.locate(&f.file)?;
+        let meta = std::fs::metadata(&path).ok()?;
+        if meta.len() > 8 << 20 {
+            return None;
+        }
+        let text = std::fs::read_to_string(&path).ok()?;
+        text.lines()
+            .nth(usize::try_from(f.line - 1).ok()?)
+            .map(|l| l.trim().to_string())
+    }
+}
+
+/// Whether a Go source line stores into an indexed element (`m[k] = v`): when that line
+/// allocates, the allocation is map storage.
+pub fn is_index_assignment(line: &str) -> bool {
+    static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    RE.get_or_init(|| {
+        regex::Regex::new(r"^[\w.()*\]\[]*\w\[[^\]]+\]\s*(=|\+=|\|=)\s*[^=]")
+            .expect("static regex")
+    })
+    .is_match(line)
 }
 
 fn has(functions: &[String], pred: impl Fn(&str) -> bool) -> bool {
@@ -78,6 +137,15 @@ pub fn hints(h: &HintInput<'_>) -> Vec<String> {
                     || s == "runtime.makemap"
             }) {
                 out.push("the growth is map storage: likely a map that only grows (entries added, never deleted); bound it or evict".into());
+            } else if let Some((f, line)) = h
+                .site_frames
+                .iter()
+                .find_map(|f| h.sources.line(f).filter(|l| is_index_assignment(l)).map(|l| (f, l)))
+            {
+                out.push(format!(
+                    "the growing allocation is at `{line}` (line {}): likely a map that only grows (entries added, never deleted); bound it or evict",
+                    f.line
+                ));
             }
             if h.object_size >= 32.0 * 1024.0 {
                 out.push(format!(
@@ -108,6 +176,15 @@ mod tests {
     }
 
     #[test]
+    fn index_assignment() {
+        assert!(is_index_assignment("sessions[s.id] = s"));
+        assert!(is_index_assignment("c.byKey[k] += 1"));
+        assert!(!is_index_assignment("x := a[i]"));
+        assert!(!is_index_assignment("if m[k] == v {"));
+        assert!(!is_index_assignment("buf := make([]byte, n)"));
+    }
+
+    #[test]
     fn channel_and_map_hints() {
         let f = names(&["runtime.gopark", "runtime.chanrecv1", "main.worker"]);
         let h = hints(&HintInput {
@@ -117,6 +194,8 @@ mod tests {
             growing: true,
             runtime_leaked: 0.0,
             allocates_timers: false,
+            site_frames: &[],
+            sources: &SourceRoots::default(),
         });
         assert!(h[0].contains("channel receive"), "{h:?}");
         let f = names(&["runtime.mallocgc", "runtime.mapassign_faststr", "main.cache"]);
@@ -127,6 +206,8 @@ mod tests {
             growing: true,
             runtime_leaked: 0.0,
             allocates_timers: false,
+            site_frames: &[],
+            sources: &SourceRoots::default(),
         });
         assert!(h.iter().any(|s| s.contains("map that only grows")), "{h:?}");
         let h = hints(&HintInput {
@@ -136,6 +217,8 @@ mod tests {
             growing: false,
             runtime_leaked: 0.0,
             allocates_timers: false,
+            site_frames: &[],
+            sources: &SourceRoots::default(),
         });
         assert!(h.is_empty());
     }

@@ -115,6 +115,8 @@ pub struct SeriesSet {
     pub stacks: Vec<Vec<FrameRef>>,
     /// Every function appearing in any stack of the group.
     pub functions: Vec<Vec<String>>,
+    /// Distinct call-site frames of each group's stacks.
+    pub site_frames: Vec<Vec<FrameRef>>,
     /// Stacks in each group.
     pub stack_counts: Vec<usize>,
     /// `values[g * profiles.len() + p]`.
@@ -306,9 +308,15 @@ pub async fn load_series(
     let mut best: Vec<(f64, u64)> = vec![(f64::MIN, 0); ng];
     let mut functions: Vec<Vec<String>> = vec![Vec::new(); ng];
     let mut stack_counts = vec![0usize; ng];
+    let mut site_frames: Vec<Vec<FrameRef>> = vec![Vec::new(); ng];
     for (sid, w) in &stack_weight {
         let g = group_of[sid];
         stack_counts[g] += 1;
+        if let Some(f) = stacks[sid].get(rules.site_index(&stacks[sid])) {
+            if !site_frames[g].contains(f) {
+                site_frames[g].push(f.clone());
+            }
+        }
         if *w > best[g].0 || (*w == best[g].0 && *sid < best[g].1) {
             best[g] = (*w, *sid);
         }
@@ -333,6 +341,7 @@ pub async fn load_series(
         keys,
         stacks: rep,
         functions,
+        site_frames,
         stack_counts,
         values,
         object_size,

@@ -72,6 +72,10 @@ struct Selection {
     /// Extra frames (regex on function names) that are never a call site, e.g. an in-house pool.
     #[arg(long, value_name = "REGEX")]
     skip: Vec<String>,
+    /// Directories to find Go sources in (for hints quoting the growing line); the recorded
+    /// path is tried first, then its trailing components under each directory.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    source: Vec<PathBuf>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -149,6 +153,7 @@ async fn run_rank(sel: &Selection) -> anyhow::Result<Ranking> {
         by: sel.by,
         metrics: sel.metric.clone(),
         rules,
+        sources: leakscope::hints::SourceRoots(sel.source.clone()),
     };
     let ranking = rank(&cat, &opts, &|rows| {
         if rows % 65_536 < 8192 {
@@ -159,10 +164,26 @@ async fn run_rank(sel: &Selection) -> anyhow::Result<Ranking> {
     .await?;
     pb.finish_and_clear();
     let profiles: usize = ranking.sections.iter().map(|s| s.profiles).sum();
+    let names = sel
+        .captures
+        .iter()
+        .map(|c| c.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
     if profiles == 0 && ranking.process.is_none() {
+        bail!("{names}: empty capture: no profiles or process samples to analyse");
+    }
+    let longest = ranking.sections.iter().map(|s| s.longest_run).max().unwrap_or(0);
+    if longest < leakscope::fit::MIN_POINTS {
+        let counts = ranking
+            .sections
+            .iter()
+            .map(|s| format!("{} {} profile(s)", s.profiles, s.metric.kind()))
+            .collect::<Vec<_>>()
+            .join(", ");
         bail!(
-            "{}: empty capture: no profiles or process samples to analyse",
-            sel.captures[0].display()
+            "{names}: not enough profiles to fit a trend ({counts}; need at least {} in one run)",
+            leakscope::fit::MIN_POINTS
         );
     }
     Ok(ranking)

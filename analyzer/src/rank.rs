@@ -23,6 +23,8 @@ pub struct RankOptions {
     pub metrics: Vec<Metric>,
     /// Call-site rules.
     pub rules: SiteRules,
+    /// Where to find source files for hints.
+    pub sources: crate::hints::SourceRoots,
 }
 
 /// One ranked group.
@@ -68,6 +70,8 @@ pub struct Section {
     pub profiles: usize,
     /// Runs (restarts + 1) with profiles of this kind.
     pub runs: usize,
+    /// Profiles in the longest run.
+    pub longest_run: usize,
     /// Sample rows read.
     pub rows: u64,
     /// Findings, leaks first then by rate.
@@ -172,6 +176,7 @@ fn fit_groups(
     metric: Metric,
     leaked: &std::collections::HashMap<String, f64>,
     timer_sites: &HashSet<String>,
+    sources: &crate::hints::SourceRoots,
 ) -> Vec<Finding> {
     (0..set.keys.len())
         .into_par_iter()
@@ -202,6 +207,8 @@ fn fit_groups(
                 growing: fit.verdict.is_leak(),
                 runtime_leaked,
                 allocates_timers: timer_sites.contains(&site_fn),
+                site_frames: &set.site_frames[g],
+                sources,
             });
             Finding {
                 rank: 0,
@@ -247,13 +254,14 @@ pub async fn rank(cat: &Catalog, opts: &RankOptions, progress: &dyn Fn(u64)) -> 
     let mut sections = Vec::new();
     for metric in metrics {
         let set = load_series(&cat.ctx, metric, &stacks, opts.by, &opts.rules, progress).await?;
-        let mut findings = fit_groups(&set, metric, &leaked, &timer_sites);
+        let mut findings = fit_groups(&set, metric, &leaked, &timer_sites, &opts.sources);
         order(&mut findings);
         sections.push(Section {
             metric,
             title: metric.title(),
             profiles: set.profiles.len(),
             runs: set.runs.len(),
+            longest_run: set.runs.iter().map(|(_, r)| r.len()).max().unwrap_or(0),
             rows: set.rows,
             findings,
         });

@@ -1,0 +1,204 @@
+//! The analyzer's command line on the bundled demo capture: SQL (typed, shipped, formats,
+//! several captures), and bad input: each a one-line error with the right exit code.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use common::*;
+
+fn leakscope(args: &[&str]) -> Output {
+    run(&bin("leakscope"), args, Duration::from_secs(120))
+}
+
+fn demo() -> PathBuf {
+    root().join("fixtures/captures/demo")
+}
+
+fn s(p: &Path) -> String {
+    p.display().to_string()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dst = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dst);
+        } else {
+            std::fs::copy(e.path(), dst).unwrap();
+        }
+    }
+}
+
+#[test]
+fn every_shipped_query_runs_on_the_demo() {
+    let list = leakscope(&["sql", "--list"]);
+    assert!(list.status.success());
+    let names: Vec<String> = stdout(&list)
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap().to_string())
+        .collect();
+    assert!(names.len() >= 5, "{names:?}");
+    for q in &names {
+        let o = leakscope(&["sql", &s(&demo()), "--query", q, "--format", "csv"]);
+        assert!(
+            o.status.success(),
+            "{q}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(stdout(&o).lines().count() >= 2, "{q} returned no rows");
+    }
+    let o = leakscope(&["sql", &s(&demo()), "--query", "top_growth", "--format", "csv"]);
+    let second = stdout(&o).lines().nth(1).unwrap().to_string();
+    assert!(second.starts_with("main.loadRecord"), "{second}");
+}
+
+#[test]
+fn typed_sql_formats_and_several_captures() {
+    let q = "SELECT capture, COUNT(*) AS n FROM profiles GROUP BY capture ORDER BY capture";
+    let o = leakscope(&["sql", &s(&demo()), &s(&demo()), q, "--format", "json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 2, "{rows}");
+    assert_eq!(rows[0]["n"], rows[1]["n"]);
+    assert_ne!(rows[0]["capture"], rows[1]["capture"]);
+
+    // Views and functions read naturally.
+    let q = "SELECT site_function, format_bytes(CAST(SUM(inuse_bytes) AS DOUBLE)) AS b \
+             FROM sample_stacks WHERE kind = 'heap' GROUP BY site_function \
+             ORDER BY SUM(inuse_bytes) DESC LIMIT 1";
+    let o = leakscope(&["sql", &s(&demo()), q, "--format", "csv"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(stdout(&o).contains("main.loadRecord"), "{}", stdout(&o));
+
+    // Partition column and pruning: a date filter that matches nothing returns nothing.
+    let q = "SELECT COUNT(*) AS n FROM samples WHERE date = '1999-01-01'";
+    let o = leakscope(&["sql", &s(&demo()), q, "--format", "csv"]);
+    assert_eq!(stdout(&o).lines().nth(1), Some("0"));
+
+    // Parquet output is a real Parquet file.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r.parquet");
+    let o = leakscope(&[
+        "sql",
+        &s(&demo()),
+        "SELECT stack_id, time FROM samples LIMIT 10",
+        "--format",
+        "parquet",
+        "--output",
+        &s(&out),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let bytes = std::fs::read(&out).unwrap();
+    assert_eq!(&bytes[..4], b"PAR1");
+
+    // SQL statistics functions agree with the ranking's direction.
+    let q = "SELECT theil_sen(to_unixtime(time) / 3600.0, CAST(goroutines AS DOUBLE)) > 0 AS up, \
+             mann_kendall_p(to_unixtime(time) / 3600.0, CAST(goroutines AS DOUBLE)) < 0.01 AS sig \
+             FROM (SELECT time, SUM(goroutines) AS goroutines FROM samples WHERE kind = 'goroutine' GROUP BY time)";
+    let o = leakscope(&["sql", &s(&demo()), q, "--format", "csv"]);
+    assert_eq!(stdout(&o).lines().nth(1), Some("true,true"), "{}", stdout(&o));
+}
+
+#[test]
+fn bad_input_is_a_one_line_error_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    // Not a capture: an empty directory, a regular file, a missing path.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let file = dir.path().join("file.txt");
+    std::fs::write(&file, "hello").unwrap();
+    let missing = dir.path().join("missing");
+    for p in [&empty, &file, &missing] {
+        let o = leakscope(&["rank", &s(p)]);
+        assert_eq!(o.status.code(), Some(2), "{}", p.display());
+        assert_one_line_error(&o, &[&s(p), "not a leakscope capture"]);
+    }
+    // An empty capture: a manifest, no data.
+    let bare = dir.path().join("bare");
+    std::fs::create_dir(&bare).unwrap();
+    std::fs::copy(demo().join("manifest.json"), bare.join("manifest.json")).unwrap();
+    let o = leakscope(&["rank", &s(&bare)]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_one_line_error(&o, &[&s(&bare), "empty capture"]);
+    let o = leakscope(&["check", &s(&bare)]);
+    assert_eq!(o.status.code(), Some(2));
+
+    // A capture with one profile.
+    let one = dir.path().join("one");
+    let imp = run(
+        &recorder(),
+        &[
+            "import",
+            &s(&root().join("fixtures/pprof/go1.27/heap.pb.gz")),
+            "--out",
+            &s(&one),
+        ],
+        Duration::from_secs(60),
+    );
+    assert!(imp.status.success(), "{}", String::from_utf8_lossy(&imp.stderr));
+    let o = leakscope(&["rank", &s(&one)]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_one_line_error(&o, &[&s(&one), "not enough profiles"]);
+
+    // Unknown query, invalid SQL, both SQL and --query.
+    let o = leakscope(&["sql", &s(&demo()), "--query", "no_such_query"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_one_line_error(&o, &["unknown query 'no_such_query'"]);
+    let o = leakscope(&["sql", &s(&demo()), "SELEC oops FROM nowhere"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_one_line_error(&o, &["SQL error"]);
+    let o = leakscope(&["sql", &s(&demo()), "SELECT * FROM no_such_table"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_one_line_error(&o, &["no_such_table"]);
+    let o = leakscope(&["check", &s(&demo()), "--max-growth", "lots"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_one_line_error(&o, &["--max-growth"]);
+}
+
+#[test]
+fn corrupt_segment_is_named_and_the_rest_analysed() {
+    let dir = tempfile::tempdir().unwrap();
+    let cap = dir.path().join("demo");
+    copy_dir(&demo(), &cap);
+    let mut segs: Vec<PathBuf> = walk(&cap.join("samples"));
+    segs.sort();
+    let victim = segs[1].clone();
+    let len = std::fs::metadata(&victim).unwrap().len() as usize;
+    std::fs::write(&victim, vec![0x42u8; len]).unwrap();
+    let o = leakscope(&["rank", &s(&cap), "--format", "json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&s(&victim)) && err.contains("corrupt"),
+        "stderr must name the corrupt segment: {err}"
+    );
+    assert!(!err.contains("panicked"));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["skipped"].as_array().unwrap().len(), 1);
+    assert_eq!(r["sections"][0]["findings"][0]["verdict"], "leak");
+    // SQL over the same capture works too, without the bad file.
+    let o = leakscope(&["sql", &s(&cap), "SELECT COUNT(*) FROM samples", "--format", "csv"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else if p.extension().is_some_and(|x| x == "parquet") {
+            out.push(p);
+        }
+    }
+    out
+}
