@@ -273,6 +273,7 @@ pub async fn load_series(
         .await
         .map_err(AnalyzeError::df(format!("running {sql}")))?;
     let mut rows = 0u64;
+    let mut seen = vec![false; np];
     while let Some(batch) = stream.next().await {
         let b = batch.map_err(AnalyzeError::df("reading samples"))?;
         let sid = b.column(0).as_primitive::<UInt64Type>();
@@ -292,6 +293,7 @@ pub async fn load_series(
                 continue;
             };
             let v = val.value(i) as f64;
+            seen[p] = true;
             values[g * np + p] += v;
             *stack_weight.entry(sid.value(i)).or_insert(0.0) += v;
             if let (Some(hb), Some(ho)) = (hb, ho) {
@@ -304,6 +306,13 @@ pub async fn load_series(
         rows += b.num_rows() as u64;
         progress(rows);
     }
+    // Profiles without any sample row (their samples segment is corrupt or was never
+    // committed) would read as "everything dropped to zero": leave them out.
+    let (profiles, runs, values) = if seen.iter().all(|s| *s) {
+        (profiles, runs, values)
+    } else {
+        drop_unseen(&profiles, &runs, &values, &seen, ng)
+    };
     // Representative stack and function set per group.
     let mut best: Vec<(f64, u64)> = vec![(f64::MIN, 0); ng];
     let mut functions: Vec<Vec<String>> = vec![Vec::new(); ng];
@@ -347,4 +356,33 @@ pub async fn load_series(
         object_size,
         rows,
     })
+}
+
+type Timeline = (Vec<ProfileCol>, Vec<(String, std::ops::Range<usize>)>, Vec<f64>);
+
+/// Removes the profile columns not marked in `seen` from the timeline and the matrix.
+fn drop_unseen(
+    profiles: &[ProfileCol],
+    runs: &[(String, std::ops::Range<usize>)],
+    values: &[f64],
+    seen: &[bool],
+    groups: usize,
+) -> Timeline {
+    let keep: Vec<usize> = (0..profiles.len()).filter(|&p| seen[p]).collect();
+    let np = profiles.len();
+    let mut new_values = Vec::with_capacity(groups * keep.len());
+    for g in 0..groups {
+        new_values.extend(keep.iter().map(|&p| values[g * np + p]));
+    }
+    let mut new_runs: Vec<(String, std::ops::Range<usize>)> = Vec::new();
+    for (i, &p) in keep.iter().enumerate() {
+        let name = &profiles[p].run;
+        match new_runs.last_mut() {
+            Some((n, r)) if n == name => r.end = i + 1,
+            _ => new_runs.push((name.clone(), i..i + 1)),
+        }
+    }
+    debug_assert!(runs.len() >= new_runs.len());
+    let new_profiles = keep.iter().map(|&p| profiles[p].clone()).collect();
+    (new_profiles, new_runs, new_values)
 }
