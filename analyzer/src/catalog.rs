@@ -242,6 +242,9 @@ fn register_listing(ctx: &SessionContext, dir: &Path, table: Table, name: &str) 
     let provider = ListingTable::try_new(config)
         .map_err(AnalyzeError::df(format!("{}: table", table_dir.display())))?;
     ctx.register_table(name, Arc::new(provider))
-        .map_err(AnalyzeError::df(format!("{}: register", table_dir.display())))?;
+        .map_err(AnalyzeError::df(format!(
+            "{}: register",
+            table_dir.display()
+        )))?;
     Ok(())
 }

@@ -49,7 +49,9 @@ pub enum AnalyzeError {
 
 impl AnalyzeError {
     /// Wraps a DataFusion error with what was being done.
-    pub fn df(context: impl Into<String>) -> impl FnOnce(datafusion::error::DataFusionError) -> AnalyzeError {
+    pub fn df(
+        context: impl Into<String>,
+    ) -> impl FnOnce(datafusion::error::DataFusionError) -> AnalyzeError {
         let context = context.into();
         move |source| AnalyzeError::DataFusion { context, source }
     }

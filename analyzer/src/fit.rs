@@ -230,7 +230,11 @@ pub fn fit_series(runs: &[RunSeries]) -> Fit {
             mk_p: 1.0,
             tau: 0.0,
             growth: 0.0,
-            start: runs.first().and_then(|r| r.y.first()).copied().unwrap_or(0.0),
+            start: runs
+                .first()
+                .and_then(|r| r.y.first())
+                .copied()
+                .unwrap_or(0.0),
             end: runs.last().and_then(|r| r.y.last()).copied().unwrap_or(0.0),
             peak: peak_all,
             resets: 0,
@@ -250,7 +254,9 @@ pub fn fit_series(runs: &[RunSeries]) -> Fit {
     let ols = wavg(&|f| f.ols_slope);
     let r2 = wavg(&|f| f.ols_r2);
     let peak_frac = wavg(&|f| f.peak_frac);
-    let mk = fits.iter().fold(KendallS::default(), |a, f| a.combine(f.mk));
+    let mk = fits
+        .iter()
+        .fold(KendallS::default(), |a, f| a.combine(f.mk));
     let late_mk = fits
         .iter()
         .fold(KendallS::default(), |a, f| a.combine(f.late_mk));
@@ -263,11 +269,7 @@ pub fn fit_series(runs: &[RunSeries]) -> Fit {
     let end = fits[fits.len() - 1].end;
     let peak = fits.iter().map(|f| f.peak).fold(f64::MIN, f64::max);
     let p_up = mk.p_increasing();
-    let p_down = KendallS {
-        s: -mk.s,
-        ..mk
-    }
-    .p_increasing();
+    let p_down = KendallS { s: -mk.s, ..mk }.p_increasing();
     let late_ratio = if rate > 0.0 { late / rate } else { 0.0 };
     let floor_rising = floor_mk.p_increasing() < ALPHA && floor > 0.25 * rate;
     let late_significant = late_mk.p_increasing() < ALPHA;
@@ -302,7 +304,9 @@ pub fn fit_series(runs: &[RunSeries]) -> Fit {
     } else if resets >= 2 && !floor_rising {
         (
             Verdict::Sawtooth,
-            format!("{resets} resets back to a floor that does not rise: periodic flush, not a leak"),
+            format!(
+                "{resets} resets back to a floor that does not rise: periodic flush, not a leak"
+            ),
         )
     } else if early_peak && late <= 0.1 * rate {
         (
@@ -392,7 +396,11 @@ mod tests {
         assert_eq!(f.verdict, Verdict::Leak, "{f:?}");
         assert!(f.confidence > 0.95);
         // 5 units per 10 s = 1800 per hour.
-        assert!((f.rate_per_hour - 1800.0).abs() < 50.0, "{}", f.rate_per_hour);
+        assert!(
+            (f.rate_per_hour - 1800.0).abs() < 50.0,
+            "{}",
+            f.rate_per_hour
+        );
     }
 
     #[test]

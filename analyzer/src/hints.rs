@@ -72,8 +72,7 @@ impl SourceRoots {
 pub fn is_index_assignment(line: &str) -> bool {
     static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
     RE.get_or_init(|| {
-        regex::Regex::new(r"^[\w.()*\]\[]*\w\[[^\]]+\]\s*(=|\+=|\|=)\s*[^=]")
-            .expect("static regex")
+        regex::Regex::new(r"^[\w.()*\]\[]*\w\[[^\]]+\]\s*(=|\+=|\|=)\s*[^=]").expect("static regex")
     })
     .is_match(line)
 }
@@ -115,9 +114,15 @@ pub fn hints(h: &HintInput<'_>) -> Vec<String> {
                 ));
             } else if send {
                 out.push("goroutines blocked sending on a channel keep accumulating: likely the receiver is gone (buffer the channel or select on a done channel)".into());
-            } else if has(f, |s| s.starts_with("sync.(*Mutex)") || s.contains("semacquire") || s == "sync.(*WaitGroup).Wait") {
+            } else if has(f, |s| {
+                s.starts_with("sync.(*Mutex)")
+                    || s.contains("semacquire")
+                    || s == "sync.(*WaitGroup).Wait"
+            }) {
                 out.push("goroutines blocked on a lock or WaitGroup keep accumulating: likely a missing Unlock/Done".into());
-            } else if has(f, |s| s.starts_with("internal/poll.") || s.starts_with("net.")) {
+            } else if has(f, |s| {
+                s.starts_with("internal/poll.") || s.starts_with("net.")
+            }) {
                 out.push("goroutines waiting on network I/O keep accumulating: likely connections or response bodies never closed, or no read deadline".into());
             } else if has(f, |s| s == "time.Sleep") {
                 out.push("goroutines sleeping in a loop keep accumulating: likely workers started per request without a stop condition".into());
@@ -137,11 +142,12 @@ pub fn hints(h: &HintInput<'_>) -> Vec<String> {
                     || s == "runtime.makemap"
             }) {
                 out.push("the growth is map storage: likely a map that only grows (entries added, never deleted); bound it or evict".into());
-            } else if let Some((f, line)) = h
-                .site_frames
-                .iter()
-                .find_map(|f| h.sources.line(f).filter(|l| is_index_assignment(l)).map(|l| (f, l)))
-            {
+            } else if let Some((f, line)) = h.site_frames.iter().find_map(|f| {
+                h.sources
+                    .line(f)
+                    .filter(|l| is_index_assignment(l))
+                    .map(|l| (f, l))
+            }) {
                 out.push(format!(
                     "the growing allocation is at `{line}` (line {}): likely a map that only grows (entries added, never deleted); bound it or evict",
                     f.line
@@ -158,8 +164,13 @@ pub fn hints(h: &HintInput<'_>) -> Vec<String> {
             }
         }
         Metric::Native => {
-            out.push("C memory allocated without a matching free: invisible to Go's GC and to pprof".into());
-            if has(f, |s| s.contains("_Cfunc_") || s == "runtime.cgocall" || s == "runtime.asmcgocall") {
+            out.push(
+                "C memory allocated without a matching free: invisible to Go's GC and to pprof"
+                    .into(),
+            );
+            if has(f, |s| {
+                s.contains("_Cfunc_") || s == "runtime.cgocall" || s == "runtime.asmcgocall"
+            }) {
                 out.push("called from Go through cgo: check that every C.malloc/C.CString result is passed to C.free".into());
             }
         }
@@ -198,7 +209,11 @@ mod tests {
             sources: &SourceRoots::default(),
         });
         assert!(h[0].contains("channel receive"), "{h:?}");
-        let f = names(&["runtime.mallocgc", "runtime.mapassign_faststr", "main.cache"]);
+        let f = names(&[
+            "runtime.mallocgc",
+            "runtime.mapassign_faststr",
+            "main.cache",
+        ]);
         let h = hints(&HintInput {
             metric: Metric::InuseSpace,
             functions: &f,

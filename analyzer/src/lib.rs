@@ -32,7 +32,11 @@ pub fn parse_rate(s: &str) -> std::result::Result<f64, String> {
         "m" | "min" => 1.0 / 60.0,
         "h" | "hour" | "hr" => 1.0,
         "d" | "day" => 24.0,
-        _ => return Err(format!("'{s}': unknown time unit '{per}' (use /s, /m, /h or /d)")),
+        _ => {
+            return Err(format!(
+                "'{s}': unknown time unit '{per}' (use /s, /m, /h or /d)"
+            ))
+        }
     };
     let value = if let Ok(v) = amount.parse::<f64>() {
         v

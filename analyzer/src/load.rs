@@ -153,12 +153,17 @@ async fn collect(ctx: &SessionContext, sql: &str) -> Result<Vec<arrow_array::Rec
 }
 
 /// Loads the profile timeline of `kind`: columns sorted by run (in time order), then time.
-pub async fn load_profiles(ctx: &SessionContext, kind: &str) -> Result<(Vec<ProfileCol>, Vec<(String, std::ops::Range<usize>)>, IdMap<usize>)> {
+pub async fn load_profiles(
+    ctx: &SessionContext,
+    kind: &str,
+) -> Result<(
+    Vec<ProfileCol>,
+    Vec<(String, std::ops::Range<usize>)>,
+    IdMap<usize>,
+)> {
     let batches = collect(
         ctx,
-        &format!(
-            "SELECT capture, run_id, profile_id, time FROM profiles WHERE kind = '{kind}'"
-        ),
+        &format!("SELECT capture, run_id, profile_id, time FROM profiles WHERE kind = '{kind}'"),
     )
     .await?;
     let mut rows: Vec<(String, u64, i64)> = Vec::new();
@@ -288,8 +293,7 @@ pub async fn load_series(
             (None, None)
         };
         for i in 0..b.num_rows() {
-            let (Some(&g), Some(&p)) = (group_of.get(&sid.value(i)), pos.get(&pid.value(i)))
-            else {
+            let (Some(&g), Some(&p)) = (group_of.get(&sid.value(i)), pos.get(&pid.value(i))) else {
                 continue;
             };
             let v = val.value(i) as f64;
@@ -358,7 +362,11 @@ pub async fn load_series(
     })
 }
 
-type Timeline = (Vec<ProfileCol>, Vec<(String, std::ops::Range<usize>)>, Vec<f64>);
+type Timeline = (
+    Vec<ProfileCol>,
+    Vec<(String, std::ops::Range<usize>)>,
+    Vec<f64>,
+);
 
 /// Removes the profile columns not marked in `seen` from the timeline and the matrix.
 fn drop_unseen(

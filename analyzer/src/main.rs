@@ -173,7 +173,12 @@ async fn run_rank(sel: &Selection) -> anyhow::Result<Ranking> {
     if profiles == 0 && ranking.process.is_none() {
         bail!("{names}: empty capture: no profiles or process samples to analyse");
     }
-    let longest = ranking.sections.iter().map(|s| s.longest_run).max().unwrap_or(0);
+    let longest = ranking
+        .sections
+        .iter()
+        .map(|s| s.longest_run)
+        .max()
+        .unwrap_or(0);
     if longest < leakscope::fit::MIN_POINTS {
         let counts = ranking
             .sections
@@ -234,7 +239,9 @@ async fn run_one(
 ) -> anyhow::Result<()> {
     let batches = sql::collect(&cat.ctx, q).await?;
     match (format, output) {
-        (OutputFormat::Parquet, _) => sql::write_results(&batches, format, &mut std::io::sink(), output),
+        (OutputFormat::Parquet, _) => {
+            sql::write_results(&batches, format, &mut std::io::sink(), output)
+        }
         (_, Some(path)) => {
             let mut f = std::fs::File::create(path)
                 .with_context(|| format!("{}: cannot create", path.display()))?;

@@ -52,6 +52,9 @@ impl ProcessSummary {
     }
 }
 
+/// One metric's points of one run: (times ns, values).
+type Points = (Vec<i64>, Vec<f64>);
+
 /// Fits process metrics; `None` when the capture has no process rows.
 pub async fn analyze_process(cat: &Catalog) -> Result<Option<ProcessSummary>> {
     let cols: Vec<&str> = PROCESS_SERIES.iter().map(|(c, _)| *c).collect();
@@ -61,7 +64,7 @@ pub async fn analyze_process(cat: &Catalog) -> Result<Option<ProcessSummary>> {
     );
     let batches = crate::sql::collect(&cat.ctx, &sql).await?;
     // run label -> per metric (times, values)
-    let mut runs: BTreeMap<(i64, String), Vec<(Vec<i64>, Vec<f64>)>> = BTreeMap::new();
+    let mut runs: BTreeMap<(i64, String), Vec<Points>> = BTreeMap::new();
     let mut first: BTreeMap<String, i64> = BTreeMap::new();
     for b in &batches {
         let cap = b.column(0).as_string::<i32>();
@@ -104,7 +107,10 @@ pub async fn analyze_process(cat: &Catalog) -> Result<Option<ProcessSummary>> {
             column,
             label,
             fit,
-            series: series.into_iter().map(|r| (r.run, r.time_ns, r.y)).collect(),
+            series: series
+                .into_iter()
+                .map(|r| (r.run, r.time_ns, r.y))
+                .collect(),
         });
     }
     let mut summary = ProcessSummary {

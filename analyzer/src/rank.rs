@@ -220,10 +220,7 @@ fn fit_groups(
                 stack: set.stacks[g].iter().map(FrameRef::display).collect(),
                 stacks: set.stack_counts[g],
                 object_size: set.object_size[g],
-                series: runs
-                    .into_iter()
-                    .map(|r| (r.run, r.time_ns, r.y))
-                    .collect(),
+                series: runs.into_iter().map(|r| (r.run, r.time_ns, r.y)).collect(),
             }
         })
         .collect()
@@ -268,7 +265,11 @@ pub async fn rank(cat: &Catalog, opts: &RankOptions, progress: &dyn Fn(u64)) -> 
     }
     let process = analyze_process(cat).await?;
     let mut ranking = Ranking {
-        captures: cat.captures.iter().map(|c| c.dir.display().to_string()).collect(),
+        captures: cat
+            .captures
+            .iter()
+            .map(|c| c.dir.display().to_string())
+            .collect(),
         skipped: cat.skipped.clone(),
         by: opts.by,
         sections,

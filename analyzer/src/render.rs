@@ -65,7 +65,12 @@ pub fn verdict(r: &Ranking) -> String {
             .sections
             .iter()
             .flat_map(|s| s.findings.iter())
-            .filter(|f| matches!(f.fit.verdict, Verdict::Plateau | Verdict::Sawtooth | Verdict::WarmUp))
+            .filter(|f| {
+                matches!(
+                    f.fit.verdict,
+                    Verdict::Plateau | Verdict::Sawtooth | Verdict::WarmUp
+                )
+            })
             .take(3)
             .map(|f| format!("{} is a {}", f.site, f.fit.verdict.label()))
             .collect();
@@ -99,11 +104,7 @@ pub fn verdict(r: &Ranking) -> String {
         let _ = write!(out, " Process: {}.", p.message);
     }
     if !r.skipped.is_empty() {
-        let _ = write!(
-            out,
-            " {} corrupt segment(s) were skipped.",
-            r.skipped.len()
-        );
+        let _ = write!(out, " {} corrupt segment(s) were skipped.", r.skipped.len());
     }
     out
 }
@@ -120,17 +121,30 @@ fn section_table(findings: &[Finding], top: usize, markdown: bool) -> String {
         }
     }
     t.set_header(vec![
-        "#", "verdict", "rate", "confidence", "growth", "now", "site", "why / hint",
+        "#",
+        "verdict",
+        "rate",
+        "confidence",
+        "growth",
+        "now",
+        "site",
+        "why / hint",
     ]);
     let esc = |s: &str| {
         if markdown {
-            s.replace('|', "\\|").replace('<', "&lt;").replace('>', "&gt;")
+            s.replace('|', "\\|")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;")
         } else {
             s.to_string()
         }
     };
     for f in findings.iter().take(top) {
-        let why = f.hints.first().cloned().unwrap_or_else(|| f.fit.reason.clone());
+        let why = f
+            .hints
+            .first()
+            .cloned()
+            .unwrap_or_else(|| f.fit.reason.clone());
         t.add_row(vec![
             f.rank.to_string(),
             f.fit.verdict.label().to_string(),
@@ -185,7 +199,12 @@ pub fn text(r: &Ranking, top: usize) -> String {
         }
     }
     for s in &r.skipped {
-        let _ = writeln!(out, "skipped corrupt segment {}: {}", s.path.display(), s.reason);
+        let _ = writeln!(
+            out,
+            "skipped corrupt segment {}: {}",
+            s.path.display(),
+            s.reason
+        );
     }
     out
 }
@@ -193,7 +212,11 @@ pub fn text(r: &Ranking, top: usize) -> String {
 /// Markdown rendering for tickets.
 pub fn markdown(r: &Ranking, top: usize) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "## leakscope verdict\n\n{}\n", r.verdict.replace('<', "&lt;"));
+    let _ = writeln!(
+        out,
+        "## leakscope verdict\n\n{}\n",
+        r.verdict.replace('<', "&lt;")
+    );
     for s in &r.sections {
         let _ = writeln!(
             out,

@@ -232,7 +232,11 @@ mod tests {
         assert_eq!(k.s, 45.0);
         assert!((k.var - 125.0).abs() < 1e-9);
         // z = 44/sqrt(125) = 3.9355 -> one-sided p ~ 4.15e-5.
-        assert!((k.p_increasing() - 4.15e-5).abs() < 1e-6, "{}", k.p_increasing());
+        assert!(
+            (k.p_increasing() - 4.15e-5).abs() < 1e-6,
+            "{}",
+            k.p_increasing()
+        );
         // Ties: y = [1,1,2,2,3]: S = 8; ties two groups of 2 -> var = (5*4*15 - 2*2*1*9)/18 = 14.6667.
         let k = mann_kendall(&[0., 1., 2., 3., 4.], &[1., 1., 2., 2., 3.]);
         assert_eq!(k.s, 8.0);

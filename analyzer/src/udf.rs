@@ -8,9 +8,7 @@ use arrow_array::types::Float64Type;
 use arrow_array::{Array, ArrayRef, Float64Array, ListArray, StringArray, StructArray};
 use arrow_schema::DataType;
 use datafusion::common::{DataFusionError, Result, ScalarValue};
-use datafusion::logical_expr::{
-    create_udaf, create_udf, Accumulator, ColumnarValue, Volatility,
-};
+use datafusion::logical_expr::{create_udaf, create_udf, Accumulator, ColumnarValue, Volatility};
 use datafusion::prelude::SessionContext;
 
 use crate::site::{FrameRef, SiteRules};
@@ -123,7 +121,9 @@ pub fn register(ctx: &SessionContext, rules: &SiteRules) {
         DataType::Utf8,
         Volatility::Immutable,
         Arc::new(move |args: &[ColumnarValue]| {
-            map_frames(args, |fr| fr.get(r.site_index(fr)).map(|f| f.function.clone()))
+            map_frames(args, |fr| {
+                fr.get(r.site_index(fr)).map(|f| f.function.clone())
+            })
         }),
     ));
     ctx.register_udf(create_udf(
@@ -131,11 +131,21 @@ pub fn register(ctx: &SessionContext, rules: &SiteRules) {
         vec![frames_type()],
         DataType::Utf8,
         Volatility::Immutable,
-        Arc::new(|args: &[ColumnarValue]| map_frames(args, |fr| fr.first().map(|f| f.function.clone()))),
+        Arc::new(|args: &[ColumnarValue]| {
+            map_frames(args, |fr| fr.first().map(|f| f.function.clone()))
+        }),
     ));
     let state = Arc::new(vec![
-        DataType::List(Arc::new(arrow_schema::Field::new("item", DataType::Float64, true))),
-        DataType::List(Arc::new(arrow_schema::Field::new("item", DataType::Float64, true))),
+        DataType::List(Arc::new(arrow_schema::Field::new(
+            "item",
+            DataType::Float64,
+            true,
+        ))),
+        DataType::List(Arc::new(arrow_schema::Field::new(
+            "item",
+            DataType::Float64,
+            true,
+        ))),
     ]);
     ctx.register_udaf(create_udaf(
         "theil_sen",
