@@ -84,6 +84,7 @@ impl Verdict {
 struct RunFit {
     hours: f64,
     ts: f64,
+    early_ts: f64,
     late_ts: f64,
     floor_ts: f64,
     ols_slope: f64,
@@ -95,7 +96,10 @@ struct RunFit {
     end: f64,
     peak: f64,
     peak_frac: f64,
+    last_high_frac: f64,
     resets: usize,
+    /// Growth stopped at a knee: (knee position 0..1, slope before, slope after).
+    stopped: Option<(f64, f64, f64)>,
 }
 
 /// The combined fit of a series over all its runs.
@@ -137,10 +141,45 @@ pub struct Fit {
     pub reason: String,
 }
 
+/// A number in 3 significant digits with a k/M/G suffix (unit-free).
+pub fn compact(v: f64) -> String {
+    let a = v.abs();
+    let (d, suffix) = if a >= 1e9 {
+        (1e9, "G")
+    } else if a >= 1e6 {
+        (1e6, "M")
+    } else if a >= 1e3 {
+        (1e3, "k")
+    } else {
+        (1.0, "")
+    };
+    let text = format!("{:.3}", v / d);
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    format!("{text}{suffix}")
+}
+
 fn edge_level(y: &[f64], head: bool) -> f64 {
     let k = (y.len() / 5).max(2).min(y.len());
     let part = if head { &y[..k] } else { &y[y.len() - k..] };
     stats::median(part).unwrap_or(0.0)
+}
+
+/// Index of the last point that set a new high by more than 10% of the series' range: for a
+/// leak (even one growing in coarse sampled steps) this is near the end; for a filled
+/// cache it is where the plateau began.
+fn last_new_high(y: &[f64]) -> usize {
+    let lo = y.iter().copied().fold(f64::MAX, f64::min);
+    let hi = y.iter().copied().fold(f64::MIN, f64::max);
+    let step = 0.1 * (hi - lo);
+    let mut best = f64::MIN;
+    let mut at = 0;
+    for (i, v) in y.iter().enumerate() {
+        if i == 0 || *v > best + step {
+            at = i;
+        }
+        best = best.max(*v);
+    }
+    at
 }
 
 fn fit_run(s: &RunSeries) -> Option<RunFit> {
@@ -159,6 +198,8 @@ fn fit_run(s: &RunSeries) -> Option<RunFit> {
     let late_from = n - ((n * 2) / 5).max(4).min(n);
     let late_ts = stats::theil_sen(&x[late_from..], &y[late_from..]).unwrap_or(0.0);
     let late_mk = stats::mann_kendall(&x[late_from..], &y[late_from..]);
+    let early_to = n - late_from;
+    let early_ts = stats::theil_sen(&x[..early_to], &y[..early_to]).unwrap_or(0.0);
     // Floor: minimum of each of k equal-count chunks.
     let k = (n / 4).clamp(3, 8);
     let (mut fx, mut fy) = (Vec::with_capacity(k), Vec::with_capacity(k));
@@ -193,9 +234,21 @@ fn fit_run(s: &RunSeries) -> Option<RunFit> {
     } else {
         0
     };
+    // Broken-stick fit: did growth stop (slow down 5x or more) at some point and stay
+    // stopped? Judged on the post-knee segment as a whole, which is robust to noise.
+    let stopped = stats::knee(&x, y, (n / 6).max(3)).and_then(|k| {
+        let before = stats::theil_sen(&x[..=k.index], &y[..=k.index])?;
+        let after = stats::theil_sen(&x[k.index..], &y[k.index..])?;
+        let pre_growth = before * (x[k.index] - x[0]);
+        let post_growth = after.max(0.0) * (x[n - 1] - x[k.index]);
+        (before > 0.0 && after < 0.2 * before && post_growth < 0.25 * pre_growth)
+            .then_some((k.index as f64 / (n - 1) as f64, before, after))
+    });
     Some(RunFit {
+        stopped,
         hours,
         ts,
+        early_ts,
         late_ts,
         floor_ts,
         ols_slope: ols.map(|o| o.slope).unwrap_or(0.0),
@@ -207,6 +260,7 @@ fn fit_run(s: &RunSeries) -> Option<RunFit> {
         end: edge_level(y, false),
         peak,
         peak_frac: peak_i as f64 / (n - 1) as f64,
+        last_high_frac: last_new_high(y) as f64 / (n - 1) as f64,
         resets,
     })
 }
@@ -250,10 +304,12 @@ pub fn fit_series(runs: &[RunSeries]) -> Fit {
     let wavg = |g: &dyn Fn(&RunFit) -> f64| fits.iter().map(|f| g(f) * f.hours).sum::<f64>() / w;
     let rate = wavg(&|f| f.ts);
     let late = wavg(&|f| f.late_ts);
+    let early = wavg(&|f| f.early_ts);
     let floor = wavg(&|f| f.floor_ts);
     let ols = wavg(&|f| f.ols_slope);
     let r2 = wavg(&|f| f.ols_r2);
     let peak_frac = wavg(&|f| f.peak_frac);
+    let last_high = wavg(&|f| f.last_high_frac);
     let mk = fits
         .iter()
         .fold(KendallS::default(), |a, f| a.combine(f.mk));
@@ -271,8 +327,17 @@ pub fn fit_series(runs: &[RunSeries]) -> Fit {
     let p_up = mk.p_increasing();
     let p_down = KendallS { s: -mk.s, ..mk }.p_increasing();
     let late_ratio = if rate > 0.0 { late / rate } else { 0.0 };
+    let stopped_hours: f64 = fits
+        .iter()
+        .filter(|f| f.stopped.is_some())
+        .map(|f| f.hours)
+        .sum();
+    let knee = fits.iter().rev().find_map(|f| f.stopped);
     let floor_rising = floor_mk.p_increasing() < ALPHA && floor > 0.25 * rate;
     let late_significant = late_mk.p_increasing() < ALPHA;
+    // Growth in the last 40% relative to the first 40%: ~1 for a steady leak, near 0 for a
+    // cache that filled up (even one that keeps creeping from sampling noise).
+    let decel = if early > 0.0 { late / early } else { f64::INFINITY };
     let early_peak = peak_frac < 0.5 && peak > 0.0 && end < 0.8 * peak;
 
     let pct = |v: f64| format!("{:.0}%", v * 100.0);
@@ -316,15 +381,28 @@ pub fn fit_series(runs: &[RunSeries]) -> Fit {
                 pct(peak_frac)
             ),
         )
-    } else if late_ratio < 0.25 && !late_significant {
+    } else if let (true, Some((at, before, after))) = (stopped_hours >= 0.5 * w, knee) {
         (
             Verdict::Plateau,
             format!(
-                "grew, then stopped: the last 40% of the run grows at {} of the overall rate",
-                pct(late_ratio.max(0.0))
+                "grew, then stopped: {} of the way through the run the slope fell from {}/h to {}/h",
+                pct(at),
+                compact(before),
+                compact(after)
             ),
         )
-    } else if late_ratio < 0.5 {
+    } else if (late_ratio < 0.25 && !late_significant && last_high < 0.75)
+        || (decel < 0.2 && late_mk.p_increasing() > 0.01 && last_high < 0.9)
+    {
+        (
+            Verdict::Plateau,
+            format!(
+                "grew, then stopped: the last 40% of the run grows at {} of the overall rate and {} of the early rate",
+                pct(late_ratio.max(0.0)),
+                pct(decel.clamp(0.0, 9.99))
+            ),
+        )
+    } else if (late_ratio < 0.5 || decel < 0.2) && last_high < 0.9 {
         (
             Verdict::PossibleLeak,
             format!(
@@ -341,7 +419,9 @@ pub fn fit_series(runs: &[RunSeries]) -> Fit {
             ),
         )
     };
-    let persistence = (late_ratio / 0.75).clamp(0.0, 1.0);
+    let persistence = (late_ratio / 0.75)
+        .max((last_high - 0.5) / 0.4)
+        .clamp(0.0, 1.0);
     let confidence = match verdict {
         Verdict::Leak | Verdict::PossibleLeak => (1.0 - p_up) * persistence,
         Verdict::Plateau | Verdict::Sawtooth | Verdict::WarmUp => {
@@ -436,6 +516,20 @@ mod tests {
         assert_eq!(f.verdict, Verdict::Leak, "{f:?}");
         assert_eq!(f.runs, 2);
         assert_eq!(f.resets, 0);
+    }
+
+    #[test]
+    fn coarse_steps_to_the_end_are_a_leak() {
+        // A slow leak seen through heap sampling: flat stretches, then a jump, to the end.
+        let f = fit_series(&[series(|i| (i / 8.0).floor() * 512.0 + ((i as i64 % 59) / 58) as f64 * 512.0, 60)]);
+        assert_eq!(f.verdict, Verdict::Leak, "{f:?}");
+    }
+
+    #[test]
+    fn compact_numbers() {
+        assert_eq!(compact(142_600_000.0), "142.6M");
+        assert_eq!(compact(0.0), "0");
+        assert_eq!(compact(-1500.0), "-1.5k");
     }
 
     #[test]

@@ -87,6 +87,9 @@ pub struct Ranking {
     pub skipped: Vec<crate::catalog::SkippedSegment>,
     /// Grouping used.
     pub by: GroupBy,
+    /// Every finding of every metric in one list: leaks first (most confident, then
+    /// fastest relative to their size), then the rest by verdict.
+    pub findings: Vec<Finding>,
     /// One section per metric.
     pub sections: Vec<Section>,
     /// Process-level memory (RSS vs Go heap vs stacks).
@@ -226,6 +229,26 @@ fn fit_groups(
         .collect()
 }
 
+/// All sections' findings in one order, comparable across metrics.
+fn combined(sections: &[Section]) -> Vec<Finding> {
+    let relative = |f: &Finding| f.fit.rate_per_hour / f.fit.peak.max(1.0);
+    let mut all: Vec<Finding> = sections
+        .iter()
+        .flat_map(|s| s.findings.iter().cloned())
+        .collect();
+    all.sort_by(|a, b| {
+        b.fit
+            .verdict
+            .is_leak()
+            .cmp(&a.fit.verdict.is_leak())
+            .then(a.fit.verdict.cmp(&b.fit.verdict))
+            .then(b.fit.confidence.total_cmp(&a.fit.confidence))
+            .then(relative(b).total_cmp(&relative(a)))
+            .then(a.site.cmp(&b.site))
+    });
+    all
+}
+
 /// Ranks every group of every requested metric.
 pub async fn rank(cat: &Catalog, opts: &RankOptions, progress: &dyn Fn(u64)) -> Result<Ranking> {
     let metrics = if opts.metrics.is_empty() {
@@ -264,7 +287,9 @@ pub async fn rank(cat: &Catalog, opts: &RankOptions, progress: &dyn Fn(u64)) -> 
         });
     }
     let process = analyze_process(cat).await?;
+    let findings = combined(&sections);
     let mut ranking = Ranking {
+        findings,
         captures: cat
             .captures
             .iter()

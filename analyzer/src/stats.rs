@@ -49,6 +49,90 @@ pub fn ols(x: &[f64], y: &[f64]) -> Option<Ols> {
     })
 }
 
+/// A two-segment ("broken stick") least-squares fit with the break at one of the points.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Knee {
+    /// Index of the break point.
+    pub index: usize,
+    /// Slope before the break.
+    pub before: f64,
+    /// Slope after the break.
+    pub after: f64,
+}
+
+/// Finds the break point (with at least `min_side` points on each side) whose continuous
+/// two-segment line fits best; `None` when the series is too short.
+pub fn knee(x: &[f64], y: &[f64], min_side: usize) -> Option<Knee> {
+    let n = x.len().min(y.len());
+    if n < 2 * min_side + 1 || min_side < 2 {
+        return None;
+    }
+    let candidates: Vec<usize> = (min_side..n - min_side).collect();
+    let stride = (candidates.len() / 48).max(1);
+    let mut best: Option<(f64, Knee)> = None;
+    for &k in candidates.iter().step_by(stride) {
+        let xk = x[k];
+        // Regressors: 1, min(x, xk), max(x - xk, 0).
+        let mut m = [[0.0f64; 3]; 3];
+        let mut v = [0.0f64; 3];
+        for i in 0..n {
+            let r = [1.0, x[i].min(xk), (x[i] - xk).max(0.0)];
+            for a in 0..3 {
+                v[a] += r[a] * y[i];
+                for b in 0..3 {
+                    m[a][b] += r[a] * r[b];
+                }
+            }
+        }
+        let Some(c) = solve3(m, v) else { continue };
+        let sse: f64 = (0..n)
+            .map(|i| {
+                let f = c[0] + c[1] * x[i].min(xk) + c[2] * (x[i] - xk).max(0.0);
+                (y[i] - f).powi(2)
+            })
+            .sum();
+        if best.as_ref().is_none_or(|(b, _)| sse < *b) {
+            best = Some((
+                sse,
+                Knee {
+                    index: k,
+                    before: c[1],
+                    after: c[2],
+                },
+            ));
+        }
+    }
+    best.map(|(_, k)| k)
+}
+
+/// Solves a 3x3 linear system by Gaussian elimination with partial pivoting.
+fn solve3(mut m: [[f64; 3]; 3], mut v: [f64; 3]) -> Option<[f64; 3]> {
+    for col in 0..3 {
+        let piv = (col..3).max_by(|&a, &b| m[a][col].abs().total_cmp(&m[b][col].abs()))?;
+        if m[piv][col].abs() < 1e-12 {
+            return None;
+        }
+        m.swap(col, piv);
+        v.swap(col, piv);
+        for row in col + 1..3 {
+            let f = m[row][col] / m[col][col];
+            for k in col..3 {
+                m[row][k] -= f * m[col][k];
+            }
+            v[row] -= f * v[col];
+        }
+    }
+    let mut out = [0.0; 3];
+    for row in (0..3).rev() {
+        let mut acc = v[row];
+        for k in row + 1..3 {
+            acc -= m[row][k] * out[k];
+        }
+        out[row] = acc / m[row][row];
+    }
+    Some(out)
+}
+
 /// Median of a slice (sorts a copy); `None` when empty.
 pub fn median(values: &[f64]) -> Option<f64> {
     if values.is_empty() {
@@ -253,6 +337,18 @@ mod tests {
         let one = mann_kendall(&x, &x);
         let two = one.combine(one);
         assert!(two.p_increasing() < one.p_increasing());
+    }
+
+    #[test]
+    fn knee_finds_the_break() {
+        let x: Vec<f64> = (0..40).map(f64::from).collect();
+        let y: Vec<f64> = x.iter().map(|v| v.min(12.0) * 10.0).collect();
+        let k = knee(&x, &y, 3).unwrap();
+        assert_eq!(k.index, 12);
+        assert!((k.before - 10.0).abs() < 1e-6 && k.after.abs() < 1e-6, "{k:?}");
+        let line: Vec<f64> = x.iter().map(|v| v * 3.0).collect();
+        let k = knee(&x, &line, 3).unwrap();
+        assert!((k.before - 3.0).abs() < 1e-6 && (k.after - 3.0).abs() < 1e-6, "{k:?}");
     }
 
     #[test]
