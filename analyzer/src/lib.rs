@@ -6,6 +6,7 @@
 
 pub mod catalog;
 pub mod error;
+pub mod export;
 pub mod fit;
 pub mod hints;
 pub mod load;
@@ -19,6 +20,20 @@ pub mod store;
 pub mod udf;
 
 pub use error::{AnalyzeError, Result};
+
+/// RFC 3339 text (UTC, milliseconds) of a time in ns since the epoch.
+pub fn report_time(ns: i64) -> String {
+    chrono::DateTime::from_timestamp_nanos(ns)
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Parses an RFC 3339 time into ns since the epoch.
+pub fn parse_time(s: &str) -> std::result::Result<i64, String> {
+    chrono::DateTime::parse_from_rfc3339(s.trim())
+        .map_err(|e| format!("'{s}': not an RFC 3339 time ({e}), e.g. 2026-11-28T06:43:00Z"))?
+        .timestamp_nanos_opt()
+        .ok_or_else(|| format!("'{s}': out of range"))
+}
 
 /// Parses a growth threshold such as `5MiB/h`, `100/h`, `2GiB/d` into units per hour.
 pub fn parse_rate(s: &str) -> std::result::Result<f64, String> {

@@ -37,6 +37,8 @@ enum Command {
     Rank(RankArgs),
     /// Exit 1 when a leak above the thresholds is found, 0 when clean, 2 on bad input.
     Check(CheckArgs),
+    /// Write the growth between two profiles as a pprof file (`go tool pprof` opens it).
+    ExportPprof(ExportArgs),
 }
 
 #[derive(Args)]
@@ -110,6 +112,48 @@ struct CheckArgs {
     /// Smallest confidence (0..1) for a finding to fail the check.
     #[arg(long, default_value_t = 0.95)]
     min_confidence: f64,
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    /// Capture directories.
+    #[arg(required = true)]
+    captures: Vec<PathBuf>,
+    /// Start of the window (RFC 3339); default: first profile of the latest run.
+    #[arg(long)]
+    from: Option<String>,
+    /// End of the window (RFC 3339); default: last profile of the latest run.
+    #[arg(long)]
+    to: Option<String>,
+    /// What to export: heap (inuse_space, with inuse_objects) or goroutines.
+    #[arg(long, value_enum, default_value = "inuse-space")]
+    metric: Metric,
+    /// Output file (gzip-compressed pprof protobuf).
+    #[arg(long, short, required = true)]
+    output: PathBuf,
+}
+
+async fn run_export(a: &ExportArgs) -> anyhow::Result<()> {
+    let parse = |s: &Option<String>, flag: &str| -> anyhow::Result<Option<i64>> {
+        s.as_deref()
+            .map(|t| leakscope::parse_time(t).map_err(|e| anyhow::anyhow!("{flag} {e}")))
+            .transpose()
+    };
+    let from = parse(&a.from, "--from")?;
+    let to = parse(&a.to, "--to")?;
+    let cat = open(&a.captures, &SiteRules::default()).await?;
+    let w = leakscope::export::choose_window(&cat, a.metric, from, to).await?;
+    let profile = leakscope::export::delta_profile(&cat, a.metric, &w).await?;
+    leakscope::export::write_profile(&profile, &a.output)
+        .with_context(|| format!("{}: cannot write", a.output.display()))?;
+    eprintln!(
+        "wrote {} ({} stacks changed between {} and {})",
+        a.output.display(),
+        profile.sample.len(),
+        leakscope::report_time(w.from.1.time_ns),
+        leakscope::report_time(w.to.1.time_ns)
+    );
+    Ok(())
 }
 
 fn rules(skip: &[String]) -> anyhow::Result<SiteRules> {
@@ -326,6 +370,7 @@ async fn main() -> ExitCode {
             Ok(r) => print_ranking(&r, a.format, a.top).map(|_| ExitCode::SUCCESS),
             Err(e) => Err(e),
         },
+        Command::ExportPprof(a) => run_export(&a).await.map(|_| ExitCode::SUCCESS),
         Command::Check(a) => match run_rank(&a.sel).await {
             Ok(r) => check(&r, &a).map(|leak| ExitCode::from(if leak { 1 } else { 0 })),
             Err(e) => Err(e),

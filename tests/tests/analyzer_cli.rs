@@ -207,3 +207,49 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+#[test]
+fn export_pprof_opens_in_go_tool_pprof() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("delta.pb.gz");
+    let o = leakscope(&["export-pprof", &s(&demo()), "-o", &s(&out)]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let Some(go) = go() else {
+        require(false, "the Go toolchain (go tool pprof)");
+        return;
+    };
+    let top = run(
+        &go,
+        &["tool", "pprof", "-top", "-sample_index=inuse_space", &s(&out)],
+        Duration::from_secs(120),
+    );
+    assert!(top.status.success(), "{}", String::from_utf8_lossy(&top.stderr));
+    let text = stdout(&top);
+    let first = text
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("flat"))
+        .nth(1)
+        .unwrap_or_default();
+    assert!(first.contains("main.loadRecord"), "top of the delta: {text}");
+    assert!(text.contains("leakscope delta"), "{text}");
+
+    // Goroutines, with an explicit window.
+    let gout = dir.path().join("g.pb.gz");
+    let o = leakscope(&[
+        "export-pprof", &s(&demo()), "--metric", "goroutines", "--from", "2000-01-01T00:00:00Z",
+        "--to", "2100-01-01T00:00:00Z", "-o", &s(&gout),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let top = run(&go, &["tool", "pprof", "-top", &s(&gout)], Duration::from_secs(120));
+    assert!(stdout(&top).contains("main.blockedWorker"), "{}", stdout(&top));
+
+    // Bad input: an unparsable time, an empty window.
+    let o = leakscope(&["export-pprof", &s(&demo()), "--from", "yesterday", "-o", &s(&gout)]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_one_line_error(&o, &["--from", "RFC 3339"]);
+    let o = leakscope(&[
+        "export-pprof", &s(&demo()), "--from", "2100-01-01T00:00:00Z", "-o", &s(&gout),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_one_line_error(&o, &["no heap profiles"]);
+}

@@ -1,0 +1,281 @@
+//! `leakscope export-pprof`: the growth between two profiles of a capture as a pprof
+//! profile (values at the later profile minus the earlier one, per stack), so `go tool
+//! pprof` and other pprof tools can show what grew.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Int64Type, UInt64Type};
+use arrow_array::Array;
+use leakscope_capture::pprof::proto;
+use prost::Message;
+
+use crate::catalog::Catalog;
+use crate::error::{AnalyzeError, Result};
+use crate::load::{load_profiles, load_stacks, Metric, ProfileCol};
+use crate::site::FrameRef;
+
+/// The two profiles a delta is taken between.
+#[derive(Debug, Clone)]
+pub struct Window {
+    /// Earlier profile: id and column.
+    pub from: (u64, ProfileCol),
+    /// Later profile: id and column.
+    pub to: (u64, ProfileCol),
+}
+
+/// Picks the profiles closest to `from`/`to` (ns): the first at or after `from` and the last
+/// at or before `to`; by default the first and last profile of the latest run.
+pub async fn choose_window(
+    cat: &Catalog,
+    metric: Metric,
+    from: Option<i64>,
+    to: Option<i64>,
+) -> Result<Window> {
+    let (profiles, runs, pos) = load_profiles(&cat.ctx, metric.kind()).await?;
+    let ids: HashMap<usize, u64> = pos.iter().map(|(id, p)| (*p, *id)).collect();
+    let name = cat
+        .captures
+        .first()
+        .map(|c| c.dir.clone())
+        .unwrap_or_default();
+    let none = || AnalyzeError::NotEnoughData {
+        path: name.clone(),
+        reason: format!("no {} profiles in the chosen window", metric.kind()),
+    };
+    let (lo, hi) = match (from, to) {
+        (None, None) => {
+            let (_, r) = runs.last().ok_or_else(none)?;
+            (r.start, r.end - 1)
+        }
+        _ => {
+            let lo = match from {
+                Some(t) => profiles.iter().position(|p| p.time_ns >= t),
+                None => Some(0),
+            }
+            .ok_or_else(none)?;
+            let hi = match to {
+                Some(t) => profiles.iter().rposition(|p| p.time_ns <= t),
+                None => profiles.len().checked_sub(1),
+            }
+            .ok_or_else(none)?;
+            (lo, hi)
+        }
+    };
+    if hi <= lo {
+        return Err(AnalyzeError::NotEnoughData {
+            path: name,
+            reason: format!(
+                "need two {} profiles between --from and --to, found {}",
+                metric.kind(),
+                hi.saturating_sub(lo) + usize::from(hi >= lo)
+            ),
+        });
+    }
+    if profiles[lo].run != profiles[hi].run {
+        log::warn!(
+            "--from and --to fall in different runs ({} and {}): the target restarted in between",
+            profiles[lo].run,
+            profiles[hi].run
+        );
+    }
+    Ok(Window {
+        from: (ids[&lo], profiles[lo].clone()),
+        to: (ids[&hi], profiles[hi].clone()),
+    })
+}
+
+/// Per-stack values of one profile: stack id -> values in `columns` order.
+async fn values_of(
+    cat: &Catalog,
+    profile_id: u64,
+    columns: &[&str],
+) -> Result<HashMap<u64, Vec<i64>>> {
+    let sql = format!(
+        "SELECT stack_id, {} FROM samples WHERE profile_id = {profile_id}",
+        columns
+            .iter()
+            .map(|c| format!("COALESCE({c}, 0)"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let mut out: HashMap<u64, Vec<i64>> = HashMap::new();
+    for b in crate::sql::collect(&cat.ctx, &sql).await? {
+        let ids = b.column(0).as_primitive::<UInt64Type>();
+        for i in 0..b.num_rows() {
+            let e = out
+                .entry(ids.value(i))
+                .or_insert_with(|| vec![0; columns.len()]);
+            for (k, slot) in e.iter_mut().enumerate() {
+                let a = b.column(1 + k).as_primitive::<Int64Type>();
+                if a.is_valid(i) {
+                    *slot += a.value(i);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Builds pprof's string table, functions and locations from frames.
+#[derive(Default)]
+struct Builder {
+    strings: Vec<String>,
+    string_ids: HashMap<String, i64>,
+    functions: Vec<proto::Function>,
+    function_ids: HashMap<(String, String), u64>,
+    locations: Vec<proto::Location>,
+    location_ids: HashMap<(u64, i64), u64>,
+}
+
+impl Builder {
+    fn new() -> Self {
+        let mut b = Builder::default();
+        b.string("");
+        b
+    }
+
+    fn string(&mut self, s: &str) -> i64 {
+        if let Some(id) = self.string_ids.get(s) {
+            return *id;
+        }
+        let id = self.strings.len() as i64;
+        self.strings.push(s.to_string());
+        self.string_ids.insert(s.to_string(), id);
+        id
+    }
+
+    fn location(&mut self, f: &FrameRef) -> u64 {
+        let key = (f.function.clone(), f.file.clone());
+        let fid = match self.function_ids.get(&key) {
+            Some(id) => *id,
+            None => {
+                let id = self.functions.len() as u64 + 1;
+                let name = self.string(if f.function.is_empty() {
+                    "??"
+                } else {
+                    &f.function
+                });
+                let file = self.string(&f.file);
+                self.functions.push(proto::Function {
+                    id,
+                    name,
+                    system_name: name,
+                    filename: file,
+                    start_line: 0,
+                });
+                self.function_ids.insert(key, id);
+                id
+            }
+        };
+        if let Some(id) = self.location_ids.get(&(fid, f.line)) {
+            return *id;
+        }
+        let id = self.locations.len() as u64 + 1;
+        self.locations.push(proto::Location {
+            id,
+            mapping_id: 0,
+            address: 0,
+            line: vec![proto::Line {
+                function_id: fid,
+                line: f.line,
+            }],
+            is_folded: false,
+        });
+        self.location_ids.insert((fid, f.line), id);
+        id
+    }
+}
+
+/// Sample types written for a metric: (name, unit, samples column).
+fn sample_types(metric: Metric) -> Vec<(&'static str, &'static str, &'static str)> {
+    match metric {
+        Metric::InuseSpace | Metric::InuseObjects => vec![
+            ("inuse_objects", "count", "inuse_objects"),
+            ("inuse_space", "bytes", "inuse_bytes"),
+        ],
+        Metric::Goroutines => vec![("goroutine", "count", "goroutines")],
+        Metric::Native => vec![("native_outstanding", "bytes", "inuse_bytes")],
+    }
+}
+
+/// Builds the delta profile between the window's two profiles.
+pub async fn delta_profile(cat: &Catalog, metric: Metric, w: &Window) -> Result<proto::Profile> {
+    let types = sample_types(metric);
+    let columns: Vec<&str> = types.iter().map(|t| t.2).collect();
+    let before = values_of(cat, w.from.0, &columns).await?;
+    let after = values_of(cat, w.to.0, &columns).await?;
+    let stacks = load_stacks(&cat.ctx).await?;
+    let mut b = Builder::new();
+    let sample_type: Vec<proto::ValueType> = types
+        .iter()
+        .map(|(n, u, _)| proto::ValueType {
+            r#type: b.string(n),
+            unit: b.string(u),
+        })
+        .collect();
+    let mut ids: Vec<u64> = before.keys().chain(after.keys()).copied().collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut samples = Vec::new();
+    for id in ids {
+        let zero = vec![0; columns.len()];
+        let a = after.get(&id).unwrap_or(&zero);
+        let z = before.get(&id).unwrap_or(&zero);
+        let value: Vec<i64> = a.iter().zip(z).map(|(x, y)| x - y).collect();
+        if value.iter().all(|v| *v == 0) {
+            continue;
+        }
+        let Some(frames) = stacks.get(&id) else {
+            continue;
+        };
+        let location_id = frames.iter().map(|f| b.location(f)).collect();
+        samples.push(proto::Sample {
+            location_id,
+            value,
+            label: Vec::new(),
+        });
+    }
+    let comment = b.string(&format!(
+        "leakscope delta: {} at {} minus {} at {}",
+        metric.kind(),
+        crate::report_time(w.to.1.time_ns),
+        metric.kind(),
+        crate::report_time(w.from.1.time_ns)
+    ));
+    let period_type = proto::ValueType {
+        r#type: sample_type.last().map(|t| t.r#type).unwrap_or(0),
+        unit: sample_type.last().map(|t| t.unit).unwrap_or(0),
+    };
+    Ok(proto::Profile {
+        sample_type,
+        sample: samples,
+        mapping: Vec::new(),
+        location: b.locations,
+        function: b.functions,
+        string_table: b.strings,
+        drop_frames: 0,
+        keep_frames: 0,
+        time_nanos: w.to.1.time_ns,
+        duration_nanos: w.to.1.time_ns - w.from.1.time_ns,
+        period_type: Some(period_type),
+        period: 1,
+        comment: vec![comment],
+        default_sample_type: 0,
+    })
+}
+
+/// Writes `profile` gzip-compressed to `path` (atomically: temp file, then rename).
+pub fn write_profile(profile: &proto::Profile, path: &Path) -> std::io::Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
+    let tmp = tempfile::NamedTempFile::new_in(dir.unwrap_or(Path::new(".")))?;
+    {
+        let mut gz = flate2::write::GzEncoder::new(tmp.as_file(), flate2::Compression::default());
+        gz.write_all(&profile.encode_to_vec())?;
+        gz.finish()?;
+    }
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
