@@ -241,8 +241,11 @@ fn fit_run(s: &RunSeries) -> Option<RunFit> {
         let after = stats::theil_sen(&x[k.index..], &y[k.index..])?;
         let pre_growth = before * (x[k.index] - x[0]);
         let post_growth = after.max(0.0) * (x[n - 1] - x[k.index]);
-        (before > 0.0 && after < 0.2 * before && post_growth < 0.25 * pre_growth)
-            .then_some((k.index as f64 / (n - 1) as f64, before, after))
+        (before > 0.0 && after < 0.2 * before && post_growth < 0.25 * pre_growth).then_some((
+            k.index as f64 / (n - 1) as f64,
+            before,
+            after,
+        ))
     });
     Some(RunFit {
         stopped,
@@ -337,7 +340,11 @@ pub fn fit_series(runs: &[RunSeries]) -> Fit {
     let late_significant = late_mk.p_increasing() < ALPHA;
     // Growth in the last 40% relative to the first 40%: ~1 for a steady leak, near 0 for a
     // cache that filled up (even one that keeps creeping from sampling noise).
-    let decel = if early > 0.0 { late / early } else { f64::INFINITY };
+    let decel = if early > 0.0 {
+        late / early
+    } else {
+        f64::INFINITY
+    };
     let early_peak = peak_frac < 0.5 && peak > 0.0 && end < 0.8 * peak;
 
     let pct = |v: f64| format!("{:.0}%", v * 100.0);
@@ -521,7 +528,10 @@ mod tests {
     #[test]
     fn coarse_steps_to_the_end_are_a_leak() {
         // A slow leak seen through heap sampling: flat stretches, then a jump, to the end.
-        let f = fit_series(&[series(|i| (i / 8.0).floor() * 512.0 + ((i as i64 % 59) / 58) as f64 * 512.0, 60)]);
+        let f = fit_series(&[series(
+            |i| (i / 8.0).floor() * 512.0 + ((i as i64 % 59) / 58) as f64 * 512.0,
+            60,
+        )]);
         assert_eq!(f.verdict, Verdict::Leak, "{f:?}");
     }
 

@@ -107,7 +107,9 @@ pub fn hints(h: &HintInput<'_>) -> Vec<String> {
             let recv = has(f, |s| s.starts_with("runtime.chanrecv"));
             let select = has(f, |s| s == "runtime.selectgo");
             let send = has(f, |s| s.starts_with("runtime.chansend"));
-            if recv || select {
+            if has(f, |s| s.starts_with("net/http.(*persistConn)")) {
+                out.push("goroutines of HTTP client connections keep accumulating: likely response bodies never closed (defer resp.Body.Close()) or a new http.Transport per request".into());
+            } else if recv || select {
                 out.push(format!(
                     "goroutines parked on a channel {} keep accumulating: likely nobody ever sends or closes (add a done/context case or close the channel)",
                     if select { "select" } else { "receive" }

@@ -23,8 +23,7 @@ pub use error::{AnalyzeError, Result};
 
 /// RFC 3339 text (UTC, milliseconds) of a time in ns since the epoch.
 pub fn report_time(ns: i64) -> String {
-    chrono::DateTime::from_timestamp_nanos(ns)
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    chrono::DateTime::from_timestamp_nanos(ns).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// Parses an RFC 3339 time into ns since the epoch.

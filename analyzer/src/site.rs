@@ -79,16 +79,82 @@ pub fn go_package(function: &str) -> Option<&str> {
     Some(&function[..dot])
 }
 
-/// True for Go runtime and standard-library functions (first path element without a dot,
-/// other than `main`).
+/// Top-level packages of the Go standard library (and `vendor/` copies inside it).
+const GO_STD_ROOTS: &[&str] = &[
+    "archive",
+    "arena",
+    "bufio",
+    "builtin",
+    "bytes",
+    "cmp",
+    "compress",
+    "container",
+    "context",
+    "crypto",
+    "database",
+    "debug",
+    "embed",
+    "encoding",
+    "errors",
+    "expvar",
+    "flag",
+    "fmt",
+    "go",
+    "hash",
+    "html",
+    "image",
+    "index",
+    "internal",
+    "io",
+    "iter",
+    "log",
+    "maps",
+    "math",
+    "mime",
+    "net",
+    "os",
+    "path",
+    "plugin",
+    "reflect",
+    "regexp",
+    "runtime",
+    "slices",
+    "sort",
+    "strconv",
+    "strings",
+    "structs",
+    "sync",
+    "syscall",
+    "testing",
+    "text",
+    "time",
+    "unicode",
+    "unique",
+    "unsafe",
+    "vendor",
+    "weak",
+];
+
+/// Packages that are machinery rather than a place a program waits or allocates on purpose.
+const GO_LOW_LEVEL_ROOTS: &[&str] = &[
+    "runtime", "internal", "sync", "syscall", "reflect", "unsafe",
+];
+
+fn root_of(function: &str) -> Option<&str> {
+    let pkg = go_package(function)?;
+    Some(pkg.split('/').next().unwrap_or(pkg))
+}
+
+/// True for Go runtime and standard-library functions (by the package path's first
+/// element, so module paths without a dot such as `myservice/cache` are not mistaken for
+/// the standard library).
 pub fn is_go_std(function: &str) -> bool {
-    match go_package(function) {
-        Some(pkg) => {
-            let first = pkg.split('/').next().unwrap_or(pkg);
-            pkg != "main" && !first.contains('.') && !first.is_empty()
-        }
-        None => false,
-    }
+    root_of(function).is_some_and(|r| GO_STD_ROOTS.contains(&r))
+}
+
+fn is_low_level(function: &str) -> bool {
+    root_of(function).is_some_and(|r| GO_LOW_LEVEL_ROOTS.contains(&r))
+        || NATIVE_SYSTEM.contains(&function)
 }
 
 impl SiteRules {
@@ -103,11 +169,14 @@ impl SiteRules {
             || self.skip.iter().any(|r| r.is_match(function))
     }
 
-    /// Index (from the leaf) of the call-site frame: the first non-system frame, or 0.
+    /// Index (from the leaf) of the call-site frame: the first non-system frame; for stacks
+    /// entirely inside the standard library, the first frame outside the runtime and
+    /// low-level packages (e.g. `net/http.(*persistConn).readLoop`); else the leaf.
     pub fn site_index(&self, frames: &[FrameRef]) -> usize {
         frames
             .iter()
             .position(|f| !self.is_system(&f.function))
+            .or_else(|| frames.iter().position(|f| !is_low_level(&f.function)))
             .unwrap_or(0)
     }
 
@@ -156,6 +225,10 @@ mod tests {
         assert!(!is_go_std("main.loadRecord"));
         assert!(!is_go_std("github.com/a/b.F"));
         assert!(!is_go_std("leaky_c_alloc"));
+        assert!(
+            !is_go_std("scenario/leaks.(*Cache).Put"),
+            "dotless module path"
+        );
     }
 
     #[test]
@@ -178,6 +251,12 @@ mod tests {
         );
         let all_std = [fr("runtime.gopark"), fr("runtime.main")];
         assert_eq!(rules.site_index(&all_std), 0);
+        let http = [
+            fr("runtime.gopark"),
+            fr("runtime.selectgo"),
+            fr("net/http.(*persistConn).readLoop"),
+        ];
+        assert_eq!(rules.site_index(&http), 2);
         let native = [fr("malloc"), fr("leaky_c_alloc"), fr("main._Cfunc_leak")];
         assert_eq!(rules.site_index(&native), 1);
         let custom = SiteRules {

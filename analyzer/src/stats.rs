@@ -345,10 +345,16 @@ mod tests {
         let y: Vec<f64> = x.iter().map(|v| v.min(12.0) * 10.0).collect();
         let k = knee(&x, &y, 3).unwrap();
         assert_eq!(k.index, 12);
-        assert!((k.before - 10.0).abs() < 1e-6 && k.after.abs() < 1e-6, "{k:?}");
+        assert!(
+            (k.before - 10.0).abs() < 1e-6 && k.after.abs() < 1e-6,
+            "{k:?}"
+        );
         let line: Vec<f64> = x.iter().map(|v| v * 3.0).collect();
         let k = knee(&x, &line, 3).unwrap();
-        assert!((k.before - 3.0).abs() < 1e-6 && (k.after - 3.0).abs() < 1e-6, "{k:?}");
+        assert!(
+            (k.before - 3.0).abs() < 1e-6 && (k.after - 3.0).abs() < 1e-6,
+            "{k:?}"
+        );
     }
 
     #[test]
