@@ -11,7 +11,7 @@ counts AS (
     WHERE s.kind = 'goroutine'
     GROUP BY s.capture, s.stack_id
 )
-SELECT c.capture, i.site, i.leaf_function AS blocked_in, c.first_count, c.last_count,
+SELECT c.capture, i.site, blocked_in(i.frames) AS blocked_in, c.first_count, c.last_count,
        c.last_count - c.first_count AS growth, i.stack_text
 FROM counts c JOIN stack_info i ON c.stack_id = i.stack_id
 WHERE c.last_count > 0 OR c.first_count > 0

@@ -126,6 +126,19 @@ pub fn register(ctx: &SessionContext, rules: &SiteRules) {
             })
         }),
     ));
+    let r = rules.clone();
+    ctx.register_udf(create_udf(
+        "blocked_in",
+        vec![frames_type()],
+        DataType::Utf8,
+        Volatility::Immutable,
+        Arc::new(move |args: &[ColumnarValue]| {
+            map_frames(args, |fr| {
+                let i = r.site_index(fr);
+                fr.get(i.saturating_sub(1)).map(|f| f.function.clone())
+            })
+        }),
+    ));
     ctx.register_udf(create_udf(
         "leaf_function",
         vec![frames_type()],
