@@ -9,7 +9,7 @@ use arrow_array::builder::{
 use arrow_array::{ArrayRef, BooleanArray, Int64Array, ListArray, RecordBatch, StringArray, StructArray, UInt64Array};
 use arrow_buffer::OffsetBuffer;
 
-use crate::schema::{self, Table, PROCESS_METRICS};
+use crate::schema::{self, Table, NATIVE_COUNTERS, PROCESS_METRICS};
 use crate::stack::Frame;
 use crate::Result;
 
@@ -164,6 +164,71 @@ pub struct ScrapeRow {
     pub run_id: Option<String>,
     /// Profile written from this attempt.
     pub profile_id: Option<u64>,
+}
+
+/// One stack's native allocations outstanding at one snapshot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NativeOutstandingRow {
+    /// Snapshot time, ns since the Unix epoch.
+    pub time_ns: i64,
+    /// Traced process.
+    pub pid: u32,
+    /// Run id.
+    pub run_id: String,
+    /// Stack of the allocations (`stacks.stack_id`, origin `native`).
+    pub stack_id: u64,
+    /// Bytes allocated at this stack and not freed (weighted by sampling).
+    pub outstanding_bytes: i64,
+    /// Blocks allocated at this stack and not freed (weighted by sampling).
+    pub outstanding_count: i64,
+    /// Bytes allocated at this stack since tracing started (weighted).
+    pub allocated_bytes: i64,
+    /// Blocks allocated at this stack since tracing started (weighted).
+    pub allocated_count: i64,
+}
+
+/// One traced native allocation or free.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NativeEventRow {
+    /// Event time, ns since the Unix epoch.
+    pub time_ns: i64,
+    /// Traced process.
+    pub pid: u32,
+    /// Thread that allocated or freed.
+    pub tid: u32,
+    /// Run id.
+    pub run_id: String,
+    /// `alloc` or `free`.
+    pub kind: String,
+    /// Block address.
+    pub address: u64,
+    /// Requested size in bytes.
+    pub size: u64,
+    /// Allocations this event stands for (the sampling rate).
+    pub weight: u32,
+    /// Allocation stack (for a free, the stack that allocated the block).
+    pub stack_id: u64,
+    /// For a free: when the block was allocated, ns since the Unix epoch.
+    pub alloc_time_ns: Option<i64>,
+}
+
+/// The native tracer's cumulative counters at one interval.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct NativeCountersRow {
+    /// Time, ns since the Unix epoch.
+    pub time_ns: i64,
+    /// Traced process.
+    pub pid: u32,
+    /// Run id.
+    pub run_id: String,
+    /// Values aligned with [`NATIVE_COUNTERS`].
+    pub values: Vec<u64>,
+    /// Sampling rate (1 = every allocation).
+    pub sample_every: u32,
+    /// Uprobes attached.
+    pub probes: u32,
+    /// Traced libraries, space separated.
+    pub libraries: String,
 }
 
 fn ts(values: impl Iterator<Item = Option<i64>>) -> ArrayRef {
@@ -339,4 +404,56 @@ pub fn scrapes_batch(rows: &[ScrapeRow]) -> Result<RecordBatch> {
             u64s(rows.iter().map(|r| r.profile_id)),
         ],
     )
+}
+
+/// Builds a `native_outstanding` batch.
+pub fn native_outstanding_batch(rows: &[NativeOutstandingRow]) -> Result<RecordBatch> {
+    batch(
+        Table::NativeOutstanding,
+        vec![
+            ts(rows.iter().map(|r| Some(r.time_ns))),
+            u32s(rows.iter().map(|r| Some(r.pid))),
+            strings(rows.iter().map(|r| Some(r.run_id.as_str()))),
+            u64s(rows.iter().map(|r| Some(r.stack_id))),
+            i64s(rows.iter().map(|r| Some(r.outstanding_bytes))),
+            i64s(rows.iter().map(|r| Some(r.outstanding_count))),
+            i64s(rows.iter().map(|r| Some(r.allocated_bytes))),
+            i64s(rows.iter().map(|r| Some(r.allocated_count))),
+        ],
+    )
+}
+
+/// Builds a `native_events` batch.
+pub fn native_events_batch(rows: &[NativeEventRow]) -> Result<RecordBatch> {
+    batch(
+        Table::NativeEvents,
+        vec![
+            ts(rows.iter().map(|r| Some(r.time_ns))),
+            u32s(rows.iter().map(|r| Some(r.pid))),
+            u32s(rows.iter().map(|r| Some(r.tid))),
+            strings(rows.iter().map(|r| Some(r.run_id.as_str()))),
+            strings(rows.iter().map(|r| Some(r.kind.as_str()))),
+            u64s(rows.iter().map(|r| Some(r.address))),
+            u64s(rows.iter().map(|r| Some(r.size))),
+            u32s(rows.iter().map(|r| Some(r.weight))),
+            u64s(rows.iter().map(|r| Some(r.stack_id))),
+            ts(rows.iter().map(|r| r.alloc_time_ns)),
+        ],
+    )
+}
+
+/// Builds a `native_counters` batch.
+pub fn native_counters_batch(rows: &[NativeCountersRow]) -> Result<RecordBatch> {
+    let mut cols = vec![
+        ts(rows.iter().map(|r| Some(r.time_ns))),
+        u32s(rows.iter().map(|r| Some(r.pid))),
+        strings(rows.iter().map(|r| Some(r.run_id.as_str()))),
+    ];
+    for i in 0..NATIVE_COUNTERS.len() {
+        cols.push(u64s(rows.iter().map(|r| Some(r.values.get(i).copied().unwrap_or(0)))));
+    }
+    cols.push(u32s(rows.iter().map(|r| Some(r.sample_every))));
+    cols.push(u32s(rows.iter().map(|r| Some(r.probes))));
+    cols.push(strings(rows.iter().map(|r| Some(r.libraries.as_str()))));
+    batch(Table::NativeCounters, cols)
 }

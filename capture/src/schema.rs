@@ -22,17 +22,26 @@ pub enum Table {
     Process,
     /// Every scrape attempt, successful or not.
     Scrapes,
+    /// Native (C) allocations outstanding per stack, one snapshot per interval (eBPF tracer).
+    NativeOutstanding,
+    /// Traced native allocations and frees, one row each (eBPF tracer).
+    NativeEvents,
+    /// The native tracer's cumulative counters (losses included), one row per interval.
+    NativeCounters,
 }
 
 impl Table {
     /// Every table, in the order segments are committed (stacks first so that a committed
     /// sample's stack is always committed too).
-    pub const ALL: [Table; 5] = [
+    pub const ALL: [Table; 8] = [
         Table::Stacks,
         Table::Profiles,
         Table::Samples,
         Table::Process,
         Table::Scrapes,
+        Table::NativeOutstanding,
+        Table::NativeEvents,
+        Table::NativeCounters,
     ];
 
     /// Folder and SQL table name.
@@ -43,6 +52,9 @@ impl Table {
             Table::Stacks => "stacks",
             Table::Process => "process",
             Table::Scrapes => "scrapes",
+            Table::NativeOutstanding => "native_outstanding",
+            Table::NativeEvents => "native_events",
+            Table::NativeCounters => "native_counters",
         }
     }
 
@@ -54,6 +66,9 @@ impl Table {
             Table::Stacks => stacks_schema(),
             Table::Process => process_schema(),
             Table::Scrapes => scrapes_schema(),
+            Table::NativeOutstanding => native_outstanding_schema(),
+            Table::NativeEvents => native_events_schema(),
+            Table::NativeCounters => native_counters_schema(),
         }
     }
 }
@@ -220,6 +235,73 @@ pub fn scrapes_schema() -> SchemaRef {
         field("run_id", DataType::Utf8, true),
         field("profile_id", DataType::UInt64, true),
     ]))
+}
+
+/// Schema of `native_outstanding`.
+pub fn native_outstanding_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        field("time", time_type(), false),
+        field("pid", DataType::UInt32, false),
+        field("run_id", DataType::Utf8, false),
+        field("stack_id", DataType::UInt64, false),
+        field("outstanding_bytes", DataType::Int64, false),
+        field("outstanding_count", DataType::Int64, false),
+        field("allocated_bytes", DataType::Int64, false),
+        field("allocated_count", DataType::Int64, false),
+    ]))
+}
+
+/// Schema of `native_events`.
+pub fn native_events_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        field("time", time_type(), false),
+        field("pid", DataType::UInt32, false),
+        field("tid", DataType::UInt32, false),
+        field("run_id", DataType::Utf8, false),
+        field("kind", DataType::Utf8, false),
+        field("address", DataType::UInt64, false),
+        field("size", DataType::UInt64, false),
+        field("weight", DataType::UInt32, false),
+        field("stack_id", DataType::UInt64, false),
+        field("alloc_time", time_type(), true),
+    ]))
+}
+
+/// The cumulative counter columns of `native_counters`, in schema order (all UInt64).
+pub const NATIVE_COUNTERS: &[MetricColumn] = &[
+    m("alloc_calls", "count", "Allocation calls seen (sampled or not)"),
+    m("alloc_sampled", "count", "Allocation calls selected by sampling"),
+    m("alloc_null", "count", "Sampled calls that returned no memory"),
+    m("alloc_events", "count", "Allocation events sent to the recorder"),
+    m("free_calls", "count", "free/realloc calls with a non-NULL pointer"),
+    m("free_matched", "count", "Of those, blocks that were traced (found in the outstanding table)"),
+    m("lost_alloc_events", "count", "Allocations lost because the ring buffer was full (not tracked)"),
+    m("lost_free_events", "count", "Frees lost because the ring buffer was full (the block stays outstanding)"),
+    m("table_full", "count", "Allocations not tracked because the outstanding table was full"),
+    m("stack_failures", "count", "Allocations whose user stack could not be read (kept with an empty stack)"),
+    m("stash_full", "count", "Allocations lost because the per-thread entry/return stash was full"),
+    m("replaced", "count", "Allocations at an address still outstanding (its free was not seen; counted as freed)"),
+    m("stacks_truncated", "count", "Stacks that hit the 127-frame limit (outer frames cut)"),
+    m("lost_alloc_bytes", "bytes", "Weighted bytes of the lost or untracked allocations above"),
+    m("lost_free_bytes", "bytes", "Weighted bytes of the lost frees above"),
+    m("nested_calls", "count", "Allocator calls made inside another traced allocator call (reported once, by the outer call)"),
+    m("bad_events", "count", "Ring buffer records the recorder could not decode"),
+    m("events_not_written", "count", "Events traced but not written to native_events (per-interval cap)"),
+    m("unsymbolized_stacks", "count", "Stacks whose symbolization failed entirely (frames kept as addresses)"),
+];
+
+/// Schema of `native_counters`.
+pub fn native_counters_schema() -> SchemaRef {
+    let mut fields = vec![
+        field("time", time_type(), false),
+        field("pid", DataType::UInt32, false),
+        field("run_id", DataType::Utf8, false),
+    ];
+    fields.extend(NATIVE_COUNTERS.iter().map(|c| field(c.name, DataType::UInt64, false)));
+    fields.push(field("sample_every", DataType::UInt32, false));
+    fields.push(field("probes", DataType::UInt32, false));
+    fields.push(field("libraries", DataType::Utf8, false));
+    Arc::new(Schema::new(fields))
 }
 
 #[cfg(test)]

@@ -20,7 +20,9 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
-use crate::rows::{self, ProcessRow, ProfileRow, SampleRow, ScrapeRow, StackRow};
+use crate::rows::{
+    self, NativeCountersRow, NativeEventRow, NativeOutstandingRow, ProcessRow, ProfileRow, SampleRow, ScrapeRow, StackRow,
+};
 use crate::schema::{Table, PARTITION_COLUMN};
 use crate::{CaptureError, Result};
 
@@ -54,6 +56,9 @@ pub struct SegmentWriter {
     stacks: Vec<StackRow>,
     process: Vec<ProcessRow>,
     scrapes: Vec<ScrapeRow>,
+    native_outstanding: Vec<NativeOutstandingRow>,
+    native_events: Vec<NativeEventRow>,
+    native_counters: Vec<NativeCountersRow>,
     stacks_in_segment: HashSet<u64>,
     buffered_bytes: usize,
     props: Arc<WriterProperties>,
@@ -77,6 +82,9 @@ impl SegmentWriter {
             stacks: Vec::new(),
             process: Vec::new(),
             scrapes: Vec::new(),
+            native_outstanding: Vec::new(),
+            native_events: Vec::new(),
+            native_counters: Vec::new(),
             stacks_in_segment: HashSet::new(),
             buffered_bytes: 0,
             props: Arc::new(props),
@@ -138,6 +146,24 @@ impl SegmentWriter {
         self.scrapes.push(row);
     }
 
+    /// Buffers a `native_outstanding` row.
+    pub fn add_native_outstanding(&mut self, row: NativeOutstandingRow) {
+        self.touch(row.time_ns, 64 + row.run_id.len());
+        self.native_outstanding.push(row);
+    }
+
+    /// Buffers a `native_events` row.
+    pub fn add_native_event(&mut self, row: NativeEventRow) {
+        self.touch(row.time_ns, 64 + row.run_id.len());
+        self.native_events.push(row);
+    }
+
+    /// Buffers a `native_counters` row.
+    pub fn add_native_counters(&mut self, row: NativeCountersRow) {
+        self.touch(row.time_ns, 64 + row.values.len() * 8 + row.libraries.len());
+        self.native_counters.push(row);
+    }
+
     /// Estimated bytes buffered in the open segment set.
     pub fn buffered_bytes(&self) -> usize {
         self.buffered_bytes
@@ -177,6 +203,13 @@ impl SegmentWriter {
                 Table::Samples if !self.samples.is_empty() => rows::samples_batch(&self.samples),
                 Table::Process if !self.process.is_empty() => rows::process_batch(&self.process),
                 Table::Scrapes if !self.scrapes.is_empty() => rows::scrapes_batch(&self.scrapes),
+                Table::NativeOutstanding if !self.native_outstanding.is_empty() => {
+                    rows::native_outstanding_batch(&self.native_outstanding)
+                }
+                Table::NativeEvents if !self.native_events.is_empty() => rows::native_events_batch(&self.native_events),
+                Table::NativeCounters if !self.native_counters.is_empty() => {
+                    rows::native_counters_batch(&self.native_counters)
+                }
                 _ => continue,
             };
             let part_dir = self
@@ -199,6 +232,9 @@ impl SegmentWriter {
         self.samples.clear();
         self.process.clear();
         self.scrapes.clear();
+        self.native_outstanding.clear();
+        self.native_events.clear();
+        self.native_counters.clear();
         self.seq += 1;
         self.start_ns = None;
         self.buffered_bytes = 0;

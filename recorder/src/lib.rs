@@ -3,13 +3,14 @@
 //!
 //! The binary is a thin CLI over these modules: [`target`] (what to scrape), [`fetch`]
 //! (HTTP with timeouts and retries), [`memstats`] and [`procfs`] (process memory),
-//! [`runs`] (restart detection), [`ingest`] (profiles into capture rows), [`record`] (the
+//! [`runs`] (restart detection), [`native`] (eBPF tracing of C allocations), [`ingest`] (profiles into capture rows), [`record`] (the
 //! scrape loop), [`import`] (files into a capture) and [`retain`] (retention policy).
 
 pub mod fetch;
 pub mod import;
 pub mod ingest;
 pub mod memstats;
+pub mod native;
 pub mod procfs;
 pub mod record;
 pub mod retain;

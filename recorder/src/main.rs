@@ -29,6 +29,8 @@ enum Command {
       --interval 30s --duration 24h --retain 7d
   leakscope-recorder record --target https://svc.internal/admin --pprof-path /debug/pprof \\
       --header \"Authorization: Bearer $TOKEN\" --out ./capture
+  leakscope-recorder record --pid 4242 --native --out ./capture      (C allocations, as root)
+  leakscope-recorder record --target http://localhost:6060 --pid 4242 --native --out ./capture
 
 Stops on --duration, SIGINT or SIGTERM, always committing the open segment.")]
     Record(RecordArgs),
@@ -42,8 +44,9 @@ Stops on --duration, SIGINT or SIGTERM, always committing the open segment.")]
 #[derive(clap::Args)]
 struct RecordArgs {
     /// Base URL of the service serving net/http/pprof (http or https, optional path prefix).
-    #[arg(long)]
-    target: String,
+    /// Optional with --native (then only native allocations and /proc are recorded).
+    #[arg(long, required_unless_present = "native")]
+    target: Option<String>,
     /// Capture directory (created, or appended to when it already is a capture).
     #[arg(long)]
     out: PathBuf,
@@ -89,6 +92,18 @@ struct RecordArgs {
     /// Start even if the target does not answer yet (failures are recorded as gaps).
     #[arg(long)]
     wait: bool,
+    /// Trace native (C/cgo) allocations of --pid with eBPF uprobes on its malloc (needs root).
+    #[arg(long, requires = "pid")]
+    native: bool,
+    /// With --native: trace one allocation in N (weighted by N, so totals stay unbiased).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    native_sample: u32,
+    /// With --native: capacity of the kernel's outstanding-allocation table.
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u32).range(1024..))]
+    native_max_outstanding: u32,
+    /// With --native: write every traced allocation and free to the native_events table.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    native_events: bool,
 }
 
 #[derive(clap::Args)]
@@ -162,8 +177,8 @@ fn one_line(msg: &str) -> String {
 }
 
 /// The options recorded in the manifest (header names only, never values).
-fn manifest_options(a: &RecordArgs, target: &Target, timeout: Duration) -> serde_json::Value {
-    serde_json::json!({
+fn manifest_options(a: &RecordArgs, target: Option<&Target>, timeout: Duration) -> serde_json::Value {
+    let mut o = serde_json::json!({
         "interval": humantime::format_duration(a.interval).to_string(),
         "duration": a.duration.map(|d| humantime::format_duration(d).to_string()),
         "pid": a.pid,
@@ -176,14 +191,31 @@ fn manifest_options(a: &RecordArgs, target: &Target, timeout: Duration) -> serde
         "pprof_path": a.pprof_path,
         "vars_path": a.vars_path,
         "gc": a.gc,
-        "header_names": target.header_names(),
-    })
+        "header_names": target.map(|t| t.header_names()).unwrap_or_default(),
+    });
+    if a.native {
+        o["native"] = serde_json::json!(true);
+        o["native_sample"] = serde_json::json!(a.native_sample);
+        o["native_max_outstanding"] = serde_json::json!(a.native_max_outstanding);
+        o["native_events"] = serde_json::json!(a.native_events);
+    }
+    o
 }
 
 fn record_cmd(a: RecordArgs) -> anyhow::Result<ExitCode> {
-    let target = Target::parse(&a.target, &a.pprof_path, &a.vars_path, &a.headers)?;
+    let target = match &a.target {
+        Some(t) => Some(Target::parse(t, &a.pprof_path, &a.vars_path, &a.headers)?),
+        None => None,
+    };
     let timeout = a.timeout.unwrap_or_else(|| a.interval.min(Duration::from_secs(30)));
-    let manifest_options = manifest_options(&a, &target, timeout);
+    let manifest_options = manifest_options(&a, target.as_ref(), timeout);
+    let native = a.native.then(|| leakscope_recorder::native::NativeOptions {
+        pid: a.pid.unwrap_or(0),
+        sample_every: a.native_sample,
+        max_outstanding: a.native_max_outstanding,
+        write_events: a.native_events,
+        ..Default::default()
+    });
     let opts = RecordOptions {
         target,
         out: a.out,
@@ -201,6 +233,7 @@ fn record_cmd(a: RecordArgs) -> anyhow::Result<ExitCode> {
         gc: a.gc,
         wait: a.wait,
         manifest_options,
+        native,
     };
     let (tx, rx) = std::sync::mpsc::channel();
     let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
@@ -216,6 +249,9 @@ fn record_cmd(a: RecordArgs) -> anyhow::Result<ExitCode> {
     let s = record::run(opts, rx)?;
     let mut kinds: Vec<_> = s.profiles.iter().map(|(k, n)| format!("{n} {k}")).collect();
     kinds.sort();
+    if s.native_snapshots > 0 {
+        log::info!("native: {} snapshots, {} events lost or untracked", s.native_snapshots, s.native_losses);
+    }
     log::info!(
         "done: {} profiles ({}), {} process samples, {} failed scrape attempts, {} run(s), {} segment files in {}",
         s.profiles.values().sum::<u64>(),
@@ -282,12 +318,32 @@ mod tests {
         let target = Target::parse("http://127.0.0.1:6060", "/debug/pprof", "/debug/vars", &[]).unwrap();
         for text in ["7d", "10GiB"] {
             let a = record_args(&["--retain", text]);
-            let options = manifest_options(&a, &target, Duration::from_secs(10));
+            let options = manifest_options(&a, Some(&target), Duration::from_secs(10));
             assert_eq!(options["retain"], text);
         }
         let a = record_args(&[]);
-        assert!(manifest_options(&a, &target, Duration::from_secs(10))["retain"].is_null());
+        assert!(manifest_options(&a, Some(&target), Duration::from_secs(10))["retain"].is_null());
         assert!(Cli::try_parse_from(["leakscope-recorder", "record", "--target", "h:1", "--out", "c", "--retain", "soon"]).is_err());
+    }
+
+    #[test]
+    fn native_needs_a_pid_and_makes_the_target_optional() {
+        let parse = |args: &[&str]| {
+            let mut v = vec!["leakscope-recorder", "record", "--out", "c"];
+            v.extend_from_slice(args);
+            Cli::try_parse_from(v)
+        };
+        assert!(parse(&[]).is_err(), "neither --target nor --native");
+        assert!(parse(&["--native"]).is_err(), "--native without --pid");
+        assert!(parse(&["--native", "--pid", "1", "--native-sample", "0"]).is_err());
+        let Command::Record(a) = parse(&["--native", "--pid", "1", "--native-sample", "10"]).unwrap().command else {
+            unreachable!()
+        };
+        assert!(a.target.is_none() && a.native && a.native_sample == 10 && a.native_events);
+        let o = manifest_options(&a, None, Duration::from_secs(1));
+        assert_eq!(o["native_sample"], 10);
+        let plain = record_args(&[]);
+        assert!(manifest_options(&plain, None, Duration::from_secs(1)).get("native").is_none());
     }
 
     #[test]

@@ -15,6 +15,7 @@ use leakscope_capture::segment::{RotationPolicy, SegmentWriter};
 use crate::fetch::{Attempt, Fetched, Fetcher};
 use crate::ingest::{write_profile, ProfileMeta};
 use crate::memstats::{self, MemStats};
+use crate::native::{NativeOptions, NativeTracer};
 use crate::procfs;
 use crate::retain::Retention;
 use crate::runs::{Observation, RunTracker};
@@ -24,8 +25,8 @@ use crate::{host_name, now_ns, rfc3339, RECORDER_VERSION};
 /// Everything `record` needs.
 #[derive(Debug, Clone)]
 pub struct RecordOptions {
-    /// What to scrape.
-    pub target: Target,
+    /// What to scrape (None: `--native` alone, nothing is scraped).
+    pub target: Option<Target>,
     /// Capture directory.
     pub out: PathBuf,
     /// Time between scrapes.
@@ -50,6 +51,8 @@ pub struct RecordOptions {
     pub wait: bool,
     /// Options for the manifest (header values redacted).
     pub manifest_options: serde_json::Value,
+    /// Trace native (C) allocations of a PID with eBPF (`--native`).
+    pub native: Option<NativeOptions>,
 }
 
 /// What a recording did.
@@ -65,6 +68,10 @@ pub struct Summary {
     pub runs: u32,
     /// Segment files committed.
     pub segments: usize,
+    /// Native snapshots written (`--native`).
+    pub native_snapshots: u64,
+    /// Native losses counted by the tracer at the end (lost events, full tables).
+    pub native_losses: u64,
 }
 
 /// Consecutive failed segment commits tolerated before recording stops.
@@ -84,6 +91,7 @@ struct Recorder {
     last_ok: HashMap<String, bool>,
     commit_failures: u32,
     summary: Summary,
+    native: Option<NativeTracer>,
 }
 
 /// A fetched profile before its run is known.
@@ -97,8 +105,14 @@ struct Scraped {
 
 /// Records until the duration ends or `stop` fires; the open segment is always committed.
 pub fn run(opts: RecordOptions, stop: Receiver<()>) -> anyhow::Result<Summary> {
-    let fetcher = Fetcher::new(opts.timeout, opts.retries, Duration::from_millis(250), opts.target.headers().to_vec());
-    let target_name = opts.target.to_string();
+    let headers = opts.target.as_ref().map(|t| t.headers().to_vec()).unwrap_or_default();
+    let fetcher = Fetcher::new(opts.timeout, opts.retries, Duration::from_millis(250), headers);
+    let target_name = target_name(&opts);
+    // Native tracing starts first: its errors (privileges, PID, allocator) leave nothing behind.
+    let native = match &opts.native {
+        Some(n) => Some(NativeTracer::start(n.clone())?),
+        None => None,
+    };
     // Directories this run creates; removed again (while empty) when startup fails.
     let created: Vec<PathBuf> = opts
         .out
@@ -129,6 +143,7 @@ pub fn run(opts: RecordOptions, stop: Receiver<()>) -> anyhow::Result<Summary> {
         last_ok: HashMap::new(),
         commit_failures: 0,
         summary: Summary::default(),
+        native,
     };
     log::info!(
         "recording {} every {:?} into {}{}",
@@ -138,6 +153,15 @@ pub fn run(opts: RecordOptions, stop: Receiver<()>) -> anyhow::Result<Summary> {
         rec.opts.duration.map(|d| format!(" for {d:?}")).unwrap_or_default()
     );
     let result = rec.run_loop(&stop);
+    if let Some(mut tracer) = rec.native.take() {
+        // Drain what the kernel still buffers, then write the last snapshot.
+        tracer.stop();
+        let t = now_ns();
+        let run_id = rec.runs.current().map(str::to_string).unwrap_or_else(|| format!("pid{}", tracer.pid()));
+        let snap = tracer.write(&mut rec.writer, t, &run_id, &rec.target_name);
+        rec.summary.native_snapshots += 1;
+        rec.summary.native_losses = snap.losses;
+    }
     let final_commit = rec.commit(true);
     result?;
     final_commit?;
@@ -146,10 +170,19 @@ pub fn run(opts: RecordOptions, stop: Receiver<()>) -> anyhow::Result<Summary> {
 }
 
 /// Checks the capture directory and (without `--wait`) the target, then opens the capture.
+/// The name stored as `target`: the base URL, or `pid:PID` for `--native` alone.
+fn target_name(opts: &RecordOptions) -> String {
+    match (&opts.target, &opts.native) {
+        (Some(t), _) => t.to_string(),
+        (None, Some(n)) => format!("pid:{}", n.pid),
+        (None, None) => "unknown".into(),
+    }
+}
+
 fn start(opts: &RecordOptions, fetcher: &Fetcher, target_name: &str) -> anyhow::Result<()> {
     check_writable(&opts.out)?;
-    if !opts.wait {
-        let url = opts.target.profile_url("heap", "");
+    if let (Some(target), false) = (&opts.target, opts.wait) {
+        let url = target.profile_url("heap", "");
         let probe = fetcher.get(&url, Instant::now() + opts.timeout * (opts.retries + 1) + Duration::from_secs(2));
         match (&probe.body, probe.error()) {
             (Some(body), _) => {
@@ -199,6 +232,10 @@ impl Recorder {
                 return Ok(());
             }
             self.tick(next + interval)?;
+            if self.opts.target.is_none() && self.native.as_ref().is_some_and(|t| !t.alive()) {
+                log::info!("process {} exited: stopping", self.opts.native.as_ref().map_or(0, |n| n.pid));
+                return Ok(());
+            }
             next += interval;
             while next <= Instant::now() {
                 next += interval; // skip ticks missed while a slow target answered
@@ -235,6 +272,11 @@ impl Recorder {
         }
     }
 
+    /// True when the scrape target is on this machine (its PID can be found).
+    fn is_local(&self) -> bool {
+        self.opts.target.as_ref().is_some_and(|t| t.is_local())
+    }
+
     fn refresh_pid(&mut self) {
         if let Some(pid) = self.pid {
             let start = procfs::process_start_ns(pid);
@@ -247,14 +289,15 @@ impl Recorder {
             self.pid = None;
             self.pid_start = None;
         }
-        if !self.opts.target.is_local() {
+        if !self.is_local() {
             return;
         }
         if self.next_pid_search > 0 {
             self.next_pid_search -= 1;
             return;
         }
-        match procfs::find_listening_pid(self.opts.target.port()) {
+        let Some(port) = self.opts.target.as_ref().map(|t| t.port()) else { return };
+        match procfs::find_listening_pid(port) {
             Some(pid) => {
                 log::info!("target process is PID {pid}");
                 self.pid = Some(pid);
@@ -268,7 +311,7 @@ impl Recorder {
     /// is looked up again right away (not at the next periodic search) so that a restarted
     /// process's run is named after its new PID and start time, not `remote`.
     fn observe_run(&mut self, mut o: Observation) -> (String, bool) {
-        if self.opts.target.is_local() && self.runs.is_restart(&o) {
+        if self.is_local() && self.runs.is_restart(&o) {
             self.next_pid_search = 0;
             self.refresh_pid();
             o.pid = self.pid;
@@ -336,15 +379,16 @@ impl Recorder {
     }
 
     fn fetch_memstats(&mut self, deadline: Instant, scrapes: &mut Vec<ScrapeRow>) -> Option<(MemStats, &'static str)> {
+        let target = self.opts.target.clone()?;
         if self.vars_served != Some(false) {
-            let url = self.opts.target.vars_url();
+            let url = target.vars_url();
             let f = self.fetcher.get(&url, deadline);
             let parsed = f.body.as_deref().map(memstats::parse_vars);
             let final_error = match &parsed {
                 Some(Err(e)) => Some(e.to_string()),
                 _ => None,
             };
-            let endpoint = self.opts.target.vars_path().to_string();
+            let endpoint = target.vars_path().to_string();
             scrapes.extend(self.scrape_rows("memstats", &endpoint, &f.attempts, final_error.clone()));
             // Only a definitive answer means there is no expvar: a body that is not expvar
             // MemStats, or a client error such as 404. A transport error, timeout or 5xx (e.g.
@@ -366,14 +410,14 @@ impl Recorder {
                 }
             }
         }
-        let url = self.opts.target.profile_url("heap", "debug=1");
+        let url = target.profile_url("heap", "debug=1");
         let f = self.fetcher.get(&url, deadline);
         let parsed = f.body.as_deref().map(memstats::parse_heap_debug1);
         let final_error = match &parsed {
             Some(Err(e)) => Some(e.to_string()),
             _ => None,
         };
-        let endpoint = self.opts.target.profile_path("heap", "debug=1");
+        let endpoint = target.profile_path("heap", "debug=1");
         scrapes.extend(self.scrape_rows("memstats", &endpoint, &f.attempts, final_error.clone()));
         let ok = matches!(parsed, Some(Ok(_)));
         self.note(&url, ok, final_error.as_deref().or(f.error()));
@@ -381,6 +425,7 @@ impl Recorder {
     }
 
     fn fetch_profile(&mut self, kind: ProfileKind, deadline: Instant) -> Option<Scraped> {
+        let target = self.opts.target.clone()?;
         let (name, query) = match kind {
             ProfileKind::Heap => ("heap", if self.opts.gc { "gc=1" } else { "" }),
             ProfileKind::Goroutine => ("goroutine", ""),
@@ -391,8 +436,8 @@ impl Recorder {
                 ("goroutineleak", "")
             }
         };
-        let url = self.opts.target.profile_url(name, query);
-        let endpoint = self.opts.target.profile_path(name, query);
+        let url = target.profile_url(name, query);
+        let endpoint = target.profile_path(name, query);
         let fetched = self.fetcher.get(&url, deadline);
         if kind == ProfileKind::GoroutineLeak && self.leak_served.is_none() {
             // Only a 404 means "not served"; without an answer (target down) ask again next tick.
@@ -452,7 +497,41 @@ impl Recorder {
             process.memstats_source = Some(source.to_string());
         }
         let process = (have_proc || ms.is_some()).then_some(process);
-        self.store(t0, process, scraped, scrapes, &run_id)
+        self.store(t0, process, scraped, scrapes, &run_id)?;
+        self.store_native(&run_id)
+    }
+
+    /// Buffers the native tracer's rows for this tick (snapshot time: now).
+    fn store_native(&mut self, run_id: &str) -> anyhow::Result<()> {
+        if self.native.is_none() {
+            return Ok(());
+        }
+        let t = now_ns();
+        if self.writer.should_rotate(t) {
+            self.commit(false)?;
+        }
+        let Some(tracer) = self.native.as_mut() else { return Ok(()) };
+        // With a scrape target the recording goes on after the traced process exits: the
+        // tracer drains what is left, writes its last snapshot and stops.
+        let exited = self.opts.target.is_some() && !tracer.alive();
+        if exited {
+            tracer.stop();
+        }
+        let snap = tracer.write(&mut self.writer, t, run_id, &self.target_name);
+        if exited {
+            log::info!("native: process {} exited: native tracing stopped", tracer.pid());
+            self.native = None;
+        }
+        self.summary.native_snapshots += 1;
+        self.summary.native_losses = snap.losses;
+        log::debug!(
+            "native: {} bytes outstanding over {} stacks, {} events, {} losses",
+            snap.outstanding_bytes,
+            snap.stacks,
+            snap.events,
+            snap.losses
+        );
+        Ok(())
     }
 
     /// Buffers one tick's rows. Before a row that must not join the open segment set (its
@@ -529,7 +608,7 @@ mod tests {
 
     fn options(target: &str, out: &Path) -> RecordOptions {
         RecordOptions {
-            target: Target::parse(target, "/debug/pprof", "/debug/vars", &[]).unwrap(),
+            target: Some(Target::parse(target, "/debug/pprof", "/debug/vars", &[]).unwrap()),
             out: out.to_path_buf(),
             interval: Duration::from_secs(1),
             duration: None,
@@ -542,13 +621,14 @@ mod tests {
             gc: false,
             wait: false,
             manifest_options: serde_json::json!({}),
+            native: None,
         }
     }
 
     fn recorder(target: &str, out: &Path) -> Recorder {
         let opts = options(target, out);
         Recorder {
-            target_name: opts.target.to_string(),
+            target_name: target_name(&opts),
             fetcher: Fetcher::new(opts.timeout, opts.retries, Duration::from_millis(1), Vec::new()),
             writer: SegmentWriter::new(out, opts.rotation),
             runs: RunTracker::new(),
@@ -560,6 +640,7 @@ mod tests {
             last_ok: HashMap::new(),
             commit_failures: 0,
             summary: Summary::default(),
+            native: None,
             opts,
         }
     }

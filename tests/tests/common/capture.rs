@@ -326,6 +326,9 @@ impl Capture {
                     });
                 }
             }
+            // Native tracer tables (native_outstanding, native_events, native_counters): read
+            // directly by tests/tests/native_e2e.rs.
+            _ => {}
         }
     }
 

@@ -1,0 +1,361 @@
+// SPDX-License-Identifier: GPL-2.0
+//
+// leakscope native allocation tracer: uprobes on the C allocator of one process.
+//
+// Built by ebpf/build.sh into ebpf/native_alloc.bpf.o, which the recorder embeds
+// (recorder/src/native/loader.rs). The layouts of `struct event_hdr`, `struct alloc_info`
+// and the counter indices are mirrored in recorder/src/native/event.rs; change both.
+//
+// Per allocation (sampled: one in `sample_every` calls, weight `sample_every`):
+//   entry probe:  stash the requested size per thread (pid_tgid -> struct stash)
+//   return probe: insert address -> {size, time, stack hash, weight} into `allocs`
+//                 (bounded), and send an alloc event with the user stack
+//                 (bpf_get_stack, no stack map so no collisions) over the ring buffer.
+// free(p) and realloc(p, ...) entry: remove p from `allocs`; when it was there send a free
+// event carrying the allocation's size, weight and stack hash. Frees of untraced blocks
+// never leave the kernel.
+// Every loss (ring buffer full, table full, stack failure, ...) is counted in `counters`.
+
+#include <linux/bpf.h>
+#include <linux/ptrace.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+
+#define MAX_FRAMES 127
+
+enum counter {
+    C_ALLOC_CALLS = 0,     // allocation calls seen (sampled or not)
+    C_ALLOC_SAMPLED = 1,   // allocation calls selected by sampling
+    C_ALLOC_NULL = 2,      // sampled calls that returned no memory
+    C_ALLOC_EVENTS = 3,    // alloc events sent
+    C_FREE_CALLS = 4,      // free / realloc calls with a non-NULL pointer
+    C_FREE_MATCHED = 5,    // of those, blocks found in the table
+    C_DROP_ALLOC = 6,      // alloc events lost: ring buffer full (block not tracked)
+    C_DROP_FREE = 7,       // free events lost: ring buffer full (block stays outstanding)
+    C_TABLE_FULL = 8,      // allocations not tracked: outstanding table full
+    C_STACK_FAIL = 9,      // bpf_get_stack failed (event sent with no stack)
+    C_STASH_FULL = 10,     // per-thread entry->return stash full (allocation lost)
+    C_REPLACED = 11,       // allocation at an address still in the table (free missed)
+    C_STACK_TRUNCATED = 12, // stack had MAX_FRAMES frames (may be cut)
+    C_DROP_ALLOC_BYTES = 13, // bytes (weighted) of allocations lost to C_DROP_ALLOC/C_TABLE_FULL/C_STASH_FULL
+    C_DROP_FREE_BYTES = 14,  // bytes (weighted) of frees lost to C_DROP_FREE
+    C_NESTED = 15,          // allocator calls made inside another traced call (not counted twice)
+    C_COUNT = 16,
+};
+
+enum event_kind {
+    EV_ALLOC = 1,
+    EV_FREE = 2,
+};
+
+struct event_hdr {
+    __u32 kind;       // enum event_kind
+    __u32 tid;        // thread id
+    __u64 ts;         // bpf_ktime_get_ns() of the event
+    __u64 addr;       // block address
+    __u64 size;       // requested size in bytes
+    __u64 stack_hash; // hash of the raw user stack (0 when there is none)
+    __u64 alloc_ts;   // free: time of the allocation; alloc: same as ts
+    __u32 weight;     // allocations this one stands for (the sampling rate)
+    __s32 nframes;    // alloc: frames in ips, or a negative error of bpf_get_stack; free: 0
+};
+
+struct event {
+    struct event_hdr h;
+    __u64 ips[MAX_FRAMES];
+};
+
+struct alloc_info {
+    __u64 size;
+    __u64 ts;
+    __u64 stack_hash;
+    __u32 weight;
+    __u32 tid;
+};
+
+struct stash {
+    __u64 size;
+    __u64 memptr; // posix_memalign: where the pointer is stored
+    __u64 sp;     // stack pointer at entry: the return probe sees sp + 8
+    __u64 ts;     // entry time, to recognize a stash left by a call that never returned
+};
+
+// Set by the loader before loading.
+const volatile __u32 target_tgid = 0;
+const volatile __u32 sample_every = 1;
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 1000000); // overridden by the loader (--native-max-outstanding)
+    __type(key, __u64);
+    __type(value, struct alloc_info);
+} allocs SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 65536);
+    __type(key, __u64);
+    __type(value, struct stash);
+} stashes SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_RINGBUF);
+    __uint(max_entries, 8 << 20); // overridden by the loader
+} events SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct event);
+} scratch SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, C_COUNT);
+    __type(key, __u32);
+    __type(value, __u64);
+} counters SEC(".maps");
+
+static __always_inline void count(__u32 idx, __u64 n)
+{
+    __u64 *c = bpf_map_lookup_elem(&counters, &idx);
+    if (c)
+        *c += n;
+}
+
+static __always_inline int ours(void)
+{
+    __u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    return target_tgid == 0 || tgid == target_tgid;
+}
+
+static __always_inline int stash_size(struct pt_regs *ctx, __u64 size, __u64 memptr)
+{
+    if (!ours())
+        return 0;
+    __u64 id = bpf_get_current_pid_tgid();
+    __u64 sp = PT_REGS_SP(ctx);
+    __u64 now = bpf_ktime_get_ns();
+    struct stash *outer = bpf_map_lookup_elem(&stashes, &id);
+    if (outer && outer->sp > sp && now - outer->ts < 1000000000ULL) {
+        // Called from inside a traced allocator call (glibc's realloc(NULL, n) calls
+        // malloc): the outer call reports the block.
+        count(C_NESTED, 1);
+        return 0;
+    }
+    count(C_ALLOC_CALLS, 1);
+    if (sample_every > 1 && bpf_get_prandom_u32() % sample_every != 0)
+        return 0;
+    count(C_ALLOC_SAMPLED, 1);
+    struct stash s = { .size = size, .memptr = memptr, .sp = sp, .ts = now };
+    if (bpf_map_update_elem(&stashes, &id, &s, BPF_ANY) != 0) {
+        count(C_STASH_FULL, 1);
+        count(C_DROP_ALLOC_BYTES, size * sample_every);
+    }
+    return 0;
+}
+
+static __always_inline void untrack(__u64 addr)
+{
+    if (addr == 0)
+        return;
+    count(C_FREE_CALLS, 1);
+    struct alloc_info *found = bpf_map_lookup_elem(&allocs, &addr);
+    if (!found)
+        return;
+    struct alloc_info info = *found;
+    // Only the caller whose delete succeeds reports the free (two racing frees of one
+    // block report it once).
+    if (bpf_map_delete_elem(&allocs, &addr) != 0)
+        return;
+    count(C_FREE_MATCHED, 1);
+    struct event_hdr h = {
+        .kind = EV_FREE,
+        .tid = (__u32)bpf_get_current_pid_tgid(),
+        .ts = bpf_ktime_get_ns(),
+        .addr = addr,
+        .size = info.size,
+        .stack_hash = info.stack_hash,
+        .alloc_ts = info.ts,
+        .weight = info.weight,
+        .nframes = 0,
+    };
+    if (bpf_ringbuf_output(&events, &h, sizeof(h), 0) != 0) {
+        count(C_DROP_FREE, 1);
+        count(C_DROP_FREE_BYTES, info.size * info.weight);
+    }
+}
+
+static __always_inline void track(struct pt_regs *ctx, __u64 addr, __u64 size)
+{
+    __u32 zero = 0;
+    struct event *ev = bpf_map_lookup_elem(&scratch, &zero);
+    if (!ev)
+        return;
+    __u64 now = bpf_ktime_get_ns();
+    long n = bpf_get_stack(ctx, ev->ips, sizeof(ev->ips), BPF_F_USER_STACK);
+    __u64 hash = 0;
+    int nframes = 0;
+    if (n < 0) {
+        count(C_STACK_FAIL, 1);
+        nframes = (int)n;
+    } else {
+        nframes = n / 8;
+        if (nframes > MAX_FRAMES)
+            nframes = MAX_FRAMES;
+        if (nframes == MAX_FRAMES)
+            count(C_STACK_TRUNCATED, 1);
+        // FNV-1a style mix over the frames; 0 is reserved for "no stack".
+        hash = 0xcbf29ce484222325ULL;
+        for (int i = 0; i < MAX_FRAMES; i++) {
+            if (i >= nframes)
+                break;
+            hash ^= ev->ips[i];
+            hash *= 0x100000001b3ULL;
+            hash ^= hash >> 29;
+        }
+        if (hash == 0)
+            hash = 1;
+    }
+    struct alloc_info *old = bpf_map_lookup_elem(&allocs, &addr);
+    if (old) {
+        // The block was freed by a path we do not see: report the old block as freed.
+        count(C_REPLACED, 1);
+        untrack(addr);
+    }
+    struct alloc_info info = {
+        .size = size,
+        .ts = now,
+        .stack_hash = hash,
+        .weight = sample_every,
+        .tid = (__u32)bpf_get_current_pid_tgid(),
+    };
+    if (bpf_map_update_elem(&allocs, &addr, &info, BPF_NOEXIST) != 0) {
+        count(C_TABLE_FULL, 1);
+        count(C_DROP_ALLOC_BYTES, size * sample_every);
+        return;
+    }
+    ev->h.kind = EV_ALLOC;
+    ev->h.tid = info.tid;
+    ev->h.ts = now;
+    ev->h.addr = addr;
+    ev->h.size = size;
+    ev->h.stack_hash = hash;
+    ev->h.alloc_ts = now;
+    ev->h.weight = sample_every;
+    ev->h.nframes = nframes;
+    __u64 len = sizeof(struct event_hdr);
+    if (nframes > 0)
+        len += ((__u64)nframes & 127) * 8;
+    if (len > sizeof(struct event))
+        len = sizeof(struct event);
+    if (bpf_ringbuf_output(&events, ev, len, 0) != 0) {
+        // User space never learns of this block: stop tracking it so its free is ignored too.
+        bpf_map_delete_elem(&allocs, &addr);
+        count(C_DROP_ALLOC, 1);
+        count(C_DROP_ALLOC_BYTES, size * sample_every);
+        return;
+    }
+    count(C_ALLOC_EVENTS, 1);
+}
+
+static __always_inline int finish(struct pt_regs *ctx, int posix)
+{
+    if (!ours())
+        return 0;
+    __u64 id = bpf_get_current_pid_tgid();
+    struct stash *s = bpf_map_lookup_elem(&stashes, &id);
+    if (!s)
+        return 0; // not sampled
+    struct stash st = *s;
+    if (PT_REGS_SP(ctx) != st.sp + 8)
+        return 0; // the return of a nested call; the stash belongs to the outer one
+    bpf_map_delete_elem(&stashes, &id);
+    __u64 addr = 0;
+    if (posix) {
+        if (PT_REGS_RC(ctx) != 0 || st.memptr == 0) {
+            count(C_ALLOC_NULL, 1);
+            return 0;
+        }
+        if (bpf_probe_read_user(&addr, sizeof(addr), (void *)st.memptr) != 0)
+            addr = 0;
+    } else {
+        addr = PT_REGS_RC(ctx);
+    }
+    if (addr == 0) {
+        count(C_ALLOC_NULL, 1);
+        return 0;
+    }
+    track(ctx, addr, st.size);
+    return 0;
+}
+
+// malloc(size), valloc(size), pvalloc(size)
+SEC("uprobe")
+int BPF_KPROBE(size1_enter, __u64 size)
+{
+    return stash_size(ctx, size, 0);
+}
+
+// aligned_alloc(align, size), memalign(align, size)
+SEC("uprobe")
+int BPF_KPROBE(size2_enter, __u64 align, __u64 size)
+{
+    return stash_size(ctx, size, 0);
+}
+
+// calloc(nmemb, size)
+SEC("uprobe")
+int BPF_KPROBE(calloc_enter, __u64 nmemb, __u64 size)
+{
+    // Both factors below 2^32 cannot overflow; larger ones are rare enough to be taken
+    // as given (the verifier has no 128-bit multiply for an exact check).
+    __u64 total = nmemb * size;
+    return stash_size(ctx, total, 0);
+}
+
+// realloc(ptr, size): a free of ptr now, plus an allocation when size > 0.
+SEC("uprobe")
+int BPF_KPROBE(realloc_enter, __u64 ptr, __u64 size)
+{
+    if (!ours())
+        return 0;
+    untrack(ptr);
+    if (size == 0 && ptr != 0)
+        return 0; // realloc(p, 0) frees p
+    return stash_size(ctx, size, 0);
+}
+
+// posix_memalign(memptr, align, size)
+SEC("uprobe")
+int BPF_KPROBE(posix_memalign_enter, __u64 memptr, __u64 align, __u64 size)
+{
+    return stash_size(ctx, size, memptr);
+}
+
+// Return of malloc, calloc, realloc, aligned_alloc, memalign, valloc, pvalloc.
+SEC("uretprobe")
+int BPF_KRETPROBE(alloc_return)
+{
+    return finish(ctx, 0);
+}
+
+// Return of posix_memalign (0 on success; the pointer is in *memptr).
+SEC("uretprobe")
+int BPF_KRETPROBE(posix_memalign_return)
+{
+    return finish(ctx, 1);
+}
+
+// free(ptr)
+SEC("uprobe")
+int BPF_KPROBE(free_enter, __u64 ptr)
+{
+    if (!ours())
+        return 0;
+    untrack(ptr);
+    return 0;
+}
+
+char LICENSE[] SEC("license") = "GPL";

@@ -1,0 +1,251 @@
+//! Loads the embedded eBPF object with aya and attaches its uprobes to allocators.
+
+use std::num::NonZeroU32;
+
+use aya::maps::{MapData, PerCpuArray, RingBuf};
+use aya::programs::uprobe::{UProbeAttachLocation, UProbeScope};
+use aya::programs::UProbe;
+use aya::{Ebpf, EbpfLoader};
+
+use super::event::KERNEL_COUNTERS;
+use super::maps::Allocator;
+use super::NativeError;
+
+/// The compiled `ebpf/native_alloc.bpf.c` (rebuild with `ebpf/build.sh`).
+pub static OBJECT: &[u8] = include_bytes!("../../../ebpf/native_alloc.bpf.o");
+
+/// sha256 of the source `OBJECT` was compiled from (written by `ebpf/build.sh`).
+pub const OBJECT_SOURCE_SHA256: &str =
+    include_str!("../../../ebpf/native_alloc.bpf.o.source-sha256");
+
+/// Program names: (function, entry program, return program).
+const PROBES: &[(&str, &str, Option<&str>)] = &[
+    ("malloc", "size1_enter", Some("alloc_return")),
+    ("valloc", "size1_enter", Some("alloc_return")),
+    ("pvalloc", "size1_enter", Some("alloc_return")),
+    ("aligned_alloc", "size2_enter", Some("alloc_return")),
+    ("memalign", "size2_enter", Some("alloc_return")),
+    ("calloc", "calloc_enter", Some("alloc_return")),
+    ("realloc", "realloc_enter", Some("alloc_return")),
+    (
+        "posix_memalign",
+        "posix_memalign_enter",
+        Some("posix_memalign_return"),
+    ),
+    ("free", "free_enter", None),
+];
+
+/// Names of every program in the object.
+const PROGRAMS: &[&str] = &[
+    "size1_enter",
+    "size2_enter",
+    "calloc_enter",
+    "realloc_enter",
+    "posix_memalign_enter",
+    "alloc_return",
+    "posix_memalign_return",
+    "free_enter",
+];
+
+/// Checks privileges and uprobe support before loading anything.
+pub fn preflight(pid: u32) -> Result<(), NativeError> {
+    if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        return Err(NativeError::NoSuchPid(pid));
+    }
+    let uid = unsafe { libc::geteuid() };
+    if uid != 0 && !has_caps() {
+        return Err(NativeError::NotPrivileged { uid });
+    }
+    if !std::path::Path::new("/sys/bus/event_source/devices/uprobe/type").exists() {
+        return Err(NativeError::NoUprobes);
+    }
+    Ok(())
+}
+
+/// True when the effective capabilities include CAP_BPF (39) and CAP_PERFMON (38), or
+/// CAP_SYS_ADMIN (21).
+fn has_caps() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0);
+    let has = |bit: u32| eff & (1u64 << bit) != 0;
+    has(21) || (has(39) && has(38))
+}
+
+/// The loaded programs and maps.
+pub struct Loaded {
+    ebpf: Ebpf,
+    pid: u32,
+    probes: u32,
+}
+
+impl Loaded {
+    /// Loads the object for `pid` with the sampling rate and table sizes.
+    pub fn load(
+        pid: u32,
+        sample_every: u32,
+        max_outstanding: u32,
+        ring_bytes: u32,
+    ) -> Result<Loaded, NativeError> {
+        let sample_every = sample_every.max(1);
+        let mut ebpf = EbpfLoader::new()
+            .override_global("target_tgid", &pid, true)
+            .override_global("sample_every", &sample_every, true)
+            .map_max_entries("allocs", max_outstanding)
+            .map_max_entries("events", ring_bytes)
+            .load(OBJECT)
+            .map_err(|e| load_error(&e))?;
+        for name in PROGRAMS {
+            let prog: &mut UProbe = ebpf
+                .program_mut(name)
+                .ok_or_else(|| {
+                    NativeError::Load(format!("program {name} missing from the object"))
+                })?
+                .try_into()
+                .map_err(|e| NativeError::Load(format!("{name}: {e}")))?;
+            prog.load()
+                .map_err(|e| NativeError::Load(format!("{name}: {}", chain(&e))))?;
+        }
+        Ok(Loaded {
+            ebpf,
+            pid,
+            probes: 0,
+        })
+    }
+
+    /// Attaches entry (and return) probes to every function `a` defines.
+    pub fn attach(&mut self, a: &Allocator) -> Result<(), NativeError> {
+        // Scoped to the process: the kernel installs the breakpoints only in its address
+        // space (all its threads); the program also checks the tgid (`target_tgid`).
+        let scope =
+            UProbeScope::OneProcess(NonZeroU32::new(self.pid).ok_or(NativeError::NoSuchPid(0))?);
+        for (function, offset) in &a.functions {
+            let Some((_, entry, ret)) = PROBES.iter().find(|(f, _, _)| f == function) else {
+                continue;
+            };
+            for prog_name in std::iter::once(*entry).chain(*ret) {
+                let prog: &mut UProbe = self
+                    .ebpf
+                    .program_mut(prog_name)
+                    .and_then(|p| p.try_into().ok())
+                    .ok_or_else(|| NativeError::Load(format!("program {prog_name} missing")))?;
+                prog.attach(
+                    UProbeAttachLocation::AbsoluteOffset(*offset),
+                    &a.open_path,
+                    scope,
+                )
+                .map_err(|e| NativeError::Attach {
+                    function: function.to_string(),
+                    path: a.path.clone(),
+                    reason: chain(&e),
+                })?;
+                self.probes += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Uprobes attached so far.
+    pub fn probes(&self) -> u32 {
+        self.probes
+    }
+
+    /// Takes the ring buffer (for the reader thread).
+    pub fn take_ring(&mut self) -> Result<RingBuf<MapData>, NativeError> {
+        let map = self
+            .ebpf
+            .take_map("events")
+            .ok_or_else(|| NativeError::Load("map events missing".into()))?;
+        RingBuf::try_from(map).map_err(|e| NativeError::Load(format!("events: {e}")))
+    }
+
+    /// The kernel counters, summed over CPUs.
+    pub fn counters(&self) -> Result<[u64; KERNEL_COUNTERS], NativeError> {
+        let map = self
+            .ebpf
+            .map("counters")
+            .ok_or_else(|| NativeError::Load("map counters missing".into()))?;
+        let arr: PerCpuArray<&MapData, u64> =
+            PerCpuArray::try_from(map).map_err(|e| NativeError::Load(format!("counters: {e}")))?;
+        let mut out = [0u64; KERNEL_COUNTERS];
+        for (i, slot) in out.iter_mut().enumerate() {
+            if let Ok(values) = arr.get(&(i as u32), 0) {
+                *slot = values.iter().copied().fold(0u64, u64::wrapping_add);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// An error with its sources, on one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s.split(['\n', '\r'])
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn load_error(e: &aya::EbpfError) -> NativeError {
+    let text = chain(e);
+    if text.contains("Operation not permitted") || text.contains("EPERM") {
+        let uid = unsafe { libc::geteuid() };
+        return NativeError::NotPrivileged { uid };
+    }
+    NativeError::Load(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The embedded object must be built from the current source: run `ebpf/build.sh`.
+    #[test]
+    fn object_is_current() {
+        let src = concat!(env!("CARGO_MANIFEST_DIR"), "/../ebpf/native_alloc.bpf.c");
+        let out = std::process::Command::new("sha256sum")
+            .arg(src)
+            .output()
+            .expect("sha256sum runs");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let current = text.split_whitespace().next().unwrap_or("");
+        assert_eq!(
+            current,
+            OBJECT_SOURCE_SHA256.trim(),
+            "ebpf/native_alloc.bpf.c changed since ebpf/native_alloc.bpf.o was built: run ebpf/build.sh"
+        );
+        assert_eq!(&OBJECT[..4], b"\x7fELF");
+    }
+
+    #[test]
+    fn every_program_exists_in_the_object() {
+        let obj = aya_obj_names(OBJECT);
+        for p in PROGRAMS {
+            assert!(obj.contains(*p), "program {p} not in the object");
+        }
+    }
+
+    fn aya_obj_names(data: &[u8]) -> String {
+        // Program names appear in the ELF string table.
+        String::from_utf8_lossy(data).into_owned()
+    }
+
+    #[test]
+    fn a_missing_pid_is_one_clear_error() {
+        let e = preflight(u32::MAX - 1).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("no process with PID {}", u32::MAX - 1)
+        );
+    }
+}

@@ -1,0 +1,417 @@
+//! End-to-end: `leakscope-recorder record --native` traces the C fixture
+//! (`fixtures/c/leaky.c`) with eBPF uprobes and writes outstanding native allocations by
+//! stack into the capture. Needs root (or CAP_BPF + CAP_PERFMON), the uprobe PMU and gcc;
+//! elsewhere the tests skip loudly (and fail in CI).
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Int64Type, UInt64Type};
+use arrow_array::{ArrowPrimitiveType, RecordBatch};
+use common::capture::Capture;
+use common::*;
+use leakscope_capture::read::read_table;
+use leakscope_capture::schema::Table;
+
+/// True when this process may load eBPF programs and the kernel has uprobes.
+fn can_trace() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    root && Path::new("/sys/bus/event_source/devices/uprobe/type").exists()
+}
+
+fn gcc() -> bool {
+    Command::new("gcc")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Builds `fixtures/c/leaky.c` (frame pointers kept, so stacks reach `main`).
+fn build_fixture(dir: &Path, extra: &[&str]) -> PathBuf {
+    let out = dir.join("leaky");
+    let status = Command::new("gcc")
+        .args(["-O1", "-g", "-fno-omit-frame-pointer", "-o"])
+        .arg(&out)
+        .arg(root().join("fixtures/c/leaky.c"))
+        .args(extra)
+        .status()
+        .expect("gcc runs");
+    assert!(status.success(), "gcc failed to build fixtures/c/leaky.c");
+    out
+}
+
+fn ready() -> bool {
+    require(gcc(), "gcc (to build fixtures/c/leaky.c)")
+        && require(can_trace(), "root with eBPF and uprobe support")
+}
+
+fn col_u64(b: &RecordBatch, name: &str) -> Vec<u64> {
+    b.column_by_name(name)
+        .unwrap()
+        .as_primitive::<UInt64Type>()
+        .values()
+        .to_vec()
+}
+
+fn col_i64(b: &RecordBatch, name: &str) -> Vec<i64> {
+    b.column_by_name(name)
+        .unwrap()
+        .as_primitive::<Int64Type>()
+        .values()
+        .to_vec()
+}
+
+/// The last `native_counters` row: every UInt64 column by name.
+fn last_counters(dir: &Path) -> HashMap<String, u64> {
+    let batches = read_table(dir, Table::NativeCounters).unwrap();
+    let b = batches
+        .iter()
+        .rev()
+        .find(|b| b.num_rows() > 0)
+        .expect("native_counters rows");
+    let last = b.num_rows() - 1;
+    let mut out = HashMap::new();
+    for f in b.schema().fields() {
+        if f.data_type() == &UInt64Type::DATA_TYPE {
+            out.insert(f.name().clone(), col_u64(b, f.name())[last]);
+        }
+    }
+    out
+}
+
+/// Outstanding bytes per snapshot (time order) of the stacks containing `function`, from
+/// `native_outstanding`.
+fn outstanding_series(dir: &Path, cap: &Capture, function: &str) -> Vec<(i64, i64)> {
+    let mut by_time: std::collections::BTreeMap<i64, i64> = Default::default();
+    for b in read_table(dir, Table::NativeOutstanding).unwrap() {
+        let t = b
+            .column_by_name("time")
+            .unwrap()
+            .as_primitive::<arrow_array::types::TimestampNanosecondType>()
+            .values()
+            .to_vec();
+        let (ids, bytes) = (col_u64(&b, "stack_id"), col_i64(&b, "outstanding_bytes"));
+        for i in 0..b.num_rows() {
+            let e = by_time.entry(t[i]).or_default();
+            if cap.stack_has(ids[i], function) {
+                *e += bytes[i];
+            }
+        }
+    }
+    by_time.into_iter().collect()
+}
+
+#[test]
+fn native_leak_grows_at_the_leaking_function_and_scratch_stays_flat() {
+    if !ready() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = build_fixture(dir.path(), &[]);
+    let target = Running::spawn(&fixture, &[]);
+    std::thread::sleep(Duration::from_millis(200));
+    let out = dir.path().join("cap");
+    let pid = target.pid().to_string();
+    let rec = run(
+        &recorder(),
+        &[
+            "record",
+            "--pid",
+            &pid,
+            "--native",
+            "--out",
+            out.to_str().unwrap(),
+            "--interval",
+            "1s",
+            "--duration",
+            "10s",
+        ],
+        Duration::from_secs(60),
+    );
+    let stderr = String::from_utf8_lossy(&rec.stderr).into_owned();
+    assert!(rec.status.success(), "recorder failed:\n{stderr}");
+    assert!(stderr.contains("native: tracing malloc"), "{stderr}");
+    drop(target);
+
+    let cap = Capture::load(&out);
+    cap.assert_consistent(&[]);
+    let native_profiles = cap.profiles_of("native");
+    assert!(
+        native_profiles.len() >= 8,
+        "{} native profiles",
+        native_profiles.len()
+    );
+
+    // The leaking function: 4 KiB every ~10 ms, never freed.
+    let leak = outstanding_series(&out, &cap, "leak_buffer");
+    let (first, last) = (leak.first().unwrap().1, leak.last().unwrap().1);
+    let secs = (leak.last().unwrap().0 - leak.first().unwrap().0) as f64 / 1e9;
+    assert!(
+        last > first,
+        "leak_buffer outstanding did not grow: {leak:?}"
+    );
+    let rate = (last - first) as f64 / secs;
+    assert!(
+        rate > 100.0 * 1024.0 && rate < 500.0 * 1024.0,
+        "leak_buffer grows {rate:.0} B/s (expected ~400 KiB/s minus sleep overhead): {leak:?}"
+    );
+    let rising = leak.windows(2).filter(|w| w[1].1 > w[0].1).count();
+    assert!(
+        rising + 1 >= leak.len() - 1,
+        "leak_buffer not rising at (almost) every snapshot: {leak:?}"
+    );
+
+    // Scratch buffers are freed before scratch_work returns: ~0 outstanding, many allocated.
+    let scratch = outstanding_series(&out, &cap, "scratch_work");
+    let worst = scratch.iter().map(|(_, b)| b.abs()).max().unwrap_or(0);
+    assert!(
+        worst <= 64 * 1024,
+        "scratch_work outstanding should stay ~0: {scratch:?}"
+    );
+    let allocated: i64 = {
+        let mut sum = 0;
+        for b in read_table(&out, Table::NativeOutstanding).unwrap() {
+            let (ids, a) = (col_u64(&b, "stack_id"), col_i64(&b, "allocated_bytes"));
+            for i in 0..b.num_rows() {
+                if cap.stack_has(ids[i], "scratch_work") {
+                    sum = sum.max(a[i]);
+                }
+            }
+        }
+        sum
+    };
+    assert!(
+        allocated > 1 << 20,
+        "scratch_work allocations not seen (max allocated_bytes of a stack {allocated})"
+    );
+
+    // The ring cache plateaus at 64 blocks of 1 KiB.
+    let cache = outstanding_series(&out, &cap, "cache_fill");
+    assert_eq!(cache.last().unwrap().1, 64 * 1024, "{cache:?}");
+
+    // The same numbers reach the analyzer's input: samples of kind native.
+    let samples = cap.series("native", "leak_buffer", |s| s.inuse_bytes);
+    assert_eq!(samples.last().unwrap().1, last);
+
+    // Stacks are symbolized with lines, and keep build id and file offset for offline use.
+    let (_, frames) = cap
+        .stacks
+        .iter()
+        .find(|(id, _)| cap.stack_has(**id, "leak_buffer"))
+        .unwrap();
+    let f = frames.iter().find(|f| f.function == "leak_buffer").unwrap();
+    assert!(f.file.ends_with("leaky.c") && f.line > 0, "{f:?}");
+    assert!(
+        f.build_id.is_some() && f.file_offset.is_some() && f.mapping.is_some(),
+        "{f:?}"
+    );
+    assert!(
+        frames.iter().any(|f| f.function == "main"),
+        "stack does not reach main: {frames:?}"
+    );
+
+    // Nothing lost at this rate.
+    let c = last_counters(&out);
+    for name in [
+        "lost_alloc_events",
+        "lost_free_events",
+        "table_full",
+        "stash_full",
+        "bad_events",
+        "stack_failures",
+    ] {
+        assert_eq!(c[name], 0, "{name} = {} (counters {c:?})", c[name]);
+    }
+    assert!(
+        c["alloc_events"] > 10_000 && c["free_matched"] > 10_000,
+        "{c:?}"
+    );
+
+    // Every alloc event of leak_buffer is in native_events.
+    let events = read_table(&out, Table::NativeEvents).unwrap();
+    let rows: usize = events.iter().map(|b| b.num_rows()).sum();
+    assert!(
+        rows as u64 >= c["alloc_events"],
+        "{rows} event rows for {} alloc events",
+        c["alloc_events"]
+    );
+}
+
+#[test]
+fn sampling_keeps_totals_unbiased() {
+    if !ready() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = build_fixture(dir.path(), &[]);
+    let target = Running::spawn(&fixture, &[]);
+    let out = dir.path().join("cap");
+    let pid = target.pid().to_string();
+    let rec = run(
+        &recorder(),
+        &[
+            "record",
+            "--pid",
+            &pid,
+            "--native",
+            "--native-sample",
+            "10",
+            "--out",
+            out.to_str().unwrap(),
+            "--interval",
+            "1s",
+            "--duration",
+            "8s",
+        ],
+        Duration::from_secs(60),
+    );
+    assert!(
+        rec.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rec.stderr)
+    );
+    drop(target);
+    let cap = Capture::load(&out);
+    let leak = outstanding_series(&out, &cap, "leak_buffer");
+    let rate = (leak.last().unwrap().1 - leak.first().unwrap().1) as f64
+        / ((leak.last().unwrap().0 - leak.first().unwrap().0) as f64 / 1e9);
+    assert!(
+        rate > 100.0 * 1024.0 && rate < 600.0 * 1024.0,
+        "sampled leak rate {rate:.0} B/s: {leak:?}"
+    );
+    let c = last_counters(&out);
+    let ratio = c["alloc_calls"] as f64 / c["alloc_sampled"].max(1) as f64;
+    assert!(
+        (7.0..13.0).contains(&ratio),
+        "sampled 1 in {ratio:.1} (want ~10): {c:?}"
+    );
+}
+
+#[test]
+fn a_target_that_exits_ends_the_recording_cleanly() {
+    if !ready() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = build_fixture(dir.path(), &[]);
+    // Long enough for a debug recorder to attach on a loaded machine.
+    let target = Running::spawn(&fixture, &["8"]);
+    let out = dir.path().join("cap");
+    let pid = target.pid().to_string();
+    let rec = Running::spawn(
+        &recorder(),
+        &[
+            "record",
+            "--pid",
+            &pid,
+            "--native",
+            "--out",
+            out.to_str().unwrap(),
+            "--interval",
+            "1s",
+            "--duration",
+            "60s",
+        ],
+    );
+    assert!(
+        rec.wait_for_line("recording pid:", Duration::from_secs(8))
+            .is_some(),
+        "recorder did not start while the target ran: {}",
+        rec.stderr()
+    );
+    let _ = target.wait(Duration::from_secs(20));
+    let done = rec.wait(Duration::from_secs(20));
+    let stderr = String::from_utf8_lossy(&done.stderr);
+    assert!(done.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("process {pid} exited")),
+        "{stderr}"
+    );
+    let cap = Capture::load(&out);
+    cap.assert_consistent(&[]);
+    assert!(!cap.profiles_of("native").is_empty());
+}
+
+#[test]
+fn native_errors_are_one_clear_line() {
+    if !ready() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("cap");
+    let o = out.to_str().unwrap();
+    // No such PID.
+    let r = run(
+        &recorder(),
+        &["record", "--pid", "999999999", "--native", "--out", o],
+        Duration::from_secs(30),
+    );
+    assert_one_line_error(&r, &["no process with PID 999999999"]);
+    assert!(
+        !out.exists(),
+        "a failed start left {} behind",
+        out.display()
+    );
+    // Without privileges (as nobody, when setpriv is there).
+    let setpriv = Path::new("/usr/bin/setpriv");
+    if setpriv.exists() {
+        let rec = recorder();
+        let r = run(
+            setpriv,
+            &[
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                rec.to_str().unwrap(),
+                "record",
+                "--pid",
+                "1",
+                "--native",
+                "--out",
+                o,
+            ],
+            Duration::from_secs(30),
+        );
+        if String::from_utf8_lossy(&r.stderr).contains("Permission denied") {
+            eprintln!(
+                "nobody cannot run {}: privilege check not tested",
+                rec.display()
+            );
+        } else {
+            assert_one_line_error(
+                &r,
+                &["native tracing needs root, or CAP_BPF and CAP_PERFMON (running as uid 65534"],
+            );
+        }
+    }
+    // A stripped static binary: no allocator to find.
+    let src = dir.path().join("idle.c");
+    std::fs::write(
+        &src,
+        "#include <unistd.h>\nint main(void){pause();return 0;}\n",
+    )
+    .unwrap();
+    let bin = dir.path().join("idle");
+    let built = Command::new("gcc")
+        .args(["-static", "-s", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .status()
+        .is_ok_and(|s| s.success());
+    if require(built, "static libc (gcc -static)") {
+        let idle = Running::spawn(&bin, &[]);
+        let pid = idle.pid().to_string();
+        let r = run(
+            &recorder(),
+            &["record", "--pid", &pid, "--native", "--out", o],
+            Duration::from_secs(30),
+        );
+        assert_one_line_error(&r, &[&format!("PID {pid}: no allocator found")]);
+    }
+}
