@@ -127,7 +127,7 @@ mod tests {
         // As the module docs say: with no function and no file offset, the address counts.
         let a = Frame { address: Some(0x4000), ..Default::default() };
         let b = Frame { address: Some(0x5000), ..Default::default() };
-        assert_ne!(stack_id(&[a.clone()]), stack_id(&[b]));
+        assert_ne!(stack_id(std::slice::from_ref(&a)), stack_id(&[b]));
         let with_offset = Frame { file_offset: Some(16), ..a.clone() };
         let other_address = Frame { address: Some(0x5000), ..with_offset.clone() };
         assert_eq!(stack_id(&[with_offset]), stack_id(&[other_address]));

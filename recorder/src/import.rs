@@ -280,7 +280,7 @@ mod tests {
         let names: Vec<_> = files.iter().map(|f| f.file_name().unwrap().to_str().unwrap()).collect();
         assert_eq!(names, ["a.pb.gz", "b.gz"]);
         // A file named explicitly is always tried (and reported when bad).
-        assert_eq!(collect_files(&[log.clone()]).unwrap(), [log]);
+        assert_eq!(collect_files(std::slice::from_ref(&log)).unwrap(), [log]);
     }
 
     #[test]

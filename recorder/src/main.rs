@@ -33,7 +33,7 @@ enum Command {
   leakscope-recorder record --target http://localhost:6060 --pid 4242 --native --out ./capture
 
 Stops on --duration, SIGINT or SIGTERM, always committing the open segment.")]
-    Record(RecordArgs),
+    Record(Box<RecordArgs>),
     /// Import pprof heap/goroutine files (.pb.gz, .pprof, heap_YYYY-MM-DD_HH-MM-SS.prof) into a capture.
     #[command(after_help = "Examples:
   leakscope-recorder import ./profiles/ --out ./capture
@@ -159,7 +159,7 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Record(a) => record_cmd(a),
+        Command::Record(a) => record_cmd(*a),
         Command::Import(a) => import_cmd(a),
     };
     match result {
@@ -301,7 +301,7 @@ mod tests {
         let mut args = vec!["leakscope-recorder", "record", "--target", "http://127.0.0.1:6060", "--out", "c"];
         args.extend_from_slice(extra);
         match Cli::try_parse_from(args).unwrap().command {
-            Command::Record(a) => a,
+            Command::Record(a) => *a,
             Command::Import(_) => unreachable!(),
         }
     }
