@@ -45,6 +45,9 @@ pub enum AnalyzeError {
         #[source]
         source: std::io::Error,
     },
+    /// A report could not be built or written (bad window, chart rendering).
+    #[error("{0}")]
+    Report(String),
 }
 
 impl AnalyzeError {

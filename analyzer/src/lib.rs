@@ -13,6 +13,7 @@ pub mod load;
 pub mod process;
 pub mod rank;
 pub mod render;
+pub mod report;
 pub mod site;
 pub mod sql;
 pub mod stats;

@@ -187,7 +187,10 @@ pub async fn load_profiles(
         *e = (*e).min(*t);
     }
     rows.sort_by(|a, b| (first[&a.0], &a.0, a.2, a.1).cmp(&(first[&b.0], &b.0, b.2, b.1)));
-    rows.dedup_by_key(|r| r.1);
+    // The same profile can appear twice (a capture given twice, an overlapping import):
+    // keep its first occurrence only, so positions and ids stay one-to-one.
+    let mut seen_ids = std::collections::HashSet::new();
+    rows.retain(|r| seen_ids.insert(r.1));
     let mut profiles = Vec::with_capacity(rows.len());
     let mut pos = IdMap::default();
     let mut runs: Vec<(String, std::ops::Range<usize>)> = Vec::new();

@@ -18,7 +18,8 @@ const EXAMPLES: &str = "Examples:
   leakscope rank cap --metric goroutines --format markdown > ticket.md
   leakscope sql cap \"SELECT site, SUM(inuse_bytes) FROM sample_stacks GROUP BY site\"
   leakscope sql before after --query top_growth
-  leakscope check cap --max-growth 5MiB/h --min-confidence 0.95";
+  leakscope check cap --max-growth 5MiB/h --min-confidence 0.95
+  leakscope report cap -o report.html --png charts";
 
 /// Finds what leaks in a leakscope capture, and lets you ask your own questions in SQL.
 #[derive(Parser)]
@@ -39,6 +40,9 @@ enum Command {
     Check(CheckArgs),
     /// Write the growth between two profiles as a pprof file (`go tool pprof` opens it).
     ExportPprof(ExportArgs),
+    /// Write a self-contained HTML report (verdict, memory timeline, ranked sites with stacks
+    /// and charts, goroutines, flame graphs of growth); optionally PNG charts.
+    Report(ReportArgs),
 }
 
 #[derive(Args)]
@@ -153,6 +157,43 @@ async fn run_export(a: &ExportArgs) -> anyhow::Result<()> {
         leakscope::report_time(w.from.1.time_ns),
         leakscope::report_time(w.to.1.time_ns)
     );
+    Ok(())
+}
+
+#[derive(Args)]
+struct ReportArgs {
+    #[command(flatten)]
+    sel: Selection,
+    /// HTML file to write.
+    #[arg(long, short, required = true, value_name = "FILE")]
+    output: PathBuf,
+    /// Also write PNG charts (timeline, top sites, flame graphs) into this directory.
+    #[arg(long, value_name = "DIR")]
+    png: Option<PathBuf>,
+    /// Start of the flame graphs' growth window (RFC 3339); default: the latest run's first profile.
+    #[arg(long, value_parser = leakscope::parse_time)]
+    from: Option<i64>,
+    /// End of the growth window (RFC 3339); default: the latest run's last profile.
+    #[arg(long, value_parser = leakscope::parse_time)]
+    to: Option<i64>,
+    /// Rows of the ranked-sites tables.
+    #[arg(long, default_value_t = 30)]
+    top: usize,
+}
+
+async fn run_report(a: &ReportArgs) -> anyhow::Result<()> {
+    let ranking = run_rank(&a.sel).await?;
+    let cat = catalog::open(&a.sel.captures, &rules(&a.sel.skip)?).await?;
+    let opts = leakscope::report::ReportOptions {
+        from: a.from,
+        to: a.to,
+        top: a.top,
+        command: leakscope::report::command_line(std::env::args_os()),
+    };
+    let report = leakscope::report::Report::build(&cat, &ranking, opts).await?;
+    for path in leakscope::report::write(&report, &a.output, a.png.as_deref())? {
+        println!("{}", path.display());
+    }
     Ok(())
 }
 
@@ -371,6 +412,7 @@ async fn main() -> ExitCode {
             Err(e) => Err(e),
         },
         Command::ExportPprof(a) => run_export(&a).await.map(|_| ExitCode::SUCCESS),
+        Command::Report(a) => run_report(&a).await.map(|_| ExitCode::SUCCESS),
         Command::Check(a) => match run_rank(&a.sel).await {
             Ok(r) => check(&r, &a).map(|leak| ExitCode::from(if leak { 1 } else { 0 })),
             Err(e) => Err(e),

@@ -87,8 +87,8 @@ pub struct Ranking {
     pub skipped: Vec<crate::catalog::SkippedSegment>,
     /// Grouping used.
     pub by: GroupBy,
-    /// Every finding of every metric in one list: leaks first (most confident, then
-    /// fastest relative to their size), then the rest by verdict.
+    /// Every finding of every metric in one list: leaks first (most confident, byte
+    /// metrics before goroutines, then fastest), then the rest by verdict.
     pub findings: Vec<Finding>,
     /// One section per metric.
     pub sections: Vec<Section>,
@@ -99,21 +99,12 @@ pub struct Ranking {
 }
 
 impl Ranking {
-    /// Every leak finding across sections, most confident and fastest first.
+    /// Every leak finding, in the combined order of [`Ranking::findings`].
     pub fn leaks(&self) -> Vec<&Finding> {
-        let mut v: Vec<&Finding> = self
-            .sections
+        self.findings
             .iter()
-            .flat_map(|s| s.findings.iter())
             .filter(|f| f.fit.verdict.is_leak())
-            .collect();
-        v.sort_by(|a, b| {
-            a.fit
-                .verdict
-                .cmp(&b.fit.verdict)
-                .then(b.fit.confidence.total_cmp(&a.fit.confidence))
-        });
-        v
+            .collect()
     }
 }
 
@@ -231,7 +222,14 @@ fn fit_groups(
 
 /// All sections' findings in one order, comparable across metrics.
 fn combined(sections: &[Section]) -> Vec<Finding> {
-    let relative = |f: &Finding| f.fit.rate_per_hour / f.fit.peak.max(1.0);
+    // Byte metrics first among equally confident leaks: they are what runs a host out of
+    // memory; goroutine leaks cost memory through their stacks and what they pin.
+    let priority = |f: &Finding| match f.metric {
+        Metric::InuseSpace | Metric::Native => 0,
+        Metric::Goroutines => 1,
+        Metric::InuseObjects => 2,
+    };
+    let confidence = |f: &Finding| (f.fit.confidence * 100.0).round() as i64;
     let mut all: Vec<Finding> = sections
         .iter()
         .flat_map(|s| s.findings.iter().cloned())
@@ -242,8 +240,9 @@ fn combined(sections: &[Section]) -> Vec<Finding> {
             .is_leak()
             .cmp(&a.fit.verdict.is_leak())
             .then(a.fit.verdict.cmp(&b.fit.verdict))
-            .then(b.fit.confidence.total_cmp(&a.fit.confidence))
-            .then(relative(b).total_cmp(&relative(a)))
+            .then(confidence(b).cmp(&confidence(a)))
+            .then(priority(a).cmp(&priority(b)))
+            .then(b.fit.rate_per_hour.total_cmp(&a.fit.rate_per_hour))
             .then(a.site.cmp(&b.site))
     });
     all

@@ -1,0 +1,369 @@
+//! Axes shared by every chart of a report: a time axis that compresses long idle spans
+//! (between captures, or a long outage) into a marked break, and "nice" value ticks.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+
+/// Nanoseconds per second.
+pub const SEC: i64 = 1_000_000_000;
+
+/// Share of the axis width a compressed break takes.
+const BREAK: f64 = 0.03;
+/// Smallest share of the axis a data span gets (a span of one point included).
+const MIN_SPAN: f64 = 0.02;
+/// A gap longer than this share of the data's total time span is compressed.
+const COMPRESS_GAP: f64 = 0.2;
+
+/// Value units of a chart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    /// Bytes (binary prefixes).
+    Bytes,
+    /// A count (goroutines, objects).
+    Count,
+}
+
+impl Unit {
+    /// A value in this unit, for labels.
+    pub fn format(self, v: f64) -> String {
+        match self {
+            Unit::Bytes => crate::udf::format_bytes(v),
+            Unit::Count => {
+                if v.abs() >= 10_000.0 {
+                    crate::fit::compact(v)
+                } else if v.fract() == 0.0 {
+                    format!("{v:.0}")
+                } else {
+                    format!("{v:.1}")
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Seg {
+    t0: i64,
+    t1: i64,
+    u0: f64,
+    u1: f64,
+}
+
+/// Maps times to `0..1` across the data spans, compressing long gaps between them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimeAxis {
+    segs: Vec<Seg>,
+}
+
+/// A time as `2026-11-28 06:42:29Z` (UTC, whole seconds).
+pub fn format_time(ns: i64) -> String {
+    DateTime::<Utc>::from_timestamp_nanos(ns)
+        .to_rfc3339_opts(SecondsFormat::Secs, true)
+        .replacen('T', " ", 1)
+}
+
+/// A duration as `1h 2m`, `3m 10s`, `42s` or `850ms`.
+pub fn format_duration(ns: i64) -> String {
+    let ns = ns.max(0);
+    if ns < SEC {
+        return format!("{}ms", ns / 1_000_000);
+    }
+    let s = ns / SEC;
+    let (d, h, m, sec) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{sec}s"),
+        (0, 0, _) => format!("{m}m {sec}s"),
+        (0, _, _) => format!("{h}h {m}m"),
+        _ => format!("{d}d {h}h"),
+    }
+}
+
+impl TimeAxis {
+    /// An axis over `spans` (time ranges that hold data, ns; in any order, may overlap).
+    pub fn new(spans: &[(i64, i64)]) -> TimeAxis {
+        let mut spans: Vec<(i64, i64)> = spans.iter().map(|&(a, b)| (a.min(b), a.max(b))).collect();
+        spans.sort_unstable();
+        let mut merged: Vec<(i64, i64)> = Vec::new();
+        for (a, b) in spans {
+            match merged.last_mut() {
+                Some(last) if a <= last.1 => last.1 = last.1.max(b),
+                _ => merged.push((a, b)),
+            }
+        }
+        if merged.is_empty() {
+            return TimeAxis {
+                segs: vec![Seg {
+                    t0: 0,
+                    t1: SEC,
+                    u0: 0.0,
+                    u1: 1.0,
+                }],
+            };
+        }
+        let covered: i64 = merged.iter().map(|(a, b)| b - a).sum();
+        let limit = (covered as f64 * COMPRESS_GAP) as i64;
+        let mut joined: Vec<(i64, i64)> = Vec::new();
+        for (a, b) in merged {
+            match joined.last_mut() {
+                Some(last) if a - last.1 <= limit => last.1 = b,
+                _ => joined.push((a, b)),
+            }
+        }
+        let n = joined.len();
+        let free = 1.0 - BREAK * (n - 1) as f64;
+        let total: i64 = joined.iter().map(|(a, b)| b - a).sum();
+        let mut widths: Vec<f64> = joined
+            .iter()
+            .map(|(a, b)| {
+                if total > 0 {
+                    (b - a) as f64 / total as f64
+                } else {
+                    1.0 / n as f64
+                }
+            })
+            .map(|w| w.max(MIN_SPAN))
+            .collect();
+        let sum: f64 = widths.iter().sum();
+        for w in &mut widths {
+            *w *= free / sum;
+        }
+        let mut u = 0.0;
+        let segs = joined
+            .iter()
+            .zip(widths)
+            .map(|(&(t0, t1), w)| {
+                let s = Seg {
+                    t0,
+                    t1,
+                    u0: u,
+                    u1: u + w,
+                };
+                u += w + BREAK;
+                s
+            })
+            .collect();
+        TimeAxis { segs }
+    }
+
+    /// First and last time of the data.
+    pub fn span(&self) -> (i64, i64) {
+        (self.segs[0].t0, self.segs[self.segs.len() - 1].t1)
+    }
+
+    /// Position of `t` in `0..1` (clamped to the data; inside a break, interpolated).
+    pub fn x(&self, t: i64) -> f64 {
+        for (i, s) in self.segs.iter().enumerate() {
+            if t <= s.t1 {
+                if t >= s.t0 {
+                    return lerp(s, t);
+                }
+                return match i.checked_sub(1).map(|p| self.segs[p]) {
+                    None => s.u0,
+                    Some(p) => {
+                        let f = (t - p.t1) as f64 / (s.t0 - p.t1).max(1) as f64;
+                        p.u1 + f * (s.u0 - p.u1)
+                    }
+                };
+            }
+        }
+        self.segs[self.segs.len() - 1].u1
+    }
+
+    /// Compressed gaps as (start, end) in `0..1`, with the real duration they stand for.
+    pub fn breaks(&self) -> Vec<(f64, f64, i64)> {
+        self.segs
+            .windows(2)
+            .map(|w| (w[0].u1, w[1].u0, w[1].t0 - w[0].t1))
+            .collect()
+    }
+
+    /// Tick marks for an axis `width_px` wide, at least `min_px` apart: (position, label).
+    pub fn ticks(&self, width_px: f64, min_px: f64) -> Vec<(f64, String)> {
+        const STEPS: &[i64] = &[
+            1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200,
+            86400, 172_800, 604_800, 2_592_000,
+        ];
+        let ns_per_px = self
+            .segs
+            .iter()
+            .map(|s| (s.t1 - s.t0) as f64 / ((s.u1 - s.u0) * width_px).max(1e-9))
+            .fold(0.0, f64::max);
+        let step = STEPS
+            .iter()
+            .map(|s| s * SEC)
+            .find(|s| *s as f64 >= ns_per_px * min_px)
+            .unwrap_or(2_592_000 * SEC);
+        let (first, last) = self.span();
+        let same_day = first.div_euclid(86_400 * SEC) == last.div_euclid(86_400 * SEC);
+        let fmt = if step >= 86_400 * SEC {
+            "%Y-%m-%d"
+        } else if !same_day {
+            "%m-%d %H:%M"
+        } else if step < 60 * SEC {
+            "%H:%M:%S"
+        } else {
+            "%H:%M"
+        };
+        let label = |t: i64| {
+            DateTime::<Utc>::from_timestamp_nanos(t)
+                .format(fmt)
+                .to_string()
+        };
+        let mut out: Vec<(f64, String)> = Vec::new();
+        for s in &self.segs {
+            let mut t = s.t0.div_euclid(step) * step;
+            if t < s.t0 {
+                t += step;
+            }
+            let before = out.len();
+            while t <= s.t1 {
+                let x = self.x(t);
+                if out
+                    .last()
+                    .is_none_or(|(px, _)| (x - px) * width_px >= min_px)
+                {
+                    out.push((x, label(t)));
+                }
+                t += step;
+            }
+            if out.len() == before {
+                let x = self.x(s.t0);
+                if out
+                    .last()
+                    .is_none_or(|(px, _)| (x - px) * width_px >= min_px)
+                {
+                    out.push((x, label(s.t0)));
+                }
+            }
+        }
+        out
+    }
+}
+
+fn lerp(s: &Seg, t: i64) -> f64 {
+    if s.t1 == s.t0 {
+        return (s.u0 + s.u1) / 2.0;
+    }
+    s.u0 + (t - s.t0) as f64 / (s.t1 - s.t0) as f64 * (s.u1 - s.u0)
+}
+
+/// Value ticks: (axis low, axis high, ticks as (value, label)) covering `lo..=hi`.
+pub fn value_ticks(
+    lo: f64,
+    hi: f64,
+    unit: Unit,
+    max_ticks: usize,
+) -> (f64, f64, Vec<(f64, String)>) {
+    let (lo, hi) = if hi > lo {
+        (lo, hi)
+    } else {
+        (lo, lo + if unit == Unit::Bytes { 1024.0 } else { 1.0 })
+    };
+    let base = match unit {
+        Unit::Bytes => {
+            let mut b = 1.0f64;
+            while hi.abs().max(lo.abs()) >= b * 1024.0 && b < 1024f64.powi(5) {
+                b *= 1024.0;
+            }
+            b
+        }
+        Unit::Count => 1.0,
+    };
+    let raw = (hi - lo) / base / max_ticks.max(1) as f64;
+    let mag = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 2.5, 5.0, 10.0]
+        .iter()
+        .map(|m| m * mag)
+        .find(|s| *s >= raw)
+        .unwrap_or(10.0 * mag);
+    let step = if unit == Unit::Count {
+        step.max(1.0)
+    } else {
+        step
+    } * base;
+    let first = (lo / step).floor() * step;
+    let last = (hi / step).ceil() * step;
+    let decimals = if (step / base).fract() == 0.0 {
+        0
+    } else if (step / base * 10.0).fract() == 0.0 {
+        1
+    } else {
+        2
+    };
+    let suffix = match unit {
+        Unit::Bytes => match base as u64 {
+            1 => " B",
+            1024 => " KiB",
+            1_048_576 => " MiB",
+            1_073_741_824 => " GiB",
+            1_099_511_627_776 => " TiB",
+            _ => " PiB",
+        },
+        Unit::Count => "",
+    };
+    let mut ticks = Vec::new();
+    let mut k = 0;
+    loop {
+        let v = first + k as f64 * step;
+        if v > last + step * 1e-9 {
+            break;
+        }
+        let label = match unit {
+            Unit::Count if v.abs() >= 10_000.0 => crate::fit::compact(v),
+            _ => format!("{:.*}{suffix}", decimals, v / base),
+        };
+        ticks.push((v, label));
+        k += 1;
+    }
+    (first, last, ticks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contiguous_spans_map_linearly() {
+        let a = TimeAxis::new(&[(0, 60 * SEC), (62 * SEC, 100 * SEC)]);
+        assert!(a.breaks().is_empty());
+        assert_eq!(a.x(0), 0.0);
+        assert_eq!(a.x(100 * SEC), 1.0);
+        assert!((a.x(50 * SEC) - 0.5).abs() < 1e-9);
+        assert_eq!(a.x(-5), 0.0);
+        assert_eq!(a.x(500 * SEC), 1.0);
+    }
+
+    #[test]
+    fn long_gaps_are_compressed() {
+        let day = 86_400 * SEC;
+        let a = TimeAxis::new(&[(0, 60 * SEC), (day, day + 60 * SEC)]);
+        let b = a.breaks();
+        assert_eq!(b.len(), 1);
+        assert_eq!(b[0].2, day - 60 * SEC);
+        assert!((a.x(60 * SEC) - (1.0 - BREAK) / 2.0).abs() < 1e-9);
+        assert!(a.x(day / 2) > a.x(60 * SEC) && a.x(day / 2) < a.x(day));
+        let ticks = a.ticks(800.0, 70.0);
+        assert!(ticks.len() >= 4, "{ticks:?}");
+        assert!(ticks.windows(2).all(|w| w[0].0 < w[1].0));
+        assert!(ticks[0].1.contains(':'), "{ticks:?}");
+    }
+
+    #[test]
+    fn value_ticks_are_round() {
+        let (lo, hi, t) = value_ticks(0.0, 13.1 * 1048576.0, Unit::Bytes, 4);
+        assert_eq!(lo, 0.0);
+        assert!(hi >= 13.1 * 1048576.0);
+        assert_eq!(t[1].1, "5 MiB");
+        let (_, hi, t) = value_ticks(0.0, 7.0, Unit::Count, 4);
+        assert_eq!(hi, 8.0);
+        assert_eq!(t.last().unwrap().1, "8");
+        let (_, _, t) = value_ticks(5.0, 5.0, Unit::Count, 4);
+        assert!(t.len() >= 2);
+    }
+
+    #[test]
+    fn times_and_durations() {
+        assert_eq!(format_time(0), "1970-01-01 00:00:00Z");
+        assert_eq!(format_duration(70 * SEC), "1m 10s");
+        assert_eq!(format_duration(3 * 3600 * SEC + 5), "3h 0m");
+    }
+}

@@ -1,0 +1,748 @@
+//! What a report needs beyond the ranking, read with SQL from the registered tables:
+//! profiles and runs (restarts), scrape failures and gaps, per-profile totals for the
+//! timeline, the runtime's leaked-goroutine report, and the two profiles (and per-stack
+//! values) a flame graph of growth compares.
+
+use std::collections::{BTreeMap, HashMap};
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Int64Type, UInt64Type};
+use arrow_array::{Array, RecordBatch};
+use arrow_schema::DataType;
+
+use super::axis::{format_duration, format_time, Unit, SEC};
+use super::flame::FlameTree;
+use crate::catalog::{literal, Catalog};
+use crate::error::{AnalyzeError, Result};
+use crate::load::{load_stacks, Metric};
+
+/// One profile.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProfileRef {
+    /// Capture name.
+    pub capture: String,
+    /// Run id.
+    pub run_id: String,
+    /// `heap`, `goroutine`, `goroutineleak`, `native`.
+    pub kind: String,
+    /// Profile time, ns.
+    pub time: i64,
+    /// Profile id.
+    pub profile_id: u64,
+}
+
+/// One run (process incarnation) of one capture.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunSpan {
+    /// Capture name.
+    pub capture: String,
+    /// Run id.
+    pub run_id: String,
+    /// First profile or process sample, ns.
+    pub first: i64,
+    /// Last profile or process sample, ns.
+    pub last: i64,
+    /// First and last profile, ns (None without profiles).
+    pub profile_span: Option<(i64, i64)>,
+    /// Profiles in the run.
+    pub profiles: usize,
+}
+
+/// Profiles of one kind in one capture.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KindCount {
+    /// Capture name.
+    pub capture: String,
+    /// Profile kind.
+    pub kind: String,
+    /// Profiles.
+    pub count: usize,
+    /// First profile, ns.
+    pub first: i64,
+    /// Last profile, ns.
+    pub last: i64,
+}
+
+/// Consecutive failed scrape attempts of one capture.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FailureRun {
+    /// Capture name.
+    pub capture: String,
+    /// First failure, ns.
+    pub first: i64,
+    /// Last failure, ns.
+    pub last: i64,
+    /// Failed attempts.
+    pub attempts: usize,
+    /// The first failure: endpoint and error (or HTTP status).
+    pub what: String,
+}
+
+/// Scrape attempts of one capture.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScrapeCount {
+    /// Capture name.
+    pub capture: String,
+    /// Attempts.
+    pub total: usize,
+    /// Failed attempts.
+    pub failed: usize,
+}
+
+/// The growth window of the flame graphs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Window {
+    /// Start, ns.
+    pub from: i64,
+    /// End, ns.
+    pub to: i64,
+    /// How it was chosen, in words.
+    pub how: String,
+}
+
+/// A flame graph of growth of one profile kind.
+#[derive(Debug, Clone)]
+pub struct FlameData {
+    /// Profile kind.
+    pub kind: String,
+    /// Section title.
+    pub title: String,
+    /// Unit of values.
+    pub unit: Unit,
+    /// Earlier profile.
+    pub before: ProfileRef,
+    /// Later profile.
+    pub after: ProfileRef,
+    /// Growth per call path.
+    pub tree: FlameTree,
+    /// Caveat (the window spans a restart), if any.
+    pub note: Option<String>,
+}
+
+/// Per-profile totals of one kind, per run: (run label `capture/run`, points).
+pub type Totals = Vec<(String, Vec<(i64, f64)>)>;
+
+/// Everything the report reads besides the ranking.
+#[derive(Debug, Clone, Default)]
+pub struct ReportData {
+    /// Every profile, by time.
+    pub profiles: Vec<ProfileRef>,
+    /// Runs, by first time.
+    pub runs: Vec<RunSpan>,
+    /// Profile counts per capture and kind.
+    pub kinds: Vec<KindCount>,
+    /// Scrape attempts per capture.
+    pub scrapes: Vec<ScrapeCount>,
+    /// Failed scrape attempts, grouped into consecutive runs.
+    pub failures: Vec<FailureRun>,
+    /// Spans without profiles inside a run: start, end, description.
+    pub gaps: Vec<(i64, i64, String)>,
+    /// Total goroutines per goroutine profile.
+    pub goroutines: Totals,
+    /// Total in-use bytes per heap profile (sampled heap).
+    pub heap: Totals,
+    /// Total outstanding bytes per native profile.
+    pub native: Totals,
+    /// Goroutines the runtime's leak detector reports, by call site (latest profile).
+    pub leak_detector: Vec<(String, i64)>,
+    /// The flame graphs' window.
+    pub window: Option<Window>,
+    /// Flame graphs of growth, one per profile kind with two distinct profiles.
+    pub flames: Vec<FlameData>,
+}
+
+/// Strings of column `i` (any string type), nulls as "".
+fn strs(b: &RecordBatch, i: usize) -> Result<Vec<String>> {
+    let a = datafusion::arrow::compute::cast(b.column(i), &DataType::Utf8)
+        .map_err(|e| AnalyzeError::Sql(format!("report: column {i} as text: {e}")))?;
+    let a = a.as_string::<i32>();
+    Ok((0..a.len())
+        .map(|r| {
+            if a.is_valid(r) {
+                a.value(r).to_string()
+            } else {
+                String::new()
+            }
+        })
+        .collect())
+}
+
+/// Integers (or timestamps as ns) of column `i`.
+fn ints(b: &RecordBatch, i: usize) -> Result<Vec<Option<i64>>> {
+    let a = datafusion::arrow::compute::cast(b.column(i), &DataType::Int64)
+        .map_err(|e| AnalyzeError::Sql(format!("report: column {i} as integer: {e}")))?;
+    Ok(a.as_primitive::<Int64Type>().iter().collect())
+}
+
+fn u64s(b: &RecordBatch, i: usize) -> Result<Vec<u64>> {
+    let a = datafusion::arrow::compute::cast(b.column(i), &DataType::UInt64)
+        .map_err(|e| AnalyzeError::Sql(format!("report: column {i} as id: {e}")))?;
+    Ok(a.as_primitive::<UInt64Type>()
+        .iter()
+        .map(|v| v.unwrap_or(0))
+        .collect())
+}
+
+async fn query(cat: &Catalog, sql: &str) -> Result<Vec<RecordBatch>> {
+    crate::sql::collect(&cat.ctx, sql)
+        .await
+        .map_err(|e| match e {
+            AnalyzeError::Sql(m) => AnalyzeError::Sql(format!("report query ({sql}): {m}")),
+            other => other,
+        })
+}
+
+async fn read_profiles(cat: &Catalog) -> Result<Vec<ProfileRef>> {
+    let batches = query(
+        cat,
+        "SELECT capture, run_id, kind, time, profile_id FROM profiles \
+         ORDER BY time, capture, kind, profile_id",
+    )
+    .await?;
+    let mut out = Vec::new();
+    for b in &batches {
+        let (cap, run, kind) = (strs(b, 0)?, strs(b, 1)?, strs(b, 2)?);
+        let (time, id) = (ints(b, 3)?, u64s(b, 4)?);
+        for r in 0..b.num_rows() {
+            out.push(ProfileRef {
+                capture: cap[r].clone(),
+                run_id: run[r].clone(),
+                kind: kind[r].clone(),
+                time: time[r].unwrap_or(0),
+                profile_id: id[r],
+            });
+        }
+    }
+    Ok(out)
+}
+
+async fn read_runs(cat: &Catalog, profiles: &[ProfileRef]) -> Result<Vec<RunSpan>> {
+    let mut runs: BTreeMap<(String, String), RunSpan> = BTreeMap::new();
+    for p in profiles {
+        let r = runs
+            .entry((p.capture.clone(), p.run_id.clone()))
+            .or_insert_with(|| RunSpan {
+                capture: p.capture.clone(),
+                run_id: p.run_id.clone(),
+                first: p.time,
+                last: p.time,
+                profile_span: Some((p.time, p.time)),
+                profiles: 0,
+            });
+        r.first = r.first.min(p.time);
+        r.last = r.last.max(p.time);
+        r.profile_span = r.profile_span.map(|(a, b)| (a.min(p.time), b.max(p.time)));
+        r.profiles += 1;
+    }
+    let batches = query(
+        cat,
+        "SELECT capture, COALESCE(run_id, 'unknown'), MIN(time), MAX(time) FROM process GROUP BY 1, 2",
+    )
+    .await?;
+    for b in &batches {
+        let (cap, run, lo, hi) = (strs(b, 0)?, strs(b, 1)?, ints(b, 2)?, ints(b, 3)?);
+        for r in 0..b.num_rows() {
+            let (Some(lo), Some(hi)) = (lo[r], hi[r]) else {
+                continue;
+            };
+            let e = runs
+                .entry((cap[r].clone(), run[r].clone()))
+                .or_insert_with(|| RunSpan {
+                    capture: cap[r].clone(),
+                    run_id: run[r].clone(),
+                    first: lo,
+                    last: hi,
+                    profile_span: None,
+                    profiles: 0,
+                });
+            e.first = e.first.min(lo);
+            e.last = e.last.max(hi);
+        }
+    }
+    let mut v: Vec<RunSpan> = runs.into_values().collect();
+    v.sort_by(|a, b| (a.first, &a.capture, &a.run_id).cmp(&(b.first, &b.capture, &b.run_id)));
+    Ok(v)
+}
+
+fn kind_counts(profiles: &[ProfileRef]) -> Vec<KindCount> {
+    let mut m: BTreeMap<(String, String), KindCount> = BTreeMap::new();
+    for p in profiles {
+        let e = m
+            .entry((p.capture.clone(), p.kind.clone()))
+            .or_insert_with(|| KindCount {
+                capture: p.capture.clone(),
+                kind: p.kind.clone(),
+                count: 0,
+                first: p.time,
+                last: p.time,
+            });
+        e.count += 1;
+        e.first = e.first.min(p.time);
+        e.last = e.last.max(p.time);
+    }
+    m.into_values().collect()
+}
+
+fn median(mut v: Vec<i64>) -> Option<i64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_unstable();
+    Some(v[v.len() / 2])
+}
+
+/// Gaps: consecutive profiles of one kind in one run further apart than twice that kind's
+/// usual (median) interval; overlapping gaps of several kinds are merged.
+pub fn find_gaps(profiles: &[ProfileRef]) -> Vec<(i64, i64, String)> {
+    let mut times: BTreeMap<(&str, &str, &str), Vec<i64>> = BTreeMap::new();
+    for p in profiles {
+        times
+            .entry((&p.capture, &p.kind, &p.run_id))
+            .or_default()
+            .push(p.time);
+    }
+    let mut usual: BTreeMap<(&str, &str), Vec<i64>> = BTreeMap::new();
+    for ((cap, kind, _), t) in &mut times {
+        t.sort_unstable();
+        usual
+            .entry((cap, kind))
+            .or_default()
+            .extend(t.windows(2).map(|w| w[1] - w[0]));
+    }
+    let usual: BTreeMap<(&str, &str), i64> = usual
+        .into_iter()
+        .filter_map(|(k, v)| median(v).map(|m| (k, m)))
+        .collect();
+    let mut gaps: Vec<(i64, i64, i64)> = Vec::new();
+    for ((cap, kind, _), t) in &times {
+        let Some(&m) = usual.get(&(*cap, *kind)) else {
+            continue;
+        };
+        for w in t.windows(2) {
+            if w[1] - w[0] > 2 * m && w[1] - w[0] > SEC {
+                gaps.push((w[0], w[1], m));
+            }
+        }
+    }
+    gaps.sort_unstable();
+    let mut merged: Vec<(i64, i64, i64)> = Vec::new();
+    for g in gaps {
+        match merged.last_mut() {
+            Some(last) if g.0 <= last.1 => {
+                last.1 = last.1.max(g.1);
+                last.2 = last.2.max(g.2);
+            }
+            _ => merged.push(g),
+        }
+    }
+    merged
+        .into_iter()
+        .map(|(a, b, m)| {
+            (
+                a,
+                b,
+                format!(
+                    "scrape gap: no profile for {} from {} (usual interval {})",
+                    format_duration(b - a),
+                    format_time(a),
+                    format_duration(m)
+                ),
+            )
+        })
+        .collect()
+}
+
+async fn read_scrapes(cat: &Catalog) -> Result<(Vec<ScrapeCount>, Vec<FailureRun>)> {
+    let batches = query(
+        cat,
+        "SELECT capture, COUNT(*), SUM(CASE WHEN ok THEN 0 ELSE 1 END) FROM scrapes \
+         GROUP BY capture ORDER BY capture",
+    )
+    .await?;
+    let mut counts = Vec::new();
+    for b in &batches {
+        let (cap, total, failed) = (strs(b, 0)?, ints(b, 1)?, ints(b, 2)?);
+        for r in 0..b.num_rows() {
+            counts.push(ScrapeCount {
+                capture: cap[r].clone(),
+                total: total[r].unwrap_or(0) as usize,
+                failed: failed[r].unwrap_or(0) as usize,
+            });
+        }
+    }
+    let batches = query(
+        cat,
+        "SELECT capture, time, endpoint, COALESCE(error, CASE WHEN http_status IS NULL THEN 'failed' \
+         ELSE 'HTTP ' || CAST(http_status AS VARCHAR) END) FROM scrapes WHERE NOT ok \
+         ORDER BY capture, time, endpoint",
+    )
+    .await?;
+    let mut failures: Vec<FailureRun> = Vec::new();
+    for b in &batches {
+        let (cap, time, endpoint, error) = (strs(b, 0)?, ints(b, 1)?, strs(b, 2)?, strs(b, 3)?);
+        for r in 0..b.num_rows() {
+            let t = time[r].unwrap_or(0);
+            match failures.last_mut() {
+                Some(f) if f.capture == cap[r] && t - f.last <= 60 * SEC => {
+                    f.last = t;
+                    f.attempts += 1;
+                }
+                _ => failures.push(FailureRun {
+                    capture: cap[r].clone(),
+                    first: t,
+                    last: t,
+                    attempts: 1,
+                    what: format!("{}: {}", endpoint[r], error[r]),
+                }),
+            }
+        }
+    }
+    failures.sort_by(|a, b| (a.first, &a.capture).cmp(&(b.first, &b.capture)));
+    Ok((counts, failures))
+}
+
+async fn read_totals(cat: &Catalog) -> Result<(Totals, Totals, Totals)> {
+    let batches = query(
+        cat,
+        "SELECT capture, run_id, kind, time, SUM(goroutines), SUM(inuse_bytes) FROM samples \
+         WHERE kind IN ('goroutine', 'heap', 'native') \
+         GROUP BY capture, run_id, kind, time ORDER BY capture, run_id, kind, time",
+    )
+    .await?;
+    let mut by: BTreeMap<(String, String), Vec<(i64, f64)>> = BTreeMap::new();
+    for b in &batches {
+        let (cap, run, kind) = (strs(b, 0)?, strs(b, 1)?, strs(b, 2)?);
+        let (time, g, bytes) = (ints(b, 3)?, ints(b, 4)?, ints(b, 5)?);
+        for r in 0..b.num_rows() {
+            let v = if kind[r] == "goroutine" {
+                g[r]
+            } else {
+                bytes[r]
+            };
+            by.entry((kind[r].clone(), format!("{}/{}", cap[r], run[r])))
+                .or_default()
+                .push((time[r].unwrap_or(0), v.unwrap_or(0) as f64));
+        }
+    }
+    let mut out: HashMap<String, Totals> = HashMap::new();
+    for ((kind, run), mut pts) in by {
+        pts.sort_by_key(|p| p.0);
+        out.entry(kind).or_default().push((run, pts));
+    }
+    let mut take = |k: &str| {
+        let mut v = out.remove(k).unwrap_or_default();
+        v.sort_by_key(|(run, pts)| (pts.first().map(|p| p.0), run.clone()));
+        v
+    };
+    Ok((take("goroutine"), take("heap"), take("native")))
+}
+
+/// Outstanding native bytes per snapshot of the eBPF tracer's `native_outstanding` table,
+/// when the catalog has that table.
+async fn read_native_outstanding(cat: &Catalog) -> Result<Totals> {
+    if !cat.ctx.table_exist("native_outstanding").unwrap_or(false) {
+        return Ok(Vec::new());
+    }
+    let batches = query(
+        cat,
+        "SELECT capture, run_id, time, SUM(outstanding_bytes) FROM native_outstanding \
+         GROUP BY capture, run_id, time ORDER BY capture, run_id, time",
+    )
+    .await?;
+    let mut by: BTreeMap<String, Vec<(i64, f64)>> = BTreeMap::new();
+    for b in &batches {
+        let (cap, run, time, v) = (strs(b, 0)?, strs(b, 1)?, ints(b, 2)?, ints(b, 3)?);
+        for r in 0..b.num_rows() {
+            by.entry(format!("{}/{}", cap[r], run[r]))
+                .or_default()
+                .push((time[r].unwrap_or(0), v[r].unwrap_or(0) as f64));
+        }
+    }
+    let mut v: Totals = by.into_iter().collect();
+    v.sort_by_key(|(run, pts)| (pts.first().map(|p| p.0), run.clone()));
+    Ok(v)
+}
+
+async fn read_leak_detector(cat: &Catalog) -> Result<Vec<(String, i64)>> {
+    let batches = query(
+        cat,
+        "SELECT i.site, SUM(s.goroutines) FROM samples s \
+         JOIN (SELECT capture, MAX(time) AS t FROM profiles WHERE kind = 'goroutineleak' GROUP BY capture) l \
+         ON s.capture = l.capture AND s.time = l.t \
+         JOIN stack_info i ON s.stack_id = i.stack_id \
+         WHERE s.kind = 'goroutineleak' GROUP BY i.site ORDER BY 2 DESC, 1 LIMIT 25",
+    )
+    .await?;
+    let mut out = Vec::new();
+    for b in &batches {
+        let (site, n) = (strs(b, 0)?, ints(b, 1)?);
+        for r in 0..b.num_rows() {
+            let n = n[r].unwrap_or(0);
+            if n > 0 {
+                out.push((site[r].clone(), n));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Picks the flame graphs' window like `leakscope export-pprof`: by default the latest run,
+/// first to last profile; a missing `from` is the first profile, a missing `to` the last.
+pub fn choose_window(
+    runs: &[RunSpan],
+    from: Option<i64>,
+    to: Option<i64>,
+) -> Result<Option<Window>> {
+    let spans = || runs.iter().filter_map(|r| r.profile_span.map(|s| (r, s)));
+    let (Some(first), Some(last)) = (
+        spans().map(|(_, s)| s.0).min(),
+        spans().map(|(_, s)| s.1).max(),
+    ) else {
+        return Ok(None);
+    };
+    let w = match (from, to) {
+        (None, None) => {
+            let (r, (a, b)) = spans()
+                .max_by_key(|(r, s)| (s.0, r.capture.clone(), r.run_id.clone()))
+                .expect("a run with profiles exists");
+            Window {
+                from: a,
+                to: b,
+                how: format!(
+                    "the latest run ({} of {}), first to last profile",
+                    r.run_id, r.capture
+                ),
+            }
+        }
+        (f, t) => Window {
+            from: f.unwrap_or(first),
+            to: t.unwrap_or(last),
+            how: match (f, t) {
+                (Some(_), Some(_)) => "--from and --to".into(),
+                (Some(_), None) => "--from, to the last profile".into(),
+                _ => "--to, from the first profile".into(),
+            },
+        },
+    };
+    if (from.is_some() || to.is_some()) && w.from >= w.to {
+        return Err(AnalyzeError::Report(format!(
+            "the growth window must start before it ends (--from {}, --to {})",
+            format_time(w.from),
+            format_time(w.to)
+        )));
+    }
+    Ok(Some(w))
+}
+
+/// The two profiles of `kind` a flame graph compares, chosen like `leakscope export-pprof`
+/// does: the first at or after the window's start and the last at or before its end (on a
+/// tie, one of the same run as the first); None unless they are two profiles in time order.
+pub fn window_profiles<'a>(
+    profiles: &'a [ProfileRef],
+    kind: &str,
+    w: &Window,
+) -> Option<(&'a ProfileRef, &'a ProfileRef)> {
+    let mut of: Vec<&ProfileRef> = profiles.iter().filter(|p| p.kind == kind).collect();
+    of.sort_by(|a, b| (a.time, &a.capture, a.profile_id).cmp(&(b.time, &b.capture, b.profile_id)));
+    let before = *of.iter().find(|p| p.time >= w.from)?;
+    let last = of.iter().rev().find(|p| p.time <= w.to)?.time;
+    let after = of
+        .iter()
+        .filter(|p| p.time == last)
+        .max_by_key(|p| p.capture == before.capture && p.run_id == before.run_id)?;
+    (before.time < after.time).then_some((before, *after))
+}
+
+async fn stack_values(cat: &Catalog, p: &ProfileRef, column: &str) -> Result<BTreeMap<u64, f64>> {
+    let sql = format!(
+        "SELECT stack_id, SUM({column}) FROM samples WHERE capture = {} AND kind = {} \
+         AND profile_id = CAST('{}' AS BIGINT UNSIGNED) GROUP BY stack_id",
+        literal(&p.capture),
+        literal(&p.kind),
+        p.profile_id
+    );
+    let batches = query(cat, &sql).await?;
+    let mut out = BTreeMap::new();
+    for b in &batches {
+        let (ids, v) = (u64s(b, 0)?, ints(b, 1)?);
+        for r in 0..b.num_rows() {
+            out.insert(ids[r], v[r].unwrap_or(0) as f64);
+        }
+    }
+    Ok(out)
+}
+
+async fn read_flames(cat: &Catalog, profiles: &[ProfileRef], w: &Window) -> Result<Vec<FlameData>> {
+    const KINDS: [(Metric, &str, &str, Unit); 3] = [
+        (
+            Metric::InuseSpace,
+            "inuse_bytes",
+            "Go heap in use",
+            Unit::Bytes,
+        ),
+        (Metric::Goroutines, "goroutines", "Goroutines", Unit::Count),
+        (
+            Metric::Native,
+            "inuse_bytes",
+            "Native (C) memory outstanding",
+            Unit::Bytes,
+        ),
+    ];
+    let mut stacks = None;
+    let mut out = Vec::new();
+    for (metric, column, title, unit) in KINDS {
+        let kind = metric.kind();
+        let Some((before, after)) = window_profiles(profiles, kind, w) else {
+            continue;
+        };
+        if stacks.is_none() {
+            stacks = Some(load_stacks(&cat.ctx).await?);
+        }
+        let stacks = stacks.as_ref().expect("loaded above");
+        let v1 = stack_values(cat, before, column).await?;
+        let v2 = stack_values(cat, after, column).await?;
+        let mut ids: Vec<u64> = v1.keys().chain(v2.keys()).copied().collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let empty = Vec::new();
+        let deltas: Vec<(&[crate::site::FrameRef], f64)> = ids
+            .iter()
+            .map(|id| {
+                let d = v2.get(id).copied().unwrap_or(0.0) - v1.get(id).copied().unwrap_or(0.0);
+                (stacks.get(id).unwrap_or(&empty).as_slice(), d)
+            })
+            .collect();
+        let tree = FlameTree::build(deltas);
+        let note = (before.capture != after.capture || before.run_id != after.run_id).then(|| {
+            format!(
+                "the two profiles belong to different runs ({} and {}): a restart lies between them, so this compares two processes",
+                before.run_id, after.run_id
+            )
+        });
+        out.push(FlameData {
+            kind: kind.to_string(),
+            title: title.to_string(),
+            unit,
+            before: before.clone(),
+            after: after.clone(),
+            tree,
+            note,
+        });
+    }
+    Ok(out)
+}
+
+/// Reads everything the report needs from the catalog; `from`/`to` choose the flame window.
+pub async fn gather(cat: &Catalog, from: Option<i64>, to: Option<i64>) -> Result<ReportData> {
+    let profiles = read_profiles(cat).await?;
+    let runs = read_runs(cat, &profiles).await?;
+    let (scrapes, failures) = read_scrapes(cat).await?;
+    let (goroutines, heap, mut native) = read_totals(cat).await?;
+    let traced = read_native_outstanding(cat).await?;
+    if !traced.is_empty() {
+        native = traced;
+    }
+    let leak_detector = read_leak_detector(cat).await?;
+    let window = choose_window(&runs, from, to)?;
+    let flames = match &window {
+        Some(w) => read_flames(cat, &profiles, w).await?,
+        None => Vec::new(),
+    };
+    Ok(ReportData {
+        kinds: kind_counts(&profiles),
+        gaps: find_gaps(&profiles),
+        profiles,
+        runs,
+        scrapes,
+        failures,
+        goroutines,
+        heap,
+        native,
+        leak_detector,
+        window,
+        flames,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(run: &str, kind: &str, s: i64) -> ProfileRef {
+        ProfileRef {
+            capture: "c".into(),
+            run_id: run.into(),
+            kind: kind.into(),
+            time: s * SEC,
+            profile_id: s as u64,
+        }
+    }
+
+    #[test]
+    fn gaps_are_long_intervals_within_a_run() {
+        let mut ps: Vec<ProfileRef> = (0..10).map(|i| p("a", "heap", i * 10)).collect();
+        ps.push(p("a", "heap", 200));
+        // A restart is not a gap.
+        ps.extend((0..5).map(|i| p("b", "heap", 1000 + i * 10)));
+        let g = find_gaps(&ps);
+        assert_eq!(g.len(), 1, "{g:?}");
+        assert_eq!((g[0].0, g[0].1), (90 * SEC, 200 * SEC));
+        assert!(g[0].2.contains("1m 50s"), "{}", g[0].2);
+    }
+
+    fn run(id: &str, a: i64, b: i64, n: usize) -> RunSpan {
+        RunSpan {
+            capture: "c".into(),
+            run_id: id.into(),
+            first: a * SEC,
+            last: b * SEC,
+            profile_span: Some((a * SEC, b * SEC)),
+            profiles: n,
+        }
+    }
+
+    #[test]
+    fn window_defaults_and_overrides() {
+        let runs = vec![run("r1", 0, 100, 30), run("r2", 200, 300, 10)];
+        let w = choose_window(&runs, None, None).unwrap().unwrap();
+        assert_eq!((w.from, w.to), (200 * SEC, 300 * SEC), "the latest run");
+        assert!(w.how.contains("r2"), "{}", w.how);
+        let w = choose_window(&runs, Some(50 * SEC), None).unwrap().unwrap();
+        assert_eq!((w.from, w.to), (50 * SEC, 300 * SEC));
+        let w = choose_window(&runs, None, Some(250 * SEC))
+            .unwrap()
+            .unwrap();
+        assert_eq!((w.from, w.to), (0, 250 * SEC));
+        assert!(choose_window(&runs, Some(90 * SEC), Some(10 * SEC)).is_err());
+        assert_eq!(choose_window(&[], None, None).unwrap(), None);
+    }
+
+    #[test]
+    fn window_profiles_follow_export_pprof() {
+        let mut ps: Vec<ProfileRef> = (0..10).map(|i| p("a", "heap", i * 10)).collect();
+        // The same times in a second capture (the same capture given twice).
+        ps.extend((0..10).map(|i| ProfileRef {
+            capture: "c#2".into(),
+            ..p("a", "heap", i * 10)
+        }));
+        let w = Window {
+            from: 12 * SEC,
+            to: 76 * SEC,
+            how: String::new(),
+        };
+        let (a, b) = window_profiles(&ps, "heap", &w).unwrap();
+        assert_eq!((a.time, b.time), (20 * SEC, 70 * SEC));
+        assert_eq!(
+            (a.capture.as_str(), b.capture.as_str()),
+            ("c", "c"),
+            "same run on ties"
+        );
+        assert!(window_profiles(&ps, "goroutine", &w).is_none());
+        let w = Window {
+            from: 12 * SEC,
+            to: 19 * SEC,
+            how: String::new(),
+        };
+        assert!(window_profiles(&ps, "heap", &w).is_none());
+    }
+}
