@@ -363,8 +363,8 @@ fn sites(out: &mut String, r: &Report) {
     out.push_str("<section id=\"sites\"><h2>Ranked call sites</h2>");
     let _ = write!(
         out,
-        "<p class=\"muted\">Every metric's findings in one order: leaks first (most confident, then fastest \
-         relative to their size). Grouped by {}. Rates are per hour; growth sums each run's rise; \
+        "<p class=\"muted\">Every metric's findings in one order: leaks first (most confident, byte \
+         metrics before goroutines, then fastest). Grouped by {}. Rates are per hour; growth sums each run's rise; \
          the chart shows every run on the report's time axis with the fitted trend (dashed).</p>",
         match r.ranking.by {
             crate::site::GroupBy::Site => "call site (first frame outside the runtime and standard library, with its line)",
