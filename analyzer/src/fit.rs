@@ -242,11 +242,8 @@ fn fit_run(s: &RunSeries) -> Option<RunFit> {
         let pre_growth = before * (x[k.index] - x[0]);
         let post_growth = after.max(0.0) * (x[n - 1] - x[k.index]);
         let at = k.index as f64 / (n - 1) as f64;
-        (at <= 0.7 && before > 0.0 && after < 0.2 * before && post_growth < 0.25 * pre_growth).then_some((
-            k.index as f64 / (n - 1) as f64,
-            before,
-            after,
-        ))
+        (at <= 0.7 && before > 0.0 && after < 0.2 * before && post_growth < 0.25 * pre_growth)
+            .then_some((k.index as f64 / (n - 1) as f64, before, after))
     });
     Some(RunFit {
         stopped,

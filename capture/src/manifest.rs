@@ -82,7 +82,10 @@ impl Manifest {
         let m: Manifest = serde_json::from_str(&text)
             .map_err(|e| not_a_capture(&path, &format!("invalid manifest: {e}")))?;
         if m.format != FORMAT_NAME {
-            return Err(not_a_capture(&path, &format!("unknown format {:?}", m.format)));
+            return Err(not_a_capture(
+                &path,
+                &format!("unknown format {:?}", m.format),
+            ));
         }
         if m.format_version > FORMAT_VERSION {
             return Err(not_a_capture(
@@ -124,7 +127,8 @@ impl Manifest {
     pub fn write(&self, dir: &Path) -> Result<()> {
         let path = dir.join(MANIFEST_FILE);
         let tmp: PathBuf = dir.join(format!(".{MANIFEST_FILE}.tmp"));
-        let text = serde_json::to_string_pretty(self).map_err(|e| CaptureError::BadProfile(e.to_string()))?;
+        let text = serde_json::to_string_pretty(self)
+            .map_err(|e| CaptureError::BadProfile(e.to_string()))?;
         crate::segment::write_atomically(&tmp, &path, |f| {
             use std::io::Write;
             f.write_all(text.as_bytes())?;

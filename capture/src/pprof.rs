@@ -61,7 +61,10 @@ pub fn decode(bytes: &[u8]) -> Result<proto::Profile> {
     }
     proto::Profile::decode(raw.as_ref()).map_err(|e| {
         if looks_like_text(&raw) {
-            bad(format!("got text, not a pprof protobuf (starts with {:?})", snippet(&raw)))
+            bad(format!(
+                "got text, not a pprof protobuf (starts with {:?})",
+                snippet(&raw)
+            ))
         } else {
             bad(format!("not a pprof protobuf: {e}"))
         }
@@ -87,7 +90,9 @@ pub fn starts_like_profile(head: &[u8], complete: bool) -> bool {
     let mut pos = 0;
     let mut fields = 0;
     while pos < head.len() {
-        let Some(tag) = varint(head, &mut pos) else { return !complete && fields > 0 }; // cut off
+        let Some(tag) = varint(head, &mut pos) else {
+            return !complete && fields > 0;
+        }; // cut off
         let (field, wire) = (tag >> 3, tag & 7);
         let ok = match field {
             1..=6 | 11 => wire == 2, // messages and strings
@@ -99,7 +104,9 @@ pub fn starts_like_profile(head: &[u8], complete: bool) -> bool {
             return false;
         }
         fields += 1;
-        let Some(n) = varint(head, &mut pos) else { return !complete };
+        let Some(n) = varint(head, &mut pos) else {
+            return !complete;
+        };
         if wire == 2 {
             if n > MAX_PROFILE_BYTES {
                 return false;
@@ -112,7 +119,10 @@ pub fn starts_like_profile(head: &[u8], complete: bool) -> bool {
 
 fn looks_like_text(b: &[u8]) -> bool {
     let head = &b[..b.len().min(256)];
-    !head.is_empty() && head.iter().all(|&c| c == b'\n' || c == b'\r' || c == b'\t' || (0x20..0x7f).contains(&c))
+    !head.is_empty()
+        && head
+            .iter()
+            .all(|&c| c == b'\n' || c == b'\r' || c == b'\t' || (0x20..0x7f).contains(&c))
 }
 
 fn snippet(b: &[u8]) -> String {
@@ -204,9 +214,17 @@ pub fn resolve(p: proto::Profile, hint: Option<ProfileKind>) -> Result<DecodedPr
     }
     let mut sample_types = Vec::with_capacity(p.sample_type.len());
     for vt in &p.sample_type {
-        sample_types.push(format!("{}/{}", s(vt.r#type, "sample type")?, s(vt.unit, "sample unit")?));
+        sample_types.push(format!(
+            "{}/{}",
+            s(vt.r#type, "sample type")?,
+            s(vt.unit, "sample unit")?
+        ));
     }
-    let col = |name: &str| sample_types.iter().position(|t| t.split('/').next() == Some(name));
+    let col = |name: &str| {
+        sample_types
+            .iter()
+            .position(|t| t.split('/').next() == Some(name))
+    };
     let (inuse_o, inuse_b, alloc_o, alloc_b, gor) = (
         col("inuse_objects"),
         col("inuse_space"),
@@ -232,21 +250,39 @@ pub fn resolve(p: proto::Profile, hint: Option<ProfileKind>) -> Result<DecodedPr
     if let Some(h) = hint {
         let compatible = h == kind || (h != ProfileKind::Heap && kind != ProfileKind::Heap);
         if !compatible {
-            return Err(bad(format!("expected a {} profile, got a {} profile", h.as_str(), kind.as_str())));
+            return Err(bad(format!(
+                "expected a {} profile, got a {} profile",
+                h.as_str(),
+                kind.as_str()
+            )));
         }
     }
     let period_type = match &p.period_type {
-        Some(vt) => format!("{}/{}", s(vt.r#type, "period type")?, s(vt.unit, "period unit")?),
+        Some(vt) => format!(
+            "{}/{}",
+            s(vt.r#type, "period type")?,
+            s(vt.unit, "period unit")?
+        ),
         None => String::new(),
     };
 
     let mut functions: HashMap<u64, (&str, &str)> = HashMap::with_capacity(p.function.len());
     for f in &p.function {
-        functions.insert(f.id, (s(f.name, "function name")?, s(f.filename, "function file")?));
+        functions.insert(
+            f.id,
+            (s(f.name, "function name")?, s(f.filename, "function file")?),
+        );
     }
     let mut mappings: HashMap<u64, (&str, &str, &proto::Mapping)> = HashMap::new();
     for m in &p.mapping {
-        mappings.insert(m.id, (s(m.filename, "mapping file")?, s(m.build_id, "mapping build id")?, m));
+        mappings.insert(
+            m.id,
+            (
+                s(m.filename, "mapping file")?,
+                s(m.build_id, "mapping build id")?,
+                m,
+            ),
+        );
     }
     let mut location_frames: HashMap<u64, Vec<Frame>> = HashMap::with_capacity(p.location.len());
     let mut location_bytes: HashMap<u64, Vec<u8>> = HashMap::with_capacity(p.location.len());
@@ -254,11 +290,18 @@ pub fn resolve(p: proto::Profile, hint: Option<ProfileKind>) -> Result<DecodedPr
         let mapping = match loc.mapping_id {
             0 => None,
             id => Some(*mappings.get(&id).ok_or_else(|| {
-                bad(format!("location {} refers to missing mapping id {id}", loc.id))
+                bad(format!(
+                    "location {} refers to missing mapping id {id}",
+                    loc.id
+                ))
             })?),
         };
-        let mapping_name = mapping.map(|(f, _, _)| f.to_string()).filter(|f| !f.is_empty());
-        let build_id = mapping.map(|(_, b, _)| b.to_string()).filter(|b| !b.is_empty());
+        let mapping_name = mapping
+            .map(|(f, _, _)| f.to_string())
+            .filter(|f| !f.is_empty());
+        let build_id = mapping
+            .map(|(_, b, _)| b.to_string())
+            .filter(|b| !b.is_empty());
         let file_offset = mapping.and_then(|(_, _, m)| {
             (loc.address >= m.memory_start && loc.address != 0)
                 .then(|| loc.address - m.memory_start + m.file_offset)
@@ -267,7 +310,10 @@ pub fn resolve(p: proto::Profile, hint: Option<ProfileKind>) -> Result<DecodedPr
         let n = loc.line.len();
         for (i, line) in loc.line.iter().enumerate() {
             let (name, file) = *functions.get(&line.function_id).ok_or_else(|| {
-                bad(format!("location {} refers to missing function id {}", loc.id, line.function_id))
+                bad(format!(
+                    "location {} refers to missing function id {}",
+                    loc.id, line.function_id
+                ))
             })?;
             frames.push(Frame {
                 function: name.to_string(),
@@ -330,7 +376,11 @@ pub fn resolve(p: proto::Profile, hint: Option<ProfileKind>) -> Result<DecodedPr
             goroutines: get(&smp.value, gor),
         };
         let labels = render_labels(&smp.label, &s)?;
-        samples.push(DecodedSample { stack_id, values, labels });
+        samples.push(DecodedSample {
+            stack_id,
+            values,
+            labels,
+        });
     }
     Ok(DecodedProfile {
         kind,
@@ -377,22 +427,69 @@ mod tests {
                 ValueType { r#type: 3, unit: 4 },
             ],
             sample: vec![
-                Sample { location_id: vec![1, 2], value: vec![3, 300], label: vec![] },
-                Sample { location_id: vec![2], value: vec![0, 0], label: vec![] },
+                Sample {
+                    location_id: vec![1, 2],
+                    value: vec![3, 300],
+                    label: vec![],
+                },
+                Sample {
+                    location_id: vec![2],
+                    value: vec![0, 0],
+                    label: vec![],
+                },
             ],
             mapping: vec![],
             location: vec![
-                Location { id: 1, mapping_id: 0, address: 0x10, line: vec![Line { function_id: 1, line: 5 }], is_folded: false },
-                Location { id: 2, mapping_id: 0, address: 0x20, line: vec![Line { function_id: 2, line: 9 }], is_folded: false },
+                Location {
+                    id: 1,
+                    mapping_id: 0,
+                    address: 0x10,
+                    line: vec![Line {
+                        function_id: 1,
+                        line: 5,
+                    }],
+                    is_folded: false,
+                },
+                Location {
+                    id: 2,
+                    mapping_id: 0,
+                    address: 0x20,
+                    line: vec![Line {
+                        function_id: 2,
+                        line: 9,
+                    }],
+                    is_folded: false,
+                },
             ],
             function: vec![
-                Function { id: 1, name: 5, system_name: 5, filename: 7, start_line: 1 },
-                Function { id: 2, name: 6, system_name: 6, filename: 7, start_line: 1 },
+                Function {
+                    id: 1,
+                    name: 5,
+                    system_name: 5,
+                    filename: 7,
+                    start_line: 1,
+                },
+                Function {
+                    id: 2,
+                    name: 6,
+                    system_name: 6,
+                    filename: 7,
+                    start_line: 1,
+                },
             ],
-            string_table: ["", "inuse_objects", "count", "inuse_space", "bytes", "main.leak", "main.main", "main.go"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
+            string_table: [
+                "",
+                "inuse_objects",
+                "count",
+                "inuse_space",
+                "bytes",
+                "main.leak",
+                "main.main",
+                "main.go",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
             time_nanos: 42,
             ..Default::default()
         }
@@ -433,7 +530,9 @@ mod tests {
 
     #[test]
     fn html_and_truncated_gzip_are_named() {
-        let e = parse(b"<!DOCTYPE html><html>oops</html>", None).unwrap_err().to_string();
+        let e = parse(b"<!DOCTYPE html><html>oops</html>", None)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("got text"), "{e}");
         let mut gz = Vec::new();
         {
@@ -449,16 +548,27 @@ mod tests {
 
     #[test]
     fn sniffs_the_start_of_a_profile() {
-        let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/pprof/go1.27/heap.pb.gz");
+        let fixture = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../fixtures/pprof/go1.27/heap.pb.gz"
+        );
         let mut raw = Vec::new();
-        GzDecoder::new(std::fs::File::open(fixture).unwrap()).read_to_end(&mut raw).unwrap();
+        GzDecoder::new(std::fs::File::open(fixture).unwrap())
+            .read_to_end(&mut raw)
+            .unwrap();
         assert!(starts_like_profile(&raw[..4096], false));
         assert!(starts_like_profile(&raw, true));
         assert!(starts_like_profile(&encode(&heap_profile()), true));
         assert!(!starts_like_profile(b"", false));
-        assert!(!starts_like_profile(b"2025-11-23T10:00:00Z INFO server started on :8080, pid 4242\n", false));
+        assert!(!starts_like_profile(
+            b"2025-11-23T10:00:00Z INFO server started on :8080, pid 4242\n",
+            false
+        ));
         // A short text whose first byte happens to read as a string field running past the end.
-        assert!(!starts_like_profile(b"2026-11-23T10:00:00Z INFO listening\n", true));
+        assert!(!starts_like_profile(
+            b"2026-11-23T10:00:00Z INFO listening\n",
+            true
+        ));
         assert!(!starts_like_profile(b"{\"memstats\": {}}", false));
         assert!(!starts_like_profile(b"\x00\x00\x00\x01", false));
     }

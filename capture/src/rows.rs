@@ -6,7 +6,10 @@ use arrow_array::builder::{
     BooleanBuilder, Float64Builder, Int32Builder, Int64Builder, ListBuilder, StringBuilder,
     TimestampNanosecondBuilder, UInt32Builder, UInt64Builder,
 };
-use arrow_array::{ArrayRef, BooleanArray, Int64Array, ListArray, RecordBatch, StringArray, StructArray, UInt64Array};
+use arrow_array::{
+    ArrayRef, BooleanArray, Int64Array, ListArray, RecordBatch, StringArray, StructArray,
+    UInt64Array,
+};
 use arrow_buffer::OffsetBuffer;
 
 use crate::schema::{self, Table, NATIVE_COUNTERS, PROCESS_METRICS};
@@ -341,10 +344,16 @@ pub fn stacks_batch(rows: &[StackRow]) -> Result<RecordBatch> {
         strings(frames.iter().map(|f| Some(f.function.as_str()))),
         strings(frames.iter().map(|f| Some(f.file.as_str()))),
         Arc::new(Int64Array::from_iter_values(frames.iter().map(|f| f.line))),
-        Arc::new(BooleanArray::from_iter(frames.iter().map(|f| Some(f.inlined)))),
+        Arc::new(BooleanArray::from_iter(
+            frames.iter().map(|f| Some(f.inlined)),
+        )),
         Arc::new(UInt64Array::from_iter(frames.iter().map(|f| f.address))),
-        Arc::new(StringArray::from_iter(frames.iter().map(|f| f.mapping.as_deref()))),
-        Arc::new(StringArray::from_iter(frames.iter().map(|f| f.build_id.as_deref()))),
+        Arc::new(StringArray::from_iter(
+            frames.iter().map(|f| f.mapping.as_deref()),
+        )),
+        Arc::new(StringArray::from_iter(
+            frames.iter().map(|f| f.build_id.as_deref()),
+        )),
         Arc::new(UInt64Array::from_iter(frames.iter().map(|f| f.file_offset))),
     ];
     let values = StructArray::try_new(schema::frame_fields(), children, None)?;
@@ -371,7 +380,9 @@ pub fn process_batch(rows: &[ProcessRow]) -> Result<RecordBatch> {
         ts(rows.iter().map(|r| r.process_start_ns)),
     ];
     for i in 0..PROCESS_METRICS.len() {
-        cols.push(i64s(rows.iter().map(|r| r.metrics.get(i).copied().flatten())));
+        cols.push(i64s(
+            rows.iter().map(|r| r.metrics.get(i).copied().flatten()),
+        ));
     }
     cols.push(strings(rows.iter().map(|r| r.memstats_source.as_deref())));
     batch(Table::Process, cols)
@@ -450,7 +461,10 @@ pub fn native_counters_batch(rows: &[NativeCountersRow]) -> Result<RecordBatch> 
         strings(rows.iter().map(|r| Some(r.run_id.as_str()))),
     ];
     for i in 0..NATIVE_COUNTERS.len() {
-        cols.push(u64s(rows.iter().map(|r| Some(r.values.get(i).copied().unwrap_or(0)))));
+        cols.push(u64s(
+            rows.iter()
+                .map(|r| Some(r.values.get(i).copied().unwrap_or(0))),
+        ));
     }
     cols.push(u32s(rows.iter().map(|r| Some(r.sample_every))));
     cols.push(u32s(rows.iter().map(|r| Some(r.probes))));

@@ -168,37 +168,137 @@ const fn m(name: &'static str, unit: &'static str, doc: &'static str) -> MetricC
 
 /// The numeric `process` columns, in schema order (all nullable Int64).
 pub const PROCESS_METRICS: &[MetricColumn] = &[
-    m("rss_bytes", "bytes", "VmRSS from /proc/PID/status: resident set size"),
-    m("rss_anon_bytes", "bytes", "RssAnon: resident anonymous memory (heap, stacks, C malloc)"),
-    m("rss_file_bytes", "bytes", "RssFile: resident file-backed memory"),
-    m("rss_shmem_bytes", "bytes", "RssShmem: resident shared memory"),
+    m(
+        "rss_bytes",
+        "bytes",
+        "VmRSS from /proc/PID/status: resident set size",
+    ),
+    m(
+        "rss_anon_bytes",
+        "bytes",
+        "RssAnon: resident anonymous memory (heap, stacks, C malloc)",
+    ),
+    m(
+        "rss_file_bytes",
+        "bytes",
+        "RssFile: resident file-backed memory",
+    ),
+    m(
+        "rss_shmem_bytes",
+        "bytes",
+        "RssShmem: resident shared memory",
+    ),
     m("vm_size_bytes", "bytes", "VmSize: virtual address space"),
     m("vm_hwm_bytes", "bytes", "VmHWM: peak resident set size"),
-    m("vm_swap_bytes", "bytes", "VmSwap: swapped-out anonymous memory"),
+    m(
+        "vm_swap_bytes",
+        "bytes",
+        "VmSwap: swapped-out anonymous memory",
+    ),
     m("threads", "count", "Threads: OS threads of the process"),
-    m("pss_bytes", "bytes", "Pss from smaps_rollup: proportional set size"),
+    m(
+        "pss_bytes",
+        "bytes",
+        "Pss from smaps_rollup: proportional set size",
+    ),
     m("pss_anon_bytes", "bytes", "Pss_Anon from smaps_rollup"),
     m("anonymous_bytes", "bytes", "Anonymous from smaps_rollup"),
-    m("go_alloc_bytes", "bytes", "MemStats.Alloc: bytes of allocated heap objects"),
-    m("go_total_alloc_bytes", "bytes", "MemStats.TotalAlloc: cumulative bytes allocated"),
-    m("go_sys_bytes", "bytes", "MemStats.Sys: total bytes obtained from the OS"),
-    m("go_mallocs", "count", "MemStats.Mallocs: cumulative heap objects allocated"),
-    m("go_frees", "count", "MemStats.Frees: cumulative heap objects freed"),
-    m("go_heap_alloc_bytes", "bytes", "MemStats.HeapAlloc: bytes of allocated heap objects"),
-    m("go_heap_sys_bytes", "bytes", "MemStats.HeapSys: heap bytes obtained from the OS"),
-    m("go_heap_idle_bytes", "bytes", "MemStats.HeapIdle: bytes in idle spans"),
-    m("go_heap_inuse_bytes", "bytes", "MemStats.HeapInuse: bytes in in-use spans"),
-    m("go_heap_released_bytes", "bytes", "MemStats.HeapReleased: bytes returned to the OS"),
-    m("go_heap_objects", "count", "MemStats.HeapObjects: allocated heap objects"),
-    m("go_stack_inuse_bytes", "bytes", "MemStats.StackInuse: bytes in goroutine stack spans"),
-    m("go_stack_sys_bytes", "bytes", "MemStats.StackSys: stack bytes obtained from the OS"),
-    m("go_mspan_inuse_bytes", "bytes", "MemStats.MSpanInuse: bytes of mspan structures"),
-    m("go_mcache_inuse_bytes", "bytes", "MemStats.MCacheInuse: bytes of mcache structures"),
-    m("go_gc_sys_bytes", "bytes", "MemStats.GCSys: bytes of GC metadata"),
-    m("go_other_sys_bytes", "bytes", "MemStats.OtherSys: other off-heap runtime bytes"),
-    m("go_next_gc_bytes", "bytes", "MemStats.NextGC: target heap size of the next GC"),
+    m(
+        "go_alloc_bytes",
+        "bytes",
+        "MemStats.Alloc: bytes of allocated heap objects",
+    ),
+    m(
+        "go_total_alloc_bytes",
+        "bytes",
+        "MemStats.TotalAlloc: cumulative bytes allocated",
+    ),
+    m(
+        "go_sys_bytes",
+        "bytes",
+        "MemStats.Sys: total bytes obtained from the OS",
+    ),
+    m(
+        "go_mallocs",
+        "count",
+        "MemStats.Mallocs: cumulative heap objects allocated",
+    ),
+    m(
+        "go_frees",
+        "count",
+        "MemStats.Frees: cumulative heap objects freed",
+    ),
+    m(
+        "go_heap_alloc_bytes",
+        "bytes",
+        "MemStats.HeapAlloc: bytes of allocated heap objects",
+    ),
+    m(
+        "go_heap_sys_bytes",
+        "bytes",
+        "MemStats.HeapSys: heap bytes obtained from the OS",
+    ),
+    m(
+        "go_heap_idle_bytes",
+        "bytes",
+        "MemStats.HeapIdle: bytes in idle spans",
+    ),
+    m(
+        "go_heap_inuse_bytes",
+        "bytes",
+        "MemStats.HeapInuse: bytes in in-use spans",
+    ),
+    m(
+        "go_heap_released_bytes",
+        "bytes",
+        "MemStats.HeapReleased: bytes returned to the OS",
+    ),
+    m(
+        "go_heap_objects",
+        "count",
+        "MemStats.HeapObjects: allocated heap objects",
+    ),
+    m(
+        "go_stack_inuse_bytes",
+        "bytes",
+        "MemStats.StackInuse: bytes in goroutine stack spans",
+    ),
+    m(
+        "go_stack_sys_bytes",
+        "bytes",
+        "MemStats.StackSys: stack bytes obtained from the OS",
+    ),
+    m(
+        "go_mspan_inuse_bytes",
+        "bytes",
+        "MemStats.MSpanInuse: bytes of mspan structures",
+    ),
+    m(
+        "go_mcache_inuse_bytes",
+        "bytes",
+        "MemStats.MCacheInuse: bytes of mcache structures",
+    ),
+    m(
+        "go_gc_sys_bytes",
+        "bytes",
+        "MemStats.GCSys: bytes of GC metadata",
+    ),
+    m(
+        "go_other_sys_bytes",
+        "bytes",
+        "MemStats.OtherSys: other off-heap runtime bytes",
+    ),
+    m(
+        "go_next_gc_bytes",
+        "bytes",
+        "MemStats.NextGC: target heap size of the next GC",
+    ),
     m("go_num_gc", "count", "MemStats.NumGC: completed GC cycles"),
-    m("go_pause_total_ns", "ns", "MemStats.PauseTotalNs: cumulative GC pause time"),
+    m(
+        "go_pause_total_ns",
+        "ns",
+        "MemStats.PauseTotalNs: cumulative GC pause time",
+    ),
 ];
 
 /// Schema of `process`.
@@ -297,7 +397,11 @@ pub fn native_counters_schema() -> SchemaRef {
         field("pid", DataType::UInt32, false),
         field("run_id", DataType::Utf8, false),
     ];
-    fields.extend(NATIVE_COUNTERS.iter().map(|c| field(c.name, DataType::UInt64, false)));
+    fields.extend(
+        NATIVE_COUNTERS
+            .iter()
+            .map(|c| field(c.name, DataType::UInt64, false)),
+    );
     fields.push(field("sample_every", DataType::UInt32, false));
     fields.push(field("probes", DataType::UInt32, false));
     fields.push(field("libraries", DataType::Utf8, false));
@@ -312,7 +416,11 @@ mod tests {
     fn docs_cover_every_column() {
         let doc = include_str!("../../docs/capture-format.md");
         for t in Table::ALL {
-            assert!(doc.contains(&format!("### `{}`", t.name())), "table {} undocumented", t.name());
+            assert!(
+                doc.contains(&format!("### `{}`", t.name())),
+                "table {} undocumented",
+                t.name()
+            );
             for f in t.schema().fields() {
                 assert!(
                     doc.contains(&format!("| `{}` |", f.name())),
@@ -323,7 +431,11 @@ mod tests {
             }
         }
         for f in frame_fields().iter() {
-            assert!(doc.contains(&format!("| `frames.{}` |", f.name())), "frame field {} undocumented", f.name());
+            assert!(
+                doc.contains(&format!("| `frames.{}` |", f.name())),
+                "frame field {} undocumented",
+                f.name()
+            );
         }
     }
 }

@@ -21,7 +21,8 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
 use crate::rows::{
-    self, NativeCountersRow, NativeEventRow, NativeOutstandingRow, ProcessRow, ProfileRow, SampleRow, ScrapeRow, StackRow,
+    self, NativeCountersRow, NativeEventRow, NativeOutstandingRow, ProcessRow, ProfileRow,
+    SampleRow, ScrapeRow, StackRow,
 };
 use crate::schema::{Table, PARTITION_COLUMN};
 use crate::{CaptureError, Result};
@@ -74,7 +75,10 @@ impl SegmentWriter {
         SegmentWriter {
             dir: dir.to_path_buf(),
             policy,
-            tag: format!("{:08x}", (std::process::id() as u64) << 16 ^ fastish_nonce()),
+            tag: format!(
+                "{:08x}",
+                (std::process::id() as u64) << 16 ^ fastish_nonce()
+            ),
             seq: 0,
             start_ns: None,
             profiles: Vec::new(),
@@ -188,25 +192,24 @@ impl SegmentWriter {
         let Some(start) = self.start_ns else {
             return Ok(Vec::new());
         };
-        let stem = format!(
-            "{}-{:06}-{}",
-            format_stamp(start),
-            self.seq,
-            self.tag
-        );
+        let stem = format!("{}-{:06}-{}", format_stamp(start), self.seq, self.tag);
         let date = utc_date(start).format("%Y-%m-%d").to_string();
         let mut written = Vec::new();
         for table in Table::ALL {
             let batch = match table {
                 Table::Stacks if !self.stacks.is_empty() => rows::stacks_batch(&self.stacks),
-                Table::Profiles if !self.profiles.is_empty() => rows::profiles_batch(&self.profiles),
+                Table::Profiles if !self.profiles.is_empty() => {
+                    rows::profiles_batch(&self.profiles)
+                }
                 Table::Samples if !self.samples.is_empty() => rows::samples_batch(&self.samples),
                 Table::Process if !self.process.is_empty() => rows::process_batch(&self.process),
                 Table::Scrapes if !self.scrapes.is_empty() => rows::scrapes_batch(&self.scrapes),
                 Table::NativeOutstanding if !self.native_outstanding.is_empty() => {
                     rows::native_outstanding_batch(&self.native_outstanding)
                 }
-                Table::NativeEvents if !self.native_events.is_empty() => rows::native_events_batch(&self.native_events),
+                Table::NativeEvents if !self.native_events.is_empty() => {
+                    rows::native_events_batch(&self.native_events)
+                }
                 Table::NativeCounters if !self.native_counters.is_empty() => {
                     rows::native_counters_batch(&self.native_counters)
                 }
@@ -244,7 +247,10 @@ impl SegmentWriter {
 
     fn write_segment(&self, part_dir: &Path, path: &Path, batch: &RecordBatch) -> Result<()> {
         fs::create_dir_all(part_dir).map_err(|e| CaptureError::io(part_dir, e))?;
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("segment");
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("segment");
         let tmp = part_dir.join(format!(".{name}.tmp"));
         let result = (|| -> Result<()> {
             let file = File::create(&tmp).map_err(|e| CaptureError::io(&tmp, e))?;
@@ -356,7 +362,12 @@ pub fn list_segments(dir: &Path, table: Table) -> Result<Vec<SegmentFile>> {
             }
             let bytes = entry.metadata().map(|m| m.len()).unwrap_or(0);
             let stem = name.trim_end_matches(".parquet").to_string();
-            out.push(SegmentFile { table, path, stem, bytes });
+            out.push(SegmentFile {
+                table,
+                path,
+                stem,
+                bytes,
+            });
         }
     }
     out.sort_by(|a, b| a.stem.cmp(&b.stem));
@@ -368,12 +379,19 @@ pub fn list_segments(dir: &Path, table: Table) -> Result<Vec<SegmentFile>> {
 pub fn remove_temporaries(dir: &Path) -> usize {
     let mut removed = 0;
     for table in Table::ALL {
-        let Ok(parts) = fs::read_dir(dir.join(table.name())) else { continue };
+        let Ok(parts) = fs::read_dir(dir.join(table.name())) else {
+            continue;
+        };
         for part in parts.flatten() {
-            let Ok(entries) = fs::read_dir(part.path()) else { continue };
+            let Ok(entries) = fs::read_dir(part.path()) else {
+                continue;
+            };
             for entry in entries.flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();
-                if name.starts_with('.') && name.ends_with(".parquet.tmp") && fs::remove_file(entry.path()).is_ok() {
+                if name.starts_with('.')
+                    && name.ends_with(".parquet.tmp")
+                    && fs::remove_file(entry.path()).is_ok()
+                {
                     removed += 1;
                 }
             }
@@ -394,7 +412,12 @@ pub struct Pruned {
 /// Deletes whole segment sets (all tables of one stem) older than `max_age_ns` before
 /// `now_ns`, then the oldest sets while the capture exceeds `max_bytes`. The newest set is
 /// always kept.
-pub fn prune(dir: &Path, max_age_ns: Option<i64>, max_bytes: Option<u64>, now_ns: i64) -> Result<Pruned> {
+pub fn prune(
+    dir: &Path,
+    max_age_ns: Option<i64>,
+    max_bytes: Option<u64>,
+    now_ns: i64,
+) -> Result<Pruned> {
     let mut all = Vec::new();
     for t in Table::ALL {
         all.extend(list_segments(dir, t)?);
@@ -453,7 +476,10 @@ mod tests {
             run_id: "r".into(),
             kind: "heap".into(),
             stack_id: stack,
-            values: SampleValues { inuse_bytes: Some(10), ..Default::default() },
+            values: SampleValues {
+                inuse_bytes: Some(10),
+                ..Default::default()
+            },
             labels: None,
         }
     }
@@ -462,14 +488,25 @@ mod tests {
         StackRow {
             stack_id: id,
             origin: "go".into(),
-            frames: vec![Frame { function: "main.f".into(), file: "m.go".into(), line: 3, ..Default::default() }],
+            frames: vec![Frame {
+                function: "main.f".into(),
+                file: "m.go".into(),
+                line: 3,
+                ..Default::default()
+            }],
         }
     }
 
     #[test]
     fn rotation_writes_self_contained_sets_and_names_sort_by_time() {
         let dir = tempfile::tempdir().unwrap();
-        let mut w = SegmentWriter::new(dir.path(), RotationPolicy { max_age_ns: 10, max_bytes: 1 << 30 });
+        let mut w = SegmentWriter::new(
+            dir.path(),
+            RotationPolicy {
+                max_age_ns: 10,
+                max_bytes: 1 << 30,
+            },
+        );
         w.add_stack(stack(7));
         w.add_sample(sample(T0, 7));
         assert!(!w.should_rotate(T0 + 5));
@@ -487,7 +524,10 @@ mod tests {
         let batches = read_table(dir.path(), Table::Samples).unwrap();
         assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 2);
         let p = &segs[0].path;
-        assert!(p.to_string_lossy().contains("stacks/date=2025-11-23/"), "{p:?}");
+        assert!(
+            p.to_string_lossy().contains("stacks/date=2025-11-23/"),
+            "{p:?}"
+        );
     }
 
     #[test]
@@ -539,15 +579,32 @@ mod tests {
             let mut ids = HashSet::new();
             for b in read_table(dir.path(), table).unwrap() {
                 let col = b.column_by_name("stack_id").unwrap();
-                let col = col.as_any().downcast_ref::<arrow_array::UInt64Array>().unwrap();
+                let col = col
+                    .as_any()
+                    .downcast_ref::<arrow_array::UInt64Array>()
+                    .unwrap();
                 ids.extend(col.values().iter().copied());
             }
             ids
         };
         assert_eq!(ids(Table::Samples), HashSet::from([7, 8]));
-        assert_eq!(ids(Table::Stacks), HashSet::from([7, 8]), "a committed sample lost its stack");
-        let stems = |t| list_segments(dir.path(), t).unwrap().into_iter().map(|s| s.stem).collect::<Vec<_>>();
-        assert_eq!(stems(Table::Stacks), stems(Table::Samples), "sets are not self-contained");
+        assert_eq!(
+            ids(Table::Stacks),
+            HashSet::from([7, 8]),
+            "a committed sample lost its stack"
+        );
+        let stems = |t| {
+            list_segments(dir.path(), t)
+                .unwrap()
+                .into_iter()
+                .map(|s| s.stem)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            stems(Table::Stacks),
+            stems(Table::Samples),
+            "sets are not self-contained"
+        );
     }
 
     #[test]
@@ -584,6 +641,8 @@ mod tests {
         let part = dir.path().join("samples/date=2025-11-23");
         fs::create_dir_all(&part).unwrap();
         fs::write(part.join(".x.parquet.tmp"), b"half").unwrap();
-        assert!(list_segments(dir.path(), Table::Samples).unwrap().is_empty());
+        assert!(list_segments(dir.path(), Table::Samples)
+            .unwrap()
+            .is_empty());
     }
 }

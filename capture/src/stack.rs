@@ -96,7 +96,10 @@ mod tests {
 
     #[test]
     fn id_ignores_addresses_and_mappings() {
-        let a = vec![f("main.leak", "/src/main.go", 10), f("main.main", "/src/main.go", 3)];
+        let a = vec![
+            f("main.leak", "/src/main.go", 10),
+            f("main.main", "/src/main.go", 3),
+        ];
         let mut b = a.clone();
         b[0].address = Some(0x4000);
         b[0].mapping = Some("/bin/x".into());
@@ -116,7 +119,11 @@ mod tests {
 
     #[test]
     fn unsymbolized_frames_differ_by_offset() {
-        let mut a = Frame { build_id: Some("abc".into()), file_offset: Some(16), ..Default::default() };
+        let mut a = Frame {
+            build_id: Some("abc".into()),
+            file_offset: Some(16),
+            ..Default::default()
+        };
         let b = a.clone();
         a.file_offset = Some(32);
         assert_ne!(stack_id(&[a]), stack_id(&[b]));
@@ -125,11 +132,23 @@ mod tests {
     #[test]
     fn unsymbolized_frames_without_offset_hash_the_address() {
         // As the module docs say: with no function and no file offset, the address counts.
-        let a = Frame { address: Some(0x4000), ..Default::default() };
-        let b = Frame { address: Some(0x5000), ..Default::default() };
+        let a = Frame {
+            address: Some(0x4000),
+            ..Default::default()
+        };
+        let b = Frame {
+            address: Some(0x5000),
+            ..Default::default()
+        };
         assert_ne!(stack_id(std::slice::from_ref(&a)), stack_id(&[b]));
-        let with_offset = Frame { file_offset: Some(16), ..a.clone() };
-        let other_address = Frame { address: Some(0x5000), ..with_offset.clone() };
+        let with_offset = Frame {
+            file_offset: Some(16),
+            ..a.clone()
+        };
+        let other_address = Frame {
+            address: Some(0x5000),
+            ..with_offset.clone()
+        };
         assert_eq!(stack_id(&[with_offset]), stack_id(&[other_address]));
     }
 

@@ -57,7 +57,12 @@ pub struct Fetcher {
 impl Fetcher {
     /// A client with a per-request `timeout`, up to `retries` retries after the first try,
     /// backoff starting at `backoff`, sending `headers` with every request.
-    pub fn new(timeout: Duration, retries: u32, backoff: Duration, headers: Vec<(String, String)>) -> Self {
+    pub fn new(
+        timeout: Duration,
+        retries: u32,
+        backoff: Duration,
+        headers: Vec<(String, String)>,
+    ) -> Self {
         let config = ureq::Agent::config_builder()
             .timeout_global(Some(timeout))
             .http_status_as_error(false)
@@ -93,7 +98,10 @@ impl Fetcher {
             }
             std::thread::sleep(pause);
         }
-        Fetched { attempts, body: None }
+        Fetched {
+            attempts,
+            body: None,
+        }
     }
 
     fn try_once(&self, url: &str) -> (Attempt, Option<Vec<u8>>, bool) {
@@ -125,16 +133,25 @@ impl Fetcher {
             .take(MAX_BODY_BYTES + 1)
             .read_to_end(&mut body);
         if let Err(e) = read {
-            let msg = if e.kind() == std::io::ErrorKind::TimedOut || e.to_string().contains("timeout") {
-                format!("timed out after {:?} reading the body", self.timeout)
-            } else {
-                format!("reading body: {e}")
-            };
+            let msg =
+                if e.kind() == std::io::ErrorKind::TimedOut || e.to_string().contains("timeout") {
+                    format!("timed out after {:?} reading the body", self.timeout)
+                } else {
+                    format!("reading body: {e}")
+                };
             return (done(Some(status), None, Some(msg)), None, true);
         }
         let len = body.len() as u64;
         if len > MAX_BODY_BYTES {
-            return (done(Some(status), Some(len), Some(format!("body larger than {MAX_BODY_BYTES} bytes"))), None, false);
+            return (
+                done(
+                    Some(status),
+                    Some(len),
+                    Some(format!("body larger than {MAX_BODY_BYTES} bytes")),
+                ),
+                None,
+                false,
+            );
         }
         if !(200..300).contains(&status) {
             let reason = resp.status().canonical_reason().unwrap_or("");
@@ -197,13 +214,18 @@ mod tests {
         let f = Fetcher::new(Duration::from_secs(2), 2, Duration::from_millis(10), vec![]);
         let r = f.get(&url, Instant::now() + Duration::from_secs(10));
         assert_eq!(r.attempts.len(), 2);
-        assert_eq!(r.attempts[0].error.as_deref(), Some("HTTP 500 Internal Server Error: boom"));
+        assert_eq!(
+            r.attempts[0].error.as_deref(),
+            Some("HTTP 500 Internal Server Error: boom")
+        );
         assert_eq!(r.body.as_deref(), Some(&b"ok"[..]));
     }
 
     #[test]
     fn does_not_retry_404() {
-        let url = serve(vec!["HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"]);
+        let url = serve(vec![
+            "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        ]);
         let f = Fetcher::new(Duration::from_secs(2), 3, Duration::from_millis(10), vec![]);
         let r = f.get(&url, Instant::now() + Duration::from_secs(10));
         assert_eq!(r.attempts.len(), 1);
@@ -213,9 +235,16 @@ mod tests {
 
     #[test]
     fn refused_connection_is_named() {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let f = Fetcher::new(Duration::from_secs(1), 1, Duration::from_millis(5), vec![]);
-        let r = f.get(&format!("http://127.0.0.1:{port}/"), Instant::now() + Duration::from_secs(5));
+        let r = f.get(
+            &format!("http://127.0.0.1:{port}/"),
+            Instant::now() + Duration::from_secs(5),
+        );
         assert_eq!(r.attempts.len(), 2);
         assert_eq!(r.error(), Some("connection refused"));
     }

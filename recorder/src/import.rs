@@ -68,8 +68,11 @@ fn is_gzipped_profile_or_not_gz(p: &Path) -> bool {
     }
     const HEAD: usize = 4096;
     let mut head = Vec::new();
-    let read = std::fs::File::open(p)
-        .and_then(|f| flate2::read::GzDecoder::new(f).take(HEAD as u64).read_to_end(&mut head));
+    let read = std::fs::File::open(p).and_then(|f| {
+        flate2::read::GzDecoder::new(f)
+            .take(HEAD as u64)
+            .read_to_end(&mut head)
+    });
     read.is_ok() && pprof::starts_like_profile(&head, head.len() < HEAD)
 }
 
@@ -90,13 +93,21 @@ pub fn collect_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
                 if is_gzipped_profile_or_not_gz(entry.path()) {
                     files.push(entry.into_path());
                 } else {
-                    log::debug!("{}: skipped, not a gzipped pprof profile", entry.path().display());
+                    log::debug!(
+                        "{}: skipped, not a gzipped pprof profile",
+                        entry.path().display()
+                    );
                 }
             }
         }
         if files.len() == before {
-            let patterns: Vec<String> = PROFILE_EXTENSIONS.iter().map(|e| format!("*{e}")).collect();
-            bail!("{}: no profile files ({}) found", p.display(), patterns.join(", "));
+            let patterns: Vec<String> =
+                PROFILE_EXTENSIONS.iter().map(|e| format!("*{e}")).collect();
+            bail!(
+                "{}: no profile files ({}) found",
+                p.display(),
+                patterns.join(", ")
+            );
         }
     }
     Ok(files)
@@ -108,10 +119,14 @@ pub fn time_from_name(path: &Path) -> Option<i64> {
     let bytes = name.as_bytes();
     (0..bytes.len().saturating_sub(18)).find_map(|i| {
         let s = name.get(i..i + 19)?;
-        ["%Y-%m-%d_%H-%M-%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H-%M-%S"]
-            .iter()
-            .find_map(|f| chrono::NaiveDateTime::parse_from_str(s, f).ok())
-            .and_then(|t| t.and_utc().timestamp_nanos_opt())
+        [
+            "%Y-%m-%d_%H-%M-%S",
+            "%Y-%m-%dT%H:%M:%S",
+            "%Y-%m-%dT%H-%M-%S",
+        ]
+        .iter()
+        .find_map(|f| chrono::NaiveDateTime::parse_from_str(s, f).ok())
+        .and_then(|t| t.and_utc().timestamp_nanos_opt())
     })
 }
 
@@ -132,28 +147,46 @@ fn load(path: &Path, target: Option<&str>) -> Result<Loaded, String> {
     } else if let Some(t) = time_from_name(path) {
         t
     } else {
-        let m = std::fs::metadata(path).and_then(|m| m.modified()).map_err(|e| e.to_string())?;
-        m.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
+        let m = std::fs::metadata(path)
+            .and_then(|m| m.modified())
+            .map_err(|e| e.to_string())?;
+        m.duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as i64)
+            .unwrap_or(0)
     };
     let target = match target {
         Some(t) => t.to_string(),
         None => {
-            let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            let dir = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
             let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
             format!("file://{}", dir.display())
         }
     };
-    Ok(Loaded { path: path.to_path_buf(), target, time_ns, profile })
+    Ok(Loaded {
+        path: path.to_path_buf(),
+        target,
+        time_ns,
+        profile,
+    })
 }
 
 /// Imports the files; bad files are reported in the summary and the rest still imported.
 pub fn run(opts: &ImportOptions) -> anyhow::Result<ImportSummary> {
     let files = collect_files(&opts.paths)?;
-    let bar = if opts.progress { ProgressBar::new(files.len() as u64) } else { ProgressBar::hidden() };
+    let bar = if opts.progress {
+        ProgressBar::new(files.len() as u64)
+    } else {
+        ProgressBar::hidden()
+    };
     bar.set_style(
-        ProgressStyle::with_template("{spinner} decoding {pos}/{len} profiles [{bar:30}] {per_sec} eta {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{spinner} decoding {pos}/{len} profiles [{bar:30}] {per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
     );
     let results: Vec<Result<Loaded, (PathBuf, String)>> = files
         .par_iter()
@@ -180,7 +213,12 @@ pub fn run(opts: &ImportOptions) -> anyhow::Result<ImportSummary> {
     let session = Session {
         mode: "import".into(),
         recorder_version: RECORDER_VERSION.into(),
-        target: opts.paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" "),
+        target: opts
+            .paths
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" "),
         host: host_name(),
         start_time: rfc3339(now_ns()),
         options: serde_json::json!({ "target": opts.target, "files": files.len() }),
@@ -190,12 +228,20 @@ pub fn run(opts: &ImportOptions) -> anyhow::Result<ImportSummary> {
     let mut known = leakscope_capture::read::profile_ids(&opts.out)?;
     let mut writer = SegmentWriter::new(
         &opts.out,
-        RotationPolicy { max_age_ns: 6 * 3600 * 1_000_000_000, max_bytes: 64 << 20 },
+        RotationPolicy {
+            max_age_ns: 6 * 3600 * 1_000_000_000,
+            max_bytes: 64 << 20,
+        },
     );
     let mut trackers: std::collections::HashMap<String, RunTracker> = Default::default();
     for l in &loaded {
         let source = l.path.display().to_string();
-        if !known.insert(profile_id(&l.target, l.profile.kind.as_str(), l.time_ns, &source)) {
+        if !known.insert(profile_id(
+            &l.target,
+            l.profile.kind.as_str(),
+            l.time_ns,
+            &source,
+        )) {
             summary.skipped += 1;
             continue;
         }
@@ -203,7 +249,8 @@ pub fn run(opts: &ImportOptions) -> anyhow::Result<ImportSummary> {
             summary.segments += writer.rotate()?.len();
         }
         let tracker = trackers.entry(l.target.clone()).or_default();
-        let alloc_total = (l.profile.kind == ProfileKind::Heap).then(|| l.profile.total(|v| v.alloc_bytes));
+        let alloc_total =
+            (l.profile.kind == ProfileKind::Heap).then(|| l.profile.total(|v| v.alloc_bytes));
         let (run_id, _) = tracker.observe(Observation {
             time_ns: l.time_ns,
             profile_alloc_total: alloc_total.filter(|t| *t > 0),
@@ -236,7 +283,10 @@ mod tests {
         assert_eq!(time_from_name(Path::new("heap.pb.gz")), None);
     }
 
-    const HEAP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/pprof/go1.27/heap.pb.gz");
+    const HEAP: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../fixtures/pprof/go1.27/heap.pb.gz"
+    );
 
     fn options(paths: &[&Path], out: &Path) -> ImportOptions {
         ImportOptions {
@@ -257,11 +307,12 @@ mod tests {
         let again = run(&options(&[heap], &out)).unwrap();
         assert_eq!((again.imported, again.skipped), (0, 1));
         assert_eq!(leakscope_capture::read::profile_ids(&out).unwrap().len(), 1);
-        let rows: usize = leakscope_capture::read::read_table(&out, leakscope_capture::schema::Table::Profiles)
-            .unwrap()
-            .iter()
-            .map(|b| b.num_rows())
-            .sum();
+        let rows: usize =
+            leakscope_capture::read::read_table(&out, leakscope_capture::schema::Table::Profiles)
+                .unwrap()
+                .iter()
+                .map(|b| b.num_rows())
+                .sum();
         assert_eq!(rows, 1, "duplicate profile rows");
     }
 
@@ -272,12 +323,19 @@ mod tests {
         std::fs::copy(HEAP, dir.path().join("a.pb.gz")).unwrap();
         std::fs::copy(HEAP, dir.path().join("b.gz")).unwrap();
         let log = dir.path().join("app.log.gz");
-        let mut gz = flate2::write::GzEncoder::new(std::fs::File::create(&log).unwrap(), flate2::Compression::default());
-        gz.write_all(b"2026-11-23T10:00:00Z INFO listening on :6060\n").unwrap();
+        let mut gz = flate2::write::GzEncoder::new(
+            std::fs::File::create(&log).unwrap(),
+            flate2::Compression::default(),
+        );
+        gz.write_all(b"2026-11-23T10:00:00Z INFO listening on :6060\n")
+            .unwrap();
         gz.finish().unwrap();
         std::fs::write(dir.path().join("notes.gz"), b"not even gzip").unwrap();
         let files = collect_files(&[dir.path().to_path_buf()]).unwrap();
-        let names: Vec<_> = files.iter().map(|f| f.file_name().unwrap().to_str().unwrap()).collect();
+        let names: Vec<_> = files
+            .iter()
+            .map(|f| f.file_name().unwrap().to_str().unwrap())
+            .collect();
         assert_eq!(names, ["a.pb.gz", "b.gz"]);
         // A file named explicitly is always tried (and reported when bad).
         assert_eq!(collect_files(std::slice::from_ref(&log)).unwrap(), [log]);
@@ -287,9 +345,14 @@ mod tests {
     fn the_no_profiles_message_lists_every_accepted_extension() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("notes.txt"), b"x").unwrap();
-        let e = collect_files(&[dir.path().to_path_buf()]).unwrap_err().to_string();
+        let e = collect_files(&[dir.path().to_path_buf()])
+            .unwrap_err()
+            .to_string();
         let listed = "(*.pb.gz, *.pprof.gz, *.pprof, *.prof, *.pb, *.gz)";
-        assert_eq!(e, format!("{}: no profile files {listed} found", dir.path().display()));
+        assert_eq!(
+            e,
+            format!("{}: no profile files {listed} found", dir.path().display())
+        );
         for ext in PROFILE_EXTENSIONS {
             assert!(listed.contains(&format!("*{ext},")) || listed.contains(&format!("*{ext})")));
             assert!(is_profile_name(Path::new(&format!("x{ext}"))));

@@ -14,7 +14,11 @@ use leakscope_recorder::retain::Retention;
 use leakscope_recorder::target::Target;
 
 #[derive(Parser)]
-#[command(name = "leakscope-recorder", version, about = "Record a Go service's memory (pprof + process stats) into a leakscope capture")]
+#[command(
+    name = "leakscope-recorder",
+    version,
+    about = "Record a Go service's memory (pprof + process stats) into a leakscope capture"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -141,7 +145,10 @@ struct RetainArg {
 }
 
 fn parse_retain(s: &str) -> Result<RetainArg, String> {
-    Ok(RetainArg { limit: s.parse()?, text: s.trim().to_string() })
+    Ok(RetainArg {
+        limit: s.parse()?,
+        text: s.trim().to_string(),
+    })
 }
 
 fn parse_kind(s: &str) -> Result<ProfileKind, String> {
@@ -149,7 +156,9 @@ fn parse_kind(s: &str) -> Result<ProfileKind, String> {
         "heap" => Ok(ProfileKind::Heap),
         "goroutine" => Ok(ProfileKind::Goroutine),
         "goroutineleak" => Ok(ProfileKind::GoroutineLeak),
-        other => Err(format!("unknown profile {other:?} (heap, goroutine, goroutineleak)")),
+        other => Err(format!(
+            "unknown profile {other:?} (heap, goroutine, goroutineleak)"
+        )),
     }
 }
 
@@ -173,11 +182,19 @@ fn main() -> ExitCode {
 
 /// A runtime error message on one line: line breaks (`\n`, `\r`) become single spaces.
 fn one_line(msg: &str) -> String {
-    msg.split(['\n', '\r']).map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
+    msg.split(['\n', '\r'])
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The options recorded in the manifest (header names only, never values).
-fn manifest_options(a: &RecordArgs, target: Option<&Target>, timeout: Duration) -> serde_json::Value {
+fn manifest_options(
+    a: &RecordArgs,
+    target: Option<&Target>,
+    timeout: Duration,
+) -> serde_json::Value {
     let mut o = serde_json::json!({
         "interval": humantime::format_duration(a.interval).to_string(),
         "duration": a.duration.map(|d| humantime::format_duration(d).to_string()),
@@ -207,7 +224,9 @@ fn record_cmd(a: RecordArgs) -> anyhow::Result<ExitCode> {
         Some(t) => Some(Target::parse(t, &a.pprof_path, &a.vars_path, &a.headers)?),
         None => None,
     };
-    let timeout = a.timeout.unwrap_or_else(|| a.interval.min(Duration::from_secs(30)));
+    let timeout = a
+        .timeout
+        .unwrap_or_else(|| a.interval.min(Duration::from_secs(30)));
     let manifest_options = manifest_options(&a, target.as_ref(), timeout);
     let native = a.native.then(|| leakscope_recorder::native::NativeOptions {
         pid: a.pid.unwrap_or(0),
@@ -236,8 +255,11 @@ fn record_cmd(a: RecordArgs) -> anyhow::Result<ExitCode> {
         native,
     };
     let (tx, rx) = std::sync::mpsc::channel();
-    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
-        .context("installing signal handlers")?;
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])
+    .context("installing signal handlers")?;
     std::thread::spawn(move || {
         for _ in signals.forever() {
             if tx.send(()).is_err() {
@@ -250,7 +272,11 @@ fn record_cmd(a: RecordArgs) -> anyhow::Result<ExitCode> {
     let mut kinds: Vec<_> = s.profiles.iter().map(|(k, n)| format!("{n} {k}")).collect();
     kinds.sort();
     if s.native_snapshots > 0 {
-        log::info!("native: {} snapshots, {} events lost or untracked", s.native_snapshots, s.native_losses);
+        log::info!(
+            "native: {} snapshots, {} events lost or untracked",
+            s.native_snapshots,
+            s.native_losses
+        );
     }
     log::info!(
         "done: {} profiles ({}), {} process samples, {} failed scrape attempts, {} run(s), {} segment files in {}",
@@ -275,7 +301,11 @@ fn import_cmd(a: ImportArgs) -> anyhow::Result<ExitCode> {
     };
     let s = import::run(&opts)?;
     for (path, reason) in &s.failed {
-        eprintln!("leakscope-recorder: error: {}: {}", path.display(), one_line(reason));
+        eprintln!(
+            "leakscope-recorder: error: {}: {}",
+            path.display(),
+            one_line(reason)
+        );
     }
     if s.imported == 0 && s.skipped == 0 {
         anyhow::bail!("no profile could be imported ({} failed)", s.failed.len());
@@ -286,10 +316,22 @@ fn import_cmd(a: ImportArgs) -> anyhow::Result<ExitCode> {
         s.runs,
         s.segments,
         opts.out.display(),
-        if s.skipped == 0 { String::new() } else { format!("; skipped {} duplicate profile(s)", s.skipped) },
-        if s.failed.is_empty() { String::new() } else { format!("; {} files failed", s.failed.len()) }
+        if s.skipped == 0 {
+            String::new()
+        } else {
+            format!("; skipped {} duplicate profile(s)", s.skipped)
+        },
+        if s.failed.is_empty() {
+            String::new()
+        } else {
+            format!("; {} files failed", s.failed.len())
+        }
     );
-    Ok(if s.failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if s.failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 #[cfg(test)]
@@ -298,7 +340,14 @@ mod tests {
     use clap::CommandFactory;
 
     fn record_args(extra: &[&str]) -> RecordArgs {
-        let mut args = vec!["leakscope-recorder", "record", "--target", "http://127.0.0.1:6060", "--out", "c"];
+        let mut args = vec![
+            "leakscope-recorder",
+            "record",
+            "--target",
+            "http://127.0.0.1:6060",
+            "--out",
+            "c",
+        ];
         args.extend_from_slice(extra);
         match Cli::try_parse_from(args).unwrap().command {
             Command::Record(a) => *a,
@@ -308,14 +357,22 @@ mod tests {
 
     #[test]
     fn help_example_lets_the_shell_expand_the_token() {
-        let help = Cli::command().find_subcommand_mut("record").unwrap().render_long_help().to_string();
-        assert!(help.contains(r#"--header "Authorization: Bearer $TOKEN""#), "{help}");
+        let help = Cli::command()
+            .find_subcommand_mut("record")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        assert!(
+            help.contains(r#"--header "Authorization: Bearer $TOKEN""#),
+            "{help}"
+        );
         assert!(!help.contains("'Authorization"), "{help}");
     }
 
     #[test]
     fn manifest_keeps_retain_as_given() {
-        let target = Target::parse("http://127.0.0.1:6060", "/debug/pprof", "/debug/vars", &[]).unwrap();
+        let target =
+            Target::parse("http://127.0.0.1:6060", "/debug/pprof", "/debug/vars", &[]).unwrap();
         for text in ["7d", "10GiB"] {
             let a = record_args(&["--retain", text]);
             let options = manifest_options(&a, Some(&target), Duration::from_secs(10));
@@ -323,7 +380,17 @@ mod tests {
         }
         let a = record_args(&[]);
         assert!(manifest_options(&a, Some(&target), Duration::from_secs(10))["retain"].is_null());
-        assert!(Cli::try_parse_from(["leakscope-recorder", "record", "--target", "h:1", "--out", "c", "--retain", "soon"]).is_err());
+        assert!(Cli::try_parse_from([
+            "leakscope-recorder",
+            "record",
+            "--target",
+            "h:1",
+            "--out",
+            "c",
+            "--retain",
+            "soon"
+        ])
+        .is_err());
     }
 
     #[test]
@@ -336,19 +403,27 @@ mod tests {
         assert!(parse(&[]).is_err(), "neither --target nor --native");
         assert!(parse(&["--native"]).is_err(), "--native without --pid");
         assert!(parse(&["--native", "--pid", "1", "--native-sample", "0"]).is_err());
-        let Command::Record(a) = parse(&["--native", "--pid", "1", "--native-sample", "10"]).unwrap().command else {
+        let Command::Record(a) = parse(&["--native", "--pid", "1", "--native-sample", "10"])
+            .unwrap()
+            .command
+        else {
             unreachable!()
         };
         assert!(a.target.is_none() && a.native && a.native_sample == 10 && a.native_events);
         let o = manifest_options(&a, None, Duration::from_secs(1));
         assert_eq!(o["native_sample"], 10);
         let plain = record_args(&[]);
-        assert!(manifest_options(&plain, None, Duration::from_secs(1)).get("native").is_none());
+        assert!(manifest_options(&plain, None, Duration::from_secs(1))
+            .get("native")
+            .is_none());
     }
 
     #[test]
     fn runtime_errors_are_one_line() {
         let e = anyhow::anyhow!("line one\r\nline two\n\nline three\r").context("outer");
-        assert_eq!(one_line(&format!("{e:#}")), "outer: line one line two line three");
+        assert_eq!(
+            one_line(&format!("{e:#}")),
+            "outer: line one line two line three"
+        );
     }
 }

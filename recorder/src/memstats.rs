@@ -10,26 +10,86 @@ struct Mapping {
 }
 
 const MAPPINGS: &[Mapping] = &[
-    Mapping { go_name: "Alloc", column: "go_alloc_bytes" },
-    Mapping { go_name: "TotalAlloc", column: "go_total_alloc_bytes" },
-    Mapping { go_name: "Sys", column: "go_sys_bytes" },
-    Mapping { go_name: "Mallocs", column: "go_mallocs" },
-    Mapping { go_name: "Frees", column: "go_frees" },
-    Mapping { go_name: "HeapAlloc", column: "go_heap_alloc_bytes" },
-    Mapping { go_name: "HeapSys", column: "go_heap_sys_bytes" },
-    Mapping { go_name: "HeapIdle", column: "go_heap_idle_bytes" },
-    Mapping { go_name: "HeapInuse", column: "go_heap_inuse_bytes" },
-    Mapping { go_name: "HeapReleased", column: "go_heap_released_bytes" },
-    Mapping { go_name: "HeapObjects", column: "go_heap_objects" },
-    Mapping { go_name: "StackInuse", column: "go_stack_inuse_bytes" },
-    Mapping { go_name: "StackSys", column: "go_stack_sys_bytes" },
-    Mapping { go_name: "MSpanInuse", column: "go_mspan_inuse_bytes" },
-    Mapping { go_name: "MCacheInuse", column: "go_mcache_inuse_bytes" },
-    Mapping { go_name: "GCSys", column: "go_gc_sys_bytes" },
-    Mapping { go_name: "OtherSys", column: "go_other_sys_bytes" },
-    Mapping { go_name: "NextGC", column: "go_next_gc_bytes" },
-    Mapping { go_name: "NumGC", column: "go_num_gc" },
-    Mapping { go_name: "PauseTotalNs", column: "go_pause_total_ns" },
+    Mapping {
+        go_name: "Alloc",
+        column: "go_alloc_bytes",
+    },
+    Mapping {
+        go_name: "TotalAlloc",
+        column: "go_total_alloc_bytes",
+    },
+    Mapping {
+        go_name: "Sys",
+        column: "go_sys_bytes",
+    },
+    Mapping {
+        go_name: "Mallocs",
+        column: "go_mallocs",
+    },
+    Mapping {
+        go_name: "Frees",
+        column: "go_frees",
+    },
+    Mapping {
+        go_name: "HeapAlloc",
+        column: "go_heap_alloc_bytes",
+    },
+    Mapping {
+        go_name: "HeapSys",
+        column: "go_heap_sys_bytes",
+    },
+    Mapping {
+        go_name: "HeapIdle",
+        column: "go_heap_idle_bytes",
+    },
+    Mapping {
+        go_name: "HeapInuse",
+        column: "go_heap_inuse_bytes",
+    },
+    Mapping {
+        go_name: "HeapReleased",
+        column: "go_heap_released_bytes",
+    },
+    Mapping {
+        go_name: "HeapObjects",
+        column: "go_heap_objects",
+    },
+    Mapping {
+        go_name: "StackInuse",
+        column: "go_stack_inuse_bytes",
+    },
+    Mapping {
+        go_name: "StackSys",
+        column: "go_stack_sys_bytes",
+    },
+    Mapping {
+        go_name: "MSpanInuse",
+        column: "go_mspan_inuse_bytes",
+    },
+    Mapping {
+        go_name: "MCacheInuse",
+        column: "go_mcache_inuse_bytes",
+    },
+    Mapping {
+        go_name: "GCSys",
+        column: "go_gc_sys_bytes",
+    },
+    Mapping {
+        go_name: "OtherSys",
+        column: "go_other_sys_bytes",
+    },
+    Mapping {
+        go_name: "NextGC",
+        column: "go_next_gc_bytes",
+    },
+    Mapping {
+        go_name: "NumGC",
+        column: "go_num_gc",
+    },
+    Mapping {
+        go_name: "PauseTotalNs",
+        column: "go_pause_total_ns",
+    },
 ];
 
 /// MemStats as (`process` column, value) pairs.
@@ -42,15 +102,19 @@ pub struct MemStatsError(String);
 
 /// Parses expvar JSON; fails when it has no `memstats` object.
 pub fn parse_vars(body: &[u8]) -> Result<MemStats, MemStatsError> {
-    let v: Value = serde_json::from_slice(body)
-        .map_err(|e| MemStatsError(format!("not expvar JSON: {e}")))?;
+    let v: Value =
+        serde_json::from_slice(body).map_err(|e| MemStatsError(format!("not expvar JSON: {e}")))?;
     let ms = v
         .get("memstats")
         .and_then(Value::as_object)
         .ok_or_else(|| MemStatsError("expvar JSON has no \"memstats\" object".into()))?;
     let out: MemStats = MAPPINGS
         .iter()
-        .filter_map(|m| ms.get(m.go_name).and_then(Value::as_i64).map(|v| (m.column, v)))
+        .filter_map(|m| {
+            ms.get(m.go_name)
+                .and_then(Value::as_i64)
+                .map(|v| (m.column, v))
+        })
         .collect();
     if out.is_empty() {
         return Err(MemStatsError("expvar memstats has no known fields".into()));
@@ -60,11 +124,14 @@ pub fn parse_vars(body: &[u8]) -> Result<MemStats, MemStatsError> {
 
 /// Parses the `# runtime.MemStats` section of `heap?debug=1` text.
 pub fn parse_heap_debug1(body: &[u8]) -> Result<MemStats, MemStatsError> {
-    let text = std::str::from_utf8(body).map_err(|_| MemStatsError("heap?debug=1 body is not UTF-8 text".into()))?;
+    let text = std::str::from_utf8(body)
+        .map_err(|_| MemStatsError("heap?debug=1 body is not UTF-8 text".into()))?;
     let mut out = MemStats::new();
     let mut seen_section = false;
     for line in text.lines() {
-        let Some(rest) = line.strip_prefix("# ") else { continue };
+        let Some(rest) = line.strip_prefix("# ") else {
+            continue;
+        };
         if rest.starts_with("runtime.MemStats") {
             seen_section = true;
             continue;
@@ -72,7 +139,9 @@ pub fn parse_heap_debug1(body: &[u8]) -> Result<MemStats, MemStatsError> {
         if !seen_section {
             continue;
         }
-        let Some((key, value)) = rest.split_once(" = ") else { continue };
+        let Some((key, value)) = rest.split_once(" = ") else {
+            continue;
+        };
         // `Stack = inuse / sys`, `MSpan = inuse / sys`, `MCache = inuse / sys`.
         let pair = |v: &str| -> Option<(i64, i64)> {
             let (a, b) = v.split_once(" / ")?;
@@ -93,14 +162,19 @@ pub fn parse_heap_debug1(body: &[u8]) -> Result<MemStats, MemStatsError> {
                 }
             }
             _ => {
-                if let (Some(m), Ok(v)) = (MAPPINGS.iter().find(|m| m.go_name == key), value.trim().parse::<i64>()) {
+                if let (Some(m), Ok(v)) = (
+                    MAPPINGS.iter().find(|m| m.go_name == key),
+                    value.trim().parse::<i64>(),
+                ) {
                     out.push((m.column, v));
                 }
             }
         }
     }
     if !seen_section || out.is_empty() {
-        return Err(MemStatsError("heap?debug=1 text has no \"# runtime.MemStats\" section".into()));
+        return Err(MemStatsError(
+            "heap?debug=1 text has no \"# runtime.MemStats\" section".into(),
+        ));
     }
     Ok(out)
 }

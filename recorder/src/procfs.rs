@@ -26,7 +26,9 @@ const ROLLUP_FIELDS: &[(&str, &str, i64)] = &[
 
 fn parse_fields(text: &str, fields: &[(&str, &'static str, i64)], out: &mut ProcStats) {
     for line in text.lines() {
-        let Some((key, rest)) = line.split_once(':') else { continue };
+        let Some((key, rest)) = line.split_once(':') else {
+            continue;
+        };
         if let Some((_, col, mult)) = fields.iter().find(|(k, _, _)| *k == key) {
             if let Some(Ok(v)) = rest.split_whitespace().next().map(str::parse::<i64>) {
                 out.push((col, v * mult));
@@ -74,13 +76,18 @@ pub fn alive(pid: u32) -> bool {
 pub fn find_listening_pid(port: u16) -> Option<u32> {
     let mut inodes = Vec::new();
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let Ok(text) = fs::read_to_string(table) else { continue };
+        let Ok(text) = fs::read_to_string(table) else {
+            continue;
+        };
         for line in text.lines().skip(1) {
             let cols: Vec<&str> = line.split_whitespace().collect();
             if cols.len() < 10 || cols[3] != "0A" {
                 continue; // not LISTEN
             }
-            let local_port = cols[1].rsplit(':').next().and_then(|p| u16::from_str_radix(p, 16).ok());
+            let local_port = cols[1]
+                .rsplit(':')
+                .next()
+                .and_then(|p| u16::from_str_radix(p, 16).ok());
             if local_port == Some(port) {
                 inodes.push(format!("socket:[{}]", cols[9]));
             }
@@ -91,11 +98,19 @@ pub fn find_listening_pid(port: u16) -> Option<u32> {
     }
     let me = std::process::id();
     for entry in fs::read_dir("/proc").ok()?.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
         if pid == me {
             continue;
         }
-        let Ok(fds) = fs::read_dir(entry.path().join("fd")) else { continue };
+        let Ok(fds) = fs::read_dir(entry.path().join("fd")) else {
+            continue;
+        };
         for fd in fds.flatten() {
             if let Ok(link) = fs::read_link(fd.path()) {
                 if inodes.iter().any(|i| link.as_os_str() == i.as_str()) {
@@ -119,7 +134,10 @@ mod tests {
         assert!(rss > 1 << 20);
         let start = process_start_ns(me).unwrap();
         let now = crate::now_ns();
-        assert!(start <= now && now - start < 3_600 * 1_000_000_000, "start {start} now {now}");
+        assert!(
+            start <= now && now - start < 3_600 * 1_000_000_000,
+            "start {start} now {now}"
+        );
     }
 
     #[test]
@@ -134,7 +152,11 @@ mod tests {
             .spawn();
         let Ok(mut child) = child else { return };
         let mut line = String::new();
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
         let port: u16 = line.trim().parse().unwrap();
         assert_eq!(find_listening_pid(port), Some(child.id()));
         let _ = child.kill();

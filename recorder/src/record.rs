@@ -105,8 +105,17 @@ struct Scraped {
 
 /// Records until the duration ends or `stop` fires; the open segment is always committed.
 pub fn run(opts: RecordOptions, stop: Receiver<()>) -> anyhow::Result<Summary> {
-    let headers = opts.target.as_ref().map(|t| t.headers().to_vec()).unwrap_or_default();
-    let fetcher = Fetcher::new(opts.timeout, opts.retries, Duration::from_millis(250), headers);
+    let headers = opts
+        .target
+        .as_ref()
+        .map(|t| t.headers().to_vec())
+        .unwrap_or_default();
+    let fetcher = Fetcher::new(
+        opts.timeout,
+        opts.retries,
+        Duration::from_millis(250),
+        headers,
+    );
     let target_name = target_name(&opts);
     // Native tracing starts first: its errors (privileges, PID, allocator) leave nothing behind.
     let native = match &opts.native {
@@ -150,14 +159,21 @@ pub fn run(opts: RecordOptions, stop: Receiver<()>) -> anyhow::Result<Summary> {
         rec.target_name,
         rec.opts.interval,
         rec.opts.out.display(),
-        rec.opts.duration.map(|d| format!(" for {d:?}")).unwrap_or_default()
+        rec.opts
+            .duration
+            .map(|d| format!(" for {d:?}"))
+            .unwrap_or_default()
     );
     let result = rec.run_loop(&stop);
     if let Some(mut tracer) = rec.native.take() {
         // Drain what the kernel still buffers, then write the last snapshot.
         tracer.stop();
         let t = now_ns();
-        let run_id = rec.runs.current().map(str::to_string).unwrap_or_else(|| format!("pid{}", tracer.pid()));
+        let run_id = rec
+            .runs
+            .current()
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("pid{}", tracer.pid()));
         let snap = tracer.write(&mut rec.writer, t, &run_id, &rec.target_name);
         rec.summary.native_snapshots += 1;
         rec.summary.native_losses = snap.losses;
@@ -183,12 +199,18 @@ fn start(opts: &RecordOptions, fetcher: &Fetcher, target_name: &str) -> anyhow::
     check_writable(&opts.out)?;
     if let (Some(target), false) = (&opts.target, opts.wait) {
         let url = target.profile_url("heap", "");
-        let probe = fetcher.get(&url, Instant::now() + opts.timeout * (opts.retries + 1) + Duration::from_secs(2));
+        let probe = fetcher.get(
+            &url,
+            Instant::now() + opts.timeout * (opts.retries + 1) + Duration::from_secs(2),
+        );
         match (&probe.body, probe.error()) {
             (Some(body), _) => {
-                pprof::parse(body, Some(ProfileKind::Heap)).map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
+                pprof::parse(body, Some(ProfileKind::Heap))
+                    .map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
             }
-            (None, Some(err)) => bail!("{url}: {err} (use --wait to start before the target is up)"),
+            (None, Some(err)) => {
+                bail!("{url}: {err} (use --wait to start before the target is up)")
+            }
             (None, None) => bail!("{url}: no response"),
         }
     }
@@ -205,9 +227,11 @@ fn start(opts: &RecordOptions, fetcher: &Fetcher, target_name: &str) -> anyhow::
 }
 
 fn check_writable(out: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create capture directory {}", out.display()))?;
+    std::fs::create_dir_all(out)
+        .with_context(|| format!("cannot create capture directory {}", out.display()))?;
     let probe = out.join(".leakscope-write-test");
-    std::fs::write(&probe, b"ok").with_context(|| format!("capture directory {} is not writable", out.display()))?;
+    std::fs::write(&probe, b"ok")
+        .with_context(|| format!("capture directory {} is not writable", out.display()))?;
     let _ = std::fs::remove_file(probe);
     Ok(())
 }
@@ -233,7 +257,10 @@ impl Recorder {
             }
             self.tick(next + interval)?;
             if self.opts.target.is_none() && self.native.as_ref().is_some_and(|t| !t.alive()) {
-                log::info!("process {} exited: stopping", self.opts.native.as_ref().map_or(0, |n| n.pid));
+                log::info!(
+                    "process {} exited: stopping",
+                    self.opts.native.as_ref().map_or(0, |n| n.pid)
+                );
                 return Ok(());
             }
             next += interval;
@@ -253,7 +280,11 @@ impl Recorder {
                 if let Some(r) = self.opts.retain {
                     match r.apply(&self.opts.out, now_ns()) {
                         Ok(p) if p.segment_sets > 0 => {
-                            log::info!("retention removed {} segment sets ({} bytes)", p.segment_sets, p.bytes)
+                            log::info!(
+                                "retention removed {} segment sets ({} bytes)",
+                                p.segment_sets,
+                                p.bytes
+                            )
                         }
                         Ok(_) => {}
                         Err(e) => log::warn!("retention: {e}"),
@@ -296,7 +327,9 @@ impl Recorder {
             self.next_pid_search -= 1;
             return;
         }
-        let Some(port) = self.opts.target.as_ref().map(|t| t.port()) else { return };
+        let Some(port) = self.opts.target.as_ref().map(|t| t.port()) else {
+            return;
+        };
         match procfs::find_listening_pid(port) {
             Some(pid) => {
                 log::info!("target process is PID {pid}");
@@ -321,13 +354,21 @@ impl Recorder {
     }
 
     /// Sets the row's PID and fills its /proc columns; true when they could be read.
-    fn read_proc(&mut self, t0: i64, process: &mut ProcessRow, scrapes: &mut Vec<ScrapeRow>) -> bool {
+    fn read_proc(
+        &mut self,
+        t0: i64,
+        process: &mut ProcessRow,
+        scrapes: &mut Vec<ScrapeRow>,
+    ) -> bool {
         process.pid = self.pid;
         process.process_start_ns = self.pid_start;
         let Some(pid) = self.pid else { return false };
         let started = Instant::now();
         let read = procfs::read_stats(pid);
-        let error = read.as_ref().err().map(|e| format!("/proc/{pid}/status: {e}"));
+        let error = read
+            .as_ref()
+            .err()
+            .map(|e| format!("/proc/{pid}/status: {e}"));
         let ok = read.is_ok();
         for (col, v) in read.unwrap_or_default() {
             process.set(col, v);
@@ -335,7 +376,13 @@ impl Recorder {
         scrapes.extend(self.scrape_rows(
             "proc",
             &format!("/proc/{pid}"),
-            &[Attempt { start_ns: t0, duration_ms: started.elapsed().as_secs_f64() * 1e3, status: None, bytes: None, error }],
+            &[Attempt {
+                start_ns: t0,
+                duration_ms: started.elapsed().as_secs_f64() * 1e3,
+                status: None,
+                bytes: None,
+                error,
+            }],
             None,
         ));
         ok
@@ -350,13 +397,23 @@ impl Recorder {
         }
     }
 
-    fn scrape_rows(&mut self, kind: &str, endpoint: &str, attempts: &[Attempt], final_error: Option<String>) -> Vec<ScrapeRow> {
+    fn scrape_rows(
+        &mut self,
+        kind: &str,
+        endpoint: &str,
+        attempts: &[Attempt],
+        final_error: Option<String>,
+    ) -> Vec<ScrapeRow> {
         let n = attempts.len();
         attempts
             .iter()
             .enumerate()
             .map(|(i, a)| {
-                let error = if i + 1 == n && final_error.is_some() { final_error.clone() } else { a.error.clone() };
+                let error = if i + 1 == n && final_error.is_some() {
+                    final_error.clone()
+                } else {
+                    a.error.clone()
+                };
                 if error.is_some() {
                     self.summary.failed_attempts += 1;
                 }
@@ -378,7 +435,11 @@ impl Recorder {
             .collect()
     }
 
-    fn fetch_memstats(&mut self, deadline: Instant, scrapes: &mut Vec<ScrapeRow>) -> Option<(MemStats, &'static str)> {
+    fn fetch_memstats(
+        &mut self,
+        deadline: Instant,
+        scrapes: &mut Vec<ScrapeRow>,
+    ) -> Option<(MemStats, &'static str)> {
         let target = self.opts.target.clone()?;
         if self.vars_served != Some(false) {
             let url = target.vars_url();
@@ -389,19 +450,28 @@ impl Recorder {
                 _ => None,
             };
             let endpoint = target.vars_path().to_string();
-            scrapes.extend(self.scrape_rows("memstats", &endpoint, &f.attempts, final_error.clone()));
+            scrapes.extend(self.scrape_rows(
+                "memstats",
+                &endpoint,
+                &f.attempts,
+                final_error.clone(),
+            ));
             // Only a definitive answer means there is no expvar: a body that is not expvar
             // MemStats, or a client error such as 404. A transport error, timeout or 5xx (e.g.
             // with --wait before the target is up) tries /debug/vars again next tick.
             let definitive = matches!(parsed, Some(Err(_)))
-                || f.status().is_some_and(|s| (400..500).contains(&s) && s != 408 && s != 429);
+                || f.status()
+                    .is_some_and(|s| (400..500).contains(&s) && s != 408 && s != 429);
             match parsed {
                 Some(Ok(ms)) => {
                     self.vars_served = Some(true);
                     return Some((ms, "vars"));
                 }
                 _ if self.vars_served.is_none() && definitive => {
-                    log::info!("{url} has no MemStats ({}); using heap?debug=1", final_error.as_deref().or(f.error()).unwrap_or("?"));
+                    log::info!(
+                        "{url} has no MemStats ({}); using heap?debug=1",
+                        final_error.as_deref().or(f.error()).unwrap_or("?")
+                    );
                     self.vars_served = Some(false);
                 }
                 _ => {
@@ -448,13 +518,24 @@ impl Recorder {
                 self.leak_served = Some(true);
             }
         }
-        let (profile, parse_error) = match fetched.body.as_deref().map(|b| pprof::parse(b, Some(kind))) {
-            Some(Ok(p)) => (Some(p), None),
-            Some(Err(e)) => (None, Some(format!("not a valid profile: {e}"))),
-            None => (None, None),
-        };
-        self.note(&url, profile.is_some(), parse_error.as_deref().or(fetched.error()));
-        Some(Scraped { kind, endpoint, fetched, profile, parse_error })
+        let (profile, parse_error) =
+            match fetched.body.as_deref().map(|b| pprof::parse(b, Some(kind))) {
+                Some(Ok(p)) => (Some(p), None),
+                Some(Err(e)) => (None, Some(format!("not a valid profile: {e}"))),
+                None => (None, None),
+            };
+        self.note(
+            &url,
+            profile.is_some(),
+            parse_error.as_deref().or(fetched.error()),
+        );
+        Some(Scraped {
+            kind,
+            endpoint,
+            fetched,
+            profile,
+            parse_error,
+        })
     }
 
     fn tick(&mut self, deadline: Instant) -> anyhow::Result<()> {
@@ -465,7 +546,10 @@ impl Recorder {
         let mut have_proc = self.read_proc(t0, &mut process, &mut scrapes);
         let ms = self.fetch_memstats(deadline, &mut scrapes);
         let kinds = self.opts.profiles.clone();
-        let scraped: Vec<Scraped> = kinds.into_iter().filter_map(|k| self.fetch_profile(k, deadline)).collect();
+        let scraped: Vec<Scraped> = kinds
+            .into_iter()
+            .filter_map(|k| self.fetch_profile(k, deadline))
+            .collect();
 
         let heap_alloc_total = scraped
             .iter()
@@ -476,7 +560,9 @@ impl Recorder {
             time_ns: t0,
             pid: self.pid,
             start_ns: self.pid_start,
-            total_alloc: ms.as_ref().and_then(|(m, _)| memstats::get(m, "go_total_alloc_bytes")),
+            total_alloc: ms
+                .as_ref()
+                .and_then(|(m, _)| memstats::get(m, "go_total_alloc_bytes")),
             num_gc: ms.as_ref().and_then(|(m, _)| memstats::get(m, "go_num_gc")),
             profile_alloc_total: heap_alloc_total,
         });
@@ -510,7 +596,9 @@ impl Recorder {
         if self.writer.should_rotate(t) {
             self.commit(false)?;
         }
-        let Some(tracer) = self.native.as_mut() else { return Ok(()) };
+        let Some(tracer) = self.native.as_mut() else {
+            return Ok(());
+        };
         // With a scrape target the recording goes on after the traced process exits: the
         // tracer drains what is left, writes its last snapshot and stops.
         let exited = self.opts.target.is_some() && !tracer.alive();
@@ -519,7 +607,10 @@ impl Recorder {
         }
         let snap = tracer.write(&mut self.writer, t, run_id, &self.target_name);
         if exited {
-            log::info!("native: process {} exited: native tracing stopped", tracer.pid());
+            log::info!(
+                "native: process {} exited: native tracing stopped",
+                tracer.pid()
+            );
             self.native = None;
         }
         self.summary.native_snapshots += 1;
@@ -555,7 +646,11 @@ impl Recorder {
         for s in scraped {
             let mut profile_id = None;
             if let Some(p) = &s.profile {
-                let time_ns = if p.time_ns > 0 { p.time_ns } else { s.fetched.attempts.last().map_or(t0, |a| a.start_ns) };
+                let time_ns = if p.time_ns > 0 {
+                    p.time_ns
+                } else {
+                    s.fetched.attempts.last().map_or(t0, |a| a.start_ns)
+                };
                 self.rotate_before(time_ns, &mut may_commit)?;
                 let scrape_ms = s.fetched.attempts.last().map(|a| a.duration_ms);
                 let meta = ProfileMeta {
@@ -569,7 +664,12 @@ impl Recorder {
                 profile_id = Some(write_profile(&mut self.writer, p, &meta));
                 *self.summary.profiles.entry(s.kind.as_str()).or_default() += 1;
             }
-            let mut rows = self.scrape_rows(s.kind.as_str(), &s.endpoint, &s.fetched.attempts, s.parse_error);
+            let mut rows = self.scrape_rows(
+                s.kind.as_str(),
+                &s.endpoint,
+                &s.fetched.attempts,
+                s.parse_error,
+            );
             if let Some(last) = rows.last_mut() {
                 last.profile_id = profile_id;
             }
@@ -629,7 +729,12 @@ mod tests {
         let opts = options(target, out);
         Recorder {
             target_name: target_name(&opts),
-            fetcher: Fetcher::new(opts.timeout, opts.retries, Duration::from_millis(1), Vec::new()),
+            fetcher: Fetcher::new(
+                opts.timeout,
+                opts.retries,
+                Duration::from_millis(1),
+                Vec::new(),
+            ),
             writer: SegmentWriter::new(out, opts.rotation),
             runs: RunTracker::new(),
             pid: None,
@@ -647,7 +752,11 @@ mod tests {
 
     /// A local URL nothing listens on.
     fn refused_url() -> String {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         format!("http://127.0.0.1:{port}")
     }
 
@@ -659,7 +768,9 @@ mod tests {
             for s in l.incoming() {
                 let Ok(mut s) = s else { continue };
                 let _ = std::io::Read::read(&mut s, &mut [0u8; 2048]);
-                let _ = s.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                let _ = s.write_all(
+                    b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
             }
         });
         format!("http://{addr}")
@@ -689,13 +800,31 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut rec = recorder(&refused_url(), dir.path());
         rec.writer.add_process(ProcessRow::new(before, "t"));
-        rec.store(after, Some(ProcessRow::new(after, "t")), Vec::new(), vec![scrape(after)], "r").unwrap();
+        rec.store(
+            after,
+            Some(ProcessRow::new(after, "t")),
+            Vec::new(),
+            vec![scrape(after)],
+            "r",
+        )
+        .unwrap();
         rec.commit(true).unwrap();
         let rows_by_date = |table| {
             let mut by_date = std::collections::BTreeMap::new();
             for seg in list_segments(dir.path(), table).unwrap() {
-                let date = seg.path.parent().unwrap().file_name().unwrap().to_string_lossy().into_owned();
-                let rows: usize = read_segment(&seg.path).unwrap().iter().map(|b| b.num_rows()).sum();
+                let date = seg
+                    .path
+                    .parent()
+                    .unwrap()
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                let rows: usize = read_segment(&seg.path)
+                    .unwrap()
+                    .iter()
+                    .map(|b| b.num_rows())
+                    .sum();
                 *by_date.entry(date).or_insert(0) += rows;
             }
             by_date.into_iter().collect::<Vec<_>>()
@@ -713,17 +842,27 @@ mod tests {
         let mut rec = recorder(&refused_url(), dir.path());
         let mut scrapes = Vec::new();
         assert!(rec.fetch_memstats(deadline, &mut scrapes).is_none());
-        assert_eq!(rec.vars_served, None, "a refused connection switched MemStats to heap?debug=1");
+        assert_eq!(
+            rec.vars_served, None,
+            "a refused connection switched MemStats to heap?debug=1"
+        );
         assert_eq!(scrapes.len(), 1);
-        assert!(rec.fetch_profile(ProfileKind::GoroutineLeak, deadline).is_some());
-        assert_eq!(rec.leak_served, None, "a refused connection decided goroutineleak");
+        assert!(rec
+            .fetch_profile(ProfileKind::GoroutineLeak, deadline)
+            .is_some());
+        assert_eq!(
+            rec.leak_served, None,
+            "a refused connection decided goroutineleak"
+        );
         // A 404 is definitive.
         let mut rec = recorder(&not_found_url(), dir.path());
         rec.fetch_memstats(deadline, &mut scrapes);
         assert_eq!(rec.vars_served, Some(false));
         rec.fetch_profile(ProfileKind::GoroutineLeak, deadline);
         assert_eq!(rec.leak_served, Some(false));
-        assert!(rec.fetch_profile(ProfileKind::GoroutineLeak, deadline).is_none());
+        assert!(rec
+            .fetch_profile(ProfileKind::GoroutineLeak, deadline)
+            .is_none());
     }
 
     #[test]
@@ -734,16 +873,29 @@ mod tests {
             .spawn();
         let Ok(mut child) = child else { return };
         let mut line = String::new();
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let mut rec = recorder(&format!("http://127.0.0.1:{}", line.trim()), dir.path());
         let t = 1_700_000_000 * SECOND;
-        rec.runs.observe(Observation { time_ns: t, pid: Some(u32::MAX), total_alloc: Some(1000), ..Default::default() });
+        rec.runs.observe(Observation {
+            time_ns: t,
+            pid: Some(u32::MAX),
+            total_alloc: Some(1000),
+            ..Default::default()
+        });
         // The old process is gone and the periodic PID search is backing off; the restarted
         // target answers with counters that went back.
         rec.pid = None;
         rec.next_pid_search = 5;
-        let (run, new) = rec.observe_run(Observation { time_ns: t + 10 * SECOND, total_alloc: Some(10), ..Default::default() });
+        let (run, new) = rec.observe_run(Observation {
+            time_ns: t + 10 * SECOND,
+            total_alloc: Some(10),
+            ..Default::default()
+        });
         let _ = child.kill();
         let _ = child.wait();
         assert!(new);
@@ -759,7 +911,10 @@ mod tests {
         let (_tx, rx) = std::sync::mpsc::channel();
         let e = run(options(&target, &out), rx).unwrap_err();
         assert!(format!("{e:#}").contains("connection refused"), "{e:#}");
-        assert!(!dir.path().join("new").exists(), "left an empty --out behind");
+        assert!(
+            !dir.path().join("new").exists(),
+            "left an empty --out behind"
+        );
         let existing = dir.path().join("existing");
         std::fs::create_dir(&existing).unwrap();
         let (_tx, rx) = std::sync::mpsc::channel();

@@ -33,7 +33,11 @@ impl FromStr for Retention {
 
 impl Retention {
     /// Applies the limit to capture `dir` at `now_ns`.
-    pub fn apply(self, dir: &std::path::Path, now_ns: i64) -> leakscope_capture::Result<leakscope_capture::segment::Pruned> {
+    pub fn apply(
+        self,
+        dir: &std::path::Path,
+        now_ns: i64,
+    ) -> leakscope_capture::Result<leakscope_capture::segment::Pruned> {
         match self {
             Retention::Age(a) => leakscope_capture::segment::prune(dir, Some(a), None, now_ns),
             Retention::Size(b) => leakscope_capture::segment::prune(dir, None, Some(b), now_ns),
@@ -47,9 +51,15 @@ mod tests {
 
     #[test]
     fn parses_ages_and_sizes() {
-        assert_eq!("7d".parse::<Retention>(), Ok(Retention::Age(7 * 86_400 * 1_000_000_000)));
+        assert_eq!(
+            "7d".parse::<Retention>(),
+            Ok(Retention::Age(7 * 86_400 * 1_000_000_000))
+        );
         assert_eq!("10GiB".parse::<Retention>(), Ok(Retention::Size(10 << 30)));
-        assert_eq!("500 MB".parse::<Retention>(), Ok(Retention::Size(500_000_000)));
+        assert_eq!(
+            "500 MB".parse::<Retention>(),
+            Ok(Retention::Size(500_000_000))
+        );
         assert!("soon".parse::<Retention>().is_err());
         assert!("0s".parse::<Retention>().is_err());
     }

@@ -58,7 +58,10 @@ impl RunTracker {
             Some(r) => {
                 let l = &r.last;
                 changed(l.pid, o.pid)
-                    || changed(l.start_ns.map(|s| s / 1_000_000_000), o.start_ns.map(|s| s / 1_000_000_000))
+                    || changed(
+                        l.start_ns.map(|s| s / 1_000_000_000),
+                        o.start_ns.map(|s| s / 1_000_000_000),
+                    )
                     || went_back(l.total_alloc, o.total_alloc, 0.0)
                     || went_back(l.num_gc, o.num_gc, 0.0)
                     || went_back(l.profile_alloc_total, o.profile_alloc_total, 0.005)
@@ -72,7 +75,9 @@ impl RunTracker {
         if restart {
             self.runs_started += 1;
             let stamp = rfc3339(o.start_ns.unwrap_or(o.time_ns)).replace([':', '-'], "");
-            let who = o.pid.map_or_else(|| "remote".to_string(), |p| format!("pid{p}"));
+            let who = o
+                .pid
+                .map_or_else(|| "remote".to_string(), |p| format!("pid{p}"));
             let mut id = format!("{stamp}-{who}");
             if self.current.as_ref().is_some_and(|r| r.id == id) {
                 id = format!("{id}-{}", self.runs_started);
@@ -88,7 +93,11 @@ impl RunTracker {
             l.num_gc = o.num_gc.or(l.num_gc);
             l.profile_alloc_total = o.profile_alloc_total.or(l.profile_alloc_total);
         }
-        let id = self.current.as_ref().map(|r| r.id.clone()).unwrap_or_default();
+        let id = self
+            .current
+            .as_ref()
+            .map(|r| r.id.clone())
+            .unwrap_or_default();
         (id, restart)
     }
 
@@ -108,7 +117,12 @@ mod tests {
     use super::*;
 
     fn obs(t: i64, pid: Option<u32>, total: Option<i64>) -> Observation {
-        Observation { time_ns: t * 1_000_000_000, pid, total_alloc: total, ..Default::default() }
+        Observation {
+            time_ns: t * 1_000_000_000,
+            pid,
+            total_alloc: total,
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -116,7 +130,10 @@ mod tests {
         let mut r = RunTracker::new();
         let (a, new) = r.observe(obs(1_700_000_000, Some(10), Some(100)));
         assert!(new);
-        assert_eq!(r.observe(obs(1_700_000_010, Some(10), Some(200))), (a.clone(), false));
+        assert_eq!(
+            r.observe(obs(1_700_000_010, Some(10), Some(200))),
+            (a.clone(), false)
+        );
         // Counter gap then reset.
         assert!(!r.observe(obs(1_700_000_020, Some(10), None)).1);
         let (b, new) = r.observe(obs(1_700_000_030, Some(10), Some(50)));
@@ -129,7 +146,11 @@ mod tests {
     #[test]
     fn profile_alloc_total_tolerates_tiny_jitter() {
         let mut r = RunTracker::new();
-        let o = |t, v| Observation { time_ns: t, profile_alloc_total: Some(v), ..Default::default() };
+        let o = |t, v| Observation {
+            time_ns: t,
+            profile_alloc_total: Some(v),
+            ..Default::default()
+        };
         r.observe(o(1, 1_000_000));
         assert!(!r.observe(o(2, 999_000)).1);
         assert!(r.observe(o(3, 10_000)).1);

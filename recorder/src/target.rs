@@ -23,7 +23,12 @@ pub struct TargetError(String);
 impl Target {
     /// Parses `url` (`http(s)://HOST:PORT[/prefix]`, scheme defaulting to http), the pprof
     /// and expvar paths below it, and `Name: value` headers.
-    pub fn parse(url: &str, pprof_path: &str, vars_path: &str, headers: &[String]) -> Result<Target, TargetError> {
+    pub fn parse(
+        url: &str,
+        pprof_path: &str,
+        vars_path: &str,
+        headers: &[String],
+    ) -> Result<Target, TargetError> {
         let with_scheme = if url.contains("://") {
             url.to_string()
         } else {
@@ -34,16 +39,22 @@ impl Target {
             .map_err(|e| TargetError(format!("invalid target URL {url:?}: {e}")))?;
         let scheme = uri.scheme_str().unwrap_or("http");
         if scheme != "http" && scheme != "https" {
-            return Err(TargetError(format!("target {url:?}: scheme must be http or https")));
+            return Err(TargetError(format!(
+                "target {url:?}: scheme must be http or https"
+            )));
         }
         let host = uri
             .host()
             .filter(|h| !h.is_empty())
             .ok_or_else(|| TargetError(format!("target {url:?} has no host")))?
             .to_string();
-        let port = uri.port_u16().unwrap_or(if scheme == "https" { 443 } else { 80 });
+        let port = uri
+            .port_u16()
+            .unwrap_or(if scheme == "https" { 443 } else { 80 });
         if uri.query().is_some() {
-            return Err(TargetError(format!("target {url:?}: must not contain a query string")));
+            return Err(TargetError(format!(
+                "target {url:?}: must not contain a query string"
+            )));
         }
         let prefix = uri.path().trim_end_matches('/');
         let authority = uri.authority().map(|a| a.as_str()).unwrap_or(&host);
@@ -53,8 +64,14 @@ impl Target {
                 .split_once(':')
                 .ok_or_else(|| TargetError("--header must look like 'Name: value'".into()))?;
             let name = name.trim();
-            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b)) {
-                return Err(TargetError(format!("--header has an invalid name {name:?}")));
+            if name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
+            {
+                return Err(TargetError(format!(
+                    "--header has an invalid name {name:?}"
+                )));
             }
             parsed_headers.push((name.to_string(), value.trim().to_string()));
         }
@@ -70,13 +87,21 @@ impl Target {
 
     /// Full URL of a pprof profile (`heap`, `goroutine`, ...) with an optional query.
     pub fn profile_url(&self, name: &str, query: &str) -> String {
-        let q = if query.is_empty() { String::new() } else { format!("?{query}") };
+        let q = if query.is_empty() {
+            String::new()
+        } else {
+            format!("?{query}")
+        };
         format!("{}{}/{name}{q}", self.base, self.pprof_path)
     }
 
     /// Path (below the base) of a pprof profile, for the `scrapes.endpoint` column.
     pub fn profile_path(&self, name: &str, query: &str) -> String {
-        let q = if query.is_empty() { String::new() } else { format!("?{query}") };
+        let q = if query.is_empty() {
+            String::new()
+        } else {
+            format!("?{query}")
+        };
         format!("{}/{name}{q}", self.pprof_path)
     }
 
@@ -148,23 +173,50 @@ mod tests {
 
     #[test]
     fn builds_urls_with_prefix_and_paths() {
-        let t = Target::parse("https://svc:8443/admin/", "debug/pprof/", "/debug/vars", &[]).unwrap();
-        assert_eq!(t.profile_url("heap", ""), "https://svc:8443/admin/debug/pprof/heap");
-        assert_eq!(t.profile_url("heap", "debug=1"), "https://svc:8443/admin/debug/pprof/heap?debug=1");
+        let t = Target::parse(
+            "https://svc:8443/admin/",
+            "debug/pprof/",
+            "/debug/vars",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            t.profile_url("heap", ""),
+            "https://svc:8443/admin/debug/pprof/heap"
+        );
+        assert_eq!(
+            t.profile_url("heap", "debug=1"),
+            "https://svc:8443/admin/debug/pprof/heap?debug=1"
+        );
         assert_eq!(t.vars_url(), "https://svc:8443/admin/debug/vars");
         assert!(!t.is_local());
         let t = Target::parse("127.0.0.1:6060", "/debug/pprof", "/debug/vars", &[]).unwrap();
-        assert_eq!(t.profile_url("goroutine", ""), "http://127.0.0.1:6060/debug/pprof/goroutine");
+        assert_eq!(
+            t.profile_url("goroutine", ""),
+            "http://127.0.0.1:6060/debug/pprof/goroutine"
+        );
         assert!(t.is_local());
         assert_eq!(t.port(), 6060);
     }
 
     #[test]
     fn headers_are_parsed_and_never_displayed() {
-        let t = Target::parse("http://u:secret@h:1", "/p", "/v", &["Authorization: Bearer abc".into()]).unwrap();
-        assert_eq!(t.headers()[0], ("Authorization".into(), "Bearer abc".into()));
+        let t = Target::parse(
+            "http://u:secret@h:1",
+            "/p",
+            "/v",
+            &["Authorization: Bearer abc".into()],
+        )
+        .unwrap();
+        assert_eq!(
+            t.headers()[0],
+            ("Authorization".into(), "Bearer abc".into())
+        );
         let shown = format!("{t} {t:?}");
-        assert!(!shown.contains("abc") && !shown.contains("secret"), "{shown}");
+        assert!(
+            !shown.contains("abc") && !shown.contains("secret"),
+            "{shown}"
+        );
         assert!(Target::parse("h:1", "/p", "/v", &["novalue".into()]).is_err());
         assert!(Target::parse("ftp://h", "/p", "/v", &[]).is_err());
     }

@@ -56,7 +56,14 @@ fn every_shipped_query_runs_on_the_demo() {
         );
         assert!(stdout(&o).lines().count() >= 2, "{q} returned no rows");
     }
-    let o = leakscope(&["sql", &s(&demo()), "--query", "top_growth", "--format", "csv"]);
+    let o = leakscope(&[
+        "sql",
+        &s(&demo()),
+        "--query",
+        "top_growth",
+        "--format",
+        "csv",
+    ]);
     let second = stdout(&o).lines().nth(1).unwrap().to_string();
     assert!(second.starts_with("main.loadRecord"), "{second}");
 }
@@ -105,7 +112,12 @@ fn typed_sql_formats_and_several_captures() {
              mann_kendall_p(to_unixtime(time) / 3600.0, CAST(goroutines AS DOUBLE)) < 0.01 AS sig \
              FROM (SELECT time, SUM(goroutines) AS goroutines FROM samples WHERE kind = 'goroutine' GROUP BY time)";
     let o = leakscope(&["sql", &s(&demo()), q, "--format", "csv"]);
-    assert_eq!(stdout(&o).lines().nth(1), Some("true,true"), "{}", stdout(&o));
+    assert_eq!(
+        stdout(&o).lines().nth(1),
+        Some("true,true"),
+        "{}",
+        stdout(&o)
+    );
 }
 
 #[test]
@@ -144,7 +156,11 @@ fn bad_input_is_a_one_line_error_with_exit_2() {
         ],
         Duration::from_secs(60),
     );
-    assert!(imp.status.success(), "{}", String::from_utf8_lossy(&imp.stderr));
+    assert!(
+        imp.status.success(),
+        "{}",
+        String::from_utf8_lossy(&imp.stderr)
+    );
     let o = leakscope(&["rank", &s(&one)]);
     assert_eq!(o.status.code(), Some(2));
     assert_one_line_error(&o, &[&s(&one), "not enough profiles"]);
@@ -175,7 +191,12 @@ fn corrupt_segment_is_named_and_the_rest_analysed() {
     let len = std::fs::metadata(&victim).unwrap().len() as usize;
     std::fs::write(&victim, vec![0x42u8; len]).unwrap();
     let o = leakscope(&["rank", &s(&cap), "--format", "json"]);
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         err.contains(&s(&victim)) && err.contains("corrupt"),
@@ -191,7 +212,13 @@ fn corrupt_segment_is_named_and_the_rest_analysed() {
         "profiles of the lost segment must not read as drops: {top}"
     );
     // SQL over the same capture works too, without the bad file.
-    let o = leakscope(&["sql", &s(&cap), "SELECT COUNT(*) FROM samples", "--format", "csv"]);
+    let o = leakscope(&[
+        "sql",
+        &s(&cap),
+        "SELECT COUNT(*) FROM samples",
+        "--format",
+        "csv",
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
@@ -220,35 +247,76 @@ fn export_pprof_opens_in_go_tool_pprof() {
     };
     let top = run(
         &go,
-        &["tool", "pprof", "-top", "-sample_index=inuse_space", &s(&out)],
+        &[
+            "tool",
+            "pprof",
+            "-top",
+            "-sample_index=inuse_space",
+            &s(&out),
+        ],
         Duration::from_secs(120),
     );
-    assert!(top.status.success(), "{}", String::from_utf8_lossy(&top.stderr));
+    assert!(
+        top.status.success(),
+        "{}",
+        String::from_utf8_lossy(&top.stderr)
+    );
     let text = stdout(&top);
     let first = text
         .lines()
         .skip_while(|l| !l.trim_start().starts_with("flat"))
         .nth(1)
         .unwrap_or_default();
-    assert!(first.contains("main.loadRecord"), "top of the delta: {text}");
+    assert!(
+        first.contains("main.loadRecord"),
+        "top of the delta: {text}"
+    );
     assert!(text.contains("leakscope delta"), "{text}");
 
     // Goroutines, with an explicit window.
     let gout = dir.path().join("g.pb.gz");
     let o = leakscope(&[
-        "export-pprof", &s(&demo()), "--metric", "goroutines", "--from", "2000-01-01T00:00:00Z",
-        "--to", "2100-01-01T00:00:00Z", "-o", &s(&gout),
+        "export-pprof",
+        &s(&demo()),
+        "--metric",
+        "goroutines",
+        "--from",
+        "2000-01-01T00:00:00Z",
+        "--to",
+        "2100-01-01T00:00:00Z",
+        "-o",
+        &s(&gout),
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let top = run(&go, &["tool", "pprof", "-top", &s(&gout)], Duration::from_secs(120));
-    assert!(stdout(&top).contains("main.blockedWorker"), "{}", stdout(&top));
+    let top = run(
+        &go,
+        &["tool", "pprof", "-top", &s(&gout)],
+        Duration::from_secs(120),
+    );
+    assert!(
+        stdout(&top).contains("main.blockedWorker"),
+        "{}",
+        stdout(&top)
+    );
 
     // Bad input: an unparsable time, an empty window.
-    let o = leakscope(&["export-pprof", &s(&demo()), "--from", "yesterday", "-o", &s(&gout)]);
+    let o = leakscope(&[
+        "export-pprof",
+        &s(&demo()),
+        "--from",
+        "yesterday",
+        "-o",
+        &s(&gout),
+    ]);
     assert_eq!(o.status.code(), Some(2));
     assert_one_line_error(&o, &["--from", "RFC 3339"]);
     let o = leakscope(&[
-        "export-pprof", &s(&demo()), "--from", "2100-01-01T00:00:00Z", "-o", &s(&gout),
+        "export-pprof",
+        &s(&demo()),
+        "--from",
+        "2100-01-01T00:00:00Z",
+        "-o",
+        &s(&gout),
     ]);
     assert_eq!(o.status.code(), Some(2));
     assert_one_line_error(&o, &["no heap profiles"]);

@@ -19,8 +19,13 @@ fn ground_truth() -> Value {
 
 /// `leakscope rank --by function --format json` over `captures`.
 fn rank_json(captures: &[&Path]) -> Value {
-    let src = root().join("fixtures/go/leaky-service").display().to_string();
-    let mut args: Vec<&str> = vec!["rank", "--by", "function", "--format", "json", "--source", &src];
+    let src = root()
+        .join("fixtures/go/leaky-service")
+        .display()
+        .to_string();
+    let mut args: Vec<&str> = vec![
+        "rank", "--by", "function", "--format", "json", "--source", &src,
+    ];
     let caps: Vec<String> = captures.iter().map(|p| p.display().to_string()).collect();
     args.extend(caps.iter().map(String::as_str));
     let out = run(&bin("leakscope"), &args, Duration::from_secs(120));

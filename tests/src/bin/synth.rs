@@ -108,7 +108,9 @@ const TARGET: &str = "synth://leakscope-synth";
 const GOROOT: &str = "/usr/local/go/src";
 /// Relative standard deviation of the multiplicative noise on every value.
 const NOISE_SD: f64 = 0.04;
-const SIZE_CLASSES: &[i64] = &[16, 24, 32, 48, 64, 96, 128, 256, 512, 1024, 2048, 4096, 8192, 32768];
+const SIZE_CLASSES: &[i64] = &[
+    16, 24, 32, 48, 64, 96, 128, 256, 512, 1024, 2048, 4096, 8192, 32768,
+];
 
 // ---------------------------------------------------------------------------------------
 // Deterministic randomness.
@@ -162,13 +164,25 @@ fn noise(seed: u64, i: usize, p: usize) -> f64 {
 enum Shape {
     Steady,
     /// Linear growth by `growth` x base over each run.
-    Leak { growth: f64 },
+    Leak {
+        growth: f64,
+    },
     /// Grows by `amp` x base until `fill` of the run, then flat.
-    Plateau { amp: f64, fill: f64 },
+    Plateau {
+        amp: f64,
+        fill: f64,
+    },
     /// Builds up `amp` x base over `period` of a run, then flushes to the floor.
-    Sawtooth { amp: f64, period: f64 },
+    Sawtooth {
+        amp: f64,
+        period: f64,
+    },
     /// Rises by `amp` x base until `rise` of the run, then decays to `level` of that.
-    WarmUp { amp: f64, rise: f64, level: f64 },
+    WarmUp {
+        amp: f64,
+        rise: f64,
+        level: f64,
+    },
 }
 
 impl Shape {
@@ -198,7 +212,11 @@ impl Shape {
     /// The envelope never decreases and is never below the level: it drives the cumulative
     /// `alloc_*` columns.
     fn term(self, pos: usize, n: usize) -> (f64, f64, f64) {
-        let u = if n > 1 { pos as f64 / (n - 1) as f64 } else { 0.0 };
+        let u = if n > 1 {
+            pos as f64 / (n - 1) as f64
+        } else {
+            0.0
+        };
         match self {
             Shape::Steady => (0.0, 0.0, 0.0),
             Shape::Leak { growth } => (growth, u, u),
@@ -270,9 +288,21 @@ fn alloc_path(rng: &mut Rng) -> Vec<Frame> {
         3 => vec![
             mallocgc,
             rt("runtime.newarray", "runtime/malloc.go", 1737),
-            rt("internal/runtime/maps.newarray", "internal/runtime/maps/runtime.go", 193),
-            rt("internal/runtime/maps.(*table).grow", "internal/runtime/maps/table.go", 1115),
-            rt("runtime.mapassign_faststr", "internal/runtime/maps/runtime_faststr_swiss.go", 263),
+            rt(
+                "internal/runtime/maps.newarray",
+                "internal/runtime/maps/runtime.go",
+                193,
+            ),
+            rt(
+                "internal/runtime/maps.(*table).grow",
+                "internal/runtime/maps/table.go",
+                1115,
+            ),
+            rt(
+                "runtime.mapassign_faststr",
+                "internal/runtime/maps/runtime_faststr_swiss.go",
+                263,
+            ),
         ],
         4 => vec![
             mallocgc,
@@ -292,16 +322,32 @@ fn alloc_path(rng: &mut Rng) -> Vec<Frame> {
             rt("runtime.newobject", "runtime/malloc.go", 1710),
             rt("reflect.unsafe_New", "runtime/malloc.go", 1724),
             rt("reflect.New", "reflect/value.go", 3318),
-            rt("encoding/json.(*decodeState).object", "encoding/json/decode.go", 626),
-            rt("encoding/json.(*decodeState).value", "encoding/json/decode.go", 374),
-            rt("encoding/json.(*decodeState).unmarshal", "encoding/json/decode.go", 181),
+            rt(
+                "encoding/json.(*decodeState).object",
+                "encoding/json/decode.go",
+                626,
+            ),
+            rt(
+                "encoding/json.(*decodeState).value",
+                "encoding/json/decode.go",
+                374,
+            ),
+            rt(
+                "encoding/json.(*decodeState).unmarshal",
+                "encoding/json/decode.go",
+                181,
+            ),
             rt("encoding/json.Unmarshal", "encoding/json/decode.go", 108),
         ],
     }
 }
 
-const TYPES: &[&str] = &["Handler", "Cache", "Store", "Worker", "Codec", "Session", "Index", "Router"];
-const VERBS: &[&str] = &["do", "load", "handle", "build", "decode", "put", "fetch", "merge", "scan", "flush"];
+const TYPES: &[&str] = &[
+    "Handler", "Cache", "Store", "Worker", "Codec", "Session", "Index", "Router",
+];
+const VERBS: &[&str] = &[
+    "do", "load", "handle", "build", "decode", "put", "fetch", "merge", "scan", "flush",
+];
 
 fn user_frame(rng: &mut Rng, packages: usize, n: usize) -> Frame {
     let k = rng.int(0, packages - 1);
@@ -309,7 +355,10 @@ fn user_frame(rng: &mut Rng, packages: usize, n: usize) -> Frame {
     let v = rng.pick(VERBS);
     frame(
         &format!("github.com/acme/svc{k}.(*{t}).{v}{n}"),
-        &format!("/home/ci/go/src/github.com/acme/svc{k}/{}.go", t.to_lowercase()),
+        &format!(
+            "/home/ci/go/src/github.com/acme/svc{k}/{}.go",
+            t.to_lowercase()
+        ),
         20 + rng.int(0, 900) as i64,
     )
 }
@@ -318,9 +367,17 @@ fn user_frame(rng: &mut Rng, packages: usize, n: usize) -> Frame {
 fn root_path(rng: &mut Rng, packages: usize) -> Vec<Frame> {
     match rng.int(0, 3) {
         0 => vec![
-            frame("github.com/acme/mw.Logging.func1", "/home/ci/go/src/github.com/acme/mw/logging.go", 44),
+            frame(
+                "github.com/acme/mw.Logging.func1",
+                "/home/ci/go/src/github.com/acme/mw/logging.go",
+                44,
+            ),
             rt("net/http.HandlerFunc.ServeHTTP", "net/http/server.go", 2294),
-            rt("net/http.serverHandler.ServeHTTP", "net/http/server.go", 3301),
+            rt(
+                "net/http.serverHandler.ServeHTTP",
+                "net/http/server.go",
+                3301,
+            ),
             rt("net/http.(*conn).serve", "net/http/server.go", 2102),
             rt("runtime.goexit", "runtime/asm_amd64.s", 1700),
         ],
@@ -329,7 +386,11 @@ fn root_path(rng: &mut Rng, packages: usize) -> Vec<Frame> {
             let file = format!("/home/ci/go/src/github.com/acme/svc{k}/pool.go");
             vec![
                 frame(&format!("github.com/acme/svc{k}.(*Worker).run"), &file, 88),
-                frame(&format!("github.com/acme/svc{k}.(*Pool).Start.func1"), &file, 41),
+                frame(
+                    &format!("github.com/acme/svc{k}.(*Pool).Start.func1"),
+                    &file,
+                    41,
+                ),
                 rt("runtime.goexit", "runtime/asm_amd64.s", 1700),
             ]
         }
@@ -352,8 +413,16 @@ fn root_path(rng: &mut Rng, packages: usize) -> Vec<Frame> {
             rt("runtime.goexit", "runtime/asm_amd64.s", 1700),
         ],
         _ => vec![
-            frame("main.run", "/home/ci/go/src/github.com/acme/cmd/server/main.go", 77),
-            frame("main.main", "/home/ci/go/src/github.com/acme/cmd/server/main.go", 23),
+            frame(
+                "main.run",
+                "/home/ci/go/src/github.com/acme/cmd/server/main.go",
+                77,
+            ),
+            frame(
+                "main.main",
+                "/home/ci/go/src/github.com/acme/cmd/server/main.go",
+                23,
+            ),
             rt("runtime.main", "runtime/proc.go", 283),
             rt("runtime.goexit", "runtime/asm_amd64.s", 1700),
         ],
@@ -392,11 +461,19 @@ fn build_model(a: &Args) -> anyhow::Result<Model> {
     let mut shapes = vec![Shape::Steady; nsites];
     for (n, &s) in order.iter().take(leaks + 3 * traps).enumerate() {
         shapes[s] = if n < leaks {
-            Shape::Leak { growth: rng.uniform(0.5, 3.0) }
+            Shape::Leak {
+                growth: rng.uniform(0.5, 3.0),
+            }
         } else {
             match (n - leaks) % 3 {
-                0 => Shape::Plateau { amp: rng.uniform(1.0, 4.0), fill: rng.uniform(0.2, 0.45) },
-                1 => Shape::Sawtooth { amp: rng.uniform(1.0, 3.0), period: rng.uniform(1.0 / 12.0, 1.0 / 5.0) },
+                0 => Shape::Plateau {
+                    amp: rng.uniform(1.0, 4.0),
+                    fill: rng.uniform(0.2, 0.45),
+                },
+                1 => Shape::Sawtooth {
+                    amp: rng.uniform(1.0, 3.0),
+                    period: rng.uniform(1.0 / 12.0, 1.0 / 5.0),
+                },
                 _ => Shape::WarmUp {
                     amp: rng.uniform(2.0, 5.0),
                     rise: rng.uniform(0.05, 0.2),
@@ -415,7 +492,12 @@ fn build_model(a: &Args) -> anyhow::Result<Model> {
             f.line += 1;
             key = format!("{} {}:{}", f.function, f.file, f.line);
         }
-        sites.push(Site { key, frame: f, leaf, shape });
+        sites.push(Site {
+            key,
+            frame: f,
+            leaf,
+            shape,
+        });
     }
     let mut ids = HashSet::new();
     let mut stacks = Vec::with_capacity(a.stacks);
@@ -489,18 +571,29 @@ impl Timeline {
                 )
             })
             .collect();
-        Timeline { t0_ns, interval_ns, run_bounds, run_ids }
+        Timeline {
+            t0_ns,
+            interval_ns,
+            run_bounds,
+            run_ids,
+        }
     }
 
     /// (run index, position in run, points in run).
     fn run_of(&self, p: usize) -> (usize, usize, usize) {
         let r = self.run_bounds.partition_point(|&b| b <= p) - 1;
-        (r, p - self.run_bounds[r], self.run_bounds[r + 1] - self.run_bounds[r])
+        (
+            r,
+            p - self.run_bounds[r],
+            self.run_bounds[r + 1] - self.run_bounds[r],
+        )
     }
 
     /// Profile time: the interval plus up to 50 ms of scrape jitter.
     fn time_ns(&self, seed: u64, p: usize) -> i64 {
-        self.t0_ns + p as i64 * self.interval_ns + (mix(seed ^ p as u64 ^ 0x7131) % 50_000_000) as i64
+        self.t0_ns
+            + p as i64 * self.interval_ns
+            + (mix(seed ^ p as u64 ^ 0x7131) % 50_000_000) as i64
     }
 }
 
@@ -549,7 +642,13 @@ impl Progress {
             );
             pb
         });
-        Progress { done: AtomicUsize::new(0), total, bar, started: Instant::now(), quiet_until_ms: 2000 }
+        Progress {
+            done: AtomicUsize::new(0),
+            total,
+            bar,
+            started: Instant::now(),
+            quiet_until_ms: 2000,
+        }
     }
 
     fn inc(&self) {
@@ -590,11 +689,20 @@ fn write_range(
     };
     let mut w = SegmentWriter::new(&a.out, policy);
     let mut files = Vec::new();
-    let sample_types: Vec<String> = ["alloc_objects/count", "alloc_space/bytes", "inuse_objects/count", "inuse_space/bytes"]
+    let sample_types: Vec<String> = [
+        "alloc_objects/count",
+        "alloc_space/bytes",
+        "inuse_objects/count",
+        "inuse_space/bytes",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let labels: Vec<String> = m
+        .stacks
         .iter()
-        .map(|s| s.to_string())
+        .map(|s| format!("bytes={}", s.size))
         .collect();
-    let labels: Vec<String> = m.stacks.iter().map(|s| format!("bytes={}", s.size)).collect();
     // Every profile has every stack, so a set's stacks are all added with its first profile
     // (the writer only starts a new set when this function calls `rotate`).
     let mut set_has_stacks = false;
@@ -657,7 +765,11 @@ fn hostname() -> String {
 
 fn truth_path(a: &Args) -> PathBuf {
     a.truth.clone().unwrap_or_else(|| {
-        let mut name = a.out.file_name().map(|n| n.to_os_string()).unwrap_or_else(|| "capture".into());
+        let mut name = a
+            .out
+            .file_name()
+            .map(|n| n.to_os_string())
+            .unwrap_or_else(|| "capture".into());
         name.push(".ground-truth.json");
         a.out.with_file_name(name)
     })
@@ -665,7 +777,8 @@ fn truth_path(a: &Args) -> PathBuf {
 
 fn ground_truth(a: &Args, m: &Model, tl: &Timeline) -> serde_json::Value {
     let mut planted = Vec::new();
-    let (mut leak_sites, mut leak_stacks, mut trap_sites, mut trap_stacks) = (vec![], vec![], vec![], vec![]);
+    let (mut leak_sites, mut leak_stacks, mut trap_sites, mut trap_stacks) =
+        (vec![], vec![], vec![], vec![]);
     for (s, site) in m.sites.iter().enumerate() {
         if site.shape == Shape::Steady {
             continue;
@@ -676,7 +789,11 @@ fn ground_truth(a: &Args, m: &Model, tl: &Timeline) -> serde_json::Value {
             .filter(|st| st.site == s)
             .map(|st| format!("{:016x}", st.row.stack_id))
             .collect();
-        let kind = if matches!(site.shape, Shape::Leak { .. }) { "leak" } else { "trap" };
+        let kind = if matches!(site.shape, Shape::Leak { .. }) {
+            "leak"
+        } else {
+            "trap"
+        };
         if kind == "leak" {
             leak_sites.push(site.key.clone());
             leak_stacks.extend(stacks.iter().cloned());
@@ -717,8 +834,16 @@ fn main() -> anyhow::Result<()> {
     if a.profiles == 0 || a.stacks == 0 {
         bail!("--profiles and --stacks must be at least 1");
     }
-    if a.out.exists() && std::fs::read_dir(&a.out).with_context(|| a.out.display().to_string())?.next().is_some() {
-        bail!("{}: exists and is not empty; choose another --out", a.out.display());
+    if a.out.exists()
+        && std::fs::read_dir(&a.out)
+            .with_context(|| a.out.display().to_string())?
+            .next()
+            .is_some()
+    {
+        bail!(
+            "{}: exists and is not empty; choose another --out",
+            a.out.display()
+        );
     }
     let t0 = DateTime::parse_from_rfc3339(&a.start)
         .with_context(|| format!("--start {}", a.start))?
@@ -745,13 +870,20 @@ fn main() -> anyhow::Result<()> {
     };
     Manifest::open_or_create(&a.out, session)?;
     let truth = truth_path(&a);
-    std::fs::write(&truth, serde_json::to_string_pretty(&ground_truth(&a, &model, &tl))? + "\n")
-        .with_context(|| truth.display().to_string())?;
+    std::fs::write(
+        &truth,
+        serde_json::to_string_pretty(&ground_truth(&a, &model, &tl))? + "\n",
+    )
+    .with_context(|| truth.display().to_string())?;
 
-    let writers = a.writers.unwrap_or_else(rayon::current_num_threads).clamp(1, a.profiles);
+    let writers = a
+        .writers
+        .unwrap_or_else(rayon::current_num_threads)
+        .clamp(1, a.profiles);
     let progress = Progress::new(a.profiles);
-    let chunks: Vec<std::ops::Range<usize>> =
-        (0..writers).map(|k| k * a.profiles / writers..(k + 1) * a.profiles / writers).collect();
+    let chunks: Vec<std::ops::Range<usize>> = (0..writers)
+        .map(|k| k * a.profiles / writers..(k + 1) * a.profiles / writers)
+        .collect();
     let files: Vec<PathBuf> = chunks
         .into_par_iter()
         .map(|range| write_range(&a, &model, &tl, range, &progress))
@@ -760,7 +892,11 @@ fn main() -> anyhow::Result<()> {
         .flatten()
         .collect();
     progress.finish();
-    let bytes: u64 = files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
+    let bytes: u64 = files
+        .iter()
+        .filter_map(|f| std::fs::metadata(f).ok())
+        .map(|m| m.len())
+        .sum();
     let secs = started.elapsed().as_secs_f64();
     let rows = a.profiles * a.stacks;
     eprintln!(
