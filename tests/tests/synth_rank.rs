@@ -291,5 +291,8 @@ fn planted_leaks_rank_above_traps_across_restarts() {
 #[test]
 #[ignore = "known analyzer misclassification: sawtooth whose last flush precedes the last floor chunk ranks as leak (fit.rs)"]
 fn known_sawtooth_ending_on_a_ramp_ranks_as_leak() {
-    assert_ranking(&["--profiles", "60", "--stacks", "200", "--seed", "8"], "stack");
+    assert_ranking(
+        &["--profiles", "60", "--stacks", "200", "--seed", "8"],
+        "stack",
+    );
 }

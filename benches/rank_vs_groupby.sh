@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# Benchmark: `leakscope rank` against a bare DataFusion `GROUP BY stack_id` over the same
+# synthetic capture (docs/performance.md, "Analyzer").
+#
+#   benches/rank_vs_groupby.sh                      # 10000 profiles x 10000 stacks = 100M rows
+#   PROFILES=500 STACKS=1000 benches/rank_vs_groupby.sh
+#
+# Environment:
+#   PROFILES, STACKS   capture size (default 10000 x 10000)
+#   SEED, RUNS         generator seed (1) and runs/restarts (1)
+#   ROTATE_SIZE        generator segment-set size (default 64MiB, as `import`); every set
+#                      repeats the stacks its samples use, so this sets how often they repeat
+#   WORKDIR            where captures and logs go (default target/bench/analyzer)
+#   BUILD=0            use the existing binaries instead of building them
+#   PROFILE_DIR        release (default) or debug: which target/ directory's binaries to use
+#   REGEN=1            regenerate the capture even if it exists
+#   REPEAT             runs of each measurement; the fastest counts (default 1)
+#
+# Targets: rank (each --by) within 2x the GROUP BY's wall time, peak RSS <= 4 GiB; the exit
+# status is 1 when a target is missed. CPU time is shown too: it is less disturbed than wall
+# time when other work shares the machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PROFILES=${PROFILES:-10000}
+STACKS=${STACKS:-10000}
+SEED=${SEED:-1}
+RUNS=${RUNS:-1}
+ROTATE_SIZE=${ROTATE_SIZE:-64MiB}
+WORKDIR=${WORKDIR:-target/bench/analyzer}
+PROFILE_DIR=${PROFILE_DIR:-release}
+BUILD=${BUILD:-1}
+REGEN=${REGEN:-0}
+REPEAT=${REPEAT:-1}
+
+log() { printf '[rank_vs_groupby] %s\n' "$*" >&2; }
+
+if [ ! -x /usr/bin/time ]; then
+    log "installing GNU time"
+    sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq time >/dev/null
+fi
+
+mkdir -p "$WORKDIR"
+if [ "$BUILD" = 1 ]; then
+    flag=""; [ "$PROFILE_DIR" = release ] && flag="--release"
+    log "building leakscope and leakscope-synth ($PROFILE_DIR; a cold release build takes ~16 min on 2 cores)"
+    cargo build $flag -p leakscope -p leakscope-tests --bin leakscope --bin leakscope-synth
+fi
+LEAKSCOPE=target/$PROFILE_DIR/leakscope
+SYNTH=target/$PROFILE_DIR/leakscope-synth
+[ -x "$LEAKSCOPE" ] && [ -x "$SYNTH" ] || { log "missing $LEAKSCOPE or $SYNTH (BUILD=1 builds them)"; exit 2; }
+
+CAP=$WORKDIR/synth-${PROFILES}x${STACKS}-s${SEED}-r${RUNS}
+[ "$ROTATE_SIZE" != 64MiB ] && CAP=$CAP-rot$ROTATE_SIZE
+if [ "$REGEN" = 1 ] || [ ! -f "$CAP/manifest.json" ] || [ ! -f "$CAP.done" ]; then
+    rm -rf "$CAP" "$CAP.done" "$CAP.ground-truth.json" "$CAP.synth.time"
+    log "generating $CAP"
+    /usr/bin/time -f '%e %M' -o "$CAP.synth.time" \
+        "$SYNTH" --out "$CAP" --profiles "$PROFILES" --stacks "$STACKS" --seed "$SEED" --runs "$RUNS" \
+        --rotate-size "$ROTATE_SIZE"
+    touch "$CAP.done"
+    read -r gen_s gen_kb < "$CAP.synth.time"
+    log "generated in ${gen_s} s, peak RSS $((gen_kb / 1024)) MiB"
+else
+    log "reusing $CAP (REGEN=1 to regenerate)"
+fi
+log "capture: $(du -sh "$CAP" | cut -f1), $(find "$CAP" -name '*.parquet' | wc -l) files"
+
+# Warm the page cache so the first measurement does not pay for cold reads alone.
+cat "$CAP"/*/*/*.parquet > /dev/null
+
+GROUPBY_SQL="SELECT stack_id, SUM(inuse_bytes) FROM samples GROUP BY stack_id"
+declare -A WALL CPU RSS
+TOTAL_CPU=0
+cpu_busy() { # jiffies spent by everything on the machine (user+nice+system+irq+softirq+steal)
+    awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat
+}
+measure() { # name, command...: best (lowest wall) of $REPEAT runs
+    local name=$1; shift
+    log "$name: $*"
+    local r wall kb cpu
+    for r in $(seq "$REPEAT"); do
+        /usr/bin/time -v -o "$WORKDIR/$name.time" "$@" > /dev/null 2> "$WORKDIR/$name.stderr" || {
+            log "$name failed:"; cat "$WORKDIR/$name.stderr" >&2; tail -25 "$WORKDIR/$name.time" >&2; exit 1; }
+        # h:mm:ss or m:ss.ss -> seconds
+        wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {print $2}' "$WORKDIR/$name.time" |
+            awk -F: '{ s = 0; for (i = 1; i <= NF; i++) s = s * 60 + $i; print s }')
+        cpu=$(awk -F': ' '/User time|System time/ { s += $2 } END { print s }' "$WORKDIR/$name.time")
+        kb=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$WORKDIR/$name.time")
+        TOTAL_CPU=$(echo "$TOTAL_CPU $cpu" | awk '{ print $1 + $2 }')
+        log "$name run $r: ${wall} s wall, ${cpu} s CPU, peak RSS $((kb / 1024)) MiB"
+        if [ -z "${WALL[$name]:-}" ] || awk "BEGIN { exit !($wall < ${WALL[$name]}) }"; then
+            WALL[$name]=$wall; CPU[$name]=$cpu
+        fi
+        if [ -z "${RSS[$name]:-}" ] || [ "$kb" -gt "${RSS[$name]}" ]; then RSS[$name]=$kb; fi
+    done
+}
+
+hz=$(getconf CLK_TCK)
+busy0=$(cpu_busy); t0=$(date +%s.%N)
+measure groupby "$LEAKSCOPE" sql "$CAP" "$GROUPBY_SQL" --format csv
+measure rank_stack "$LEAKSCOPE" rank "$CAP" --by stack --format json
+measure rank_site "$LEAKSCOPE" rank "$CAP" --by site --format json
+busy1=$(cpu_busy); t1=$(date +%s.%N)
+
+rows=$((PROFILES * STACKS))
+printf '\n%-12s %10s %10s %14s %14s %12s\n' "step" "wall (s)" "CPU (s)" "peak RSS (MiB)" "wall vs GROUP BY" "CPU vs GROUP BY"
+for n in groupby rank_stack rank_site; do
+    printf '%-12s %10.2f %10.2f %14d %15.2fx %14.2fx\n' "$n" "${WALL[$n]}" "${CPU[$n]}" $((RSS[$n] / 1024)) \
+        "$(echo "${WALL[$n]} ${WALL[groupby]}" | awk '{ printf "%.4f", $1 / $2 }')" \
+        "$(echo "${CPU[$n]} ${CPU[groupby]}" | awk '{ printf "%.4f", $1 / $2 }')"
+done
+echo
+echo "capture: $CAP ($PROFILES profiles x $STACKS stacks = $rows sample rows, $RUNS run(s), seed $SEED, segment sets of $ROTATE_SIZE: $(find "$CAP/samples" -name '*.parquet' | wc -l))"
+if [ -f "$CAP.synth.time" ]; then
+    read -r gen_s gen_kb < "$CAP.synth.time"
+    echo "generator (last run): $gen_s s, peak RSS $((gen_kb / 1024)) MiB ($(echo "$rows $gen_s" | awk '{ printf "%.2f", $1 / $2 / 1e6 }') M rows/s)"
+fi
+# Other work on the machine during the measurements: CPU seconds used by everything else
+# (all runs, all repeats), per second of wall time. 0 means the machine was otherwise idle.
+echo "other CPU load during the measurements: $(echo "$busy0 $busy1 $hz $t0 $t1 $TOTAL_CPU" |
+    awk '{ other = ($2 - $1) / $3 - $6; if (other < 0) other = 0; printf "%.2f cores (busy %.0f s of %.0f s wall)", other / ($5 - $4), ($2 - $1) / $3, $5 - $4 }'); load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo) RAM, $(rustc -V); leakscope built $(date -u -r "$LEAKSCOPE" '+%Y-%m-%d %H:%M UTC'), git $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- analyzer capture 2>/dev/null || echo ' (analyzer/capture modified)')"
+fail=0
+for n in rank_stack rank_site; do
+    ratio=$(echo "${WALL[$n]} ${WALL[groupby]}" | awk '{ printf "%.2f", $1 / $2 }')
+    ok_t=$(echo "$ratio" | awk '{ print ($1 <= 2.0) ? "met" : "MISSED" }')
+    ok_m=$(echo "${RSS[$n]}" | awk '{ print ($1 <= 4 * 1048576) ? "met" : "MISSED" }')
+    echo "$n: ${ratio}x GROUP BY (target <= 2x: $ok_t), peak RSS $((RSS[$n] / 1024)) MiB (target <= 4096 MiB: $ok_m)"
+    [ "$ok_t" = met ] && [ "$ok_m" = met ] || fail=1
+done
+exit $fail
