@@ -44,7 +44,7 @@ fi
 mkdir -p "$WORKDIR"
 if [ "$BUILD" = 1 ]; then
     flag=""; [ "$PROFILE_DIR" = release ] && flag="--release"
-    log "building leakscope and leakscope-synth ($PROFILE_DIR; a cold release build takes ~16 min on 2 cores)"
+    log "building leakscope and leakscope-synth ($PROFILE_DIR; a cold release build takes 16-26 min on 2 cores)"
     cargo build $flag -p leakscope -p leakscope-tests --bin leakscope --bin leakscope-synth
 fi
 LEAKSCOPE=target/$PROFILE_DIR/leakscope

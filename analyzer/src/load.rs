@@ -207,9 +207,19 @@ pub async fn load_profiles(
 
 /// Loads every stack's frames (deduplicated by stack id).
 pub async fn load_stacks(ctx: &SessionContext) -> Result<IdMap<Vec<FrameRef>>> {
-    let batches = collect(ctx, "SELECT stack_id, frames FROM stacks").await?;
+    // Streamed: every segment set repeats the stacks its samples use, so the table holds
+    // many copies of each; only the first copy of each id is decoded and kept.
+    let sql = "SELECT stack_id, frames FROM stacks";
+    let mut stream = ctx
+        .sql(sql)
+        .await
+        .map_err(AnalyzeError::df(format!("planning {sql}")))?
+        .execute_stream()
+        .await
+        .map_err(AnalyzeError::df(format!("running {sql}")))?;
     let mut out = IdMap::default();
-    for b in &batches {
+    while let Some(batch) = stream.next().await {
+        let b = batch.map_err(AnalyzeError::df("reading stacks"))?;
         let ids = b.column(0).as_primitive::<UInt64Type>();
         let frames = b.column(1).as_list::<i32>();
         for i in 0..b.num_rows() {

@@ -140,12 +140,15 @@ pub fn median(values: &[f64]) -> Option<f64> {
         return None;
     }
     let mut v: Vec<f64> = values.to_vec();
-    v.sort_by(f64::total_cmp);
     let m = v.len() / 2;
-    Some(if v.len() % 2 == 0 {
-        (v[m - 1] + v[m]) / 2.0
+    // Linear-time selection instead of a full sort.
+    let (lower, upper, _) = v.select_nth_unstable_by(m, f64::total_cmp);
+    let upper = *upper;
+    Some(if values.len() % 2 == 0 {
+        let below = lower.iter().copied().fold(f64::MIN, f64::max);
+        (below + upper) / 2.0
     } else {
-        v[m]
+        upper
     })
 }
 
