@@ -45,6 +45,14 @@ pub enum AnalyzeError {
         #[source]
         source: std::io::Error,
     },
+    /// A segment file could not be read while scanning it directly.
+    #[error("{path}: {reason}")]
+    Segment {
+        /// Segment file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
     /// A report could not be built or written (bad window, chart rendering).
     #[error("{0}")]
     Report(String),

@@ -207,7 +207,7 @@ pub async fn delta_profile(cat: &Catalog, metric: Metric, w: &Window) -> Result<
     let columns: Vec<&str> = types.iter().map(|t| t.2).collect();
     let before = values_of(cat, w.from.0, &columns).await?;
     let after = values_of(cat, w.to.0, &columns).await?;
-    let stacks = load_stacks(&cat.ctx).await?;
+    let stacks = load_stacks(cat)?;
     let mut b = Builder::new();
     let sample_type: Vec<proto::ValueType> = types
         .iter()

@@ -182,44 +182,56 @@ fn last_new_high(y: &[f64]) -> usize {
     at
 }
 
-fn fit_run(s: &RunSeries) -> Option<RunFit> {
-    let n = s.y.len();
-    if n < MIN_POINTS {
+/// Runs longer than this are judged on [`REDUCED_POINTS`] bucket medians for the pairwise
+/// and break-point statistics (level, peak and reset features still use every point).
+pub const REDUCE_ABOVE: usize = 256;
+/// Points a long run is reduced to.
+pub const REDUCED_POINTS: usize = 128;
+
+fn fit_run(x_all: &[f64], y_all: &[f64]) -> Option<RunFit> {
+    let n_all = y_all.len().min(x_all.len());
+    if n_all < MIN_POINTS {
         return None;
     }
-    let x = s.hours();
-    let hours = x[n - 1] - x[0];
+    let hours = x_all[n_all - 1] - x_all[0];
     if hours <= 0.0 {
         return None;
     }
-    let y = &s.y;
-    let ts = stats::theil_sen(&x, y).unwrap_or(0.0);
-    let ols = stats::ols(&x, y);
+    let reduced;
+    let (x, y): (&[f64], &[f64]) = if n_all > REDUCE_ABOVE {
+        reduced = stats::bucket_medians(x_all, y_all, REDUCED_POINTS);
+        (&reduced.0, &reduced.1)
+    } else {
+        (x_all, y_all)
+    };
+    let n = y.len();
+    let ts = stats::theil_sen(x, y).unwrap_or(0.0);
+    let ols = stats::ols(x_all, y_all);
     let late_from = n - ((n * 2) / 5).max(4).min(n);
     let late_ts = stats::theil_sen(&x[late_from..], &y[late_from..]).unwrap_or(0.0);
     let late_mk = stats::mann_kendall(&x[late_from..], &y[late_from..]);
     let early_to = n - late_from;
     let early_ts = stats::theil_sen(&x[..early_to], &y[..early_to]).unwrap_or(0.0);
     // Floor: minimum of each of k equal-count chunks.
-    let k = (n / 4).clamp(3, 8);
+    let k = (n_all / 4).clamp(3, 8);
     let (mut fx, mut fy) = (Vec::with_capacity(k), Vec::with_capacity(k));
     for c in 0..k {
-        let lo = c * n / k;
-        let hi = ((c + 1) * n / k).max(lo + 1);
-        let (i, v) = y[lo..hi]
+        let lo = c * n_all / k;
+        let hi = ((c + 1) * n_all / k).max(lo + 1);
+        let (i, v) = y_all[lo..hi]
             .iter()
             .enumerate()
             .min_by(|a, b| a.1.total_cmp(b.1))
             .map(|(i, v)| (lo + i, *v))
             .unwrap_or((lo, 0.0));
-        fx.push(x[i]);
+        fx.push(x_all[i]);
         fy.push(v);
     }
     let floor_ts = stats::theil_sen(&fx, &fy).unwrap_or(0.0);
     let floor_mk = stats::mann_kendall(&fx, &fy);
     let (mut peak, mut peak_i) = (f64::MIN, 0);
     let mut lo = f64::MAX;
-    for (i, v) in y.iter().enumerate() {
+    for (i, v) in y_all.iter().enumerate() {
         if *v > peak {
             peak = *v;
             peak_i = i;
@@ -228,7 +240,8 @@ fn fit_run(s: &RunSeries) -> Option<RunFit> {
     }
     let range = peak - lo;
     let resets = if range > 0.0 {
-        y.windows(2)
+        y_all
+            .windows(2)
             .filter(|w| w[0] - w[1] >= 0.5 * range && w[0] - w[1] >= 0.1 * peak.abs())
             .count()
     } else {
@@ -236,7 +249,7 @@ fn fit_run(s: &RunSeries) -> Option<RunFit> {
     };
     // Broken-stick fit: did growth stop (slow down 5x or more) at some point and stay
     // stopped? Judged on the post-knee segment as a whole, which is robust to noise.
-    let stopped = stats::knee(&x, y, (n / 6).max(3)).and_then(|k| {
+    let stopped = stats::knee(x, y, (n / 6).max(3)).and_then(|k| {
         let before = stats::theil_sen(&x[..=k.index], &y[..=k.index])?;
         let after = stats::theil_sen(&x[k.index..], &y[k.index..])?;
         let pre_growth = before * (x[k.index] - x[0]);
@@ -254,21 +267,41 @@ fn fit_run(s: &RunSeries) -> Option<RunFit> {
         floor_ts,
         ols_slope: ols.map(|o| o.slope).unwrap_or(0.0),
         ols_r2: ols.map(|o| o.r2).unwrap_or(0.0),
-        mk: stats::mann_kendall(&x, y),
+        mk: stats::mann_kendall(x, y),
         late_mk,
         floor_mk,
-        start: edge_level(y, true),
-        end: edge_level(y, false),
+        start: edge_level(y_all, true),
+        end: edge_level(y_all, false),
         peak,
-        peak_frac: peak_i as f64 / (n - 1) as f64,
-        last_high_frac: last_new_high(y) as f64 / (n - 1) as f64,
+        peak_frac: peak_i as f64 / (n_all - 1) as f64,
+        last_high_frac: last_new_high(y_all) as f64 / (n_all - 1) as f64,
         resets,
     })
 }
 
 /// Fits every run of a series and classifies the combination.
 pub fn fit_series(runs: &[RunSeries]) -> Fit {
-    let fits: Vec<RunFit> = runs.iter().filter_map(fit_run).collect();
+    let hours: Vec<Vec<f64>> = runs.iter().map(RunSeries::hours).collect();
+    let views: Vec<RunView> = runs
+        .iter()
+        .zip(&hours)
+        .map(|(r, h)| RunView { hours: h, y: &r.y })
+        .collect();
+    fit_runs(&views)
+}
+
+/// One run of a series, borrowed: hours since the run's first point, and values.
+#[derive(Debug, Clone, Copy)]
+pub struct RunView<'a> {
+    /// Time of each point in hours since the run's first point.
+    pub hours: &'a [f64],
+    /// Values.
+    pub y: &'a [f64],
+}
+
+/// [`fit_series`] over borrowed runs (no copies of long series).
+pub fn fit_runs(runs: &[RunView]) -> Fit {
+    let fits: Vec<RunFit> = runs.iter().filter_map(|r| fit_run(r.hours, r.y)).collect();
     let points: usize = runs.iter().map(|r| r.y.len()).sum();
     let peak_all = runs
         .iter()

@@ -4,6 +4,8 @@
 //! turns samples into per-site series, [`fit`] and [`stats`] judge each series, [`rank`]
 //! orders the findings with [`hints`], and [`render`] writes them for people.
 
+#[cfg(feature = "watch-wip")]
+pub mod alert;
 pub mod catalog;
 pub mod error;
 pub mod export;
@@ -14,11 +16,14 @@ pub mod process;
 pub mod rank;
 pub mod render;
 pub mod report;
+pub mod scan;
 pub mod site;
 pub mod sql;
 pub mod stats;
 pub mod store;
 pub mod udf;
+#[cfg(feature = "watch-wip")]
+pub mod watch;
 
 pub use error::{AnalyzeError, Result};
 

@@ -8,16 +8,15 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Int64Type, TimestampNanosecondType, UInt64Type};
-use arrow_array::Array;
+use arrow_array::types::{TimestampNanosecondType, UInt64Type};
 use datafusion::prelude::SessionContext;
-use futures::StreamExt;
 use rayon::prelude::*;
 
+use crate::catalog::Catalog;
 use crate::error::{AnalyzeError, Result};
 use crate::fit::RunSeries;
 use crate::site::{FrameRef, GroupBy, SiteRules};
-use crate::udf::frames_of;
+use leakscope_capture::schema::Table;
 
 /// Hasher for keys that already are uniform 64-bit hashes (stack ids, profile ids).
 #[derive(Default, Clone, Copy)]
@@ -100,9 +99,16 @@ pub struct ProfileCol {
     pub run: String,
     /// Profile time, ns since the epoch.
     pub time_ns: i64,
+    /// Capture name (as in the `capture` column).
+    pub capture: String,
+    /// Profile id.
+    pub profile_id: u64,
 }
 
-/// Per-group series for one metric.
+/// One group's series as (run label, times in ns, values), run by run.
+pub type RunPoints = Vec<(String, Vec<i64>, Vec<f64>)>;
+
+/// Per-group series for one metric, stored by profile: `columns[p][g]`.
 #[derive(Debug, Default)]
 pub struct SeriesSet {
     /// Profile columns, sorted by run then time.
@@ -119,19 +125,41 @@ pub struct SeriesSet {
     pub site_frames: Vec<Vec<FrameRef>>,
     /// Stacks in each group.
     pub stack_counts: Vec<usize>,
-    /// `values[g * profiles.len() + p]`.
-    pub values: Vec<f64>,
-    /// Mean bytes per object of each group (heap metrics only; 0 otherwise).
+    /// `columns[p][g]`: the value of group `g` in profile `p`.
+    pub columns: Vec<Vec<f64>>,
+    /// Mean bytes per object of each group at the end of each run (heap only; 0 otherwise).
     pub object_size: Vec<f64>,
     /// Sample rows read.
     pub rows: u64,
 }
 
 impl SeriesSet {
+    /// Rows of the groups in `groups`, each over every profile (a cache-friendly transpose).
+    pub fn rows_of(&self, groups: std::ops::Range<usize>) -> Vec<Vec<f64>> {
+        let mut out = vec![Vec::with_capacity(self.profiles.len()); groups.len()];
+        for col in &self.columns {
+            for (row, v) in out.iter_mut().zip(&col[groups.clone()]) {
+                row.push(*v);
+            }
+        }
+        out
+    }
+
+    /// Time of each profile in hours since the first profile of its run.
+    pub fn run_hours(&self) -> Vec<f64> {
+        let mut out = vec![0.0; self.profiles.len()];
+        for (_, r) in &self.runs {
+            let t0 = self.profiles[r.start].time_ns;
+            for p in r.clone() {
+                out[p] = (self.profiles[p].time_ns - t0) as f64 / 3.6e12;
+            }
+        }
+        out
+    }
+
     /// The group's series split by run.
     pub fn runs_of(&self, g: usize) -> Vec<RunSeries> {
-        let p = self.profiles.len();
-        let row = &self.values[g * p..(g + 1) * p];
+        let row = self.rows_of(g..g + 1).pop().unwrap_or_default();
         self.runs
             .iter()
             .map(|(name, r)| RunSeries {
@@ -139,6 +167,14 @@ impl SeriesSet {
                 time_ns: self.profiles[r.clone()].iter().map(|c| c.time_ns).collect(),
                 y: row[r.clone()].to_vec(),
             })
+            .collect()
+    }
+
+    /// The group's series as chart points, run by run.
+    pub fn points_of(&self, g: usize) -> RunPoints {
+        self.runs_of(g)
+            .into_iter()
+            .map(|r| (r.run, r.time_ns, r.y))
             .collect()
     }
 }
@@ -166,7 +202,7 @@ pub async fn load_profiles(
         &format!("SELECT capture, run_id, profile_id, time FROM profiles WHERE kind = '{kind}'"),
     )
     .await?;
-    let mut rows: Vec<(String, u64, i64)> = Vec::new();
+    let mut rows: Vec<(String, u64, i64, String)> = Vec::new();
     for b in &batches {
         let cap = b.column(0).as_string::<i32>();
         let run = b.column(1).as_string::<i32>();
@@ -177,12 +213,13 @@ pub async fn load_profiles(
                 format!("{}/{}", cap.value(i), run.value(i)),
                 pid.value(i),
                 t.value(i),
+                cap.value(i).to_string(),
             ));
         }
     }
     // Order runs by their first profile time, then profiles by time.
     let mut first: HashMap<String, i64> = HashMap::new();
-    for (r, _, t) in &rows {
+    for (r, _, t, _) in &rows {
         let e = first.entry(r.clone()).or_insert(*t);
         *e = (*e).min(*t);
     }
@@ -194,40 +231,25 @@ pub async fn load_profiles(
     let mut profiles = Vec::with_capacity(rows.len());
     let mut pos = IdMap::default();
     let mut runs: Vec<(String, std::ops::Range<usize>)> = Vec::new();
-    for (i, (run, pid, t)) in rows.into_iter().enumerate() {
+    for (i, (run, pid, t, capture)) in rows.into_iter().enumerate() {
         match runs.last_mut() {
             Some((name, r)) if *name == run => r.end = i + 1,
             _ => runs.push((run.clone(), i..i + 1)),
         }
         pos.insert(pid, i);
-        profiles.push(ProfileCol { run, time_ns: t });
+        profiles.push(ProfileCol {
+            run,
+            time_ns: t,
+            capture,
+            profile_id: pid,
+        });
     }
     Ok((profiles, runs, pos))
 }
 
-/// Loads every stack's frames (deduplicated by stack id).
-pub async fn load_stacks(ctx: &SessionContext) -> Result<IdMap<Vec<FrameRef>>> {
-    // Streamed: every segment set repeats the stacks its samples use, so the table holds
-    // many copies of each; only the first copy of each id is decoded and kept.
-    let sql = "SELECT stack_id, frames FROM stacks";
-    let mut stream = ctx
-        .sql(sql)
-        .await
-        .map_err(AnalyzeError::df(format!("planning {sql}")))?
-        .execute_stream()
-        .await
-        .map_err(AnalyzeError::df(format!("running {sql}")))?;
-    let mut out = IdMap::default();
-    while let Some(batch) = stream.next().await {
-        let b = batch.map_err(AnalyzeError::df("reading stacks"))?;
-        let ids = b.column(0).as_primitive::<UInt64Type>();
-        let frames = b.column(1).as_list::<i32>();
-        for i in 0..b.num_rows() {
-            out.entry(ids.value(i))
-                .or_insert_with(|| frames_of(frames, i));
-        }
-    }
-    Ok(out)
+/// Loads every stack's frames (one copy per stack id) with a direct parallel scan.
+pub fn load_stacks(cat: &Catalog) -> Result<IdMap<Vec<FrameRef>>> {
+    crate::scan::read_stacks(&crate::scan::segments(cat, Table::Stacks)?)
 }
 
 /// Assigns every stack to a group; returns stack -> group index and the group keys.
@@ -257,96 +279,83 @@ pub fn group_stacks(
 
 /// Builds the group x profile matrix of `metric`, calling `progress` with rows read.
 pub async fn load_series(
-    ctx: &SessionContext,
+    cat: &Catalog,
     metric: Metric,
     stacks: &IdMap<Vec<FrameRef>>,
     by: GroupBy,
     rules: &SiteRules,
-    progress: &dyn Fn(u64),
+    progress: &(dyn Fn(u64) + Sync),
 ) -> Result<SeriesSet> {
-    let (profiles, runs, pos) = load_profiles(ctx, metric.kind()).await?;
+    let (profiles, _, pos) = load_profiles(&cat.ctx, metric.kind()).await?;
     let (group_of, keys) = group_stacks(stacks, by, rules);
-    let np = profiles.len();
     let ng = keys.len();
-    let mut values = vec![0.0f64; ng * np];
-    let mut stack_weight: IdMap<f64> = IdMap::default();
-    let mut bytes = vec![0.0f64; ng];
-    let mut objects = vec![0.0f64; ng];
-    let heap = metric.kind() == "heap";
-    let extra = if heap {
-        ", inuse_bytes AS heap_bytes, inuse_objects AS heap_objects"
-    } else {
-        ""
-    };
-    let sql = format!(
-        "SELECT stack_id, profile_id, {col}{extra} FROM samples WHERE kind = '{kind}' AND {col} IS NOT NULL",
-        col = metric.column(),
-        kind = metric.kind()
-    );
-    let mut stream = ctx
-        .sql(&sql)
-        .await
-        .map_err(AnalyzeError::df(format!("planning {sql}")))?
-        .execute_stream()
-        .await
-        .map_err(AnalyzeError::df(format!("running {sql}")))?;
-    let mut rows = 0u64;
-    let mut seen = vec![false; np];
-    while let Some(batch) = stream.next().await {
-        let b = batch.map_err(AnalyzeError::df("reading samples"))?;
-        let sid = b.column(0).as_primitive::<UInt64Type>();
-        let pid = b.column(1).as_primitive::<UInt64Type>();
-        let val = b.column(2).as_primitive::<Int64Type>();
-        let (hb, ho) = if heap {
-            (
-                Some(b.column(3).as_primitive::<Int64Type>()),
-                Some(b.column(4).as_primitive::<Int64Type>()),
-            )
-        } else {
-            (None, None)
-        };
-        for i in 0..b.num_rows() {
-            let (Some(&g), Some(&p)) = (group_of.get(&sid.value(i)), pos.get(&pid.value(i))) else {
-                continue;
-            };
-            let v = val.value(i) as f64;
-            seen[p] = true;
-            values[g * np + p] += v;
-            *stack_weight.entry(sid.value(i)).or_insert(0.0) += v;
-            if let (Some(hb), Some(ho)) = (hb, ho) {
-                if hb.is_valid(i) && ho.is_valid(i) {
-                    bytes[g] += hb.value(i) as f64;
-                    objects[g] += ho.value(i) as f64;
-                }
-            }
-        }
-        rows += b.num_rows() as u64;
-        progress(rows);
-    }
+    // Dense stack indices: the scan's per-row lookups and sums stay in small arrays.
+    let mut stack_ids: Vec<u64> = group_of.keys().copied().collect();
+    stack_ids.sort_unstable();
+    let stack_index: IdMap<u32> = stack_ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (*id, i as u32))
+        .collect();
+    let stack_group: Vec<u32> = stack_ids.iter().map(|id| group_of[id] as u32).collect();
+    let capture_index: HashMap<&str, usize> = cat
+        .captures
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.name.as_str(), i))
+        .collect();
+    let profile_capture: Vec<usize> = profiles
+        .iter()
+        .map(|p| capture_index.get(p.capture.as_str()).copied().unwrap_or(0))
+        .collect();
+    let segs = crate::scan::segments(cat, Table::Samples)?;
+    let matrix = crate::scan::scan_samples(
+        &segs,
+        &crate::scan::SampleScan {
+            kind: metric.kind(),
+            column: metric.column(),
+            profile_pos: &pos,
+            profile_capture: &profile_capture,
+            stack_index: &stack_index,
+            stack_group: &stack_group,
+            groups: ng,
+            progress,
+        },
+        profiles.len(),
+    )?;
     // Profiles without any sample row (their samples segment is corrupt or was never
     // committed) would read as "everything dropped to zero": leave them out.
-    let (profiles, runs, values) = if seen.iter().all(|s| *s) {
-        (profiles, runs, values)
+    let (profiles, runs, columns) = drop_unseen(profiles, matrix.columns);
+    let object_size = if metric.kind() == "heap" {
+        // Mean bytes per live object over the last profile of every run: what each group
+        // holds when it has grown the most.
+        let ends: IdMap<i64> = runs
+            .iter()
+            .map(|(_, r)| (profiles[r.end - 1].profile_id, profiles[r.end - 1].time_ns))
+            .collect();
+        crate::scan::object_sizes(&segs, &ends, &stack_index, &stack_group, ng)?
     } else {
-        drop_unseen(&profiles, &runs, &values, &seen, ng)
+        vec![0.0; ng]
     };
     // Representative stack and function set per group.
     let mut best: Vec<(f64, u64)> = vec![(f64::MIN, 0); ng];
     let mut functions: Vec<Vec<String>> = vec![Vec::new(); ng];
     let mut stack_counts = vec![0usize; ng];
     let mut site_frames: Vec<Vec<FrameRef>> = vec![Vec::new(); ng];
-    for (sid, w) in &stack_weight {
-        let g = group_of[sid];
+    for (si, w) in matrix.stack_weight.iter().enumerate() {
+        let Some(w) = *w else { continue };
+        let sid = stack_ids[si];
+        let g = stack_group[si] as usize;
         stack_counts[g] += 1;
-        if let Some(f) = stacks[sid].get(rules.site_index(&stacks[sid])) {
+        if let Some(f) = stacks[&sid].get(rules.site_index(&stacks[&sid])) {
             if !site_frames[g].contains(f) {
                 site_frames[g].push(f.clone());
             }
         }
-        if *w > best[g].0 || (*w == best[g].0 && *sid < best[g].1) {
-            best[g] = (*w, *sid);
+        if w > best[g].0 || (w == best[g].0 && sid < best[g].1) {
+            best[g] = (w, sid);
         }
-        for f in &stacks[sid] {
+        for f in &stacks[&sid] {
             if !functions[g].contains(&f.function) {
                 functions[g].push(f.function.clone());
             }
@@ -356,11 +365,6 @@ pub async fn load_series(
         .iter()
         .map(|(_, sid)| stacks.get(sid).cloned().unwrap_or_default())
         .collect();
-    let object_size = bytes
-        .iter()
-        .zip(&objects)
-        .map(|(b, o)| if *o > 0.0 { b / o } else { 0.0 })
-        .collect();
     Ok(SeriesSet {
         profiles,
         runs,
@@ -369,41 +373,33 @@ pub async fn load_series(
         functions,
         site_frames,
         stack_counts,
-        values,
+        columns,
         object_size,
-        rows,
+        rows: matrix.rows,
     })
 }
 
 type Timeline = (
     Vec<ProfileCol>,
     Vec<(String, std::ops::Range<usize>)>,
-    Vec<f64>,
+    Vec<Vec<f64>>,
 );
 
-/// Removes the profile columns not marked in `seen` from the timeline and the matrix.
-fn drop_unseen(
-    profiles: &[ProfileCol],
-    runs: &[(String, std::ops::Range<usize>)],
-    values: &[f64],
-    seen: &[bool],
-    groups: usize,
-) -> Timeline {
-    let keep: Vec<usize> = (0..profiles.len()).filter(|&p| seen[p]).collect();
-    let np = profiles.len();
-    let mut new_values = Vec::with_capacity(groups * keep.len());
-    for g in 0..groups {
-        new_values.extend(keep.iter().map(|&p| values[g * np + p]));
-    }
-    let mut new_runs: Vec<(String, std::ops::Range<usize>)> = Vec::new();
-    for (i, &p) in keep.iter().enumerate() {
-        let name = &profiles[p].run;
-        match new_runs.last_mut() {
-            Some((n, r)) if n == name => r.end = i + 1,
-            _ => new_runs.push((name.clone(), i..i + 1)),
+/// Removes the profiles that got no sample row from the timeline and the matrix.
+fn drop_unseen(profiles: Vec<ProfileCol>, columns: Vec<Vec<f64>>) -> Timeline {
+    let (mut kept, mut cols) = (Vec::new(), Vec::new());
+    for (p, c) in profiles.into_iter().zip(columns) {
+        if !c.is_empty() {
+            kept.push(p);
+            cols.push(c);
         }
     }
-    debug_assert!(runs.len() >= new_runs.len());
-    let new_profiles = keep.iter().map(|&p| profiles[p].clone()).collect();
-    (new_profiles, new_runs, new_values)
+    let mut runs: Vec<(String, std::ops::Range<usize>)> = Vec::new();
+    for (i, p) in kept.iter().enumerate() {
+        match runs.last_mut() {
+            Some((n, r)) if *n == p.run => r.end = i + 1,
+            _ => runs.push((p.run.clone(), i..i + 1)),
+        }
+    }
+    (kept, runs, cols)
 }

@@ -182,7 +182,7 @@ struct ReportArgs {
 }
 
 async fn run_report(a: &ReportArgs) -> anyhow::Result<()> {
-    let ranking = run_rank(&a.sel).await?;
+    let ranking = run_rank(&a.sel, a.top.max(leakscope::report::PNG_SITES)).await?;
     let cat = catalog::open(&a.sel.captures, &rules(&a.sel.skip)?).await?;
     let opts = leakscope::report::ReportOptions {
         from: a.from,
@@ -230,7 +230,7 @@ fn progress_bar() -> indicatif::ProgressBar {
     }
 }
 
-async fn run_rank(sel: &Selection) -> anyhow::Result<Ranking> {
+async fn run_rank(sel: &Selection, keep_series: usize) -> anyhow::Result<Ranking> {
     let rules = rules(&sel.skip)?;
     let cat = open(&sel.captures, &rules).await?;
     let pb = progress_bar();
@@ -239,6 +239,7 @@ async fn run_rank(sel: &Selection) -> anyhow::Result<Ranking> {
         metrics: sel.metric.clone(),
         rules,
         sources: leakscope::hints::SourceRoots(sel.source.clone()),
+        keep_series,
     };
     let ranking = rank(&cat, &opts, &|rows| {
         if rows % 65_536 < 8192 {
@@ -407,13 +408,13 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: anyhow::Result<ExitCode> = match cli.command {
         Command::Sql(a) => run_sql(a).await.map(|_| ExitCode::SUCCESS),
-        Command::Rank(a) => match run_rank(&a.sel).await {
+        Command::Rank(a) => match run_rank(&a.sel, 0).await {
             Ok(r) => print_ranking(&r, a.format, a.top).map(|_| ExitCode::SUCCESS),
             Err(e) => Err(e),
         },
         Command::ExportPprof(a) => run_export(&a).await.map(|_| ExitCode::SUCCESS),
         Command::Report(a) => run_report(&a).await.map(|_| ExitCode::SUCCESS),
-        Command::Check(a) => match run_rank(&a.sel).await {
+        Command::Check(a) => match run_rank(&a.sel, 0).await {
             Ok(r) => check(&r, &a).map(|leak| ExitCode::from(if leak { 1 } else { 0 })),
             Err(e) => Err(e),
         },

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::catalog::Catalog;
 use crate::error::Result;
-use crate::fit::{fit_series, Fit, Verdict};
+use crate::fit::{fit_runs, Fit, RunView, Verdict};
 use crate::hints::{hints, is_timer_function, HintInput};
 use crate::load::{load_series, load_stacks, IdMap, Metric, SeriesSet};
 use crate::process::{analyze_process, ProcessSummary};
@@ -25,6 +25,9 @@ pub struct RankOptions {
     pub rules: SiteRules,
     /// Where to find source files for hints.
     pub sources: crate::hints::SourceRoots,
+    /// Findings that keep their series for charts: this many at the top of the combined
+    /// list and of each section (0: none, for `rank` and `check`).
+    pub keep_series: usize,
 }
 
 /// One ranked group.
@@ -50,9 +53,13 @@ pub struct Finding {
     /// Mean bytes per live object (heap only).
     #[serde(skip_serializing_if = "is_zero")]
     pub object_size: f64,
-    /// The series: (time ns, value), all runs, for charts.
+    /// The series: (time ns, value), all runs, for charts; only kept for the top findings
+    /// (see [`RankOptions::keep_series`]).
     #[serde(skip)]
-    pub series: Vec<(String, Vec<i64>, Vec<f64>)>,
+    pub series: crate::load::RunPoints,
+    /// Row of the group in its metric's series set.
+    #[serde(skip)]
+    pub group: usize,
 }
 
 fn is_zero(v: &f64) -> bool {
@@ -165,6 +172,9 @@ fn order(findings: &mut [Finding]) {
     }
 }
 
+/// Groups fitted per rayon task: their rows are gathered from the by-profile matrix at once.
+const FIT_CHUNK: usize = 64;
+
 fn fit_groups(
     set: &SeriesSet,
     metric: Metric,
@@ -172,90 +182,149 @@ fn fit_groups(
     timer_sites: &HashSet<String>,
     sources: &crate::hints::SourceRoots,
 ) -> Vec<Finding> {
-    (0..set.keys.len())
+    let hours = set.run_hours();
+    let chunks: Vec<std::ops::Range<usize>> = (0..set.keys.len())
+        .step_by(FIT_CHUNK)
+        .map(|lo| lo..(lo + FIT_CHUNK).min(set.keys.len()))
+        .collect();
+    chunks
         .into_par_iter()
-        .filter(|&g| set.stack_counts[g] > 0)
-        .map(|g| {
-            let runs = set.runs_of(g);
-            let mut fit = fit_series(&runs);
-            let runtime_leaked = leaked.get(&set.keys[g]).copied().unwrap_or(0.0);
-            if metric == Metric::Goroutines
-                && runtime_leaked > 0.0
-                && !matches!(fit.verdict, Verdict::Shrinking | Verdict::Leak)
-            {
-                fit.reason = format!(
-                    "{}; the runtime's goroutine leak detector reports {runtime_leaked:.0} leaked",
-                    fit.reason
-                );
-                fit.verdict = Verdict::Leak;
-                fit.confidence = fit.confidence.max(0.99);
-            }
-            let site_fn = set.stacks[g]
-                .get(crate::site::SiteRules::default().site_index(&set.stacks[g]))
-                .map(|f| f.function.clone())
-                .unwrap_or_default();
-            let hint_list = hints(&HintInput {
-                metric,
-                functions: &set.functions[g],
-                object_size: set.object_size[g],
-                growing: fit.verdict.is_leak(),
-                runtime_leaked,
-                allocates_timers: timer_sites.contains(&site_fn),
-                site_frames: &set.site_frames[g],
-                sources,
-            });
-            Finding {
-                rank: 0,
-                metric,
-                unit: metric.unit(),
-                site: set.keys[g].clone(),
-                fit,
-                hints: hint_list,
-                stack: set.stacks[g].iter().map(FrameRef::display).collect(),
-                stacks: set.stack_counts[g],
-                object_size: set.object_size[g],
-                series: runs.into_iter().map(|r| (r.run, r.time_ns, r.y)).collect(),
-            }
+        .flat_map_iter(|chunk| {
+            let rows = set.rows_of(chunk.clone());
+            chunk
+                .zip(rows)
+                .filter(|(g, _)| set.stack_counts[*g] > 0)
+                .map(|(g, row)| {
+                    let views: Vec<RunView> = set
+                        .runs
+                        .iter()
+                        .map(|(_, r)| RunView {
+                            hours: &hours[r.clone()],
+                            y: &row[r.clone()],
+                        })
+                        .collect();
+                    finding(
+                        set,
+                        g,
+                        fit_runs(&views),
+                        metric,
+                        leaked,
+                        timer_sites,
+                        sources,
+                    )
+                })
+                .collect::<Vec<_>>()
         })
         .collect()
 }
 
-/// All sections' findings in one order, comparable across metrics.
-fn combined(sections: &[Section]) -> Vec<Finding> {
-    // Byte metrics first among equally confident leaks: they are what runs a host out of
-    // memory; goroutine leaks cost memory through their stacks and what they pin.
+/// A group's finding from its fit: runtime leak reports folded in, hints attached.
+fn finding(
+    set: &SeriesSet,
+    g: usize,
+    mut fit: Fit,
+    metric: Metric,
+    leaked: &std::collections::HashMap<String, f64>,
+    timer_sites: &HashSet<String>,
+    sources: &crate::hints::SourceRoots,
+) -> Finding {
+    let runtime_leaked = leaked.get(&set.keys[g]).copied().unwrap_or(0.0);
+    if metric == Metric::Goroutines
+        && runtime_leaked > 0.0
+        && !matches!(fit.verdict, Verdict::Shrinking | Verdict::Leak)
+    {
+        fit.reason = format!(
+            "{}; the runtime's goroutine leak detector reports {runtime_leaked:.0} leaked",
+            fit.reason
+        );
+        fit.verdict = Verdict::Leak;
+        fit.confidence = fit.confidence.max(0.99);
+    }
+    let site_fn = set.stacks[g]
+        .get(crate::site::SiteRules::default().site_index(&set.stacks[g]))
+        .map(|f| f.function.clone())
+        .unwrap_or_default();
+    let hint_list = hints(&HintInput {
+        metric,
+        functions: &set.functions[g],
+        object_size: set.object_size[g],
+        growing: fit.verdict.is_leak(),
+        runtime_leaked,
+        allocates_timers: timer_sites.contains(&site_fn),
+        site_frames: &set.site_frames[g],
+        sources,
+    });
+    Finding {
+        rank: 0,
+        metric,
+        unit: metric.unit(),
+        site: set.keys[g].clone(),
+        fit,
+        hints: hint_list,
+        stack: set.stacks[g].iter().map(FrameRef::display).collect(),
+        stacks: set.stack_counts[g],
+        object_size: set.object_size[g],
+        series: Vec::new(),
+        group: g,
+    }
+}
+
+/// Copies the series of the findings that can reach the top `n` of the section or of the
+/// combined list out of the section's series set.
+fn keep_series(section: &mut Section, set: &SeriesSet, n: usize) {
+    let mut order: Vec<usize> = (0..section.findings.len()).collect();
+    order.sort_by(|&a, &b| combined_order(&section.findings[a], &section.findings[b]));
+    let picked: HashSet<usize> = order.into_iter().take(n).chain(0..n).collect();
+    for (i, f) in section.findings.iter_mut().enumerate() {
+        if picked.contains(&i) {
+            f.series = set.points_of(f.group);
+        }
+    }
+}
+
+/// The order of [`Ranking::findings`]: leaks first, more confident, byte metrics before
+/// goroutines (they are what runs a host out of memory; goroutine leaks cost memory through
+/// their stacks and what they pin), then faster.
+fn combined_order(a: &Finding, b: &Finding) -> std::cmp::Ordering {
     let priority = |f: &Finding| match f.metric {
         Metric::InuseSpace | Metric::Native => 0,
         Metric::Goroutines => 1,
         Metric::InuseObjects => 2,
     };
     let confidence = |f: &Finding| (f.fit.confidence * 100.0).round() as i64;
+    b.fit
+        .verdict
+        .is_leak()
+        .cmp(&a.fit.verdict.is_leak())
+        .then(a.fit.verdict.cmp(&b.fit.verdict))
+        .then(confidence(b).cmp(&confidence(a)))
+        .then(priority(a).cmp(&priority(b)))
+        .then(b.fit.rate_per_hour.total_cmp(&a.fit.rate_per_hour))
+        .then(a.site.cmp(&b.site))
+}
+
+/// All sections' findings in one order, comparable across metrics.
+fn combined(sections: &[Section]) -> Vec<Finding> {
     let mut all: Vec<Finding> = sections
         .iter()
         .flat_map(|s| s.findings.iter().cloned())
         .collect();
-    all.sort_by(|a, b| {
-        b.fit
-            .verdict
-            .is_leak()
-            .cmp(&a.fit.verdict.is_leak())
-            .then(a.fit.verdict.cmp(&b.fit.verdict))
-            .then(confidence(b).cmp(&confidence(a)))
-            .then(priority(a).cmp(&priority(b)))
-            .then(b.fit.rate_per_hour.total_cmp(&a.fit.rate_per_hour))
-            .then(a.site.cmp(&b.site))
-    });
+    all.sort_by(combined_order);
     all
 }
 
 /// Ranks every group of every requested metric.
-pub async fn rank(cat: &Catalog, opts: &RankOptions, progress: &dyn Fn(u64)) -> Result<Ranking> {
+pub async fn rank(
+    cat: &Catalog,
+    opts: &RankOptions,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Ranking> {
     let metrics = if opts.metrics.is_empty() {
         present_metrics(cat).await?
     } else {
         opts.metrics.clone()
     };
-    let stacks = load_stacks(&cat.ctx).await?;
+    let stacks = load_stacks(cat)?;
     // Functions whose heap stacks allocate timers: cross-referenced by goroutine hints.
     let timer_sites: HashSet<String> = stacks
         .values()
@@ -272,7 +341,7 @@ pub async fn rank(cat: &Catalog, opts: &RankOptions, progress: &dyn Fn(u64)) -> 
     };
     let mut sections = Vec::new();
     for metric in metrics {
-        let set = load_series(&cat.ctx, metric, &stacks, opts.by, &opts.rules, progress).await?;
+        let set = load_series(cat, metric, &stacks, opts.by, &opts.rules, progress).await?;
         let mut findings = fit_groups(&set, metric, &leaked, &timer_sites, &opts.sources);
         order(&mut findings);
         sections.push(Section {
@@ -284,6 +353,12 @@ pub async fn rank(cat: &Catalog, opts: &RankOptions, progress: &dyn Fn(u64)) -> 
             rows: set.rows,
             findings,
         });
+        // Only the top findings keep their series; the matrix is dropped here.
+        keep_series(
+            sections.last_mut().expect("just pushed"),
+            &set,
+            opts.keep_series,
+        );
     }
     let process = analyze_process(cat).await?;
     let findings = combined(&sections);

@@ -134,21 +134,24 @@ fn solve3(mut m: [[f64; 3]; 3], mut v: [f64; 3]) -> Option<[f64; 3]> {
     Some(out)
 }
 
-/// Median of a slice (sorts a copy); `None` when empty.
+/// Median of a slice (selects in a copy); `None` when empty.
 pub fn median(values: &[f64]) -> Option<f64> {
-    if values.is_empty() {
+    median_in_place(&mut values.to_vec())
+}
+
+/// Median of a scratch slice, reordering it in place; `None` when empty.
+fn median_in_place(v: &mut [f64]) -> Option<f64> {
+    if v.is_empty() {
         return None;
     }
-    let mut v: Vec<f64> = values.to_vec();
     let m = v.len() / 2;
-    // Linear-time selection instead of a full sort.
+    let odd = v.len() % 2 == 1;
     let (lower, upper, _) = v.select_nth_unstable_by(m, f64::total_cmp);
     let upper = *upper;
-    Some(if values.len() % 2 == 0 {
-        let below = lower.iter().copied().fold(f64::MIN, f64::max);
-        (below + upper) / 2.0
-    } else {
+    Some(if odd {
         upper
+    } else {
+        (lower.iter().copied().fold(f64::MIN, f64::max) + upper) / 2.0
     })
 }
 
@@ -158,31 +161,56 @@ pub fn bucket_medians(x: &[f64], y: &[f64], max: usize) -> (Vec<f64>, Vec<f64>) 
     if n <= max || max == 0 {
         return (x[..n].to_vec(), y[..n].to_vec());
     }
+    let sorted_x = x[..n].windows(2).all(|w| w[0] <= w[1]);
     let mut bx = Vec::with_capacity(max);
     let mut by = Vec::with_capacity(max);
+    let mut scratch = Vec::with_capacity(n / max + 2);
     for b in 0..max {
         let lo = b * n / max;
         let hi = ((b + 1) * n / max).max(lo + 1);
-        bx.push(median(&x[lo..hi]).unwrap_or(0.0));
-        by.push(median(&y[lo..hi]).unwrap_or(0.0));
+        let mx = if sorted_x {
+            let m = lo + (hi - lo) / 2;
+            if (hi - lo) % 2 == 1 {
+                x[m]
+            } else {
+                (x[m - 1] + x[m]) / 2.0
+            }
+        } else {
+            median(&x[lo..hi]).unwrap_or(0.0)
+        };
+        bx.push(mx);
+        scratch.clear();
+        scratch.extend_from_slice(&y[lo..hi]);
+        by.push(median_in_place(&mut scratch).unwrap_or(0.0));
     }
     (bx, by)
 }
 
 /// Theil-Sen slope: the median of pairwise slopes (robust to up to ~29% outliers).
 pub fn theil_sen(x: &[f64], y: &[f64]) -> Option<f64> {
-    let (x, y) = bucket_medians(x, y, MAX_PAIRWISE_POINTS);
-    let n = x.len();
-    let mut slopes = Vec::with_capacity(n * (n.saturating_sub(1)) / 2);
-    for i in 0..n {
-        for j in i + 1..n {
-            let dx = x[j] - x[i];
-            if dx != 0.0 {
-                slopes.push((y[j] - y[i]) / dx);
+    let n = x.len().min(y.len());
+    if n > MAX_PAIRWISE_POINTS {
+        let (bx, by) = bucket_medians(x, y, MAX_PAIRWISE_POINTS);
+        return theil_sen(&bx, &by);
+    }
+    thread_local! {
+        static SLOPES: std::cell::RefCell<Vec<f64>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    SLOPES.with(|cell| {
+        let mut slopes = cell.borrow_mut();
+        slopes.clear();
+        slopes.reserve(n * n.saturating_sub(1) / 2);
+        for i in 0..n {
+            let (xi, yi) = (x[i], y[i]);
+            for j in i + 1..n {
+                let dx = x[j] - xi;
+                if dx != 0.0 {
+                    slopes.push((y[j] - yi) / dx);
+                }
             }
         }
-    }
-    median(&slopes)
+        median_in_place(&mut slopes)
+    })
 }
 
 /// Mann-Kendall statistic of one series: S and its variance under H0 with tie correction.
@@ -240,8 +268,12 @@ impl KendallS {
 
 /// Mann-Kendall S and tie-corrected variance of `y` in time order (x only orders/buckets).
 pub fn mann_kendall(x: &[f64], y: &[f64]) -> KendallS {
-    let (_, y) = bucket_medians(x, y, MAX_PAIRWISE_POINTS);
-    let n = y.len();
+    if x.len().min(y.len()) > MAX_PAIRWISE_POINTS {
+        let (bx, by) = bucket_medians(x, y, MAX_PAIRWISE_POINTS);
+        return mann_kendall(&bx, &by);
+    }
+    let n = x.len().min(y.len());
+    let y = &y[..n];
     if n < 3 {
         return KendallS {
             n,
@@ -258,7 +290,7 @@ pub fn mann_kendall(x: &[f64], y: &[f64]) -> KendallS {
             };
         }
     }
-    let mut sorted = y.clone();
+    let mut sorted = y.to_vec();
     sorted.sort_by(f64::total_cmp);
     let mut tie_term = 0.0;
     let mut i = 0;

@@ -596,7 +596,7 @@ async fn read_flames(cat: &Catalog, profiles: &[ProfileRef], w: &Window) -> Resu
             continue;
         };
         if stacks.is_none() {
-            stacks = Some(load_stacks(&cat.ctx).await?);
+            stacks = Some(load_stacks(cat)?);
         }
         let stacks = stacks.as_ref().expect("loaded above");
         let v1 = stack_values(cat, before, column).await?;

@@ -373,6 +373,7 @@ mod tests {
                 metrics: Vec::new(),
                 rules: SiteRules::default(),
                 sources: SourceRoots(Vec::new()),
+                keep_series: 30,
             },
             &|_| {},
         )

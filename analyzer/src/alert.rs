@@ -1,0 +1,133 @@
+//! Alert thresholds shared by `check` and `watch`: which findings of a [`Ranking`] are
+//! leaks fast and certain enough to fail a check or to post an alert.
+
+use crate::load::Metric;
+use crate::rank::{Finding, Ranking};
+use crate::render::format_rate;
+
+/// A threshold flag whose value does not parse or is out of range.
+#[derive(Debug, thiserror::Error)]
+#[error("{flag} {reason}")]
+pub struct ThresholdError {
+    /// The flag, e.g. `--max-growth`.
+    pub flag: &'static str,
+    /// What is wrong with its value.
+    pub reason: String,
+}
+
+/// When a finding counts: leak verdict, confidence and rate limits.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Thresholds {
+    /// Largest acceptable growth of a byte metric, bytes per hour.
+    pub max_bytes_per_hour: f64,
+    /// Largest acceptable goroutine growth, goroutines per hour.
+    pub max_goroutines_per_hour: f64,
+    /// Smallest confidence (0..1) for a finding to count.
+    pub min_confidence: f64,
+}
+
+impl Thresholds {
+    /// Parses the flag values (`5MiB/h`, `100/h`, `0.95`), naming the flag on error.
+    pub fn parse(
+        max_growth: &str,
+        max_goroutine_growth: &str,
+        min_confidence: f64,
+    ) -> Result<Thresholds, ThresholdError> {
+        let rate = |flag: &'static str, text: &str| {
+            let v = crate::parse_rate(text).map_err(|reason| ThresholdError { flag, reason })?;
+            if v.is_nan() || v < 0.0 {
+                return Err(ThresholdError {
+                    flag,
+                    reason: format!("'{text}': must not be negative"),
+                });
+            }
+            Ok(v)
+        };
+        let max_bytes_per_hour = rate("--max-growth", max_growth)?;
+        let max_goroutines_per_hour = rate("--max-goroutine-growth", max_goroutine_growth)?;
+        if !(0.0..=1.0).contains(&min_confidence) {
+            return Err(ThresholdError {
+                flag: "--min-confidence",
+                reason: format!("'{min_confidence}': must be between 0 and 1"),
+            });
+        }
+        Ok(Thresholds {
+            max_bytes_per_hour,
+            max_goroutines_per_hour,
+            min_confidence,
+        })
+    }
+
+    /// The rate limit (units per hour) of a metric; object counts never alert on their own.
+    pub fn limit(&self, metric: Metric) -> f64 {
+        match metric {
+            Metric::Goroutines => self.max_goroutines_per_hour,
+            Metric::InuseObjects => f64::INFINITY,
+            Metric::InuseSpace | Metric::Native => self.max_bytes_per_hour,
+        }
+    }
+
+    /// Whether a finding is a leak above its metric's limit with enough confidence.
+    pub fn crosses(&self, f: &Finding) -> bool {
+        f.fit.verdict.is_leak()
+            && f.fit.confidence >= self.min_confidence
+            && f.fit.rate_per_hour > self.limit(f.metric)
+    }
+}
+
+/// A finding above the thresholds, with the limit it crossed.
+#[derive(Debug, Clone, Copy)]
+pub struct Crossing<'a> {
+    /// The finding.
+    pub finding: &'a Finding,
+    /// The limit of its metric, units per hour.
+    pub limit: f64,
+}
+
+impl Crossing<'_> {
+    /// One line for people: `unit site: rate (confidence N%, limit L)`.
+    pub fn describe(&self) -> String {
+        let f = self.finding;
+        format!(
+            "{} {}: {} (confidence {:.0}%, limit {})",
+            f.metric.unit(),
+            f.site,
+            format_rate(f.metric, f.fit.rate_per_hour),
+            f.fit.confidence * 100.0,
+            format_rate(f.metric, self.limit)
+        )
+    }
+}
+
+/// Every leak finding above the thresholds, in the ranking's combined order.
+pub fn crossings<'a>(r: &'a Ranking, t: &Thresholds) -> Vec<Crossing<'a>> {
+    r.leaks()
+        .into_iter()
+        .filter(|f| t.crosses(f))
+        .map(|f| Crossing {
+            finding: f,
+            limit: t.limit(f.metric),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_rejects_thresholds() {
+        let t = Thresholds::parse("5MiB/h", "100/h", 0.95).unwrap();
+        assert_eq!(t.max_bytes_per_hour, 5.0 * 1024.0 * 1024.0);
+        assert_eq!(t.limit(Metric::Goroutines), 100.0);
+        assert_eq!(t.limit(Metric::Native), t.max_bytes_per_hour);
+        assert!(t.limit(Metric::InuseObjects).is_infinite());
+        let e = Thresholds::parse("5MiB/fortnight", "100/h", 0.95).unwrap_err();
+        assert!(e.to_string().starts_with("--max-growth "), "{e}");
+        let e = Thresholds::parse("5MiB/h", "-3/h", 0.95).unwrap_err();
+        assert!(e.to_string().starts_with("--max-goroutine-growth "), "{e}");
+        let e = Thresholds::parse("5MiB/h", "100/h", 1.5).unwrap_err();
+        assert!(e.to_string().starts_with("--min-confidence "), "{e}");
+        assert!(Thresholds::parse("5MiB/h", "100/h", f64::NAN).is_err());
+    }
+}

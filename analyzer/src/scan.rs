@@ -1,0 +1,448 @@
+//! Direct, parallel reads of capture segments for the ranking's two heavy loads: every
+//! sample row of one metric, and one copy of every stack.
+//!
+//! SQL stays the interface for people; this is the ranking's fast path. One rayon task per
+//! segment file reads only the columns it needs with the Parquet reader, so the load runs
+//! on every core without a query plan, a merge of partition streams or a shared matrix.
+//! Segments the catalog skipped as corrupt are skipped here too.
+
+use std::fs::File;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Int64Type, UInt64Type};
+use arrow_array::{Array, RecordBatch};
+use leakscope_capture::schema::Table;
+use leakscope_capture::segment::list_segments;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReaderBuilder, RowSelection};
+use parquet::arrow::ProjectionMask;
+use parquet::file::statistics::Statistics;
+use rayon::prelude::*;
+
+use crate::catalog::Catalog;
+use crate::error::{AnalyzeError, Result};
+use crate::load::IdMap;
+use crate::site::FrameRef;
+use crate::udf::frames_of;
+
+/// Rows per record batch read from a segment.
+const BATCH_ROWS: usize = 16 * 1024;
+
+/// One committed segment file of a table.
+#[derive(Debug, Clone)]
+pub struct Segment {
+    /// Index of its capture in [`Catalog::captures`].
+    pub capture: usize,
+    /// Full path.
+    pub path: PathBuf,
+}
+
+/// Every readable segment of `table` in every capture: captures in order, oldest first.
+pub fn segments(cat: &Catalog, table: Table) -> Result<Vec<Segment>> {
+    let mut out = Vec::new();
+    for (i, cap) in cat.captures.iter().enumerate() {
+        let files = list_segments(&cap.dir, table).map_err(|e| AnalyzeError::Segment {
+            path: cap.dir.join(table.name()),
+            reason: e.to_string(),
+        })?;
+        out.extend(
+            files
+                .into_iter()
+                .filter(|f| !cat.skipped.iter().any(|s| s.path == f.path))
+                .map(|f| Segment {
+                    capture: i,
+                    path: f.path,
+                }),
+        );
+    }
+    Ok(out)
+}
+
+fn bad(path: &Path, what: impl std::fmt::Display) -> AnalyzeError {
+    AnalyzeError::Segment {
+        path: path.to_path_buf(),
+        reason: what.to_string(),
+    }
+}
+
+/// Opens a segment for reading `columns` (top-level names), `BATCH_ROWS` rows at a time.
+fn open(path: &Path, columns: &[&str]) -> Result<ParquetRecordBatchReaderBuilder<File>> {
+    let file = File::open(path).map_err(|source| AnalyzeError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| bad(path, e))?;
+    let schema = builder.schema().clone();
+    let mut roots = Vec::with_capacity(columns.len());
+    for c in columns {
+        roots.push(
+            schema
+                .index_of(c)
+                .map_err(|_| bad(path, format!("no column '{c}'")))?,
+        );
+    }
+    let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+    Ok(builder.with_projection(mask).with_batch_size(BATCH_ROWS))
+}
+
+/// Reads every batch of a built reader, naming the file on failure.
+fn batches(
+    path: &Path,
+    builder: ParquetRecordBatchReaderBuilder<File>,
+) -> Result<impl Iterator<Item = Result<RecordBatch>> + '_> {
+    let reader = builder.build().map_err(|e| bad(path, e))?;
+    Ok(reader.map(move |b| b.map_err(|e| bad(path, e))))
+}
+
+/// Position of `name` in a batch (projection keeps the file's column order).
+fn column<'b>(batch: &'b RecordBatch, name: &str, path: &Path) -> Result<&'b dyn Array> {
+    batch
+        .column_by_name(name)
+        .map(|c| c.as_ref())
+        .ok_or_else(|| bad(path, format!("no column '{name}'")))
+}
+
+/// Loads one copy of every stack. Every segment set repeats the stacks its samples use, so
+/// the ids of all segments are read first (cheap), and frames only for each id's first row.
+pub fn read_stacks(segs: &[Segment]) -> Result<IdMap<Vec<FrameRef>>> {
+    let ids: Vec<Vec<u64>> = segs
+        .par_iter()
+        .map(|s| {
+            let mut out = Vec::new();
+            for b in batches(&s.path, open(&s.path, &["stack_id"])?)? {
+                let b = b?;
+                let col = column(&b, "stack_id", &s.path)?;
+                out.extend(col.as_primitive::<UInt64Type>().values().iter());
+            }
+            Ok(out)
+        })
+        .collect::<Result<_>>()?;
+    // The first row of each id, in segment order, so the copy kept is deterministic.
+    let mut seen: IdMap<()> = IdMap::default();
+    let wanted: Vec<Vec<usize>> = ids
+        .iter()
+        .map(|file_ids| {
+            file_ids
+                .iter()
+                .enumerate()
+                .filter(|(_, id)| seen.insert(**id, ()).is_none())
+                .map(|(row, _)| row)
+                .collect()
+        })
+        .collect();
+    let parts: Vec<Vec<(u64, Vec<FrameRef>)>> = segs
+        .par_iter()
+        .zip(&wanted)
+        .zip(&ids)
+        .filter(|((_, rows), _)| !rows.is_empty())
+        .map(|((s, rows), all)| read_stack_rows(&s.path, rows, all.len()))
+        .collect::<Result<_>>()?;
+    let mut out = IdMap::default();
+    out.reserve(seen.len());
+    for (id, frames) in parts.into_iter().flatten() {
+        out.entry(id).or_insert(frames);
+    }
+    Ok(out)
+}
+
+/// Decodes the frames of the given rows (sorted) of one stacks segment.
+fn read_stack_rows(path: &Path, rows: &[usize], total: usize) -> Result<Vec<(u64, Vec<FrameRef>)>> {
+    let mut builder = open(path, &["stack_id", "frames"])?;
+    if rows.len() < total {
+        builder = builder.with_row_selection(RowSelection::from_consecutive_ranges(
+            consecutive(rows).into_iter(),
+            total,
+        ));
+    }
+    let mut out = Vec::with_capacity(rows.len());
+    for b in batches(path, builder)? {
+        let b = b?;
+        let ids = column(&b, "stack_id", path)?.as_primitive::<UInt64Type>();
+        let frames = column(&b, "frames", path)?.as_list::<i32>();
+        for i in 0..b.num_rows() {
+            out.push((ids.value(i), frames_of(frames, i)));
+        }
+    }
+    Ok(out)
+}
+
+/// Sorted indices as maximal ranges of consecutive values.
+fn consecutive(rows: &[usize]) -> Vec<Range<usize>> {
+    let mut out: Vec<Range<usize>> = Vec::new();
+    for &r in rows {
+        match out.last_mut() {
+            Some(last) if last.end == r => last.end = r + 1,
+            _ => out.push(r..r + 1),
+        }
+    }
+    out
+}
+
+/// What [`scan_samples`] reads and where each row goes.
+pub struct SampleScan<'a> {
+    /// `samples.kind` wanted: row groups whose statistics exclude it are not read.
+    pub kind: &'a str,
+    /// Value column (`inuse_bytes`, `goroutines`, ...); null values are skipped.
+    pub column: &'a str,
+    /// Profile id -> matrix column; rows of other profiles are skipped.
+    pub profile_pos: &'a IdMap<usize>,
+    /// Capture index of each matrix column's profile (the copy that counts).
+    pub profile_capture: &'a [usize],
+    /// Stack id -> dense stack index; rows of unknown stacks are skipped.
+    pub stack_index: &'a IdMap<u32>,
+    /// Group of each dense stack index.
+    pub stack_group: &'a [u32],
+    /// Number of groups (rows of the matrix).
+    pub groups: usize,
+    /// Called with the running total of rows read.
+    pub progress: &'a (dyn Fn(u64) + Sync),
+}
+
+/// The group x profile sums of one metric, stored by profile.
+#[derive(Debug, Default)]
+pub struct SampleMatrix {
+    /// One column per profile position, `groups` long; empty when no row of that profile
+    /// was read (its samples segment is missing or corrupt).
+    pub columns: Vec<Vec<f64>>,
+    /// Sum of values per dense stack index; `None` for stacks without rows.
+    pub stack_weight: Vec<Option<f64>>,
+    /// Sample rows read.
+    pub rows: u64,
+}
+
+/// The share of the matrix read by one rayon worker.
+struct Partial {
+    /// (matrix column, column values).
+    columns: Vec<(usize, Vec<f64>)>,
+    /// Summed value per dense stack index.
+    weights: Vec<f64>,
+    /// Whether each dense stack index had a row.
+    present: Vec<bool>,
+    rows: u64,
+}
+
+impl Partial {
+    fn new(stacks: usize) -> Partial {
+        Partial {
+            columns: Vec::new(),
+            weights: vec![0.0; stacks],
+            present: vec![false; stacks],
+            rows: 0,
+        }
+    }
+
+    fn merge(mut self, other: Partial) -> Partial {
+        self.columns.extend(other.columns);
+        self.weights
+            .iter_mut()
+            .zip(&other.weights)
+            .for_each(|(a, b)| *a += b);
+        self.present
+            .iter_mut()
+            .zip(&other.present)
+            .for_each(|(a, b)| *a |= b);
+        self.rows += other.rows;
+        self
+    }
+}
+
+/// Whether a row group's `kind` statistics allow rows of `kind`.
+fn may_hold(stats: Option<&Statistics>, kind: &str) -> bool {
+    let Some(Statistics::ByteArray(s)) = stats else {
+        return true;
+    };
+    match (s.min_opt(), s.max_opt()) {
+        (Some(lo), Some(hi)) => lo.data() <= kind.as_bytes() && kind.as_bytes() <= hi.data(),
+        _ => true,
+    }
+}
+
+/// Adds one segment's rows to `part`.
+fn scan_one(seg: &Segment, scan: &SampleScan, total: &AtomicU64, part: &mut Partial) -> Result<()> {
+    let path = &seg.path;
+    let builder = open(path, &["stack_id", "profile_id", scan.column])?;
+    let kind_col = builder
+        .parquet_schema()
+        .columns()
+        .iter()
+        .position(|c| c.name() == "kind");
+    let groups: Vec<usize> = builder
+        .metadata()
+        .row_groups()
+        .iter()
+        .enumerate()
+        .filter(|(_, rg)| kind_col.is_none_or(|k| may_hold(rg.column(k).statistics(), scan.kind)))
+        .map(|(i, _)| i)
+        .collect();
+    if groups.is_empty() {
+        return Ok(());
+    }
+    let builder = builder.with_row_groups(groups);
+    // Matrix column -> index in part.columns, for the columns this segment started.
+    let mut slot_of: std::collections::HashMap<usize, usize> = Default::default();
+    let (mut last_pid, mut slot) = (None, usize::MAX);
+    for b in batches(path, builder)? {
+        let b = b?;
+        let sid = column(&b, "stack_id", path)?.as_primitive::<UInt64Type>();
+        let pid = column(&b, "profile_id", path)?.as_primitive::<UInt64Type>();
+        let val = column(&b, scan.column, path)?.as_primitive::<Int64Type>();
+        let has_nulls = val.null_count() > 0;
+        let (sid, pid_values, values) = (sid.values(), pid.values(), val.values());
+        for i in 0..b.num_rows() {
+            let p_id = pid_values[i];
+            if last_pid != Some(p_id) {
+                last_pid = Some(p_id);
+                slot = match scan.profile_pos.get(&p_id) {
+                    Some(&p) if scan.profile_capture[p] == seg.capture => {
+                        *slot_of.entry(p).or_insert_with(|| {
+                            part.columns.push((p, vec![0.0; scan.groups]));
+                            part.columns.len() - 1
+                        })
+                    }
+                    _ => usize::MAX,
+                };
+            }
+            if slot == usize::MAX || (has_nulls && val.is_null(i)) {
+                continue;
+            }
+            let Some(&si) = scan.stack_index.get(&sid[i]) else {
+                continue;
+            };
+            let (si, v) = (si as usize, values[i] as f64);
+            part.columns[slot].1[scan.stack_group[si] as usize] += v;
+            part.weights[si] += v;
+            part.present[si] = true;
+        }
+        part.rows += b.num_rows() as u64;
+        let now = total.fetch_add(b.num_rows() as u64, Ordering::Relaxed) + b.num_rows() as u64;
+        (scan.progress)(now);
+    }
+    Ok(())
+}
+
+/// Reads the sample rows of one metric from every segment in parallel into a matrix.
+/// A profile whose rows span several segments of its capture is summed across them.
+pub fn scan_samples(segs: &[Segment], scan: &SampleScan, profiles: usize) -> Result<SampleMatrix> {
+    let total = AtomicU64::new(0);
+    let stacks = scan.stack_group.len();
+    let part = segs
+        .par_iter()
+        .try_fold(
+            || Partial::new(stacks),
+            |mut part, s| scan_one(s, scan, &total, &mut part).map(|_| part),
+        )
+        .try_reduce(|| Partial::new(stacks), |a, b| Ok(a.merge(b)))?;
+    let mut columns = vec![Vec::new(); profiles];
+    for (p, col) in part.columns {
+        if columns[p].is_empty() {
+            columns[p] = col;
+        } else {
+            columns[p].iter_mut().zip(&col).for_each(|(a, b)| *a += b);
+        }
+    }
+    Ok(SampleMatrix {
+        columns,
+        stack_weight: part
+            .weights
+            .iter()
+            .zip(&part.present)
+            .map(|(w, p)| p.then_some(*w))
+            .collect(),
+        rows: part.rows,
+    })
+}
+
+/// Whether a row group's `time` statistics (ns) may include one of `times`.
+fn may_hold_time(stats: Option<&Statistics>, times: &[i64]) -> bool {
+    let Some(Statistics::Int64(s)) = stats else {
+        return true;
+    };
+    match (s.min_opt(), s.max_opt()) {
+        (Some(lo), Some(hi)) => times.iter().any(|t| lo <= t && t <= hi),
+        _ => true,
+    }
+}
+
+/// Mean bytes per live object of each group over the given heap profiles (id -> time);
+/// only row groups whose time range holds one of them are read.
+pub fn object_sizes(
+    segs: &[Segment],
+    profiles: &IdMap<i64>,
+    stack_index: &IdMap<u32>,
+    stack_group: &[u32],
+    groups: usize,
+) -> Result<Vec<f64>> {
+    let times: Vec<i64> = profiles.values().copied().collect();
+    let sums: Vec<Vec<(usize, f64, f64)>> = segs
+        .par_iter()
+        .map(|seg| {
+            let path = &seg.path;
+            let builder = open(
+                path,
+                &["stack_id", "profile_id", "inuse_bytes", "inuse_objects"],
+            )?;
+            let time_col = builder
+                .parquet_schema()
+                .columns()
+                .iter()
+                .position(|c| c.name() == "time");
+            let keep: Vec<usize> = builder
+                .metadata()
+                .row_groups()
+                .iter()
+                .enumerate()
+                .filter(|(_, rg)| {
+                    time_col.is_none_or(|k| may_hold_time(rg.column(k).statistics(), &times))
+                })
+                .map(|(i, _)| i)
+                .collect();
+            let mut out = Vec::new();
+            if keep.is_empty() {
+                return Ok(out);
+            }
+            for b in batches(path, builder.with_row_groups(keep))? {
+                let b = b?;
+                let sid = column(&b, "stack_id", path)?.as_primitive::<UInt64Type>();
+                let pid = column(&b, "profile_id", path)?.as_primitive::<UInt64Type>();
+                let by = column(&b, "inuse_bytes", path)?.as_primitive::<Int64Type>();
+                let ob = column(&b, "inuse_objects", path)?.as_primitive::<Int64Type>();
+                for i in 0..b.num_rows() {
+                    if !profiles.contains_key(&pid.value(i)) || by.is_null(i) || ob.is_null(i) {
+                        continue;
+                    }
+                    if let Some(&si) = stack_index.get(&sid.value(i)) {
+                        out.push((
+                            stack_group[si as usize] as usize,
+                            by.value(i) as f64,
+                            ob.value(i) as f64,
+                        ));
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .collect::<Result<_>>()?;
+    let (mut bytes, mut objects) = (vec![0.0; groups], vec![0.0; groups]);
+    for (g, b, o) in sums.into_iter().flatten() {
+        bytes[g] += b;
+        objects[g] += o;
+    }
+    Ok(bytes
+        .iter()
+        .zip(&objects)
+        .map(|(b, o)| if *o > 0.0 { b / o } else { 0.0 })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consecutive_ranges() {
+        assert_eq!(consecutive(&[0, 1, 2, 5, 7, 8]), vec![0..3, 5..6, 7..9]);
+        assert!(consecutive(&[]).is_empty());
+    }
+}
