@@ -14,6 +14,9 @@ use crate::stats::{self, KendallS};
 pub const MIN_POINTS: usize = 5;
 /// Significance level of the trend tests.
 pub const ALPHA: f64 = 0.05;
+/// Growth over the window, relative to the starting level, below which a significant
+/// trend is only a possible leak.
+pub const MIN_RELATIVE_GROWTH: f64 = 0.05;
 
 /// One run's series: time in hours since the run's first point, and values.
 #[derive(Debug, Clone, Default)]
@@ -212,12 +215,50 @@ fn fit_run(x_all: &[f64], y_all: &[f64]) -> Option<RunFit> {
     let late_mk = stats::mann_kendall(&x[late_from..], &y[late_from..]);
     let early_to = n - late_from;
     let early_ts = stats::theil_sen(&x[..early_to], &y[..early_to]).unwrap_or(0.0);
-    // Floor: minimum of each of k equal-count chunks.
-    let k = (n_all / 4).clamp(3, 8);
-    let (mut fx, mut fy) = (Vec::with_capacity(k), Vec::with_capacity(k));
-    for c in 0..k {
-        let lo = c * n_all / k;
-        let hi = ((c + 1) * n_all / k).max(lo + 1);
+    let (mut peak, mut peak_i) = (f64::MIN, 0);
+    let mut lo = f64::MAX;
+    for (i, v) in y_all.iter().enumerate() {
+        if *v > peak {
+            peak = *v;
+            peak_i = i;
+        }
+        lo = lo.min(*v);
+    }
+    let range = peak - lo;
+    // Resets: drops of at least half the range (and 10% of the peak) in one step.
+    let reset_at: Vec<usize> = if range > 0.0 {
+        (1..n_all)
+            .filter(|&i| {
+                let d = y_all[i - 1] - y_all[i];
+                d >= 0.5 * range && d >= 0.1 * peak.abs()
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let resets = reset_at.len();
+    // Floor: the trough of every cycle between resets when the series resets periodically
+    // (equal chunks shorter than the period would see mid-ramp minima as a rising floor);
+    // otherwise the minimum of each of k equal-count chunks.
+    let bounds: Vec<(usize, usize)> = if resets >= 2 {
+        std::iter::once(0)
+            .chain(reset_at.iter().copied())
+            .zip(reset_at.iter().copied().chain(std::iter::once(n_all)))
+            .collect()
+    } else {
+        let k = (n_all / 4).clamp(3, 8);
+        (0..k)
+            .map(|c| {
+                let lo = c * n_all / k;
+                (lo, ((c + 1) * n_all / k).max(lo + 1))
+            })
+            .collect()
+    };
+    let (mut fx, mut fy) = (
+        Vec::with_capacity(bounds.len()),
+        Vec::with_capacity(bounds.len()),
+    );
+    for (lo, hi) in bounds {
         let (i, v) = y_all[lo..hi]
             .iter()
             .enumerate()
@@ -229,24 +270,6 @@ fn fit_run(x_all: &[f64], y_all: &[f64]) -> Option<RunFit> {
     }
     let floor_ts = stats::theil_sen(&fx, &fy).unwrap_or(0.0);
     let floor_mk = stats::mann_kendall(&fx, &fy);
-    let (mut peak, mut peak_i) = (f64::MIN, 0);
-    let mut lo = f64::MAX;
-    for (i, v) in y_all.iter().enumerate() {
-        if *v > peak {
-            peak = *v;
-            peak_i = i;
-        }
-        lo = lo.min(*v);
-    }
-    let range = peak - lo;
-    let resets = if range > 0.0 {
-        y_all
-            .windows(2)
-            .filter(|w| w[0] - w[1] >= 0.5 * range && w[0] - w[1] >= 0.1 * peak.abs())
-            .count()
-    } else {
-        0
-    };
     // Broken-stick fit: did growth stop (slow down 5x or more) at some point and stay
     // stopped? Judged on the post-knee segment as a whole, which is robust to noise.
     let stopped = stats::knee(x, y, (n / 6).max(3)).and_then(|k| {
@@ -460,12 +483,34 @@ pub fn fit_runs(runs: &[RunView]) -> Fit {
     let persistence = (late_ratio / 0.75)
         .max((last_high - 0.5) / 0.4)
         .clamp(0.0, 1.0);
-    let confidence = match verdict {
+    let mut confidence = match verdict {
         Verdict::Leak | Verdict::PossibleLeak => (1.0 - p_up) * persistence,
         Verdict::Plateau | Verdict::Sawtooth | Verdict::WarmUp => {
             ((1.0 - p_up) * persistence * 0.5).min(0.49)
         }
         _ => 0.0,
+    };
+    // Effect size: growth that is significant but tiny next to what the site already held
+    // (long captures make drift of a fraction of a percent significant) is not called a
+    // leak; it stays a possible one, with confidence scaled by how small it is.
+    let level: f64 = fits.iter().map(|f| f.start.max(0.0)).sum();
+    let relative = if level > 0.0 {
+        growth / level
+    } else {
+        f64::INFINITY
+    };
+    let (verdict, reason) = if verdict.is_leak() && relative < MIN_RELATIVE_GROWTH {
+        confidence *= (relative / MIN_RELATIVE_GROWTH).clamp(0.0, 1.0);
+        (
+            Verdict::PossibleLeak,
+            format!(
+                "{reason}; but it grew only {:.1}% over its starting level (under {:.0}%)",
+                relative * 100.0,
+                MIN_RELATIVE_GROWTH * 100.0
+            ),
+        )
+    } else {
+        (verdict, reason)
     };
     Fit {
         verdict,
@@ -563,6 +608,27 @@ mod tests {
             |i| (i / 8.0).floor() * 512.0 + ((i as i64 % 59) / 58) as f64 * 512.0,
             60,
         )]);
+        assert_eq!(f.verdict, Verdict::Leak, "{f:?}");
+    }
+
+    #[test]
+    fn tiny_drift_on_a_large_level_is_not_a_leak() {
+        // 0.5% growth over the run on a level of 1e6: significant, but not a leak.
+        let f = fit_series(&[series(|i| 1e6 + 80.0 * i, 60)]);
+        assert_eq!(f.verdict, Verdict::PossibleLeak, "{f:?}");
+        assert!(f.confidence < 0.2, "{f:?}");
+    }
+
+    #[test]
+    fn short_period_sawtooth_ending_on_a_ramp_is_a_sawtooth() {
+        // Period 10 in 60 points; the run ends at the top of a ramp.
+        let f = fit_series(&[series(|i| 100.0 + ((i + 1.0) % 10.0) * 40.0, 60)]);
+        assert_eq!(f.verdict, Verdict::Sawtooth, "{f:?}");
+    }
+
+    #[test]
+    fn rising_floor_under_a_sawtooth_is_a_leak() {
+        let f = fit_series(&[series(|i| 100.0 + 20.0 * i + (i % 8.0) * 60.0, 60)]);
         assert_eq!(f.verdict, Verdict::Leak, "{f:?}");
     }
 

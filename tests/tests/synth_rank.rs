@@ -280,17 +280,11 @@ fn planted_leaks_rank_above_traps_across_restarts() {
     );
 }
 
-// A known analyzer misclassification found with this generator (see docs/performance.md,
-// "Analyzer"); the statistics in analyzer/src/fit.rs are left as they are. A sawtooth whose
-// last flush comes before the last of the 8 floor chunks (period 10 or 12 points in a
-// 60-point run: troughs at 50 or 48, last chunk 52..60) has a last chunk minimum on a ramp,
-// so the floor reads as rising; when the whole-run Mann-Kendall test also reaches p < 0.05
-// (the run ends at the top of a ramp), `resets >= 2 && !floor_rising` no longer applies and
-// the sawtooth is a "leak". `cargo test -p leakscope-tests --test synth_rank -- --ignored`.
-
+// Regression: a sawtooth whose period (10 or 12 points in a 60-point run) is shorter than
+// the equal floor chunks used to read as a rising floor when the run ended on a ramp. The
+// floor of a resetting series is now the trough of each cycle (analyzer/src/fit.rs).
 #[test]
-#[ignore = "known analyzer misclassification: sawtooth whose last flush precedes the last floor chunk ranks as leak (fit.rs)"]
-fn known_sawtooth_ending_on_a_ramp_ranks_as_leak() {
+fn short_period_sawtooth_ending_on_a_ramp_is_not_a_leak() {
     assert_ranking(
         &["--profiles", "60", "--stacks", "200", "--seed", "8"],
         "stack",
