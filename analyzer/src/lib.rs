@@ -3,8 +3,9 @@
 //! The pipeline reads top-down: [`catalog`] registers captures in DataFusion, [`load`]
 //! turns samples into per-site series, [`fit`] and [`stats`] judge each series, [`rank`]
 //! orders the findings with [`hints`], and [`render`] writes them for people.
+//! [`alert`] holds the thresholds of `check` and `watch`; [`watch`] turns rounds of ranking
+//! into webhook alerts, one per site until it changes.
 
-#[cfg(feature = "watch-wip")]
 pub mod alert;
 pub mod catalog;
 pub mod error;
@@ -22,7 +23,6 @@ pub mod sql;
 pub mod stats;
 pub mod store;
 pub mod udf;
-#[cfg(feature = "watch-wip")]
 pub mod watch;
 
 pub use error::{AnalyzeError, Result};

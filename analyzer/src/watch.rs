@@ -126,14 +126,17 @@ pub struct Alert {
 }
 
 impl Alert {
-    /// One line for people: `STATUS unit site: rate (confidence N%, limit L)[: change]`.
+    /// One line for people: `ALERT|CHANGED unit site: rate (confidence N%, limit L)[: change]`
+    /// or `RESOLVED unit site: why`.
     pub fn describe(&self) -> String {
+        if self.status == Status::Resolved {
+            return format!("RESOLVED {} {}: {}", self.unit, self.site, self.change);
+        }
         let mut s = format!(
             "{} {} {}: {} (confidence {:.0}%, limit {})",
             match self.status {
-                Status::New => "ALERT",
                 Status::Changed => "CHANGED",
-                Status::Resolved => "RESOLVED",
+                _ => "ALERT",
             },
             self.unit,
             self.site,
@@ -230,26 +233,25 @@ fn key_of(f: &Finding) -> (String, String) {
     (metric_name(f.metric), f.site.clone())
 }
 
-/// What changed materially between an alerted entry and the finding now, if anything.
-fn material_change(e: &Entry, f: &Finding) -> Option<String> {
-    let verdict = verdict_name(f);
+/// What changed materially since an entry was alerted, given the site's verdict and rate
+/// now: another verdict, or a rate at least [`RATE_CHANGE_FACTOR`] times higher or lower.
+fn material_change(e: &Entry, verdict: &str, metric: Metric, now: f64) -> Option<String> {
     if verdict != e.verdict {
         return Some(format!("verdict changed from {} to {verdict}", e.verdict));
     }
-    let now = f.fit.rate_per_hour;
     let before = e.rate_per_hour;
     if before > 0.0 && now >= before * RATE_CHANGE_FACTOR {
         return Some(format!(
             "rate went up from {} to {}",
             e.rate_text,
-            format_rate(f.metric, now)
+            format_rate(metric, now)
         ));
     }
     if before > 0.0 && now <= before / RATE_CHANGE_FACTOR {
         return Some(format!(
             "rate went down from {} to {}",
             e.rate_text,
-            format_rate(f.metric, now)
+            format_rate(metric, now)
         ));
     }
     None
@@ -357,7 +359,9 @@ impl State {
             match self.alerted.get(&key_of(f)) {
                 None => out.push(alert_of(Status::New, f, c.limit)),
                 Some(e) => {
-                    if let Some(change) = material_change(e, f) {
+                    let change =
+                        material_change(e, &verdict_name(f), f.metric, f.fit.rate_per_hour);
+                    if let Some(change) = change {
                         let mut a = alert_of(Status::Changed, f, c.limit);
                         a.previous_rate_per_hour = Some(e.rate_per_hour);
                         a.change = change;
@@ -973,6 +977,21 @@ mod tests {
         };
         s.commit(&[resolved], "t3");
         assert!(s.alerted.is_empty());
+    }
+
+    #[test]
+    fn only_material_changes_re_alert() {
+        let e = entry("leak", 100.0);
+        let m = Metric::InuseSpace;
+        assert_eq!(material_change(&e, "leak", m, 100.0), None);
+        assert_eq!(material_change(&e, "leak", m, 190.0), None);
+        assert_eq!(material_change(&e, "leak", m, 51.0), None);
+        let up = material_change(&e, "leak", m, 200.0).unwrap();
+        assert!(up.starts_with("rate went up from 100/h to "), "{up}");
+        let down = material_change(&e, "leak", m, 50.0).unwrap();
+        assert!(down.starts_with("rate went down"), "{down}");
+        let v = material_change(&e, "possible-leak", m, 100.0).unwrap();
+        assert_eq!(v, "verdict changed from leak to possible-leak");
     }
 
     #[test]
