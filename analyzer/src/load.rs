@@ -286,8 +286,15 @@ pub async fn load_series(
     rules: &SiteRules,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<SeriesSet> {
+    let clock = std::time::Instant::now();
     let (profiles, _, pos) = load_profiles(&cat.ctx, metric.kind()).await?;
+    log::debug!(
+        "{} profiles listed in {:?}",
+        profiles.len(),
+        clock.elapsed()
+    );
     let (group_of, keys) = group_stacks(stacks, by, rules);
+    log::debug!("{} groups keyed in {:?}", keys.len(), clock.elapsed());
     let ng = keys.len();
     // Dense stack indices: the scan's per-row lookups and sums stay in small arrays.
     let mut stack_ids: Vec<u64> = group_of.keys().copied().collect();
@@ -323,6 +330,11 @@ pub async fn load_series(
         },
         profiles.len(),
     )?;
+    log::debug!(
+        "{} sample rows scanned in {:?}",
+        matrix.rows,
+        clock.elapsed()
+    );
     // Profiles without any sample row (their samples segment is corrupt or was never
     // committed) would read as "everything dropped to zero": leave them out.
     let (profiles, runs, columns) = drop_unseen(profiles, matrix.columns);
@@ -337,6 +349,7 @@ pub async fn load_series(
     } else {
         vec![0.0; ng]
     };
+    log::debug!("object sizes in {:?}", clock.elapsed());
     // Representative stack and function set per group.
     let mut best: Vec<(f64, u64)> = vec![(f64::MIN, 0); ng];
     let mut functions: Vec<Vec<String>> = vec![Vec::new(); ng];

@@ -507,7 +507,12 @@ fn print_ranking(r: &Ranking, format: RankFormat, top: usize) -> anyhow::Result<
     match format {
         RankFormat::Table => print!("{}", render::text(r, top)),
         RankFormat::Markdown => print!("{}", render::markdown(r, top)),
-        RankFormat::Json => println!("{}", serde_json::to_string_pretty(r)?),
+        RankFormat::Json => {
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            serde_json::to_writer_pretty(&mut out, r)?;
+            writeln!(out)?;
+            out.flush()?;
+        }
     }
     Ok(())
 }

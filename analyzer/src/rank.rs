@@ -324,7 +324,9 @@ pub async fn rank(
     } else {
         opts.metrics.clone()
     };
+    let clock = std::time::Instant::now();
     let stacks = load_stacks(cat)?;
+    log::info!("{} stacks loaded in {:?}", stacks.len(), clock.elapsed());
     // Functions whose heap stacks allocate timers: cross-referenced by goroutine hints.
     let timer_sites: HashSet<String> = stacks
         .values()
@@ -341,8 +343,22 @@ pub async fn rank(
     };
     let mut sections = Vec::new();
     for metric in metrics {
+        let clock = std::time::Instant::now();
         let set = load_series(cat, metric, &stacks, opts.by, &opts.rules, progress).await?;
+        log::info!(
+            "{metric:?}: {} rows into {} groups x {} profiles in {:?}",
+            set.rows,
+            set.keys.len(),
+            set.profiles.len(),
+            clock.elapsed()
+        );
+        let clock = std::time::Instant::now();
         let mut findings = fit_groups(&set, metric, &leaked, &timer_sites, &opts.sources);
+        log::info!(
+            "{metric:?}: {} groups fitted in {:?}",
+            findings.len(),
+            clock.elapsed()
+        );
         order(&mut findings);
         sections.push(Section {
             metric,
@@ -360,7 +376,9 @@ pub async fn rank(
             opts.keep_series,
         );
     }
+    let clock = std::time::Instant::now();
     let process = analyze_process(cat).await?;
+    log::info!("process memory analysed in {:?}", clock.elapsed());
     let findings = combined(&sections);
     let mut ranking = Ranking {
         findings,
