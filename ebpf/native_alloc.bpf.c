@@ -15,6 +15,10 @@
 // event carrying the allocation's size, weight and stack hash. Frees of untraced blocks
 // never leave the kernel.
 // Every loss (ring buffer full, table full, stack failure, ...) is counted in `counters`.
+//
+// Records are sent without waking the reader, except for the one that makes the unread
+// data cross `wakeup_bytes` (see send()): a wakeup per record costs an interrupt (a VM exit
+// in a guest), several microseconds per allocation. The reader also polls on a timer.
 
 #include <linux/bpf.h>
 #include <linux/ptrace.h>
@@ -83,6 +87,7 @@ struct stash {
 // Set by the loader before loading.
 const volatile __u32 target_tgid = 0;
 const volatile __u32 sample_every = 1;
+const volatile __u64 wakeup_bytes = 1 << 20; // the loader sets ring size / 8
 
 struct {
     __uint(type, BPF_MAP_TYPE_HASH);
@@ -122,6 +127,18 @@ static __always_inline void count(__u32 idx, __u64 n)
     __u64 *c = bpf_map_lookup_elem(&counters, &idx);
     if (c)
         *c += n;
+}
+
+// Writes one record to the ring buffer; wakes the reader only when this record makes the
+// unread data reach `wakeup_bytes` (a racing CPU may miss the crossing: the reader's poll
+// timeout bounds the delay then).
+static __always_inline long send(void *data, __u64 len)
+{
+    __u64 avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+    __u64 flags = BPF_RB_NO_WAKEUP;
+    if (avail < wakeup_bytes && avail + len >= wakeup_bytes)
+        flags = BPF_RB_FORCE_WAKEUP;
+    return bpf_ringbuf_output(&events, data, len, flags);
 }
 
 static __always_inline int ours(void)
@@ -181,7 +198,7 @@ static __always_inline void untrack(__u64 addr)
         .weight = info.weight,
         .nframes = 0,
     };
-    if (bpf_ringbuf_output(&events, &h, sizeof(h), 0) != 0) {
+    if (send(&h, sizeof(h)) != 0) {
         count(C_DROP_FREE, 1);
         count(C_DROP_FREE_BYTES, info.size * info.weight);
     }
@@ -250,7 +267,7 @@ static __always_inline void track(struct pt_regs *ctx, __u64 addr, __u64 size)
         len += ((__u64)nframes & 127) * 8;
     if (len > sizeof(struct event))
         len = sizeof(struct event);
-    if (bpf_ringbuf_output(&events, ev, len, 0) != 0) {
+    if (send(ev, len) != 0) {
         // User space never learns of this block: stop tracking it so its free is ignored too.
         bpf_map_delete_elem(&allocs, &addr);
         count(C_DROP_ALLOC, 1);

@@ -91,9 +91,12 @@ impl Loaded {
         ring_bytes: u32,
     ) -> Result<Loaded, NativeError> {
         let sample_every = sample_every.max(1);
+        // The reader is woken once an eighth of the ring is unread (and polls on a timer).
+        let wakeup_bytes = u64::from(ring_bytes / 8).max(4096);
         let mut ebpf = EbpfLoader::new()
             .override_global("target_tgid", &pid, true)
             .override_global("sample_every", &sample_every, true)
+            .override_global("wakeup_bytes", &wakeup_bytes, true)
             .map_max_entries("allocs", max_outstanding)
             .map_max_entries("events", ring_bytes)
             .load(OBJECT)
@@ -126,14 +129,28 @@ impl Loaded {
             let Some((_, entry, ret)) = PROBES.iter().find(|(f, _, _)| f == function) else {
                 continue;
             };
+            // An entry-only probe may sit past leading flag-only instructions, where the
+            // kernel emulates the probed instruction instead of single-stepping it.
+            // LEAKSCOPE_NATIVE_ENTRY_SKIP=0 probes every function at its first instruction
+            // (for measuring what the skip saves: benches/native_overhead.sh).
+            let entry_offset = if ret.is_none() && entry_skip_enabled() {
+                offset + a.entry_skip(function)
+            } else {
+                *offset
+            };
             for prog_name in std::iter::once(*entry).chain(*ret) {
+                let at = if prog_name == *entry {
+                    entry_offset
+                } else {
+                    *offset
+                };
                 let prog: &mut UProbe = self
                     .ebpf
                     .program_mut(prog_name)
                     .and_then(|p| p.try_into().ok())
                     .ok_or_else(|| NativeError::Load(format!("program {prog_name} missing")))?;
                 prog.attach(
-                    UProbeAttachLocation::AbsoluteOffset(*offset),
+                    UProbeAttachLocation::AbsoluteOffset(at),
                     &a.open_path,
                     scope,
                 )
@@ -178,6 +195,11 @@ impl Loaded {
         }
         Ok(out)
     }
+}
+
+/// False when `LEAKSCOPE_NATIVE_ENTRY_SKIP=0` (entry-only probes at function starts).
+pub fn entry_skip_enabled() -> bool {
+    std::env::var("LEAKSCOPE_NATIVE_ENTRY_SKIP").map_or(true, |v| v != "0")
 }
 
 /// An error with its sources, on one line.
@@ -225,6 +247,16 @@ mod tests {
             "ebpf/native_alloc.bpf.c changed since ebpf/native_alloc.bpf.o was built: run ebpf/build.sh"
         );
         assert_eq!(&OBJECT[..4], b"\x7fELF");
+    }
+
+    #[test]
+    fn entry_only_functions_are_those_without_a_return_probe() {
+        let entry_only: Vec<&str> = PROBES
+            .iter()
+            .filter(|(_, _, ret)| ret.is_none())
+            .map(|(f, _, _)| *f)
+            .collect();
+        assert_eq!(entry_only, super::super::maps::ENTRY_ONLY_FUNCTIONS);
     }
 
     #[test]

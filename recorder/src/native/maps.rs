@@ -21,6 +21,10 @@ pub const ALLOCATOR_FUNCTIONS: &[&str] = &[
     "pvalloc",
 ];
 
+/// The functions probed on entry only (no return probe; `loader::PROBES`): their probe may
+/// sit past their first instructions ([`entry_skip`]).
+pub const ENTRY_ONLY_FUNCTIONS: &[&str] = &["free"];
+
 /// One executable file mapping of the process.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mapping {
@@ -80,6 +84,20 @@ pub struct Allocator {
     /// (function, file offset) for each probed function the file defines. Aliases at one
     /// offset (glibc's `aligned_alloc` = `memalign`) are listed once, under the first name.
     pub functions: Vec<(&'static str, u64)>,
+    /// (function, bytes) for functions whose entry-only probe may sit past their first
+    /// instructions (see [`entry_skip`]); functions not listed are probed at their start.
+    pub entry_skips: Vec<(&'static str, u64)>,
+}
+
+impl Allocator {
+    /// Bytes past the start of `function` where an entry-only probe (one without a return
+    /// probe, which must sit at the first instruction) can be placed.
+    pub fn entry_skip(&self, function: &str) -> u64 {
+        self.entry_skips
+            .iter()
+            .find(|(f, _)| *f == function)
+            .map_or(0, |(_, n)| *n)
+    }
 }
 
 /// Inspects one mapped file; `None` when it does not define `malloc`.
@@ -92,11 +110,84 @@ pub fn inspect(pid: u32, m: &Mapping) -> Option<Allocator> {
     };
     let data = std::fs::read(&open_path).ok()?;
     let functions = allocator_offsets(&data)?;
+    let entry_skips = functions
+        .iter()
+        .filter(|(f, _)| ENTRY_ONLY_FUNCTIONS.contains(f))
+        .filter_map(|(f, off)| {
+            let code = data.get(usize::try_from(*off).ok()?..)?;
+            let n = entry_skip(code);
+            (n > 0).then_some((*f, n as u64))
+        })
+        .collect();
     Some(Allocator {
         open_path,
         path: m.path.clone(),
         functions,
+        entry_skips,
     })
+}
+
+/// Where past the start of a function's machine code (`code`, x86-64) an entry probe costs
+/// least without changing what it sees.
+///
+/// The kernel emulates a probed jump, call, `nop` or `push reg`; any other instruction is
+/// single-stepped out of line: a second trap, which costs microseconds (about 10 us on the
+/// VM of docs/performance.md, 20 times an emulated probe). glibc's `free` starts with
+/// `test %rdi,%rdi; je ...`, so probing it at its first instruction single-steps on every
+/// call. An instruction that writes only the flags (`test`/`cmp` between registers, and
+/// `endbr64`, which writes nothing) does not change the argument registers an entry program
+/// reads, and always falls through to the next one; so the probe can move past up to three
+/// of them when that lands on an emulated instruction. Returns 0 otherwise (probe the
+/// start). Only for probes without a return probe: a return probe hijacks the return
+/// address at the stack pointer, so it must fire before the function pushes anything.
+#[cfg(target_arch = "x86_64")]
+pub fn entry_skip(code: &[u8]) -> usize {
+    if emulated(code) {
+        return 0;
+    }
+    let mut at = 0;
+    for _ in 0..3 {
+        let Some(n) = flags_only_len(&code[at.min(code.len())..]) else {
+            return 0;
+        };
+        at += n;
+        if emulated(&code[at.min(code.len())..]) {
+            return at;
+        }
+    }
+    0
+}
+
+/// Other architectures: always the function's start.
+#[cfg(not(target_arch = "x86_64"))]
+pub fn entry_skip(_code: &[u8]) -> usize {
+    0
+}
+
+/// Length of a leading instruction that writes at most the flags and touches no memory:
+/// `endbr64`, or `test`/`cmp` between two registers (optional REX prefix).
+#[cfg(target_arch = "x86_64")]
+fn flags_only_len(code: &[u8]) -> Option<usize> {
+    if code.starts_with(&[0xf3, 0x0f, 0x1e, 0xfa]) {
+        return Some(4); // endbr64
+    }
+    let rex = usize::from(matches!(code.first(), Some(0x40..=0x4f)));
+    let (&op, &modrm) = (code.get(rex)?, code.get(rex + 1)?);
+    // test r/m,r (84, 85); cmp r/m,r and r,r/m (38, 39, 3a, 3b); mod = 11: register operands.
+    (matches!(op, 0x84 | 0x85 | 0x38..=0x3b) && modrm >> 6 == 0b11).then_some(rex + 2)
+}
+
+/// True when the kernel emulates the instruction at the start of `code` instead of
+/// single-stepping it (arch/x86/kernel/uprobes.c: `branch_setup_xol_ops`,
+/// `push_setup_xol_ops`): jcc, jmp, call rel32, `nop` (0x90), `push reg`.
+#[cfg(target_arch = "x86_64")]
+fn emulated(code: &[u8]) -> bool {
+    matches!(
+        code,
+        [0x70..=0x7f | 0xeb | 0xe9 | 0xe8 | 0x90 | 0x50..=0x57, ..]
+            | [0x0f, 0x80..=0x8f, ..]
+            | [0x41, 0x50..=0x57, ..]
+    )
 }
 
 /// File offsets of the allocator functions an ELF image defines; `None` without `malloc`.
@@ -145,6 +236,35 @@ pub fn allocator_offsets(data: &[u8]) -> Option<Vec<(&'static str, u64)>> {
 mod tests {
     use super::*;
 
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn entry_probes_skip_flag_only_instructions_onto_emulated_ones() {
+        // glibc 2.36 free: test %rdi,%rdi; je rel32; push %rbp
+        assert_eq!(
+            entry_skip(&[0x48, 0x85, 0xff, 0x0f, 0x84, 0xbf, 0, 0, 0, 0x55]),
+            3
+        );
+        // test %rdi,%rdi; je rel8
+        assert_eq!(entry_skip(&[0x48, 0x85, 0xff, 0x74, 0x10]), 3);
+        // endbr64; push %r12
+        assert_eq!(entry_skip(&[0xf3, 0x0f, 0x1e, 0xfa, 0x41, 0x54]), 4);
+        // endbr64; test %rdi,%rdi; je
+        assert_eq!(
+            entry_skip(&[0xf3, 0x0f, 0x1e, 0xfa, 0x48, 0x85, 0xff, 0x74, 0x10]),
+            7
+        );
+        // Already emulated: push %r12 (malloc), push %rbp.
+        assert_eq!(entry_skip(&[0x41, 0x54, 0x55]), 0);
+        assert_eq!(entry_skip(&[0x55, 0x48, 0x89, 0xe5]), 0);
+        // mov %rdi,%rax writes a register: stay at the start.
+        assert_eq!(entry_skip(&[0x48, 0x89, 0xf8, 0x55]), 0);
+        // test with a memory operand (mod != 11), or nothing emulated after the test.
+        assert_eq!(entry_skip(&[0x48, 0x85, 0x07, 0x74, 0x10]), 0);
+        assert_eq!(entry_skip(&[0x48, 0x85, 0xff, 0x48, 0x89, 0xf8]), 0);
+        assert_eq!(entry_skip(&[0x48, 0x85]), 0);
+        assert_eq!(entry_skip(&[]), 0);
+    }
+
     #[test]
     fn keeps_executable_file_mappings_once() {
         let maps = "\
@@ -181,6 +301,11 @@ mod tests {
         for f in ["malloc", "calloc", "realloc", "free", "posix_memalign"] {
             assert!(names.contains(&f), "{f} missing from {names:?}");
         }
+        assert!(
+            a.entry_skips.iter().all(|(f, _)| *f == "free"),
+            "{:?}",
+            a.entry_skips
+        );
         assert!(allocator_offsets(b"not an elf").is_none());
         let exe = std::fs::read_link("/proc/self/exe").unwrap();
         let own = executable_mappings(&maps)

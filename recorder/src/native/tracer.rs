@@ -19,7 +19,7 @@ use leakscope_capture::stack::stack_id;
 
 use super::account::Accounting;
 use super::event::{Event, EventKind, KERNEL_COUNTERS};
-use super::loader::{preflight, Loaded};
+use super::loader::{entry_skip_enabled, preflight, Loaded};
 use super::maps::{inspect, read_executable_mappings};
 use super::symbolize::StackSymbolizer;
 use super::NativeError;
@@ -176,15 +176,28 @@ impl NativeTracer {
             }
             if let Some(a) = inspect(self.opts.pid, m) {
                 self.loaded.attach(&a)?;
+                let skips: Vec<String> = if entry_skip_enabled() {
+                    a.entry_skips
+                        .iter()
+                        .map(|(f, n)| format!("{f} at +{n}"))
+                        .collect()
+                } else {
+                    Vec::new()
+                };
                 log::info!(
-                    "native: tracing {} in {} (PID {})",
+                    "native: tracing {} in {} (PID {}){}",
                     a.functions
                         .iter()
                         .map(|(f, _)| *f)
                         .collect::<Vec<_>>()
                         .join(", "),
                     a.path,
-                    self.opts.pid
+                    self.opts.pid,
+                    if skips.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; entry probes {}", skips.join(", "))
+                    }
                 );
                 self.libraries.push(a.path);
             }
