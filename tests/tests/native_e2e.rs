@@ -300,12 +300,14 @@ fn a_target_that_exits_ends_the_recording_cleanly() {
     }
     let dir = tempfile::tempdir().unwrap();
     let fixture = build_fixture(dir.path(), &[]);
+    // Built (when stale) before the target's 8 seconds start.
+    let recorder = recorder();
     // Long enough for a debug recorder to attach on a loaded machine.
     let target = Running::spawn(&fixture, &["8"]);
     let out = dir.path().join("cap");
     let pid = target.pid().to_string();
     let rec = Running::spawn(
-        &recorder(),
+        &recorder,
         &[
             "record",
             "--pid",
@@ -336,6 +338,157 @@ fn a_target_that_exits_ends_the_recording_cleanly() {
     let cap = Capture::load(&out);
     cap.assert_consistent(&[]);
     assert!(!cap.profiles_of("native").is_empty());
+}
+
+/// Builds `fixtures/c/plugin_alloc.c` (a shared library with its own `malloc`) and
+/// `fixtures/c/dlopen_leak.c` (which loads it on SIGUSR1); returns (program, library).
+fn build_dlopen_fixture(dir: &Path) -> (PathBuf, PathBuf) {
+    let lib = dir.join("libplugin_alloc.so");
+    let status = Command::new("gcc")
+        .args([
+            "-shared",
+            "-fPIC",
+            "-O1",
+            "-g",
+            "-fno-omit-frame-pointer",
+            "-o",
+        ])
+        .arg(&lib)
+        .arg(root().join("fixtures/c/plugin_alloc.c"))
+        .status()
+        .expect("gcc runs");
+    assert!(
+        status.success(),
+        "gcc failed to build fixtures/c/plugin_alloc.c"
+    );
+    let prog = dir.join("dlopen_leak");
+    let status = Command::new("gcc")
+        .args(["-O1", "-g", "-fno-omit-frame-pointer", "-o"])
+        .arg(&prog)
+        .arg(root().join("fixtures/c/dlopen_leak.c"))
+        .arg("-ldl")
+        .status()
+        .expect("gcc runs");
+    assert!(
+        status.success(),
+        "gcc failed to build fixtures/c/dlopen_leak.c"
+    );
+    (prog, lib)
+}
+
+#[test]
+fn an_allocator_dlopened_after_recording_started_is_traced() {
+    if !ready() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (prog, lib) = build_dlopen_fixture(dir.path());
+    let recorder = recorder();
+    let target = Running::spawn(&prog, &[lib.to_str().unwrap(), "30"]);
+    assert!(
+        target
+            .wait_for_line("ready", Duration::from_secs(10))
+            .is_some(),
+        "fixture did not start: {}",
+        target.stderr()
+    );
+    let out = dir.path().join("cap");
+    let pid = target.pid().to_string();
+    let rec = Running::spawn(
+        &recorder,
+        &[
+            "record",
+            "--pid",
+            &pid,
+            "--native",
+            "--out",
+            out.to_str().unwrap(),
+            "--interval",
+            "1s",
+            "--duration",
+            "10s",
+        ],
+    );
+    assert!(
+        rec.wait_for_line("recording pid:", Duration::from_secs(20))
+            .is_some(),
+        "recorder did not start: {}",
+        rec.stderr()
+    );
+    // A couple of snapshots before the library exists (the first is taken at once).
+    std::thread::sleep(Duration::from_millis(2500));
+    // Not mapped yet: only the C library is traced.
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    assert!(!maps.contains("libplugin_alloc.so"), "{maps}");
+    assert!(
+        !rec.stderr().contains("libplugin_alloc.so"),
+        "{}",
+        rec.stderr()
+    );
+    target.signal(libc::SIGUSR1);
+    assert!(
+        target
+            .wait_for_line("loaded", Duration::from_secs(10))
+            .is_some(),
+        "fixture did not load the library: {}",
+        target.stderr()
+    );
+    let done = rec.wait(Duration::from_secs(60));
+    let stderr = String::from_utf8_lossy(&done.stderr).into_owned();
+    assert!(done.status.success(), "recorder failed:\n{stderr}");
+    drop(target);
+    // The re-scan found the library's allocator and attached to it.
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("native: tracing") && l.contains("libplugin_alloc.so"))
+        .unwrap_or_else(|| panic!("the dlopened allocator was not attached:\n{stderr}"));
+    assert!(line.contains("malloc"), "{line}");
+    let c = last_counters(&out);
+    let libraries: Vec<String> = read_table(&out, Table::NativeCounters)
+        .unwrap()
+        .iter()
+        .flat_map(|b| {
+            let col = b.column_by_name("libraries").unwrap().as_string::<i32>();
+            (0..b.num_rows())
+                .map(|i| col.value(i).to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(
+        libraries
+            .last()
+            .is_some_and(|l| l.contains("libplugin_alloc.so") && l.contains("libc.so")),
+        "{libraries:?}"
+    );
+    assert!(
+        libraries
+            .first()
+            .is_some_and(|l| !l.contains("libplugin_alloc.so")),
+        "the library was traced before it was loaded? {libraries:?}"
+    );
+    // Its allocations are attributed to the function calling it, and grow (~400 KiB/s).
+    let cap = Capture::load(&out);
+    cap.assert_consistent(&[]);
+    let leak = outstanding_series(&out, &cap, "leak_through_plugin");
+    let grown: Vec<_> = leak.iter().filter(|(_, b)| *b > 0).collect();
+    assert!(
+        grown.len() >= 3,
+        "leak_through_plugin outstanding did not grow over several snapshots: {leak:?}"
+    );
+    let (first, last) = (grown.first().unwrap(), grown.last().unwrap());
+    let rate = (last.1 - first.1) as f64 / ((last.0 - first.0) as f64 / 1e9);
+    assert!(
+        rate > 100.0 * 1024.0 && rate < 500.0 * 1024.0,
+        "leak_through_plugin grows {rate:.0} B/s (expected ~400 KiB/s): {leak:?}"
+    );
+    for name in [
+        "lost_alloc_events",
+        "lost_free_events",
+        "table_full",
+        "stash_full",
+    ] {
+        assert_eq!(c[name], 0, "{name} = {} (counters {c:?})", c[name]);
+    }
 }
 
 #[test]
