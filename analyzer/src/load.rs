@@ -125,8 +125,8 @@ pub struct SeriesSet {
     pub site_frames: Vec<Vec<FrameRef>>,
     /// Stacks in each group.
     pub stack_counts: Vec<usize>,
-    /// `columns[p][g]`: the value of group `g` in profile `p`.
-    pub columns: Vec<Vec<f64>>,
+    /// The value of every group in every profile, profile by profile.
+    pub matrix: crate::scan::Matrix,
     /// Mean bytes per object of each group at the end of each run (heap only; 0 otherwise).
     pub object_size: Vec<f64>,
     /// Sample rows read.
@@ -137,8 +137,8 @@ impl SeriesSet {
     /// Rows of the groups in `groups`, each over every profile (a cache-friendly transpose).
     pub fn rows_of(&self, groups: std::ops::Range<usize>) -> Vec<Vec<f64>> {
         let mut out = vec![Vec::with_capacity(self.profiles.len()); groups.len()];
-        for col in &self.columns {
-            for (row, v) in out.iter_mut().zip(&col[groups.clone()]) {
+        for p in 0..self.matrix.profiles() {
+            for (row, v) in out.iter_mut().zip(&self.matrix.column(p)[groups.clone()]) {
                 row.push(*v);
             }
         }
@@ -337,7 +337,9 @@ pub async fn load_series(
     );
     // Profiles without any sample row (their samples segment is corrupt or was never
     // committed) would read as "everything dropped to zero": leave them out.
-    let (profiles, runs, columns) = drop_unseen(profiles, matrix.columns);
+    let (mut values, seen) = (matrix.matrix, matrix.seen);
+    values.retain_columns(&seen);
+    let (profiles, runs) = drop_unseen(profiles, &seen);
     let object_size = if metric.kind() == "heap" {
         // Mean bytes per live object over the last profile of every run: what each group
         // holds when it has grown the most.
@@ -386,27 +388,23 @@ pub async fn load_series(
         functions,
         site_frames,
         stack_counts,
-        columns,
+        matrix: values,
         object_size,
         rows: matrix.rows,
     })
 }
 
-type Timeline = (
-    Vec<ProfileCol>,
-    Vec<(String, std::ops::Range<usize>)>,
-    Vec<Vec<f64>>,
-);
-
-/// Removes the profiles that got no sample row from the timeline and the matrix.
-fn drop_unseen(profiles: Vec<ProfileCol>, columns: Vec<Vec<f64>>) -> Timeline {
-    let (mut kept, mut cols) = (Vec::new(), Vec::new());
-    for (p, c) in profiles.into_iter().zip(columns) {
-        if !c.is_empty() {
-            kept.push(p);
-            cols.push(c);
-        }
-    }
+/// Removes the profiles that got no sample row from the timeline; returns it with its runs.
+fn drop_unseen(
+    profiles: Vec<ProfileCol>,
+    seen: &[bool],
+) -> (Vec<ProfileCol>, Vec<(String, std::ops::Range<usize>)>) {
+    let kept: Vec<ProfileCol> = profiles
+        .into_iter()
+        .zip(seen)
+        .filter(|(_, s)| **s)
+        .map(|(p, _)| p)
+        .collect();
     let mut runs: Vec<(String, std::ops::Range<usize>)> = Vec::new();
     for (i, p) in kept.iter().enumerate() {
         match runs.last_mut() {
@@ -414,5 +412,5 @@ fn drop_unseen(profiles: Vec<ProfileCol>, columns: Vec<Vec<f64>>) -> Timeline {
             _ => runs.push((p.run.clone(), i..i + 1)),
         }
     }
-    (kept, runs, cols)
+    (kept, runs)
 }

@@ -10,6 +10,7 @@ use std::fs::File;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int64Type, UInt64Type};
@@ -200,22 +201,89 @@ pub struct SampleScan<'a> {
     pub progress: &'a (dyn Fn(u64) + Sync),
 }
 
-/// The group x profile sums of one metric, stored by profile.
+/// A dense groups x profiles matrix of f64, stored profile by profile (column-major), in
+/// one allocation.
+#[derive(Debug, Default)]
+pub struct Matrix {
+    data: Vec<f64>,
+    groups: usize,
+}
+
+impl Matrix {
+    /// A zeroed matrix. Large ones ask the kernel for transparent huge pages: the load
+    /// writes every page once, and 4 KiB page faults would cost more than the writes.
+    pub fn zeroed(groups: usize, profiles: usize) -> Matrix {
+        let data = vec![0.0f64; groups * profiles];
+        advise_huge_pages(&data);
+        Matrix { data, groups }
+    }
+
+    /// Number of groups (values per profile column).
+    pub fn groups(&self) -> usize {
+        self.groups
+    }
+
+    /// Number of profile columns.
+    pub fn profiles(&self) -> usize {
+        self.data.len().checked_div(self.groups).unwrap_or(0)
+    }
+
+    /// The values of every group in profile `p`.
+    pub fn column(&self, p: usize) -> &[f64] {
+        &self.data[p * self.groups..(p + 1) * self.groups]
+    }
+
+    /// Keeps only the profile columns whose `keep` flag is set, in order.
+    pub fn retain_columns(&mut self, keep: &[bool]) {
+        let g = self.groups;
+        let mut to = 0;
+        for (p, k) in keep.iter().enumerate() {
+            if *k {
+                if to != p {
+                    self.data.copy_within(p * g..(p + 1) * g, to * g);
+                }
+                to += 1;
+            }
+        }
+        self.data.truncate(to * g);
+    }
+}
+
+/// `madvise(MADV_HUGEPAGE)` over a large buffer (a hint; failures are ignored).
+fn advise_huge_pages(data: &[f64]) {
+    const HUGE: usize = 2 << 20;
+    let bytes = std::mem::size_of_val(data);
+    if bytes < 4 * HUGE {
+        return;
+    }
+    let start = data.as_ptr() as usize;
+    let aligned = start.next_multiple_of(HUGE);
+    let len = (start + bytes - aligned) / HUGE * HUGE;
+    // SAFETY: the range lies inside `data`'s allocation, and MADV_HUGEPAGE changes no
+    // contents, only how the kernel backs the pages.
+    unsafe {
+        libc::madvise(aligned as *mut libc::c_void, len, libc::MADV_HUGEPAGE);
+    }
+}
+
+/// The group x profile sums of one metric.
 #[derive(Debug, Default)]
 pub struct SampleMatrix {
-    /// One column per profile position, `groups` long; empty when no row of that profile
-    /// was read (its samples segment is missing or corrupt).
-    pub columns: Vec<Vec<f64>>,
+    /// `groups x profiles` sums.
+    pub matrix: Matrix,
+    /// Whether any row of each profile was read (a profile without rows has a missing or
+    /// corrupt samples segment).
+    pub seen: Vec<bool>,
     /// Sum of values per dense stack index; `None` for stacks without rows.
     pub stack_weight: Vec<Option<f64>>,
     /// Sample rows read.
     pub rows: u64,
 }
 
-/// The share of the matrix read by one rayon worker.
+/// The share of the work done by one rayon worker.
 struct Partial {
-    /// (matrix column, column values).
-    columns: Vec<(usize, Vec<f64>)>,
+    /// Profile columns this worker wrote to.
+    seen: Vec<usize>,
     /// Summed value per dense stack index.
     weights: Vec<f64>,
     /// Whether each dense stack index had a row.
@@ -226,7 +294,7 @@ struct Partial {
 impl Partial {
     fn new(stacks: usize) -> Partial {
         Partial {
-            columns: Vec::new(),
+            seen: Vec::new(),
             weights: vec![0.0; stacks],
             present: vec![false; stacks],
             rows: 0,
@@ -234,7 +302,7 @@ impl Partial {
     }
 
     fn merge(mut self, other: Partial) -> Partial {
-        self.columns.extend(other.columns);
+        self.seen.extend(other.seen);
         self.weights
             .iter_mut()
             .zip(&other.weights)
@@ -259,8 +327,18 @@ fn may_hold(stats: Option<&Statistics>, kind: &str) -> bool {
     }
 }
 
-/// Adds one segment's rows to `part`.
-fn scan_one(seg: &Segment, scan: &SampleScan, total: &AtomicU64, part: &mut Partial) -> Result<()> {
+/// Profile columns of the matrix, each locked by the worker writing it (uncontended: a
+/// profile's rows normally sit in one segment).
+type Columns<'m> = [Mutex<&'m mut [f64]>];
+
+/// Adds one segment's rows to `part` and to the matrix columns.
+fn scan_one(
+    seg: &Segment,
+    scan: &SampleScan,
+    columns: &Columns,
+    total: &AtomicU64,
+    part: &mut Partial,
+) -> Result<()> {
     let path = &seg.path;
     let builder = open(path, &["stack_id", "profile_id", scan.column])?;
     let kind_col = builder
@@ -280,9 +358,6 @@ fn scan_one(seg: &Segment, scan: &SampleScan, total: &AtomicU64, part: &mut Part
         return Ok(());
     }
     let builder = builder.with_row_groups(groups);
-    // Matrix column -> index in part.columns, for the columns this segment started.
-    let mut slot_of: std::collections::HashMap<usize, usize> = Default::default();
-    let (mut last_pid, mut slot) = (None, usize::MAX);
     for b in batches(path, builder)? {
         let b = b?;
         let sid = column(&b, "stack_id", path)?.as_primitive::<UInt64Type>();
@@ -290,31 +365,33 @@ fn scan_one(seg: &Segment, scan: &SampleScan, total: &AtomicU64, part: &mut Part
         let val = column(&b, scan.column, path)?.as_primitive::<Int64Type>();
         let has_nulls = val.null_count() > 0;
         let (sid, pid_values, values) = (sid.values(), pid.values(), val.values());
+        let mut last_pid = None;
+        let mut col: Option<std::sync::MutexGuard<&mut [f64]>> = None;
         for i in 0..b.num_rows() {
             let p_id = pid_values[i];
             if last_pid != Some(p_id) {
                 last_pid = Some(p_id);
-                slot = match scan.profile_pos.get(&p_id) {
-                    Some(&p) if scan.profile_capture[p] == seg.capture => {
-                        *slot_of.entry(p).or_insert_with(|| {
-                            part.columns.push((p, vec![0.0; scan.groups]));
-                            part.columns.len() - 1
-                        })
+                col = None;
+                if let Some(&p) = scan.profile_pos.get(&p_id) {
+                    if scan.profile_capture[p] == seg.capture {
+                        part.seen.push(p);
+                        col = Some(columns[p].lock().unwrap_or_else(|e| e.into_inner()));
                     }
-                    _ => usize::MAX,
-                };
+                }
             }
-            if slot == usize::MAX || (has_nulls && val.is_null(i)) {
+            let Some(c) = col.as_mut() else { continue };
+            if has_nulls && val.is_null(i) {
                 continue;
             }
             let Some(&si) = scan.stack_index.get(&sid[i]) else {
                 continue;
             };
             let (si, v) = (si as usize, values[i] as f64);
-            part.columns[slot].1[scan.stack_group[si] as usize] += v;
+            c[scan.stack_group[si] as usize] += v;
             part.weights[si] += v;
             part.present[si] = true;
         }
+        drop(col);
         part.rows += b.num_rows() as u64;
         let now = total.fetch_add(b.num_rows() as u64, Ordering::Relaxed) + b.num_rows() as u64;
         (scan.progress)(now);
@@ -327,23 +404,29 @@ fn scan_one(seg: &Segment, scan: &SampleScan, total: &AtomicU64, part: &mut Part
 pub fn scan_samples(segs: &[Segment], scan: &SampleScan, profiles: usize) -> Result<SampleMatrix> {
     let total = AtomicU64::new(0);
     let stacks = scan.stack_group.len();
-    let part = segs
-        .par_iter()
-        .try_fold(
-            || Partial::new(stacks),
-            |mut part, s| scan_one(s, scan, &total, &mut part).map(|_| part),
-        )
-        .try_reduce(|| Partial::new(stacks), |a, b| Ok(a.merge(b)))?;
-    let mut columns = vec![Vec::new(); profiles];
-    for (p, col) in part.columns {
-        if columns[p].is_empty() {
-            columns[p] = col;
-        } else {
-            columns[p].iter_mut().zip(&col).for_each(|(a, b)| *a += b);
-        }
+    let mut matrix = Matrix::zeroed(scan.groups, profiles);
+    let part = if scan.groups == 0 {
+        Partial::new(stacks)
+    } else {
+        let columns: Vec<Mutex<&mut [f64]>> = matrix
+            .data
+            .chunks_mut(scan.groups)
+            .map(Mutex::new)
+            .collect();
+        segs.par_iter()
+            .try_fold(
+                || Partial::new(stacks),
+                |mut part, s| scan_one(s, scan, &columns, &total, &mut part).map(|_| part),
+            )
+            .try_reduce(|| Partial::new(stacks), |a, b| Ok(a.merge(b)))?
+    };
+    let mut seen = vec![false; profiles];
+    for p in part.seen {
+        seen[p] = true;
     }
     Ok(SampleMatrix {
-        columns,
+        matrix,
+        seen,
         stack_weight: part
             .weights
             .iter()

@@ -165,6 +165,7 @@ pub fn bucket_medians(x: &[f64], y: &[f64], max: usize) -> (Vec<f64>, Vec<f64>) 
     let mut bx = Vec::with_capacity(max);
     let mut by = Vec::with_capacity(max);
     let mut scratch = Vec::with_capacity(n / max + 2);
+    let mut bits = Vec::with_capacity(n / max + 2);
     for b in 0..max {
         let lo = b * n / max;
         let hi = ((b + 1) * n / max).max(lo + 1);
@@ -179,11 +180,37 @@ pub fn bucket_medians(x: &[f64], y: &[f64], max: usize) -> (Vec<f64>, Vec<f64>) 
             median(&x[lo..hi]).unwrap_or(0.0)
         };
         bx.push(mx);
-        scratch.clear();
-        scratch.extend_from_slice(&y[lo..hi]);
-        by.push(median_in_place(&mut scratch).unwrap_or(0.0));
+        let part = &y[lo..hi];
+        if part.iter().all(|v| *v >= 0.0 && v.is_finite()) {
+            by.push(median_non_negative(part, &mut bits));
+        } else {
+            scratch.clear();
+            scratch.extend_from_slice(part);
+            by.push(median_in_place(&mut scratch).unwrap_or(0.0));
+        }
     }
     (bx, by)
+}
+
+/// Median of non-empty, non-negative finite values: their bit patterns order like the
+/// values, so selection runs on plain integers (several times faster than `total_cmp`).
+fn median_non_negative(values: &[f64], bits: &mut Vec<u64>) -> f64 {
+    bits.clear();
+    bits.extend(values.iter().map(|v| v.to_bits()));
+    let m = bits.len() / 2;
+    let (lower, upper, _) = bits.select_nth_unstable(m);
+    let upper = f64::from_bits(*upper);
+    if values.len() % 2 == 1 {
+        upper
+    } else {
+        let below = lower
+            .iter()
+            .copied()
+            .max()
+            .map(f64::from_bits)
+            .unwrap_or(upper);
+        (below + upper) / 2.0
+    }
 }
 
 /// Theil-Sen slope: the median of pairwise slopes (robust to up to ~29% outliers).
@@ -322,6 +349,24 @@ pub fn normal_cdf(z: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bucket_medians_of_non_negative_and_mixed_values() {
+        let x: Vec<f64> = (0..1000).map(f64::from).collect();
+        let y: Vec<f64> = (0..1000).map(|i| f64::from((i * 7919) % 1000)).collect();
+        let (bx, by) = bucket_medians(&x, &y, 10);
+        for b in 0..10 {
+            let part = &y[b * 100..(b + 1) * 100];
+            assert_eq!(by[b], median(part).unwrap());
+            assert_eq!(bx[b], median(&x[b * 100..(b + 1) * 100]).unwrap());
+        }
+        let neg: Vec<f64> = y.iter().map(|v| v - 500.0).collect();
+        let (_, bn) = bucket_medians(&x, &neg, 10);
+        assert!(bn
+            .iter()
+            .zip(&by)
+            .all(|(n, p)| (n + 500.0 - p).abs() < 1e-9));
+    }
 
     #[test]
     fn ols_recovers_a_line() {
