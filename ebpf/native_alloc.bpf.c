@@ -10,7 +10,7 @@
 //   entry probe:  stash the requested size per thread (pid_tgid -> struct stash)
 //   return probe: insert address -> {size, time, stack hash, weight} into `allocs`
 //                 (bounded), and send an alloc event with the user stack
-//                 (bpf_get_stack, no stack map so no collisions) over the ring buffer.
+//                 (a frame-pointer walk, no stack map so no collisions) over the ring buffer.
 // free(p) and realloc(p, ...) entry: remove p from `allocs`; when it was there send a free
 // event carrying the allocation's size, weight and stack hash. Frees of untraced blocks
 // never leave the kernel.
@@ -37,7 +37,8 @@ enum counter {
     C_DROP_ALLOC = 6,      // alloc events lost: ring buffer full (block not tracked)
     C_DROP_FREE = 7,       // free events lost: ring buffer full (block stays outstanding)
     C_TABLE_FULL = 8,      // allocations not tracked: outstanding table full
-    C_STACK_FAIL = 9,      // bpf_get_stack failed (event sent with no stack)
+    C_STACK_FAIL = 9,      // stack walk failed (event sent with no stack; unused since the
+                           // walk always has the leaf ip)
     C_STASH_FULL = 10,     // per-thread entry->return stash full (allocation lost)
     C_REPLACED = 11,       // allocation at an address still in the table (free missed)
     C_STACK_TRUNCATED = 12, // stack had MAX_FRAMES frames (may be cut)
@@ -61,7 +62,7 @@ struct event_hdr {
     __u64 stack_hash; // hash of the raw user stack (0 when there is none)
     __u64 alloc_ts;   // free: time of the allocation; alloc: same as ts
     __u32 weight;     // allocations this one stands for (the sampling rate)
-    __s32 nframes;    // alloc: frames in ips, or a negative error of bpf_get_stack; free: 0
+    __s32 nframes;    // alloc: frames in ips (or a negative error); free: 0
 };
 
 struct event {
@@ -204,6 +205,35 @@ static __always_inline void untrack(__u64 addr)
     }
 }
 
+// Largest stack frame the walk accepts (and so the largest step between frame pointers).
+#define MAX_FRAME_BYTES (8ULL << 20)
+
+// The user stack by frame pointers, leaf first, into ips; returns its size in bytes (like
+// bpf_get_stack). The kernel's walk (bpf_get_stack) follows every saved frame pointer until
+// a read faults, and the first frame compiled without frame pointers (glibc's start_thread,
+// __libc_start_call_main) leaves a garbage one: a page fault per stack, about 0.6 us. This
+// walk stops instead at a frame pointer that is not above the previous frame, is not
+// 8-byte aligned, or is more than MAX_FRAME_BYTES above it.
+static __always_inline long user_stack(struct pt_regs *ctx, __u64 *ips)
+{
+    __u64 fp = PT_REGS_FP(ctx);
+    __u64 low = PT_REGS_SP(ctx);
+    ips[0] = PT_REGS_IP(ctx);
+    int n = 1;
+    for (int i = 1; i < MAX_FRAMES; i++) {
+        if (fp < low || fp - low > MAX_FRAME_BYTES || (fp & 7) != 0)
+            break;
+        __u64 frame[2]; // saved frame pointer, return address
+        if (bpf_probe_read_user(frame, sizeof(frame), (void *)fp) != 0 || frame[1] == 0)
+            break;
+        ips[i] = frame[1];
+        n = i + 1;
+        low = fp + 16;
+        fp = frame[0];
+    }
+    return (long)n * 8;
+}
+
 static __always_inline void track(struct pt_regs *ctx, __u64 addr, __u64 size)
 {
     __u32 zero = 0;
@@ -211,7 +241,7 @@ static __always_inline void track(struct pt_regs *ctx, __u64 addr, __u64 size)
     if (!ev)
         return;
     __u64 now = bpf_ktime_get_ns();
-    long n = bpf_get_stack(ctx, ev->ips, sizeof(ev->ips), BPF_F_USER_STACK);
+    long n = user_stack(ctx, ev->ips);
     __u64 hash = 0;
     int nframes = 0;
     if (n < 0) {

@@ -1,6 +1,6 @@
 //! The kernel's ring-buffer record and counter layout (mirrors `ebpf/native_alloc.bpf.c`).
 
-/// Frames `bpf_get_stack` can return (the program's `MAX_FRAMES`).
+/// Frames the program's stack walk can return (its `MAX_FRAMES`).
 pub const MAX_FRAMES: usize = 127;
 
 /// Size of `struct event_hdr`.
@@ -38,7 +38,7 @@ pub struct Event {
     pub alloc_ts: u64,
     /// Sampling weight.
     pub weight: u32,
-    /// Frames, or a negative `bpf_get_stack` error.
+    /// Frames, or a negative error (stack walk failed).
     pub nframes: i32,
     /// Raw user stack, leaf first (allocs only).
     pub ips: Vec<u64>,
