@@ -122,6 +122,8 @@ pub struct Fit {
     pub late_ratio: f64,
     /// One-sided Mann-Kendall p-value of an increasing trend, runs combined.
     pub mk_p: f64,
+    /// `mk_p` adjusted for the number of series ranked together (Benjamini-Hochberg).
+    pub mk_q: f64,
     /// Kendall's tau, runs combined.
     pub tau: f64,
     /// Sum over runs of (end level - start level).
@@ -142,6 +144,34 @@ pub struct Fit {
     pub hours: f64,
     /// Why the verdict was reached, in words.
     pub reason: String,
+}
+
+/// Adjusts fits of series ranked together for multiple testing: among thousands of call
+/// sites some reach p < 0.05 by chance. Each trend p-value becomes a Benjamini-Hochberg
+/// q-value; leak confidence is rescaled from (1 - p) to (1 - q), and a leak whose q is not
+/// below [`ALPHA`] is only a possible leak.
+pub fn adjust_for_multiple_tests(fits: &mut [Fit]) {
+    let p: Vec<f64> = fits.iter().map(|f| f.mk_p).collect();
+    let tested = fits.len();
+    for (f, q) in fits.iter_mut().zip(stats::bh_qvalues(&p)) {
+        f.mk_q = q;
+        if !f.verdict.is_leak() {
+            continue;
+        }
+        let scale = if f.mk_p < 1.0 {
+            (1.0 - q) / (1.0 - f.mk_p)
+        } else {
+            0.0
+        };
+        f.confidence = (f.confidence * scale).clamp(0.0, 1.0);
+        if q >= ALPHA && f.verdict == Verdict::Leak {
+            f.verdict = Verdict::PossibleLeak;
+            f.reason = format!(
+                "{}; but not significant once {tested} series are tested together (q = {q:.2})",
+                f.reason
+            );
+        }
+    }
 }
 
 /// A number in 3 significant digits with a k/M/G suffix (unit-free).
@@ -189,6 +219,8 @@ fn last_new_high(y: &[f64]) -> usize {
 /// break-point and level statistics (OLS, peak, floor and reset features still use every
 /// point). This bounds the cost per series: 10,000-point runs fit in tens of microseconds.
 pub const REDUCE_ABOVE: usize = 256;
+/// Most floor points (cycle troughs or chunk minima) per run.
+const MAX_FLOOR_POINTS: usize = 32;
 /// Points a long run is reduced to.
 pub const REDUCED_POINTS: usize = 64;
 
@@ -226,12 +258,25 @@ fn fit_run(x_all: &[f64], y_all: &[f64]) -> Option<RunFit> {
         lo = lo.min(*v);
     }
     let range = peak - lo;
-    // Resets: drops of at least half the range (and 10% of the peak) in one step.
+    // Resets: drops of at least half the range (and 10% of the peak) in one step that stay
+    // down: the two points before are high and the two from the drop on are low. A lone
+    // noise dip in a long, noisy series is not a reset.
     let reset_at: Vec<usize> = if range > 0.0 {
         (1..n_all)
             .filter(|&i| {
                 let d = y_all[i - 1] - y_all[i];
-                d >= 0.5 * range && d >= 0.1 * peak.abs()
+                if d < 0.5 * range || d < 0.1 * peak.abs() {
+                    return false;
+                }
+                let before = y_all[i.saturating_sub(2)..i]
+                    .iter()
+                    .copied()
+                    .fold(f64::MAX, f64::min);
+                let after = y_all[i..(i + 2).min(n_all)]
+                    .iter()
+                    .copied()
+                    .fold(f64::MIN, f64::max);
+                before - after >= 0.4 * range
             })
             .collect()
     } else {
@@ -254,6 +299,18 @@ fn fit_run(x_all: &[f64], y_all: &[f64]) -> Option<RunFit> {
                 (lo, ((c + 1) * n_all / k).max(lo + 1))
             })
             .collect()
+    };
+    // At most MAX_FLOOR_POINTS troughs: neighbouring cycles merge (bounds the cost).
+    let bounds: Vec<(usize, usize)> = if bounds.len() > MAX_FLOOR_POINTS {
+        (0..MAX_FLOOR_POINTS)
+            .map(|c| {
+                let a = c * bounds.len() / MAX_FLOOR_POINTS;
+                let b = ((c + 1) * bounds.len() / MAX_FLOOR_POINTS).max(a + 1);
+                (bounds[a].0, bounds[b - 1].1)
+            })
+            .collect()
+    } else {
+        bounds
     };
     let (mut fx, mut fy) = (
         Vec::with_capacity(bounds.len()),
@@ -298,7 +355,7 @@ fn fit_run(x_all: &[f64], y_all: &[f64]) -> Option<RunFit> {
         end: edge_level(y, false),
         peak,
         peak_frac: peak_i as f64 / (n_all - 1) as f64,
-        last_high_frac: last_new_high(y_all) as f64 / (n_all - 1) as f64,
+        last_high_frac: last_new_high(y) as f64 / (n - 1).max(1) as f64,
         resets,
     })
 }
@@ -340,6 +397,7 @@ pub fn fit_runs(runs: &[RunView]) -> Fit {
             r2: 0.0,
             late_ratio: 0.0,
             mk_p: 1.0,
+            mk_q: 1.0,
             tau: 0.0,
             growth: 0.0,
             start: runs
@@ -521,6 +579,7 @@ pub fn fit_runs(runs: &[RunView]) -> Fit {
         r2,
         late_ratio,
         mk_p: p_up,
+        mk_q: p_up,
         tau: mk.tau(),
         growth,
         start,
@@ -634,6 +693,24 @@ mod tests {
     }
 
     #[test]
+    fn noise_dips_in_a_long_series_are_not_resets() {
+        // 2,000 points of bell-shaped noise (sum of three uniforms): one-point drops of
+        // half the range happen, resets must not.
+        let f = fit_series(&[series(
+            |i| {
+                let u = |k: u64| {
+                    let h = (i as u64 * 3 + k + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                    ((h >> 33) % 1000) as f64
+                };
+                1000.0 + u(0) + u(1) + u(2)
+            },
+            2000,
+        )]);
+        assert!(f.resets < 20, "{f:?}");
+        assert_eq!(f.verdict, Verdict::Steady, "{f:?}");
+    }
+
+    #[test]
     fn compact_numbers() {
         assert_eq!(compact(142_600_000.0), "142.6M");
         assert_eq!(compact(0.0), "0");
@@ -644,5 +721,84 @@ mod tests {
     fn too_few_points() {
         let f = fit_series(&[series(|i| i, 3)]);
         assert_eq!(f.verdict, Verdict::TooShort);
+    }
+}
+
+#[cfg(test)]
+mod cost {
+    //! Where a long series' fit spends its time: `cargo test --release -p leakscope --lib
+    //! fit::cost -- --ignored --nocapture`.
+    use super::*;
+    use std::time::Instant;
+
+    #[test]
+    #[ignore = "timing report, not a check"]
+    fn fit_cost_of_a_long_series() {
+        let n = 10_000;
+        let x: Vec<f64> = (0..n).map(|i| i as f64 / 360.0).collect();
+        let mut state = 7u64;
+        // A leak of 1 unit per point under uniform noise of +-8M around 1e9.
+        let y: Vec<f64> = (0..n)
+            .map(|i| {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+                1e9 + (state >> 40) as f64 - 8e6 + i as f64
+            })
+            .collect();
+        let reps = 200;
+        let time = |name: &str, f: &dyn Fn()| {
+            let t = Instant::now();
+            for _ in 0..reps {
+                f();
+            }
+            eprintln!(
+                "{name:<22} {:>8.1} us",
+                t.elapsed().as_secs_f64() * 1e6 / reps as f64
+            );
+        };
+        let (bx, by) = stats::bucket_medians(&x, &y, REDUCED_POINTS);
+        time("fit_runs", &|| {
+            std::hint::black_box(fit_runs(&[RunView { hours: &x, y: &y }]));
+        });
+        time("fit_runs (64 points)", &|| {
+            std::hint::black_box(fit_runs(&[RunView { hours: &bx, y: &by }]));
+        });
+        time("fit_runs (256 points)", &|| {
+            std::hint::black_box(fit_runs(&[RunView {
+                hours: &x[..256],
+                y: &y[..256],
+            }]));
+        });
+        time("floor mins (full)", &|| {
+            let k = 8;
+            let mut out = 0.0;
+            for c in 0..k {
+                let lo = c * n / k;
+                let hi = (c + 1) * n / k;
+                out += y[lo..hi]
+                    .iter()
+                    .copied()
+                    .min_by(|a, b| a.total_cmp(b))
+                    .unwrap_or(0.0);
+            }
+            std::hint::black_box(out);
+        });
+        time("bucket_medians", &|| {
+            std::hint::black_box(stats::bucket_medians(&x, &y, REDUCED_POINTS));
+        });
+        time("ols (full)", &|| {
+            std::hint::black_box(stats::ols(&x, &y));
+        });
+        time("theil_sen (reduced)", &|| {
+            std::hint::black_box(stats::theil_sen(&bx, &by));
+        });
+        time("mann_kendall (reduced)", &|| {
+            std::hint::black_box(stats::mann_kendall(&bx, &by));
+        });
+        time("knee (reduced)", &|| {
+            std::hint::black_box(stats::knee(&bx, &by, 10));
+        });
+        time("last_new_high (full)", &|| {
+            std::hint::black_box(last_new_high(&y));
+        });
     }
 }

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::catalog::Catalog;
 use crate::error::Result;
-use crate::fit::{fit_runs, Fit, RunView, Verdict};
+use crate::fit::{adjust_for_multiple_tests, fit_runs, Fit, RunView, Verdict};
 use crate::hints::{hints, is_timer_function, HintInput};
 use crate::load::{load_series, load_stacks, IdMap, Metric, SeriesSet};
 use crate::process::{analyze_process, ProcessSummary};
@@ -187,7 +187,7 @@ fn fit_groups(
         .step_by(FIT_CHUNK)
         .map(|lo| lo..(lo + FIT_CHUNK).min(set.keys.len()))
         .collect();
-    chunks
+    let fitted: Vec<(usize, Fit)> = chunks
         .into_par_iter()
         .flat_map_iter(|chunk| {
             let rows = set.rows_of(chunk.clone());
@@ -203,18 +203,17 @@ fn fit_groups(
                             y: &row[r.clone()],
                         })
                         .collect();
-                    finding(
-                        set,
-                        g,
-                        fit_runs(&views),
-                        metric,
-                        leaked,
-                        timer_sites,
-                        sources,
-                    )
+                    (g, fit_runs(&views))
                 })
                 .collect::<Vec<_>>()
         })
+        .collect();
+    let (groups, mut fits): (Vec<usize>, Vec<Fit>) = fitted.into_iter().unzip();
+    adjust_for_multiple_tests(&mut fits);
+    groups
+        .into_par_iter()
+        .zip(fits)
+        .map(|(g, fit)| finding(set, g, fit, metric, leaked, timer_sites, sources))
         .collect()
 }
 

@@ -210,12 +210,13 @@ pub struct Matrix {
 }
 
 impl Matrix {
-    /// A zeroed matrix. Large ones ask the kernel for transparent huge pages: the load
-    /// writes every page once, and 4 KiB page faults would cost more than the writes.
+    /// A zeroed matrix. (Transparent huge pages were measured slower here: the kernel
+    /// zeroes and compacts 2 MiB at a time on the first write.)
     pub fn zeroed(groups: usize, profiles: usize) -> Matrix {
-        let data = vec![0.0f64; groups * profiles];
-        advise_huge_pages(&data);
-        Matrix { data, groups }
+        Matrix {
+            data: vec![0.0f64; groups * profiles],
+            groups,
+        }
     }
 
     /// Number of groups (values per profile column).
@@ -246,23 +247,6 @@ impl Matrix {
             }
         }
         self.data.truncate(to * g);
-    }
-}
-
-/// `madvise(MADV_HUGEPAGE)` over a large buffer (a hint; failures are ignored).
-fn advise_huge_pages(data: &[f64]) {
-    const HUGE: usize = 2 << 20;
-    let bytes = std::mem::size_of_val(data);
-    if bytes < 4 * HUGE {
-        return;
-    }
-    let start = data.as_ptr() as usize;
-    let aligned = start.next_multiple_of(HUGE);
-    let len = (start + bytes - aligned) / HUGE * HUGE;
-    // SAFETY: the range lies inside `data`'s allocation, and MADV_HUGEPAGE changes no
-    // contents, only how the kernel backs the pages.
-    unsafe {
-        libc::madvise(aligned as *mut libc::c_void, len, libc::MADV_HUGEPAGE);
     }
 }
 

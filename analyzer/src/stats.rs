@@ -23,16 +23,22 @@ pub fn ols(x: &[f64], y: &[f64]) -> Option<Ols> {
     if n < 2 {
         return None;
     }
-    let mx = x[..n].iter().sum::<f64>() / n as f64;
-    let my = y[..n].iter().sum::<f64>() / n as f64;
-    let (mut sxx, mut sxy, mut syy) = (0.0, 0.0, 0.0);
-    for i in 0..n {
-        let dx = x[i] - mx;
-        let dy = y[i] - my;
+    // One pass over values shifted by the first point (keeps the sums well conditioned).
+    let (x0, y0) = (x[0], y[0]);
+    let (mut sx, mut sy, mut sxx, mut sxy, mut syy) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    for (xi, yi) in x[..n].iter().zip(&y[..n]) {
+        let (dx, dy) = (xi - x0, yi - y0);
+        sx += dx;
+        sy += dy;
         sxx += dx * dx;
         sxy += dx * dy;
         syy += dy * dy;
     }
+    let nf = n as f64;
+    let (mx, my) = (sx / nf, sy / nf);
+    let sxx = sxx - sx * mx;
+    let sxy = sxy - sx * my;
+    let syy = syy - sy * my;
     if sxx <= 0.0 {
         return None;
     }
@@ -44,7 +50,7 @@ pub fn ols(x: &[f64], y: &[f64]) -> Option<Ols> {
     };
     Some(Ols {
         slope,
-        intercept: my - slope * mx,
+        intercept: (my + y0) - slope * (mx + x0),
         r2,
     })
 }
@@ -240,6 +246,21 @@ pub fn theil_sen(x: &[f64], y: &[f64]) -> Option<f64> {
     })
 }
 
+/// Benjamini-Hochberg q-values: the false discovery rate at which each p-value would be
+/// significant when all of them are tested together (same order as `p`).
+pub fn bh_qvalues(p: &[f64]) -> Vec<f64> {
+    let m = p.len();
+    let mut order: Vec<usize> = (0..m).collect();
+    order.sort_by(|&a, &b| p[a].total_cmp(&p[b]));
+    let mut q = vec![1.0; m];
+    let mut running = 1.0f64;
+    for (k, &i) in order.iter().enumerate().rev() {
+        running = running.min(p[i] * m as f64 / (k + 1) as f64);
+        q[i] = running.clamp(0.0, 1.0);
+    }
+    q
+}
+
 /// Mann-Kendall statistic of one series: S and its variance under H0 with tie correction.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct KendallS {
@@ -349,6 +370,17 @@ pub fn normal_cdf(z: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bh_qvalues_are_monotone_and_scaled() {
+        let q = bh_qvalues(&[0.01, 0.04, 0.03, 0.5]);
+        // Sorted p: 0.01, 0.03, 0.04, 0.5 -> 0.04, 0.0533, 0.0533, 0.5.
+        assert!((q[0] - 0.04).abs() < 1e-12);
+        assert!((q[2] - 0.16 / 3.0).abs() < 1e-12);
+        assert!((q[1] - 0.16 / 3.0).abs() < 1e-12);
+        assert!((q[3] - 0.5).abs() < 1e-12);
+        assert!(bh_qvalues(&[]).is_empty());
+    }
 
     #[test]
     fn bucket_medians_of_non_negative_and_mixed_values() {
