@@ -340,6 +340,203 @@ fn a_target_that_exits_ends_the_recording_cleanly() {
     assert!(!cap.profiles_of("native").is_empty());
 }
 
+/// Path of a shared library from the dynamic linker's cache (`ldconfig -p`), e.g.
+/// `libjemalloc.so.2`.
+fn system_library(name: &str) -> Option<PathBuf> {
+    let out = Command::new("ldconfig").arg("-p").output().ok()?;
+    String::from_utf8_lossy(&out.stdout).lines().find_map(|l| {
+        let (lib, path) = l.trim().split_once(" => ")?;
+        (lib.split_whitespace().next() == Some(name) && l.contains("x86-64"))
+            .then(|| PathBuf::from(path.trim()))
+            .filter(|p| p.exists())
+    })
+}
+
+/// Stacks ranked by outstanding-byte growth from the first to the last snapshot, largest
+/// first: (growth, stack id).
+fn ranked_by_growth(dir: &Path) -> Vec<(i64, u64)> {
+    let mut first: HashMap<u64, (i64, i64)> = HashMap::new();
+    let mut last: HashMap<u64, (i64, i64)> = HashMap::new();
+    for b in read_table(dir, Table::NativeOutstanding).unwrap() {
+        let t = b
+            .column_by_name("time")
+            .unwrap()
+            .as_primitive::<arrow_array::types::TimestampNanosecondType>()
+            .values()
+            .to_vec();
+        let (ids, bytes) = (col_u64(&b, "stack_id"), col_i64(&b, "outstanding_bytes"));
+        for i in 0..b.num_rows() {
+            let f = first.entry(ids[i]).or_insert((t[i], bytes[i]));
+            if t[i] < f.0 {
+                *f = (t[i], bytes[i]);
+            }
+            let l = last.entry(ids[i]).or_insert((t[i], bytes[i]));
+            if t[i] >= l.0 {
+                *l = (t[i], bytes[i]);
+            }
+        }
+    }
+    let mut out: Vec<(i64, u64)> = last
+        .iter()
+        .map(|(id, (_, b))| (b - first[id].1, *id))
+        .collect();
+    out.sort_unstable_by(|a, b| b.cmp(a));
+    out
+}
+
+/// `fixtures/c/leaky.c` run with `LD_PRELOAD=library`: the preloaded allocator is found by
+/// its symbols and traced (with `extra_functions`, its own API), the leak ranks first and
+/// the freed scratch (which uses that API too) stays at ~0 outstanding.
+/// `own_api_sizes`: sizes that only the allocator's own API allocates (or frees) in
+/// scratch_work; their blocks must be seen allocated and freed.
+fn preloaded_allocator_is_traced(
+    library: &str,
+    package: &str,
+    extra_functions: &[&str],
+    own_api_sizes: &[u64],
+) {
+    if !ready() {
+        return;
+    }
+    let lib = system_library(library);
+    if !require(
+        lib.is_some(),
+        &format!("{library} (Debian package {package})"),
+    ) {
+        return;
+    }
+    let lib = lib.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = build_fixture(dir.path(), &[]);
+    let recorder = recorder();
+    let preload = format!("LD_PRELOAD={}", lib.display());
+    // env execs the fixture: same PID.
+    let target = Running::spawn(
+        Path::new("/usr/bin/env"),
+        &[&preload, fixture.to_str().unwrap(), "30"],
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let pid = target.pid().to_string();
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    assert!(maps.contains(library), "{library} not mapped:\n{maps}");
+    let out = dir.path().join("cap");
+    let rec = run(
+        &recorder,
+        &[
+            "record",
+            "--pid",
+            &pid,
+            "--native",
+            "--out",
+            out.to_str().unwrap(),
+            "--interval",
+            "1s",
+            "--duration",
+            "8s",
+        ],
+        Duration::from_secs(60),
+    );
+    let stderr = String::from_utf8_lossy(&rec.stderr).into_owned();
+    assert!(rec.status.success(), "recorder failed:\n{stderr}");
+    drop(target);
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("native: tracing") && l.contains(library))
+        .unwrap_or_else(|| panic!("{library} was not traced:\n{stderr}"));
+    for f in ["malloc", "calloc", "realloc", "free", "posix_memalign"]
+        .iter()
+        .chain(extra_functions)
+    {
+        assert!(
+            line.contains(&format!(" {f},")) || line.contains(&format!(" {f} in")),
+            "{f} not probed in {library}: {line}"
+        );
+    }
+
+    let cap = Capture::load(&out);
+    cap.assert_consistent(&[]);
+    // The leak ranks first by outstanding growth, at ~400 KiB/s.
+    let ranked = ranked_by_growth(&out);
+    let (growth, top) = ranked[0];
+    assert!(
+        cap.stack_has(top, "leak_buffer"),
+        "top stack (growth {growth} B) is not leak_buffer's: {:?}",
+        cap.stacks.get(&top)
+    );
+    let leak = outstanding_series(&out, &cap, "leak_buffer");
+    let rate = (leak.last().unwrap().1 - leak.first().unwrap().1) as f64
+        / ((leak.last().unwrap().0 - leak.first().unwrap().0) as f64 / 1e9);
+    assert!(
+        rate > 100.0 * 1024.0 && rate < 500.0 * 1024.0,
+        "leak_buffer grows {rate:.0} B/s under {library}: {leak:?}"
+    );
+    // Scratch (malloc, calloc, realloc, posix_memalign, aligned_alloc, memalign, and the
+    // allocator's own API) is freed: ~0 outstanding, though much was allocated.
+    let scratch = outstanding_series(&out, &cap, "scratch_work");
+    let worst = scratch.iter().map(|(_, b)| b.abs()).max().unwrap_or(0);
+    assert!(
+        worst <= 64 * 1024,
+        "scratch_work outstanding should stay ~0 under {library}: {scratch:?}"
+    );
+    let c = last_counters(&out);
+    assert!(
+        c["alloc_events"] > 10_000 && c["free_matched"] > 10_000,
+        "{c:?}"
+    );
+    for name in ["lost_alloc_events", "lost_free_events", "table_full"] {
+        assert_eq!(c[name], 0, "{name} = {} (counters {c:?})", c[name]);
+    }
+    // Blocks of the allocator's own API: allocated and freed (sizes unique to those calls).
+    let mut by_size: HashMap<(u64, String), u64> = HashMap::new();
+    for b in read_table(&out, Table::NativeEvents).unwrap() {
+        let sizes = col_u64(&b, "size");
+        let kinds = b.column_by_name("kind").unwrap().as_string::<i32>();
+        for (i, size) in sizes.iter().enumerate() {
+            if own_api_sizes.contains(size) {
+                *by_size
+                    .entry((*size, kinds.value(i).to_string()))
+                    .or_default() += 1;
+            }
+        }
+    }
+    for size in own_api_sizes {
+        let allocs = by_size.get(&(*size, "alloc".into())).copied().unwrap_or(0);
+        let frees = by_size.get(&(*size, "free".into())).copied().unwrap_or(0);
+        assert!(
+            allocs > 100 && frees + 2 >= allocs,
+            "{size}-byte blocks under {library}: {allocs} allocs, {frees} frees ({by_size:?})"
+        );
+    }
+    // Every scratch block allocated through the preloaded allocator was freed through it:
+    // no block was seen allocated twice (a double count would show as "replaced").
+    assert_eq!(c.get("replaced").copied().unwrap_or(0), 0, "{c:?}");
+}
+
+#[test]
+fn jemalloc_preloaded_is_traced_with_its_own_api() {
+    preloaded_allocator_is_traced(
+        "libjemalloc.so.2",
+        "libjemalloc2",
+        &[
+            "mallocx", "rallocx", "dallocx", "sdallocx", "_Znwm", "_ZdlPv",
+        ],
+        // mallocx(700) then rallocx to 1500 then sdallocx; mallocx(100) then dallocx.
+        &[700, 1500, 100],
+    );
+}
+
+#[test]
+fn tcmalloc_preloaded_is_traced() {
+    preloaded_allocator_is_traced(
+        "libtcmalloc_minimal.so.4",
+        "libtcmalloc-minimal4",
+        // tcmalloc's operator delete is an alias of free (one probe, listed as free).
+        &["tc_free_sized", "_Znwm"],
+        // malloc(648) freed by tc_free_sized.
+        &[648],
+    );
+}
+
 /// Builds `fixtures/c/plugin_alloc.c` (a shared library with its own `malloc`) and
 /// `fixtures/c/dlopen_leak.c` (which loads it on SIGUSR1); returns (program, library).
 fn build_dlopen_fixture(dir: &Path) -> (PathBuf, PathBuf) {

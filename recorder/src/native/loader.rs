@@ -33,6 +33,44 @@ const PROBES: &[(&str, &str, Option<&str>)] = &[
         Some("posix_memalign_return"),
     ),
     ("free", "free_enter", None),
+    // jemalloc: mallocx(size, flags), rallocx(ptr, size, flags), dallocx(ptr, flags),
+    // sdallocx(ptr, size, flags).
+    ("mallocx", "size1_enter", Some("alloc_return")),
+    ("rallocx", "realloc_enter", Some("alloc_return")),
+    ("dallocx", "free_enter", None),
+    ("sdallocx", "free_enter", None),
+    // tcmalloc: tc_free_sized(ptr, size).
+    ("tc_free_sized", "free_enter", None),
+    // C++ operator new (size first; the alignment, if any, second) and delete (pointer
+    // first), as exported by jemalloc and tcmalloc.
+    ("_Znwm", "size1_enter", Some("alloc_return")),
+    ("_Znam", "size1_enter", Some("alloc_return")),
+    ("_ZnwmRKSt9nothrow_t", "size1_enter", Some("alloc_return")),
+    ("_ZnamRKSt9nothrow_t", "size1_enter", Some("alloc_return")),
+    ("_ZnwmSt11align_val_t", "size1_enter", Some("alloc_return")),
+    ("_ZnamSt11align_val_t", "size1_enter", Some("alloc_return")),
+    (
+        "_ZnwmSt11align_val_tRKSt9nothrow_t",
+        "size1_enter",
+        Some("alloc_return"),
+    ),
+    (
+        "_ZnamSt11align_val_tRKSt9nothrow_t",
+        "size1_enter",
+        Some("alloc_return"),
+    ),
+    ("_ZdlPv", "free_enter", None),
+    ("_ZdaPv", "free_enter", None),
+    ("_ZdlPvm", "free_enter", None),
+    ("_ZdaPvm", "free_enter", None),
+    ("_ZdlPvRKSt9nothrow_t", "free_enter", None),
+    ("_ZdaPvRKSt9nothrow_t", "free_enter", None),
+    ("_ZdlPvSt11align_val_t", "free_enter", None),
+    ("_ZdaPvSt11align_val_t", "free_enter", None),
+    ("_ZdlPvmSt11align_val_t", "free_enter", None),
+    ("_ZdaPvmSt11align_val_t", "free_enter", None),
+    ("_ZdlPvSt11align_val_tRKSt9nothrow_t", "free_enter", None),
+    ("_ZdaPvSt11align_val_tRKSt9nothrow_t", "free_enter", None),
 ];
 
 /// Names of every program in the object.
@@ -257,6 +295,12 @@ mod tests {
             .map(|(f, _, _)| *f)
             .collect();
         assert_eq!(entry_only, super::super::maps::ENTRY_ONLY_FUNCTIONS);
+        let probed: Vec<&str> = PROBES.iter().map(|(f, _, _)| *f).collect();
+        let mut listed = super::super::maps::ALLOCATOR_FUNCTIONS.to_vec();
+        let mut sorted = probed.clone();
+        listed.sort_unstable();
+        sorted.sort_unstable();
+        assert_eq!(sorted, listed, "every listed function has a probe and back");
     }
 
     #[test]

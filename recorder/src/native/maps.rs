@@ -1,5 +1,6 @@
 //! Finds the allocators a process has mapped: `/proc/PID/maps` plus the ELF symbols of each
-//! executable file mapping (not name matching: any object that defines `malloc` counts).
+//! executable file mapping (not name matching: any object that defines `malloc` counts, so
+//! glibc, jemalloc, tcmalloc, mimalloc or a custom allocator are found alike).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -8,7 +9,13 @@ use object::{Object, ObjectSection, ObjectSymbol};
 
 use super::NativeError;
 
-/// The functions the tracer probes, in attach order.
+/// The functions the tracer probes, in attach order, when an object that defines `malloc`
+/// also defines (and exports) them. Past the C functions: jemalloc's non-standard API
+/// (`mallocx`, `rallocx`, `dallocx`, `sdallocx`), tcmalloc's `tc_free_sized` (tcmalloc's
+/// other `tc_*` names are aliases of the C functions, at the same address, so probed once),
+/// and the C++ `operator new`/`delete` that jemalloc and tcmalloc export: a C++ program
+/// using them calls these directly, never `malloc`. The C++ operators of libstdc++ are not
+/// probed (libstdc++ does not define `malloc`; its `operator new` calls `malloc`).
 pub const ALLOCATOR_FUNCTIONS: &[&str] = &[
     "malloc",
     "calloc",
@@ -19,11 +26,57 @@ pub const ALLOCATOR_FUNCTIONS: &[&str] = &[
     "memalign",
     "valloc",
     "pvalloc",
+    // jemalloc
+    "mallocx",
+    "rallocx",
+    "dallocx",
+    "sdallocx",
+    // tcmalloc
+    "tc_free_sized",
+    // C++ operator new / new[] (size first), plain, nothrow, aligned, aligned nothrow
+    "_Znwm",
+    "_Znam",
+    "_ZnwmRKSt9nothrow_t",
+    "_ZnamRKSt9nothrow_t",
+    "_ZnwmSt11align_val_t",
+    "_ZnamSt11align_val_t",
+    "_ZnwmSt11align_val_tRKSt9nothrow_t",
+    "_ZnamSt11align_val_tRKSt9nothrow_t",
+    // C++ operator delete / delete[] (pointer first), plain, sized, nothrow, aligned, ...
+    "_ZdlPv",
+    "_ZdaPv",
+    "_ZdlPvm",
+    "_ZdaPvm",
+    "_ZdlPvRKSt9nothrow_t",
+    "_ZdaPvRKSt9nothrow_t",
+    "_ZdlPvSt11align_val_t",
+    "_ZdaPvSt11align_val_t",
+    "_ZdlPvmSt11align_val_t",
+    "_ZdaPvmSt11align_val_t",
+    "_ZdlPvSt11align_val_tRKSt9nothrow_t",
+    "_ZdaPvSt11align_val_tRKSt9nothrow_t",
 ];
 
 /// The functions probed on entry only (no return probe; `loader::PROBES`): their probe may
 /// sit past their first instructions ([`entry_skip`]).
-pub const ENTRY_ONLY_FUNCTIONS: &[&str] = &["free"];
+pub const ENTRY_ONLY_FUNCTIONS: &[&str] = &[
+    "free",
+    "dallocx",
+    "sdallocx",
+    "tc_free_sized",
+    "_ZdlPv",
+    "_ZdaPv",
+    "_ZdlPvm",
+    "_ZdaPvm",
+    "_ZdlPvRKSt9nothrow_t",
+    "_ZdaPvRKSt9nothrow_t",
+    "_ZdlPvSt11align_val_t",
+    "_ZdaPvSt11align_val_t",
+    "_ZdlPvmSt11align_val_t",
+    "_ZdaPvmSt11align_val_t",
+    "_ZdlPvSt11align_val_tRKSt9nothrow_t",
+    "_ZdaPvSt11align_val_tRKSt9nothrow_t",
+];
 
 /// One executable file mapping of the process.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -191,11 +244,19 @@ fn emulated(code: &[u8]) -> bool {
 }
 
 /// File offsets of the allocator functions an ELF image defines; `None` without `malloc`.
+///
+/// Only global (or weak) definitions count: the exported symbols a caller can bind to
+/// (`.dynsym`, or `.symtab` for a static executable). A file-local helper that happens to
+/// be named like an allocator function is not the allocator's entry point. An object that
+/// defines `malloc` but whose `malloc` the process does not call (glibc's, when jemalloc is
+/// `LD_PRELOAD`ed) is probed too: its probes never fire. Calls from one traced allocator into
+/// another (a wrapper whose `malloc` calls the next one) are reported once, by the
+/// outermost call (the eBPF program's nesting check, counter `nested_calls`).
 pub fn allocator_offsets(data: &[u8]) -> Option<Vec<(&'static str, u64)>> {
     let file = object::File::parse(data).ok()?;
     let mut found: HashMap<&'static str, u64> = HashMap::new();
     for sym in file.dynamic_symbols().chain(file.symbols()) {
-        if !sym.is_definition() || sym.kind() != object::SymbolKind::Text {
+        if !sym.is_definition() || sym.kind() != object::SymbolKind::Text || sym.is_local() {
             continue;
         }
         let Ok(name) = sym.name() else { continue };
