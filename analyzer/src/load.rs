@@ -136,13 +136,26 @@ pub struct SeriesSet {
 impl SeriesSet {
     /// Rows of the groups in `groups`, each over every profile (a cache-friendly transpose).
     pub fn rows_of(&self, groups: std::ops::Range<usize>) -> Vec<Vec<f64>> {
-        let mut out = vec![Vec::with_capacity(self.profiles.len()); groups.len()];
-        for p in 0..self.matrix.profiles() {
-            for (row, v) in out.iter_mut().zip(&self.matrix.column(p)[groups.clone()]) {
-                row.push(*v);
+        let mut flat = Vec::new();
+        self.rows_into(groups.clone(), &mut flat);
+        let np = self.matrix.profiles();
+        flat.chunks(np.max(1))
+            .take(groups.len())
+            .map(<[f64]>::to_vec)
+            .collect()
+    }
+
+    /// Rows of the groups in `groups` written one after another into `out` (reused, so
+    /// fitting thousands of groups does not allocate and fault in fresh memory per chunk).
+    pub fn rows_into(&self, groups: std::ops::Range<usize>, out: &mut Vec<f64>) {
+        let np = self.matrix.profiles();
+        out.clear();
+        out.resize(groups.len() * np, 0.0);
+        for p in 0..np {
+            for (k, v) in self.matrix.column(p)[groups.clone()].iter().enumerate() {
+                out[k * np + p] = *v;
             }
         }
-        out
     }
 
     /// Time of each profile in hours since the first profile of its run.

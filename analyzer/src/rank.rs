@@ -190,22 +190,30 @@ fn fit_groups(
     let fitted: Vec<(usize, Fit)> = chunks
         .into_par_iter()
         .flat_map_iter(|chunk| {
-            let rows = set.rows_of(chunk.clone());
-            chunk
-                .zip(rows)
-                .filter(|(g, _)| set.stack_counts[*g] > 0)
-                .map(|(g, row)| {
-                    let views: Vec<RunView> = set
-                        .runs
-                        .iter()
-                        .map(|(_, r)| RunView {
-                            hours: &hours[r.clone()],
-                            y: &row[r.clone()],
-                        })
-                        .collect();
-                    (g, fit_runs(&views))
-                })
-                .collect::<Vec<_>>()
+            thread_local! {
+                static ROWS: std::cell::RefCell<Vec<f64>> = const { std::cell::RefCell::new(Vec::new()) };
+            }
+            ROWS.with(|rows| {
+                let mut rows = rows.borrow_mut();
+                set.rows_into(chunk.clone(), &mut rows);
+                let np = set.profiles.len();
+                chunk
+                    .clone()
+                    .filter(|g| set.stack_counts[*g] > 0)
+                    .map(|g| {
+                        let row = &rows[(g - chunk.start) * np..(g - chunk.start + 1) * np];
+                        let views: Vec<RunView> = set
+                            .runs
+                            .iter()
+                            .map(|(_, r)| RunView {
+                                hours: &hours[r.clone()],
+                                y: &row[r.clone()],
+                            })
+                            .collect();
+                        (g, fit_runs(&views))
+                    })
+                    .collect::<Vec<_>>()
+            })
         })
         .collect();
     let (groups, mut fits): (Vec<usize>, Vec<Fit>) = fitted.into_iter().unzip();
