@@ -401,28 +401,33 @@ async fn read_scrapes(cat: &Catalog) -> Result<(Vec<ScrapeCount>, Vec<FailureRun
     Ok((counts, failures))
 }
 
-async fn read_totals(cat: &Catalog) -> Result<(Totals, Totals, Totals)> {
+async fn read_totals(cat: &Catalog, profiles: &[ProfileRef]) -> Result<(Totals, Totals, Totals)> {
+    // Grouped by profile only (no strings per row); the profile list gives run, kind and time.
     let batches = query(
         cat,
-        "SELECT capture, run_id, kind, time, SUM(goroutines), SUM(inuse_bytes) FROM samples \
-         WHERE kind IN ('goroutine', 'heap', 'native') \
-         GROUP BY capture, run_id, kind, time ORDER BY capture, run_id, kind, time",
+        "SELECT capture, profile_id, SUM(goroutines), SUM(inuse_bytes) FROM samples \
+         GROUP BY capture, profile_id",
     )
     .await?;
-    let mut by: BTreeMap<(String, String), Vec<(i64, f64)>> = BTreeMap::new();
+    let mut sums: HashMap<(String, u64), (Option<i64>, Option<i64>)> = HashMap::new();
     for b in &batches {
-        let (cap, run, kind) = (strs(b, 0)?, strs(b, 1)?, strs(b, 2)?);
-        let (time, g, bytes) = (ints(b, 3)?, ints(b, 4)?, ints(b, 5)?);
+        let (cap, id, g, bytes) = (strs(b, 0)?, u64s(b, 1)?, ints(b, 2)?, ints(b, 3)?);
         for r in 0..b.num_rows() {
-            let v = if kind[r] == "goroutine" {
-                g[r]
-            } else {
-                bytes[r]
-            };
-            by.entry((kind[r].clone(), format!("{}/{}", cap[r], run[r])))
-                .or_default()
-                .push((time[r].unwrap_or(0), v.unwrap_or(0) as f64));
+            sums.insert((cap[r].clone(), id[r]), (g[r], bytes[r]));
         }
+    }
+    let mut by: BTreeMap<(String, String), Vec<(i64, f64)>> = BTreeMap::new();
+    for p in profiles {
+        if !matches!(p.kind.as_str(), "goroutine" | "heap" | "native") {
+            continue;
+        }
+        let Some((g, bytes)) = sums.get(&(p.capture.clone(), p.profile_id)) else {
+            continue;
+        };
+        let v = if p.kind == "goroutine" { g } else { bytes };
+        by.entry((p.kind.clone(), format!("{}/{}", p.capture, p.run_id)))
+            .or_default()
+            .push((p.time, v.unwrap_or(0) as f64));
     }
     let mut out: HashMap<String, Totals> = HashMap::new();
     for ((kind, run), mut pts) in by {
@@ -555,10 +560,13 @@ pub fn window_profiles<'a>(
 
 async fn stack_values(cat: &Catalog, p: &ProfileRef, column: &str) -> Result<BTreeMap<u64, f64>> {
     let sql = format!(
+        // The time filter lets the scan skip row groups by their statistics.
         "SELECT stack_id, SUM({column}) FROM samples WHERE capture = {} AND kind = {} \
+         AND time = arrow_cast({}, 'Timestamp(Nanosecond, Some(\"UTC\"))') \
          AND profile_id = CAST('{}' AS BIGINT UNSIGNED) GROUP BY stack_id",
         literal(&p.capture),
         literal(&p.kind),
+        p.time,
         p.profile_id
     );
     let batches = query(cat, &sql).await?;
@@ -637,12 +645,16 @@ pub async fn gather(cat: &Catalog, from: Option<i64>, to: Option<i64>) -> Result
     let profiles = read_profiles(cat).await?;
     let runs = read_runs(cat, &profiles).await?;
     let (scrapes, failures) = read_scrapes(cat).await?;
-    let (goroutines, heap, mut native) = read_totals(cat).await?;
+    let (goroutines, heap, mut native) = read_totals(cat, &profiles).await?;
     let traced = read_native_outstanding(cat).await?;
     if !traced.is_empty() {
         native = traced;
     }
-    let leak_detector = read_leak_detector(cat).await?;
+    let leak_detector = if profiles.iter().any(|p| p.kind == "goroutineleak") {
+        read_leak_detector(cat).await?
+    } else {
+        Vec::new()
+    };
     let window = choose_window(&runs, from, to)?;
     let flames = match &window {
         Some(w) => read_flames(cat, &profiles, w).await?,
