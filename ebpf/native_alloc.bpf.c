@@ -214,14 +214,30 @@ static __always_inline void untrack(__u64 addr)
 // __libc_start_call_main) leaves a garbage one: a page fault per stack, about 0.6 us. This
 // walk stops instead at a frame pointer that is not above the previous frame, is not
 // 8-byte aligned, or is more than MAX_FRAME_BYTES above it.
+//
+// One exception, for Go's cgo calls: runtime.asmcgocall runs C code on the thread's system
+// (g0) stack, and the frame pointer the C code starts with (and the one a C function with
+// frame pointers saves) is that of runtime.cgocall, on the goroutine's stack. Goroutine
+// stacks live in the Go heap (0xc000000000 and up on amd64), below the thread stacks, so
+// the walk may jump down to another stack once; the frames after the jump are checked as
+// before. A garbage frame pointer left by code without frame pointers is mostly a small
+// value (unreadable) or points up the same stack (refused), so this adds no fault in the
+// common case.
 static __always_inline long user_stack(struct pt_regs *ctx, __u64 *ips)
 {
     __u64 fp = PT_REGS_FP(ctx);
     __u64 low = PT_REGS_SP(ctx);
     ips[0] = PT_REGS_IP(ctx);
     int n = 1;
+    int switched = 0;
     for (int i = 1; i < MAX_FRAMES; i++) {
-        if (fp < low || fp - low > MAX_FRAME_BYTES || (fp & 7) != 0)
+        if ((fp & 7) != 0 || fp == 0)
+            break;
+        if (fp < low && !switched) {
+            switched = 1; // onto the goroutine stack (see above)
+            low = fp;
+        }
+        if (fp < low || fp - low > MAX_FRAME_BYTES)
             break;
         __u64 frame[2]; // saved frame pointer, return address
         if (bpf_probe_read_user(frame, sizeof(frame), (void *)fp) != 0 || frame[1] == 0)

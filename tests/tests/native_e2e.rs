@@ -215,6 +215,13 @@ fn native_leak_grows_at_the_leaking_function_and_scratch_stays_flat() {
         frames.iter().any(|f| f.function == "main"),
         "stack does not reach main: {frames:?}"
     );
+    // The walk stops where frame pointers end (glibc's __libc_start_call_main has none):
+    // no made-up frames past it (the walk's one jump to another stack, for Go's cgo calls,
+    // must not fire here).
+    assert!(
+        frames.len() <= 4 && frames.iter().all(|f| !f.function.is_empty()),
+        "frames past main: {frames:?}"
+    );
 
     // Nothing lost at this rate.
     let c = last_counters(&out);
@@ -763,5 +770,82 @@ fn native_errors_are_one_clear_line() {
             Duration::from_secs(30),
         );
         assert_one_line_error(&r, &[&format!("PID {pid}: no allocator found")]);
+    }
+}
+
+/// The leaky Go service's cgo leak (`fixtures/go/leaky-service/cgo_leak.go`): C `malloc`
+/// called from `leaky_c_alloc` (cgo's default `-O2`: no frame pointer), called from Go
+/// through `runtime.cgocall`/`runtime.asmcgocall`, which runs the C code on the thread's
+/// system stack. The eBPF walk jumps from there to the goroutine's stack, so the native
+/// stack continues into the Go callers. The leak ranks first, and nothing of the Go
+/// runtime (its heap arenas are `mmap`ed, which is not traced) shows as a native leak.
+#[test]
+fn go_cgo_leak_stack_reaches_the_go_caller() {
+    if !ready() {
+        return;
+    }
+    let Some(svc_bin) = leaky_service_or_skip() else {
+        return;
+    };
+    let recorder = recorder();
+    // 2 x ~4 KiB per 20 ms tick: ~400 KiB/s.
+    let svc = Service::start(
+        &svc_bin,
+        &["-leaks", "cgo", "-traps", "none", "-tick", "20ms"],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("cap");
+    let pid = svc.pid().to_string();
+    let rec = run(
+        &recorder,
+        &[
+            "record",
+            "--pid",
+            &pid,
+            "--native",
+            "--out",
+            out.to_str().unwrap(),
+            "--interval",
+            "1s",
+            "--duration",
+            "6s",
+        ],
+        Duration::from_secs(60),
+    );
+    let stderr = String::from_utf8_lossy(&rec.stderr).into_owned();
+    assert!(rec.status.success(), "recorder failed:\n{stderr}");
+    drop(svc);
+    let cap = Capture::load(&out);
+    cap.assert_consistent(&[]);
+    let ranked = ranked_by_growth(&out);
+    let show =
+        |id: &u64| -> Vec<&str> { cap.stacks[id].iter().map(|f| f.function.as_str()).collect() };
+    let (growth, top) = ranked[0];
+    let names = show(&top);
+    let pos = |f: &str| names.iter().position(|n| *n == f);
+    let (c, go_wrapper, go_caller) = (
+        pos("leaky_c_alloc"),
+        pos("main._Cfunc_leaky_c_alloc"),
+        pos("main.leakCgoMalloc"),
+    );
+    assert!(
+        c.is_some() && go_wrapper.is_some() && go_caller.is_some() && c < go_wrapper,
+        "top native stack (growth {growth} B) is not the cgo leak through its Go callers: {names:?}"
+    );
+    assert!(go_wrapper < go_caller, "{names:?}");
+    let leak = outstanding_series(&out, &cap, "leaky_c_alloc");
+    let rate = (leak.last().unwrap().1 - leak.first().unwrap().1) as f64
+        / ((leak.last().unwrap().0 - leak.first().unwrap().0) as f64 / 1e9);
+    assert!(
+        rate > 150.0 * 1024.0 && rate < 800.0 * 1024.0,
+        "cgo leak grows {rate:.0} B/s (expected ~400 KiB/s): {names:?}"
+    );
+    for (g, id) in &ranked[1..] {
+        assert!(
+            *g < 64 * 1024,
+            "another native stack grows {g} B: {:?}",
+            show(id)
+        );
     }
 }
