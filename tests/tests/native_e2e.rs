@@ -544,6 +544,89 @@ fn tcmalloc_preloaded_is_traced() {
     );
 }
 
+/// A wrapper allocator (`fixtures/c/wrap_alloc.c`, `LD_PRELOAD`ed) whose malloc, calloc,
+/// realloc and free call glibc's: both layers define `malloc` and are probed, and each
+/// allocation is counted once, by the outer call, also when sampled (a nested call that
+/// got its own chance to be sampled would count about twice: leak_buffer at ~800 KiB/s).
+#[test]
+fn a_wrapper_allocator_is_not_counted_twice_when_sampled() {
+    if !ready() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = build_fixture(dir.path(), &[]);
+    let lib = dir.path().join("libwrap_alloc.so");
+    let status = Command::new("gcc")
+        .args([
+            "-shared",
+            "-fPIC",
+            "-O1",
+            "-g",
+            "-fno-omit-frame-pointer",
+            "-o",
+        ])
+        .arg(&lib)
+        .arg(root().join("fixtures/c/wrap_alloc.c"))
+        .status()
+        .expect("gcc runs");
+    assert!(
+        status.success(),
+        "gcc failed to build fixtures/c/wrap_alloc.c"
+    );
+    let recorder = recorder();
+    let preload = format!("LD_PRELOAD={}", lib.display());
+    let target = Running::spawn(
+        Path::new("/usr/bin/env"),
+        &[&preload, fixture.to_str().unwrap(), "30"],
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let out = dir.path().join("cap");
+    let pid = target.pid().to_string();
+    let rec = run(
+        &recorder,
+        &[
+            "record",
+            "--pid",
+            &pid,
+            "--native",
+            "--native-sample",
+            "10",
+            "--out",
+            out.to_str().unwrap(),
+            "--interval",
+            "1s",
+            "--duration",
+            "8s",
+        ],
+        Duration::from_secs(60),
+    );
+    let stderr = String::from_utf8_lossy(&rec.stderr).into_owned();
+    assert!(rec.status.success(), "recorder failed:\n{stderr}");
+    drop(target);
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains("native: tracing malloc") && l.contains("libwrap_alloc.so")),
+        "{stderr}"
+    );
+    let c = last_counters(&out);
+    // Most calls are nested (the wrapper's malloc, calloc and realloc call glibc's).
+    assert!(c["nested_calls"] * 3 > c["alloc_calls"], "{c:?}");
+    let ratio = c["alloc_calls"] as f64 / c["alloc_sampled"].max(1) as f64;
+    assert!(
+        (7.0..13.0).contains(&ratio),
+        "sampled 1 in {ratio:.1} (want ~10): {c:?}"
+    );
+    let cap = Capture::load(&out);
+    let leak = outstanding_series(&out, &cap, "leak_buffer");
+    let rate = (leak.last().unwrap().1 - leak.first().unwrap().1) as f64
+        / ((leak.last().unwrap().0 - leak.first().unwrap().0) as f64 / 1e9);
+    assert!(
+        rate > 200.0 * 1024.0 && rate < 560.0 * 1024.0,
+        "sampled leak rate through the wrapper {rate:.0} B/s (want ~400 KiB/s): {leak:?}"
+    );
+}
+
 /// Builds `fixtures/c/plugin_alloc.c` (a shared library with its own `malloc`) and
 /// `fixtures/c/dlopen_leak.c` (which loads it on SIGUSR1); returns (program, library).
 fn build_dlopen_fixture(dir: &Path) -> (PathBuf, PathBuf) {

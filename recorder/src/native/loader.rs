@@ -2,7 +2,7 @@
 
 use std::num::NonZeroU32;
 
-use aya::maps::{MapData, PerCpuArray, RingBuf};
+use aya::maps::{Array, MapData, PerCpuArray, RingBuf};
 use aya::programs::uprobe::{UProbeAttachLocation, UProbeScope};
 use aya::programs::UProbe;
 use aya::{Ebpf, EbpfLoader};
@@ -163,7 +163,16 @@ impl Loaded {
         // space (all its threads); the program also checks the tgid (`target_tgid`).
         let scope =
             UProbeScope::OneProcess(NonZeroU32::new(self.pid).ok_or(NativeError::NoSuchPid(0))?);
-        for (function, offset) in &a.functions {
+        // Frees first, then realloc-likes (which free and allocate), then allocations:
+        // while the probes go in one by one, a block whose allocation is traced never has
+        // an untraced free (its address, reused, would show as `replaced`).
+        let mut ordered: Vec<&(&str, u64)> = a.functions.iter().collect();
+        ordered.sort_by_key(|(f, _)| match PROBES.iter().find(|(p, _, _)| p == f) {
+            Some((_, _, None)) => 0,
+            Some((_, "realloc_enter", _)) => 1,
+            _ => 2,
+        });
+        for (function, offset) in ordered {
             let Some((_, entry, ret)) = PROBES.iter().find(|(f, _, _)| f == function) else {
                 continue;
             };
@@ -201,6 +210,20 @@ impl Loaded {
             }
         }
         Ok(())
+    }
+
+    /// Tells the programs that allocator calls may nest across libraries (more than one
+    /// allocator library traced): unsampled calls are then stashed too, so that a call
+    /// nested in one is not sampled on its own (`config[0]` in the eBPF program).
+    pub fn set_nesting(&mut self) -> Result<(), NativeError> {
+        let map = self
+            .ebpf
+            .map_mut("config")
+            .ok_or_else(|| NativeError::Load("map config missing".into()))?;
+        let mut arr: Array<&mut MapData, u32> =
+            Array::try_from(map).map_err(|e| NativeError::Load(format!("config: {e}")))?;
+        arr.set(0, 1, 0)
+            .map_err(|e| NativeError::Load(format!("config: {e}")))
     }
 
     /// Uprobes attached so far.

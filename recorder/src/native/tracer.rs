@@ -175,6 +175,10 @@ impl NativeTracer {
                 continue;
             }
             if let Some(a) = inspect(self.opts.pid, m) {
+                if !self.libraries.is_empty() && self.opts.sample_every > 1 {
+                    // Before the second library's probes exist: no call can nest unseen.
+                    self.loaded.set_nesting()?;
+                }
                 self.loaded.attach(&a)?;
                 let skips: Vec<String> = if entry_skip_enabled() {
                     a.entry_skips

@@ -67,6 +67,8 @@ pub fn recorder() -> PathBuf {
         let sources = ["recorder", "capture"]
             .iter()
             .flat_map(|c| [root().join(c).join("src"), root().join(c).join("Cargo.toml")])
+            // The eBPF object the recorder embeds (include_bytes!).
+            .chain([root().join("ebpf")])
             .filter_map(|s| {
                 if s.is_dir() {
                     newest_mtime(&s)
