@@ -224,6 +224,32 @@ const MAX_FLOOR_POINTS: usize = 32;
 /// Points a long run is reduced to.
 pub const REDUCED_POINTS: usize = 64;
 
+/// Whether at least two thirds of the cycles between drops build up: the
+/// mean of each cycle's last third exceeds the mean of its first third by a quarter of the
+/// series' range. Cycles of fewer than 4 points do not count; with fewer than two countable
+/// cycles the drops are kept as they are.
+fn builds_up_between(y: &[f64], drops: &[usize], range: f64) -> bool {
+    if drops.len() < 2 {
+        return true;
+    }
+    let mean = |s: &[f64]| s.iter().sum::<f64>() / s.len().max(1) as f64;
+    let (mut cycles, mut rising) = (0usize, 0usize);
+    let ends = drops.iter().copied().chain(std::iter::once(y.len()));
+    for (lo, hi) in std::iter::once(0).chain(drops.iter().copied()).zip(ends) {
+        let c = &y[lo..hi];
+        if c.len() < 4 {
+            continue;
+        }
+        let third = c.len() / 3;
+        cycles += 1;
+        if mean(&c[c.len() - third..]) - mean(&c[..third]) >= 0.25 * range {
+            rising += 1;
+        }
+    }
+    // Cycles too short to judge (a period of 3 points or less) keep their resets.
+    cycles < 2 || 3 * rising >= 2 * cycles
+}
+
 fn fit_run(x_all: &[f64], y_all: &[f64]) -> Option<RunFit> {
     let n_all = y_all.len().min(x_all.len());
     if n_all < MIN_POINTS {
@@ -276,9 +302,16 @@ fn fit_run(x_all: &[f64], y_all: &[f64]) -> Option<RunFit> {
                     .iter()
                     .copied()
                     .fold(f64::MIN, f64::max);
-                before - after >= 0.4 * range
+                before - after >= 0.3 * range
             })
             .collect()
+    } else {
+        Vec::new()
+    };
+    // A sawtooth builds up between resets: most cycles must end higher than they start.
+    // Drops in a noisy but flat series do not pass, so they are not counted as resets.
+    let reset_at = if builds_up_between(y_all, &reset_at, range) {
+        reset_at
     } else {
         Vec::new()
     };
@@ -707,6 +740,22 @@ mod tests {
             2000,
         )]);
         assert!(f.resets < 20, "{f:?}");
+        assert_eq!(f.verdict, Verdict::Steady, "{f:?}");
+    }
+
+    #[test]
+    fn bounded_noise_in_a_long_series_is_steady_not_a_sawtooth() {
+        // 10,000 points of bounded bell-shaped noise (as heap sampling gives).
+        let f = fit_series(&[series(
+            |i| {
+                let u = |k: u64| {
+                    let h = (i as u64 * 4 + k + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                    ((h >> 33) % 1000) as f64
+                };
+                1e6 + u(0) + u(1) + u(2) + u(3)
+            },
+            10_000,
+        )]);
         assert_eq!(f.verdict, Verdict::Steady, "{f:?}");
     }
 
