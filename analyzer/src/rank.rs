@@ -367,7 +367,7 @@ pub async fn rank(
             clock.elapsed()
         );
         order(&mut findings);
-        sections.push(Section {
+        let mut section = Section {
             metric,
             title: metric.title(),
             profiles: set.profiles.len(),
@@ -375,13 +375,10 @@ pub async fn rank(
             longest_run: set.runs.iter().map(|(_, r)| r.len()).max().unwrap_or(0),
             rows: set.rows,
             findings,
-        });
+        };
         // Only the top findings keep their series; the matrix is dropped here.
-        keep_series(
-            sections.last_mut().expect("just pushed"),
-            &set,
-            opts.keep_series,
-        );
+        keep_series(&mut section, &set, opts.keep_series);
+        sections.push(section);
     }
     let clock = std::time::Instant::now();
     let process = analyze_process(cat).await?;

@@ -300,6 +300,29 @@ impl Partial {
     }
 }
 
+/// Keeps only the row groups whose statistics of `column` pass `may_hold` (all of them when
+/// the file has no such column); `None` when none is left.
+fn prune_row_groups(
+    builder: ParquetRecordBatchReaderBuilder<File>,
+    column: &str,
+    may_hold: impl Fn(Option<&Statistics>) -> bool,
+) -> Option<ParquetRecordBatchReaderBuilder<File>> {
+    let at = builder
+        .parquet_schema()
+        .columns()
+        .iter()
+        .position(|c| c.name() == column);
+    let keep: Vec<usize> = builder
+        .metadata()
+        .row_groups()
+        .iter()
+        .enumerate()
+        .filter(|(_, rg)| at.is_none_or(|k| may_hold(rg.column(k).statistics())))
+        .map(|(i, _)| i)
+        .collect();
+    (!keep.is_empty()).then(|| builder.with_row_groups(keep))
+}
+
 /// Whether a row group's `kind` statistics allow rows of `kind`.
 fn may_hold(stats: Option<&Statistics>, kind: &str) -> bool {
     let Some(Statistics::ByteArray(s)) = stats else {
@@ -325,23 +348,9 @@ fn scan_one(
 ) -> Result<()> {
     let path = &seg.path;
     let builder = open(path, &["stack_id", "profile_id", scan.column])?;
-    let kind_col = builder
-        .parquet_schema()
-        .columns()
-        .iter()
-        .position(|c| c.name() == "kind");
-    let groups: Vec<usize> = builder
-        .metadata()
-        .row_groups()
-        .iter()
-        .enumerate()
-        .filter(|(_, rg)| kind_col.is_none_or(|k| may_hold(rg.column(k).statistics(), scan.kind)))
-        .map(|(i, _)| i)
-        .collect();
-    if groups.is_empty() {
+    let Some(builder) = prune_row_groups(builder, "kind", |s| may_hold(s, scan.kind)) else {
         return Ok(());
-    }
-    let builder = builder.with_row_groups(groups);
+    };
     for b in batches(path, builder)? {
         let b = b?;
         let sid = column(&b, "stack_id", path)?.as_primitive::<UInt64Type>();
@@ -450,26 +459,12 @@ pub fn object_sizes(
                 path,
                 &["stack_id", "profile_id", "inuse_bytes", "inuse_objects"],
             )?;
-            let time_col = builder
-                .parquet_schema()
-                .columns()
-                .iter()
-                .position(|c| c.name() == "time");
-            let keep: Vec<usize> = builder
-                .metadata()
-                .row_groups()
-                .iter()
-                .enumerate()
-                .filter(|(_, rg)| {
-                    time_col.is_none_or(|k| may_hold_time(rg.column(k).statistics(), &times))
-                })
-                .map(|(i, _)| i)
-                .collect();
             let mut out = Vec::new();
-            if keep.is_empty() {
+            let Some(builder) = prune_row_groups(builder, "time", |s| may_hold_time(s, &times))
+            else {
                 return Ok(out);
-            }
-            for b in batches(path, builder.with_row_groups(keep))? {
+            };
+            for b in batches(path, builder)? {
                 let b = b?;
                 let sid = column(&b, "stack_id", path)?.as_primitive::<UInt64Type>();
                 let pid = column(&b, "profile_id", path)?.as_primitive::<UInt64Type>();
