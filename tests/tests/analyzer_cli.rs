@@ -9,14 +9,6 @@ use std::time::Duration;
 
 use common::*;
 
-fn leakscope(args: &[&str]) -> Output {
-    run(&bin("leakscope"), args, Duration::from_secs(120))
-}
-
-fn demo() -> PathBuf {
-    root().join("fixtures/captures/demo")
-}
-
 fn s(p: &Path) -> String {
     p.display().to_string()
 }
@@ -48,7 +40,7 @@ fn every_shipped_query_runs_on_the_demo() {
         .collect();
     assert!(names.len() >= 5, "{names:?}");
     for q in &names {
-        let o = leakscope(&["sql", &s(&demo()), "--query", q, "--format", "csv"]);
+        let o = leakscope(&["sql", &s(&demo_capture()), "--query", q, "--format", "csv"]);
         assert!(
             o.status.success(),
             "{q}: {}",
@@ -58,7 +50,7 @@ fn every_shipped_query_runs_on_the_demo() {
     }
     let o = leakscope(&[
         "sql",
-        &s(&demo()),
+        &s(&demo_capture()),
         "--query",
         "top_growth",
         "--format",
@@ -71,7 +63,14 @@ fn every_shipped_query_runs_on_the_demo() {
 #[test]
 fn typed_sql_formats_and_several_captures() {
     let q = "SELECT capture, COUNT(*) AS n FROM profiles GROUP BY capture ORDER BY capture";
-    let o = leakscope(&["sql", &s(&demo()), &s(&demo()), q, "--format", "json"]);
+    let o = leakscope(&[
+        "sql",
+        &s(&demo_capture()),
+        &s(&demo_capture()),
+        q,
+        "--format",
+        "json",
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(rows.as_array().unwrap().len(), 2, "{rows}");
@@ -82,13 +81,13 @@ fn typed_sql_formats_and_several_captures() {
     let q = "SELECT site_function, format_bytes(CAST(SUM(inuse_bytes) AS DOUBLE)) AS b \
              FROM sample_stacks WHERE kind = 'heap' GROUP BY site_function \
              ORDER BY SUM(inuse_bytes) DESC LIMIT 1";
-    let o = leakscope(&["sql", &s(&demo()), q, "--format", "csv"]);
+    let o = leakscope(&["sql", &s(&demo_capture()), q, "--format", "csv"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(stdout(&o).contains("main.loadRecord"), "{}", stdout(&o));
 
     // Partition column and pruning: a date filter that matches nothing returns nothing.
     let q = "SELECT COUNT(*) AS n FROM samples WHERE date = '1999-01-01'";
-    let o = leakscope(&["sql", &s(&demo()), q, "--format", "csv"]);
+    let o = leakscope(&["sql", &s(&demo_capture()), q, "--format", "csv"]);
     assert_eq!(stdout(&o).lines().nth(1), Some("0"));
 
     // Parquet output is a real Parquet file.
@@ -96,7 +95,7 @@ fn typed_sql_formats_and_several_captures() {
     let out = dir.path().join("r.parquet");
     let o = leakscope(&[
         "sql",
-        &s(&demo()),
+        &s(&demo_capture()),
         "SELECT stack_id, time FROM samples LIMIT 10",
         "--format",
         "parquet",
@@ -111,7 +110,7 @@ fn typed_sql_formats_and_several_captures() {
     let q = "SELECT theil_sen(to_unixtime(time) / 3600.0, CAST(goroutines AS DOUBLE)) > 0 AS up, \
              mann_kendall_p(to_unixtime(time) / 3600.0, CAST(goroutines AS DOUBLE)) < 0.01 AS sig \
              FROM (SELECT time, SUM(goroutines) AS goroutines FROM samples WHERE kind = 'goroutine' GROUP BY time)";
-    let o = leakscope(&["sql", &s(&demo()), q, "--format", "csv"]);
+    let o = leakscope(&["sql", &s(&demo_capture()), q, "--format", "csv"]);
     assert_eq!(
         stdout(&o).lines().nth(1),
         Some("true,true"),
@@ -137,7 +136,11 @@ fn bad_input_is_a_one_line_error_with_exit_2() {
     // An empty capture: a manifest, no data.
     let bare = dir.path().join("bare");
     std::fs::create_dir(&bare).unwrap();
-    std::fs::copy(demo().join("manifest.json"), bare.join("manifest.json")).unwrap();
+    std::fs::copy(
+        demo_capture().join("manifest.json"),
+        bare.join("manifest.json"),
+    )
+    .unwrap();
     let o = leakscope(&["rank", &s(&bare)]);
     assert_eq!(o.status.code(), Some(2));
     assert_one_line_error(&o, &[&s(&bare), "empty capture"]);
@@ -166,16 +169,16 @@ fn bad_input_is_a_one_line_error_with_exit_2() {
     assert_one_line_error(&o, &[&s(&one), "not enough profiles"]);
 
     // Unknown query, invalid SQL, both SQL and --query.
-    let o = leakscope(&["sql", &s(&demo()), "--query", "no_such_query"]);
+    let o = leakscope(&["sql", &s(&demo_capture()), "--query", "no_such_query"]);
     assert_eq!(o.status.code(), Some(2));
     assert_one_line_error(&o, &["unknown query 'no_such_query'"]);
-    let o = leakscope(&["sql", &s(&demo()), "SELEC oops FROM nowhere"]);
+    let o = leakscope(&["sql", &s(&demo_capture()), "SELEC oops FROM nowhere"]);
     assert_eq!(o.status.code(), Some(2));
     assert_one_line_error(&o, &["SQL error"]);
-    let o = leakscope(&["sql", &s(&demo()), "SELECT * FROM no_such_table"]);
+    let o = leakscope(&["sql", &s(&demo_capture()), "SELECT * FROM no_such_table"]);
     assert_eq!(o.status.code(), Some(2));
     assert_one_line_error(&o, &["no_such_table"]);
-    let o = leakscope(&["check", &s(&demo()), "--max-growth", "lots"]);
+    let o = leakscope(&["check", &s(&demo_capture()), "--max-growth", "lots"]);
     assert_eq!(o.status.code(), Some(2));
     assert_one_line_error(&o, &["--max-growth"]);
 }
@@ -184,7 +187,7 @@ fn bad_input_is_a_one_line_error_with_exit_2() {
 fn corrupt_segment_is_named_and_the_rest_analysed() {
     let dir = tempfile::tempdir().unwrap();
     let cap = dir.path().join("demo");
-    copy_dir(&demo(), &cap);
+    copy_dir(&demo_capture(), &cap);
     let mut segs: Vec<PathBuf> = walk(&cap.join("samples"));
     segs.sort();
     let victim = segs[1].clone();
@@ -239,7 +242,7 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 fn export_pprof_opens_in_go_tool_pprof() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("delta.pb.gz");
-    let o = leakscope(&["export-pprof", &s(&demo()), "-o", &s(&out)]);
+    let o = leakscope(&["export-pprof", &s(&demo_capture()), "-o", &s(&out)]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let Some(go) = go() else {
         require(false, "the Go toolchain (go tool pprof)");
@@ -277,7 +280,7 @@ fn export_pprof_opens_in_go_tool_pprof() {
     let gout = dir.path().join("g.pb.gz");
     let o = leakscope(&[
         "export-pprof",
-        &s(&demo()),
+        &s(&demo_capture()),
         "--metric",
         "goroutines",
         "--from",
@@ -302,7 +305,7 @@ fn export_pprof_opens_in_go_tool_pprof() {
     // Bad input: an unparsable time, an empty window.
     let o = leakscope(&[
         "export-pprof",
-        &s(&demo()),
+        &s(&demo_capture()),
         "--from",
         "yesterday",
         "-o",
@@ -312,7 +315,7 @@ fn export_pprof_opens_in_go_tool_pprof() {
     assert_one_line_error(&o, &["--from", "RFC 3339"]);
     let o = leakscope(&[
         "export-pprof",
-        &s(&demo()),
+        &s(&demo_capture()),
         "--from",
         "2100-01-01T00:00:00Z",
         "-o",

@@ -7,21 +7,13 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::Value;
-
-fn leakscope(args: &[&str]) -> Output {
-    run(&bin("leakscope"), args, Duration::from_secs(120))
-}
-
-fn demo() -> PathBuf {
-    root().join("fixtures/captures/demo")
-}
 
 fn s(p: &Path) -> String {
     p.display().to_string()
@@ -137,7 +129,7 @@ fn read_request(stream: &mut std::net::TcpStream) -> Option<Request> {
 
 /// The sites `leakscope check` reports on the demo with default thresholds, in order.
 fn check_sites() -> Vec<String> {
-    let o = leakscope(&["check", &s(&demo())]);
+    let o = leakscope(&["check", &s(&demo_capture())]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     String::from_utf8_lossy(&o.stdout)
         .lines()
@@ -164,7 +156,13 @@ fn field_texts(section: &Value) -> Vec<String> {
 #[test]
 fn once_posts_one_slack_alert_naming_the_top_leak() {
     let rx = Receiver::start(&[]);
-    let o = leakscope(&["watch", &s(&demo()), "--once", "--webhook", &rx.url()]);
+    let o = leakscope(&[
+        "watch",
+        &s(&demo_capture()),
+        "--once",
+        "--webhook",
+        &rx.url(),
+    ]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let reqs = rx.requests();
     assert_eq!(reqs.len(), 1, "expected one POST, got {reqs:?}");
@@ -240,7 +238,7 @@ fn generic_body_is_a_plain_document() {
     let rx = Receiver::start(&[]);
     let o = leakscope(&[
         "watch",
-        &s(&demo()),
+        &s(&demo_capture()),
         "--once",
         "--body",
         "generic",
@@ -253,7 +251,7 @@ fn generic_body_is_a_plain_document() {
     let body = reqs[0].json();
     assert_eq!(
         body["capture"].as_str().unwrap(),
-        s(&std::fs::canonicalize(demo()).unwrap())
+        s(&std::fs::canonicalize(demo_capture()).unwrap())
     );
     let time = body["time"].as_str().unwrap();
     assert!(
@@ -283,7 +281,13 @@ fn generic_body_is_a_plain_document() {
 fn server_errors_are_retried_within_the_round() {
     let rx = Receiver::start(&[500, 500]);
     let start = Instant::now();
-    let o = leakscope(&["watch", &s(&demo()), "--once", "--webhook", &rx.url()]);
+    let o = leakscope(&[
+        "watch",
+        &s(&demo_capture()),
+        "--once",
+        "--webhook",
+        &rx.url(),
+    ]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let reqs = rx.requests();
     assert_eq!(reqs.len(), 3, "two failures, then delivered");
@@ -298,14 +302,14 @@ fn server_errors_are_retried_within_the_round() {
 fn state_file_prevents_duplicates_and_keeps_failed_alerts_pending() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("watch-state.json");
-    let before = walk_names(&demo());
+    let before = walk_names(&demo_capture());
 
     // Round 1: the receiver fails three times; nothing counts as alerted.
     let rx = Receiver::start(&[503, 503, 503]);
     let args = |url: &str| {
         vec![
             "watch".to_string(),
-            s(&demo()),
+            s(&demo_capture()),
             "--once".into(),
             "--webhook".into(),
             url.to_string(),
@@ -350,7 +354,7 @@ fn state_file_prevents_duplicates_and_keeps_failed_alerts_pending() {
     let saved: Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
     assert_eq!(saved["alerted"].as_array().unwrap().len(), sites.len());
     assert_eq!(
-        walk_names(&demo()),
+        walk_names(&demo_capture()),
         before,
         "the capture must not be written"
     );
@@ -358,12 +362,12 @@ fn state_file_prevents_duplicates_and_keeps_failed_alerts_pending() {
     // The state file may not live inside the capture.
     let o = leakscope(&[
         "watch",
-        &s(&demo()),
+        &s(&demo_capture()),
         "--once",
         "--webhook",
         &rx.url(),
         "--state",
-        &s(&demo().join("state.json")),
+        &s(&demo_capture().join("state.json")),
     ]);
     assert_eq!(o.status.code(), Some(2));
     assert_one_line_error(&o, &["--state", "inside the capture"]);
@@ -389,7 +393,7 @@ fn walk_names(dir: &Path) -> Vec<String> {
 
 /// Segment sets of the demo (file stems shared by every table), oldest first.
 fn segment_sets() -> Vec<String> {
-    let dir = demo().join("profiles/date=2026-11-28");
+    let dir = demo_capture().join("profiles/date=2026-11-28");
     let mut sets: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -403,7 +407,10 @@ fn segment_sets() -> Vec<String> {
 /// a hidden temporary name, then renamed.
 fn commit_set(cap: &Path, name: &str) {
     for table in ["stacks", "samples", "process", "scrapes", "profiles"] {
-        let from = demo().join(table).join("date=2026-11-28").join(name);
+        let from = demo_capture()
+            .join(table)
+            .join("date=2026-11-28")
+            .join(name);
         if !from.exists() {
             continue;
         }
@@ -450,7 +457,11 @@ fn live_capture_alerts_each_site_once() {
         "{}",
         w.stderr()
     );
-    std::fs::copy(demo().join("manifest.json"), cap.join("manifest.json")).unwrap();
+    std::fs::copy(
+        demo_capture().join("manifest.json"),
+        cap.join("manifest.json"),
+    )
+    .unwrap();
     assert!(
         w.wait_for_line("empty capture", Duration::from_secs(30))
             .is_some(),
@@ -531,7 +542,7 @@ fn unreachable_webhook_warns_and_keeps_watching() {
         l.local_addr().unwrap().port()
     };
     let url = format!("http://127.0.0.1:{port}/hooks/secret-token");
-    let o = leakscope(&["watch", &s(&demo()), "--once", "--webhook", &url]);
+    let o = leakscope(&["watch", &s(&demo_capture()), "--once", "--webhook", &url]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     let err = stderr(&o);
     assert!(!err.contains("panicked"), "{err}");
@@ -549,7 +560,14 @@ fn unreachable_webhook_warns_and_keeps_watching() {
     // The loop keeps going: a second round tries again.
     let w = Running::spawn(
         &bin("leakscope"),
-        &["watch", &s(&demo()), "--every", "1s", "--webhook", &url],
+        &[
+            "watch",
+            &s(&demo_capture()),
+            "--every",
+            "1s",
+            "--webhook",
+            &url,
+        ],
     );
     rounds(&w, 2);
     w.signal(libc::SIGINT);
@@ -584,13 +602,13 @@ fn bad_input_is_one_line_with_exit_2() {
         ("ftp://example.com/x", "scheme must be http or https"),
         ("hooks.example.com/x", "not a URL"),
     ] {
-        let o = leakscope(&["watch", &s(&demo()), "--once", "--webhook", url]);
+        let o = leakscope(&["watch", &s(&demo_capture()), "--once", "--webhook", url]);
         assert_eq!(o.status.code(), Some(2), "{url}");
         assert_one_line_error(&o, &["--webhook", needle]);
     }
     let o = leakscope(&[
         "watch",
-        &s(&demo()),
+        &s(&demo_capture()),
         "--once",
         "--webhook",
         "http://127.0.0.1:9/",

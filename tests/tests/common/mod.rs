@@ -13,6 +13,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+/// Runs the analyzer binary with a 2-minute timeout.
+pub fn leakscope(args: &[&str]) -> Output {
+    run(&bin("leakscope"), args, Duration::from_secs(120))
+}
+
+/// The bundled demo capture.
+pub fn demo_capture() -> PathBuf {
+    root().join("fixtures/captures/demo")
+}
+
 /// The workspace root.
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
