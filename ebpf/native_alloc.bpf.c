@@ -6,7 +6,11 @@
 // (recorder/src/native/loader.rs). The layouts of `struct event_hdr`, `struct alloc_info`
 // and the counter indices are mirrored in recorder/src/native/event.rs; change both.
 //
-// Per allocation (sampled: one in `sample_every` calls, weight `sample_every`):
+// Sampling: one in `sample_every` calls at random, weight `sample_every` (--native-sample);
+// or, when `sample_bytes` (R) is set (--native-sample-bytes), an allocation of `size` bytes
+// with probability min(1, max(size, 1) / R) (sample_by_bytes; weight 1 in the records: the
+// recorder derives each event's weight from its size and R).
+// Per traced allocation:
 //   entry probe:  stash the requested size per thread (pid_tgid -> struct stash; with
 //                 several allocator libraries unsampled calls too, so that calls nested in
 //                 them are recognized)
@@ -44,8 +48,8 @@ enum counter {
     C_STASH_FULL = 10,     // per-thread entry->return stash full (allocation lost)
     C_REPLACED = 11,       // allocation at an address still in the table (free missed)
     C_STACK_TRUNCATED = 12, // stack had MAX_FRAMES frames (may be cut)
-    C_DROP_ALLOC_BYTES = 13, // bytes (weighted) of allocations lost to C_DROP_ALLOC/C_TABLE_FULL/C_STASH_FULL
-    C_DROP_FREE_BYTES = 14,  // bytes (weighted) of frees lost to C_DROP_FREE
+    C_DROP_ALLOC_BYTES = 13, // bytes (weighted: est_bytes) of allocations lost to C_DROP_ALLOC/C_TABLE_FULL/C_STASH_FULL
+    C_DROP_FREE_BYTES = 14,  // bytes (weighted: est_bytes) of frees lost to C_DROP_FREE
     C_NESTED = 15,          // allocator calls made inside another traced call (not counted twice)
     C_COUNT = 16,
 };
@@ -63,7 +67,7 @@ struct event_hdr {
     __u64 size;       // requested size in bytes
     __u64 stack_hash; // hash of the raw user stack (0 when there is none)
     __u64 alloc_ts;   // free: time of the allocation; alloc: same as ts
-    __u32 weight;     // allocations this one stands for (the sampling rate)
+    __u32 weight;     // sample_every (allocations this one stands for when sampling by calls)
     __s32 nframes;    // alloc: frames in ips (or a negative error); free: 0
 };
 
@@ -91,6 +95,7 @@ struct stash {
 // Set by the loader before loading.
 const volatile __u32 target_tgid = 0;
 const volatile __u32 sample_every = 1;
+const volatile __u64 sample_bytes = 0; // R of --native-sample-bytes; 0: sample by calls
 const volatile __u64 wakeup_bytes = 1 << 20; // the loader sets ring size / 8
 
 struct {
@@ -160,6 +165,30 @@ static __always_inline int ours(void)
     return target_tgid == 0 || tgid == target_tgid;
 }
 
+// Byte sampling: true with probability min(1, max(size, 1) / R). The 64-bit random number
+// modulo R is below s in exactly s of every R consecutive values, so the probability is
+// s / R up to a modulo bias below R / 2^64; no product, so nothing overflows for any R.
+// malloc(0) is sampled like a 1-byte block (it still counts as an allocation).
+static __always_inline int sample_by_bytes(__u64 size)
+{
+    __u64 s = size ? size : 1;
+    if (s >= sample_bytes)
+        return 1;
+    __u64 r = ((__u64)bpf_get_prandom_u32() << 32) | bpf_get_prandom_u32();
+    return r % sample_bytes < s;
+}
+
+// Bytes a traced allocation of `size` stands for (an unbiased estimate): size x weight when
+// sampling by calls; size / p = max(size, R) when sampling by bytes (0 for size 0).
+static __always_inline __u64 est_bytes(__u64 size, __u32 weight)
+{
+    if (sample_bytes == 0)
+        return size * weight;
+    if (size >= sample_bytes || size == 0)
+        return size;
+    return sample_bytes;
+}
+
 static __always_inline int stash_size(struct pt_regs *ctx, __u64 size, __u64 memptr)
 {
     if (!ours())
@@ -175,7 +204,11 @@ static __always_inline int stash_size(struct pt_regs *ctx, __u64 size, __u64 mem
         return 0;
     }
     count(C_ALLOC_CALLS, 1);
-    int sampled = sample_every <= 1 || bpf_get_prandom_u32() % sample_every == 0;
+    int sampled;
+    if (sample_bytes > 0)
+        sampled = sample_by_bytes(size);
+    else
+        sampled = sample_every <= 1 || bpf_get_prandom_u32() % sample_every == 0;
     if (sampled)
         count(C_ALLOC_SAMPLED, 1);
     // With several allocator libraries, unsampled calls are stashed too: a call nested in
@@ -190,7 +223,7 @@ static __always_inline int stash_size(struct pt_regs *ctx, __u64 size, __u64 mem
     struct stash s = { .size = size, .memptr = memptr, .sp = sp, .ts = now, .sampled = sampled };
     if (bpf_map_update_elem(&stashes, &id, &s, BPF_ANY) != 0 && sampled) {
         count(C_STASH_FULL, 1);
-        count(C_DROP_ALLOC_BYTES, size * sample_every);
+        count(C_DROP_ALLOC_BYTES, est_bytes(size, sample_every));
     }
     return 0;
 }
@@ -222,7 +255,7 @@ static __always_inline void untrack(__u64 addr)
     };
     if (send(&h, sizeof(h)) != 0) {
         count(C_DROP_FREE, 1);
-        count(C_DROP_FREE_BYTES, info.size * info.weight);
+        count(C_DROP_FREE_BYTES, est_bytes(info.size, info.weight));
     }
 }
 
@@ -317,7 +350,7 @@ static __always_inline void track(struct pt_regs *ctx, __u64 addr, __u64 size)
     };
     if (bpf_map_update_elem(&allocs, &addr, &info, BPF_NOEXIST) != 0) {
         count(C_TABLE_FULL, 1);
-        count(C_DROP_ALLOC_BYTES, size * sample_every);
+        count(C_DROP_ALLOC_BYTES, est_bytes(size, sample_every));
         return;
     }
     ev->h.kind = EV_ALLOC;
@@ -338,7 +371,7 @@ static __always_inline void track(struct pt_regs *ctx, __u64 addr, __u64 size)
         // User space never learns of this block: stop tracking it so its free is ignored too.
         bpf_map_delete_elem(&allocs, &addr);
         count(C_DROP_ALLOC, 1);
-        count(C_DROP_ALLOC_BYTES, size * sample_every);
+        count(C_DROP_ALLOC_BYTES, est_bytes(size, sample_every));
         return;
     }
     count(C_ALLOC_EVENTS, 1);

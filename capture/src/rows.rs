@@ -207,12 +207,16 @@ pub struct NativeEventRow {
     pub address: u64,
     /// Requested size in bytes.
     pub size: u64,
-    /// Allocations this event stands for (the sampling rate).
+    /// The sampling rate N of `--native-sample` (1 with `--native-sample-bytes`).
     pub weight: u32,
     /// Allocation stack (for a free, the stack that allocated the block).
     pub stack_id: u64,
     /// For a free: when the block was allocated, ns since the Unix epoch.
     pub alloc_time_ns: Option<i64>,
+    /// Estimated bytes this event stands for (unbiased under either sampling mode).
+    pub weight_bytes: Option<u64>,
+    /// Estimated allocations this event stands for (fractional under byte sampling).
+    pub weight_count: Option<f64>,
 }
 
 /// The native tracer's cumulative counters at one interval.
@@ -232,6 +236,8 @@ pub struct NativeCountersRow {
     pub probes: u32,
     /// Traced libraries, space separated.
     pub libraries: String,
+    /// Byte sampling threshold R of `--native-sample-bytes` (0: sampling by calls).
+    pub sample_bytes: Option<u64>,
 }
 
 fn ts(values: impl Iterator<Item = Option<i64>>) -> ArrayRef {
@@ -449,6 +455,8 @@ pub fn native_events_batch(rows: &[NativeEventRow]) -> Result<RecordBatch> {
             u32s(rows.iter().map(|r| Some(r.weight))),
             u64s(rows.iter().map(|r| Some(r.stack_id))),
             ts(rows.iter().map(|r| r.alloc_time_ns)),
+            u64s(rows.iter().map(|r| r.weight_bytes)),
+            f64s(rows.iter().map(|r| r.weight_count)),
         ],
     )
 }
@@ -469,5 +477,6 @@ pub fn native_counters_batch(rows: &[NativeCountersRow]) -> Result<RecordBatch> 
     cols.push(u32s(rows.iter().map(|r| Some(r.sample_every))));
     cols.push(u32s(rows.iter().map(|r| Some(r.probes))));
     cols.push(strings(rows.iter().map(|r| Some(r.libraries.as_str()))));
+    cols.push(u64s(rows.iter().map(|r| r.sample_bytes)));
     batch(Table::NativeCounters, cols)
 }

@@ -364,6 +364,9 @@ pub fn native_events_schema() -> SchemaRef {
         field("weight", DataType::UInt32, false),
         field("stack_id", DataType::UInt64, false),
         field("alloc_time", time_type(), true),
+        // Added after the first native captures: nullable, null in older segments.
+        field("weight_bytes", DataType::UInt64, true),
+        field("weight_count", DataType::Float64, true),
     ]))
 }
 
@@ -405,6 +408,8 @@ pub fn native_counters_schema() -> SchemaRef {
     fields.push(field("sample_every", DataType::UInt32, false));
     fields.push(field("probes", DataType::UInt32, false));
     fields.push(field("libraries", DataType::Utf8, false));
+    // Added after the first native captures: nullable, null in older segments.
+    fields.push(field("sample_bytes", DataType::UInt64, true));
     Arc::new(Schema::new(fields))
 }
 

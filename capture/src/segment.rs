@@ -158,7 +158,7 @@ impl SegmentWriter {
 
     /// Buffers a `native_events` row.
     pub fn add_native_event(&mut self, row: NativeEventRow) {
-        self.touch(row.time_ns, 64 + row.run_id.len());
+        self.touch(row.time_ns, 80 + row.run_id.len());
         self.native_events.push(row);
     }
 

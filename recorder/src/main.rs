@@ -5,10 +5,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use leakscope_capture::pprof::ProfileKind;
 use leakscope_capture::segment::RotationPolicy;
 use leakscope_recorder::import::{self, ImportOptions};
+use leakscope_recorder::native::Sampling;
 use leakscope_recorder::record::{self, RecordOptions};
 use leakscope_recorder::retain::Retention;
 use leakscope_recorder::target::Target;
@@ -34,6 +35,7 @@ enum Command {
   leakscope-recorder record --target https://svc.internal/admin --pprof-path /debug/pprof \\
       --header \"Authorization: Bearer $TOKEN\" --out ./capture
   leakscope-recorder record --pid 4242 --native --out ./capture      (C allocations, as root)
+  leakscope-recorder record --pid 4242 --native --native-sample-bytes 512KiB --out ./capture
   leakscope-recorder record --target http://localhost:6060 --pid 4242 --native --out ./capture
 
 Stops on --duration, SIGINT or SIGTERM, always committing the open segment.")]
@@ -102,6 +104,10 @@ struct RecordArgs {
     /// With --native: trace one allocation in N (weighted by N, so totals stay unbiased).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     native_sample: u32,
+    /// With --native: sample by size instead: an allocation of SIZE bytes or more is always
+    /// traced, a smaller one with probability size/SIZE (weighted so totals stay unbiased).
+    #[arg(long, value_name = "SIZE", requires = "native", value_parser = parse_sample_bytes)]
+    native_sample_bytes: Option<u64>,
     /// With --native: capacity of the kernel's outstanding-allocation table.
     #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u32).range(1024..))]
     native_max_outstanding: u32,
@@ -137,6 +143,26 @@ fn parse_size(s: &str) -> Result<u64, String> {
         .map_err(|e| format!("{s:?}: {e} (e.g. 16MiB)"))
 }
 
+fn parse_sample_bytes(s: &str) -> Result<u64, String> {
+    match parse_size(s)? {
+        0 => Err(format!("{s:?}: must be at least 1 byte (e.g. 512KiB)")),
+        n => Ok(n),
+    }
+}
+
+/// The sampling mode of `--native`: `--native-sample N` or `--native-sample-bytes SIZE`,
+/// which exclude each other.
+fn native_sampling(a: &RecordArgs) -> Result<Sampling, String> {
+    match a.native_sample_bytes {
+        Some(_) if a.native_sample > 1 => Err(format!(
+            "--native-sample-bytes cannot be used with --native-sample {} (sample by size or by calls, not both)",
+            a.native_sample
+        )),
+        Some(r) => Ok(Sampling::Bytes(r)),
+        None => Ok(Sampling::Every(a.native_sample)),
+    }
+}
+
 /// `--retain` parsed, with the text given (what the manifest records).
 #[derive(Clone)]
 struct RetainArg {
@@ -167,6 +193,13 @@ fn main() -> ExitCode {
         .format_target(false)
         .init();
     let cli = Cli::parse();
+    if let Command::Record(a) = &cli.command {
+        if let Err(msg) = native_sampling(a) {
+            Cli::command()
+                .error(clap::error::ErrorKind::ArgumentConflict, msg)
+                .exit();
+        }
+    }
     let result = match cli.command {
         Command::Record(a) => record_cmd(*a),
         Command::Import(a) => import_cmd(a),
@@ -213,6 +246,7 @@ fn manifest_options(
     if a.native {
         o["native"] = serde_json::json!(true);
         o["native_sample"] = serde_json::json!(a.native_sample);
+        o["native_sample_bytes"] = serde_json::json!(a.native_sample_bytes);
         o["native_max_outstanding"] = serde_json::json!(a.native_max_outstanding);
         o["native_events"] = serde_json::json!(a.native_events);
     }
@@ -228,9 +262,10 @@ fn record_cmd(a: RecordArgs) -> anyhow::Result<ExitCode> {
         .timeout
         .unwrap_or_else(|| a.interval.min(Duration::from_secs(30)));
     let manifest_options = manifest_options(&a, target.as_ref(), timeout);
+    let sampling = native_sampling(&a).map_err(anyhow::Error::msg)?;
     let native = a.native.then(|| leakscope_recorder::native::NativeOptions {
         pid: a.pid.unwrap_or(0),
-        sample_every: a.native_sample,
+        sampling,
         max_outstanding: a.native_max_outstanding,
         write_events: a.native_events,
         ..Default::default()
@@ -416,6 +451,69 @@ mod tests {
         assert!(manifest_options(&plain, None, Duration::from_secs(1))
             .get("native")
             .is_none());
+    }
+
+    #[test]
+    fn native_sample_bytes_takes_a_size_and_excludes_sampling_by_calls() {
+        let parse = |args: &[&str]| {
+            let mut v = vec!["leakscope-recorder", "record", "--out", "c", "--pid", "1"];
+            v.extend_from_slice(args);
+            Cli::try_parse_from(v).map(|c| match c.command {
+                Command::Record(a) => *a,
+                Command::Import(_) => unreachable!(),
+            })
+        };
+        let a = parse(&["--native", "--native-sample-bytes", "512KiB"]).unwrap();
+        assert_eq!(a.native_sample_bytes, Some(512 * 1024));
+        assert_eq!(native_sampling(&a), Ok(Sampling::Bytes(512 * 1024)));
+        let o = manifest_options(&a, None, Duration::from_secs(1));
+        assert_eq!(
+            (
+                o["native_sample_bytes"].as_u64(),
+                o["native_sample"].as_u64()
+            ),
+            (Some(524288), Some(1))
+        );
+        // Plain bytes and decimal units too.
+        let a = parse(&["--native", "--native-sample-bytes", "4096"]).unwrap();
+        assert_eq!(native_sampling(&a), Ok(Sampling::Bytes(4096)));
+        let a = parse(&["--native", "--native-sample-bytes", "1MB"]).unwrap();
+        assert_eq!(a.native_sample_bytes, Some(1_000_000));
+        // --native-sample 1 (every call, the default) may be given alongside.
+        let a = parse(&[
+            "--native",
+            "--native-sample",
+            "1",
+            "--native-sample-bytes",
+            "1KiB",
+        ])
+        .unwrap();
+        assert_eq!(native_sampling(&a), Ok(Sampling::Bytes(1024)));
+        // A rate above 1 conflicts, named in the message.
+        let a = parse(&[
+            "--native",
+            "--native-sample",
+            "10",
+            "--native-sample-bytes",
+            "1KiB",
+        ])
+        .unwrap();
+        let e = native_sampling(&a).unwrap_err();
+        assert!(e.contains("--native-sample 10") && !e.contains('\n'), "{e}");
+        // Bad sizes and missing --native are usage errors.
+        for bad in ["0", "0KiB", "lots", "-5", ""] {
+            assert!(
+                parse(&["--native", "--native-sample-bytes", bad]).is_err(),
+                "{bad:?}"
+            );
+        }
+        assert!(parse(&["--native-sample-bytes", "1KiB", "--target", "h:1"]).is_err());
+        // Without the flag: sampling by calls, recorded as null.
+        let a = parse(&["--native", "--native-sample", "64"]).unwrap();
+        assert_eq!(native_sampling(&a), Ok(Sampling::Every(64)));
+        assert!(
+            manifest_options(&a, None, Duration::from_secs(1))["native_sample_bytes"].is_null()
+        );
     }
 
     #[test]

@@ -1,45 +1,71 @@
 //! Outstanding-allocation accounting per raw stack, fed by decoded events.
 
 use std::collections::HashMap;
+use std::ops::AddAssign;
 
 use super::event::{Event, EventKind};
+use super::sampling::{Count, Sampling};
 
-/// Totals of one stack (weighted by sampling).
+/// Totals of one stack (estimates, weighted by sampling).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StackTotals {
     /// Bytes allocated and not freed.
     pub outstanding_bytes: i64,
     /// Blocks allocated and not freed.
-    pub outstanding_count: i64,
+    pub outstanding_count: Count,
     /// Bytes allocated since tracing started.
     pub allocated_bytes: i64,
     /// Blocks allocated since tracing started.
-    pub allocated_count: i64,
+    pub allocated_count: Count,
+}
+
+impl AddAssign for StackTotals {
+    fn add_assign(&mut self, o: StackTotals) {
+        self.outstanding_bytes = self.outstanding_bytes.saturating_add(o.outstanding_bytes);
+        self.outstanding_count += o.outstanding_count;
+        self.allocated_bytes = self.allocated_bytes.saturating_add(o.allocated_bytes);
+        self.allocated_count += o.allocated_count;
+    }
 }
 
 /// Outstanding bytes and blocks by kernel stack hash.
 #[derive(Debug, Default, Clone)]
 pub struct Accounting {
+    sampling: Sampling,
     by_stack: HashMap<u64, StackTotals>,
 }
 
 impl Accounting {
+    /// Empty accounting for events traced under `sampling`.
+    pub fn new(sampling: Sampling) -> Accounting {
+        Accounting {
+            sampling,
+            by_stack: HashMap::new(),
+        }
+    }
+
+    /// The sampling mode the weights are computed for.
+    pub fn sampling(&self) -> Sampling {
+        self.sampling
+    }
+
     /// Applies one event. A free carries its allocation's stack hash, size and weight, so
-    /// no address table is needed here (the kernel keeps it).
+    /// no address table is needed here (the kernel keeps it), and it subtracts exactly
+    /// what its allocation added.
     pub fn apply(&mut self, e: &Event) {
-        let w = i64::from(e.weight.max(1));
-        let bytes = (e.size as i64).saturating_mul(w);
+        let w = self.sampling.weight(e.size, e.weight);
+        let bytes = i64::try_from(w.bytes).unwrap_or(i64::MAX);
         let t = self.by_stack.entry(e.stack_hash).or_default();
         match e.kind {
             EventKind::Alloc => {
-                t.outstanding_bytes += bytes;
-                t.outstanding_count += w;
-                t.allocated_bytes += bytes;
-                t.allocated_count += w;
+                t.outstanding_bytes = t.outstanding_bytes.saturating_add(bytes);
+                t.outstanding_count += w.count;
+                t.allocated_bytes = t.allocated_bytes.saturating_add(bytes);
+                t.allocated_count += w.count;
             }
             EventKind::Free => {
-                t.outstanding_bytes -= bytes;
-                t.outstanding_count -= w;
+                t.outstanding_bytes = t.outstanding_bytes.saturating_sub(bytes);
+                t.outstanding_count -= w.count;
             }
         }
     }
@@ -85,9 +111,9 @@ mod tests {
         assert_eq!(
             (
                 s1.outstanding_bytes,
-                s1.outstanding_count,
+                s1.outstanding_count.rounded(),
                 s1.allocated_bytes,
-                s1.allocated_count
+                s1.allocated_count.rounded()
             ),
             (50, 1, 150, 2)
         );
@@ -96,11 +122,36 @@ mod tests {
 
     #[test]
     fn sampled_events_are_weighted() {
-        let mut a = Accounting::default();
+        let mut a = Accounting::new(Sampling::Every(10));
         a.apply(&ev(EventKind::Alloc, 3, 64, 10));
         assert_eq!(a.stacks()[&3].outstanding_bytes, 640);
-        assert_eq!(a.stacks()[&3].outstanding_count, 10);
+        assert_eq!(a.stacks()[&3].outstanding_count.rounded(), 10);
         a.apply(&ev(EventKind::Free, 3, 64, 10));
         assert_eq!(a.stacks()[&3].outstanding_bytes, 0);
+    }
+
+    #[test]
+    fn byte_sampled_events_weigh_max_size_r_and_cancel_exactly() {
+        let mut a = Accounting::new(Sampling::Bytes(1024));
+        // 3 blocks of 100 bytes: each stands for 1024 bytes and 10.24 blocks.
+        for _ in 0..3 {
+            a.apply(&ev(EventKind::Alloc, 4, 100, 1));
+        }
+        // One block above R stands for itself.
+        a.apply(&ev(EventKind::Alloc, 4, 5000, 1));
+        let t = a.stacks()[&4];
+        assert_eq!(t.outstanding_bytes, 3 * 1024 + 5000);
+        assert!((t.outstanding_count.as_f64() - 31.72).abs() < 1e-6);
+        assert_eq!(t.outstanding_count.rounded(), 32);
+        for size in [100, 100, 100, 5000] {
+            a.apply(&ev(EventKind::Free, 4, size, 1));
+        }
+        let t = a.stacks()[&4];
+        assert_eq!((t.outstanding_bytes, t.outstanding_count), (0, Count(0)));
+        assert_eq!(t.allocated_count.rounded(), 32);
+        let mut sum = StackTotals::default();
+        sum += t;
+        sum += t;
+        assert_eq!(sum.allocated_bytes, 2 * (3 * 1024 + 5000));
     }
 }

@@ -9,6 +9,7 @@ use aya::{Ebpf, EbpfLoader};
 
 use super::event::KERNEL_COUNTERS;
 use super::maps::Allocator;
+use super::sampling::Sampling;
 use super::NativeError;
 
 /// The compiled `ebpf/native_alloc.bpf.c` (rebuild with `ebpf/build.sh`).
@@ -121,19 +122,21 @@ pub struct Loaded {
 }
 
 impl Loaded {
-    /// Loads the object for `pid` with the sampling rate and table sizes.
+    /// Loads the object for `pid` with the sampling mode and table sizes.
     pub fn load(
         pid: u32,
-        sample_every: u32,
+        sampling: Sampling,
         max_outstanding: u32,
         ring_bytes: u32,
     ) -> Result<Loaded, NativeError> {
-        let sample_every = sample_every.max(1);
+        let sample_every = sampling.sample_every();
+        let sample_bytes = sampling.sample_bytes();
         // The reader is woken once an eighth of the ring is unread (and polls on a timer).
         let wakeup_bytes = u64::from(ring_bytes / 8).max(4096);
         let mut ebpf = EbpfLoader::new()
             .override_global("target_tgid", &pid, true)
             .override_global("sample_every", &sample_every, true)
+            .override_global("sample_bytes", &sample_bytes, true)
             .override_global("wakeup_bytes", &wakeup_bytes, true)
             .map_max_entries("allocs", max_outstanding)
             .map_max_entries("events", ring_bytes)

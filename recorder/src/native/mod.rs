@@ -5,15 +5,18 @@
 //! [`maps`] finds in `/proc/PID/maps`. [`tracer`] drains the ring buffer on a thread,
 //! keeps the outstanding-allocation accounting ([`account`]) per raw stack, symbolizes new
 //! stacks with blazesym ([`symbolize`]) and turns each interval into capture rows.
-//! [`event`] mirrors the kernel's record layout and counters.
+//! [`event`] mirrors the kernel's record layout and counters; [`sampling`] holds the
+//! sampling modes and the weights that keep sampled totals unbiased.
 
 pub mod account;
 pub mod event;
 pub mod loader;
 pub mod maps;
+pub mod sampling;
 pub mod symbolize;
 pub mod tracer;
 
+pub use sampling::Sampling;
 pub use tracer::{NativeOptions, NativeSnapshot, NativeTracer};
 
 /// Why native tracing could not start or continue. Every message is one line.

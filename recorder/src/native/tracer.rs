@@ -17,10 +17,11 @@ use leakscope_capture::schema::NATIVE_COUNTERS;
 use leakscope_capture::segment::SegmentWriter;
 use leakscope_capture::stack::stack_id;
 
-use super::account::Accounting;
+use super::account::{Accounting, StackTotals};
 use super::event::{Event, EventKind, KERNEL_COUNTERS};
 use super::loader::{entry_skip_enabled, preflight, Loaded};
 use super::maps::{inspect, read_executable_mappings};
+use super::sampling::Sampling;
 use super::symbolize::StackSymbolizer;
 use super::NativeError;
 use crate::ingest::profile_id;
@@ -36,8 +37,8 @@ pub const NATIVE_SOURCE: &str = "ebpf:uprobe";
 pub struct NativeOptions {
     /// Process to trace.
     pub pid: u32,
-    /// Trace one allocation call in this many (1 = every one).
-    pub sample_every: u32,
+    /// Which allocation calls are traced (every one by default).
+    pub sampling: Sampling,
     /// Capacity of the kernel's outstanding-allocation table.
     pub max_outstanding: u32,
     /// Ring buffer size in bytes (a power of two, multiple of the page size).
@@ -50,7 +51,7 @@ impl Default for NativeOptions {
     fn default() -> Self {
         NativeOptions {
             pid: 0,
-            sample_every: 1,
+            sampling: Sampling::default(),
             max_outstanding: 1_000_000,
             ring_bytes: 16 << 20,
             write_events: true,
@@ -59,7 +60,6 @@ impl Default for NativeOptions {
 }
 
 /// State shared with the reader thread.
-#[derive(Default)]
 struct Shared {
     acct: Accounting,
     known_stacks: HashSet<u64>,
@@ -116,12 +116,19 @@ impl NativeTracer {
         preflight(opts.pid)?;
         let mut loaded = Loaded::load(
             opts.pid,
-            opts.sample_every,
+            opts.sampling,
             opts.max_outstanding,
             opts.ring_bytes,
         )?;
         let ring = loaded.take_ring()?;
-        let shared = Arc::new(Mutex::new(Shared::default()));
+        let shared = Arc::new(Mutex::new(Shared {
+            acct: Accounting::new(opts.sampling),
+            known_stacks: HashSet::new(),
+            new_stacks: Vec::new(),
+            events: Vec::new(),
+            events_not_written: 0,
+            bad_events: 0,
+        }));
         let stop = Arc::new(AtomicBool::new(false));
         let mut t = NativeTracer {
             symbolizer: StackSymbolizer::new(opts.pid),
@@ -175,7 +182,7 @@ impl NativeTracer {
                 continue;
             }
             if let Some(a) = inspect(self.opts.pid, m) {
-                if !self.libraries.is_empty() && self.opts.sample_every > 1 {
+                if !self.libraries.is_empty() && self.opts.sampling.is_sampled() {
                     // Before the second library's probes exist: no call can nest unseen.
                     self.loaded.set_nesting()?;
                 }
@@ -268,14 +275,10 @@ impl NativeTracer {
         }
         let pid = self.opts.pid;
         // Aggregate by capture stack id (several raw stacks can symbolize alike).
-        let mut by_id: HashMap<u64, [i64; 4]> = HashMap::new();
+        let mut by_id: HashMap<u64, StackTotals> = HashMap::new();
         for (hash, t) in acct.stacks() {
             let id = self.stack_for(*hash, &[]);
-            let e = by_id.entry(id).or_default();
-            e[0] += t.outstanding_bytes;
-            e[1] += t.outstanding_count;
-            e[2] += t.allocated_bytes;
-            e[3] += t.allocated_count;
+            *by_id.entry(id).or_default() += *t;
         }
         let mut ids: Vec<u64> = by_id.keys().copied().collect();
         ids.sort_unstable();
@@ -283,7 +286,14 @@ impl NativeTracer {
         let mut snap = NativeSnapshot::default();
         let mut samples = Vec::new();
         for id in ids {
-            let v = by_id[&id];
+            let t = by_id[&id];
+            // Counts are estimates (fractional under byte sampling), rounded per stack.
+            let v = [
+                t.outstanding_bytes,
+                t.outstanding_count.rounded(),
+                t.allocated_bytes,
+                t.allocated_count.rounded(),
+            ];
             snap.outstanding_bytes += v[0];
             let changed = self.last_allocated.insert(id, v[3]) != Some(v[3]);
             if v[1] == 0 && v[0] == 0 && !changed {
@@ -328,7 +338,7 @@ impl NativeTracer {
             target: target.into(),
             pid: Some(pid),
             run_id: run_id.into(),
-            period: i64::from(self.opts.sample_every.max(1)),
+            period: self.opts.sampling.period(),
             period_type: "space/bytes".into(),
             sample_types: vec![
                 "inuse_objects/count".into(),
@@ -346,6 +356,7 @@ impl NativeTracer {
         }
         for e in &events {
             let id = self.stack_for(e.stack_hash, &e.ips);
+            let weight = self.opts.sampling.weight(e.size, e.weight);
             if !w.has_stack(id) {
                 if let Some(row) = self.stack_rows.get(&id) {
                     w.add_stack(row.clone());
@@ -368,6 +379,8 @@ impl NativeTracer {
                 stack_id: id,
                 alloc_time_ns: (e.kind == EventKind::Free)
                     .then(|| e.alloc_ts as i64 + self.clock_offset_ns),
+                weight_bytes: Some(weight.bytes),
+                weight_count: Some(weight.count.as_f64()),
             });
         }
         snap.events = events.len();
@@ -398,9 +411,10 @@ impl NativeTracer {
             pid,
             run_id: run_id.into(),
             values,
-            sample_every: self.opts.sample_every.max(1),
+            sample_every: self.opts.sampling.sample_every(),
             probes: self.loaded.probes(),
             libraries: self.libraries.join(" "),
+            sample_bytes: Some(self.opts.sampling.sample_bytes()),
         });
         snap
     }
