@@ -30,8 +30,9 @@ if ! command -v go >/dev/null 2>&1 && [ -x /usr/lib/go-1.19/bin/go ]; then
     export PATH="$PATH:/usr/lib/go-1.19/bin"
 fi
 # Debian's Go 1.19 too, so the fixtures are also tested against the oldest supported Go.
-# jemalloc and tcmalloc: the native tracer is tested on them (LD_PRELOAD, tests/tests/native_e2e.rs).
-apt_install golang-go gcc clang libbpf-dev chromium libjemalloc2 libtcmalloc-minimal4
+# jemalloc and tcmalloc: the native tracer is tested on them (LD_PRELOAD, tests/tests/native_e2e.rs);
+# g++ builds its C++ fixture (fixtures/cpp/new_leak.cpp).
+apt_install golang-go gcc g++ clang libbpf-dev chromium libjemalloc2 libtcmalloc-minimal4
 log "go: $(go version)"
 
 cargo build --workspace --all-targets
