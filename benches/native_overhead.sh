@@ -8,8 +8,11 @@
 #   ITERATIONS=200000  loop iterations per thread (1.375 malloc/free pairs each, see alloc_bench.c)
 #   THREADS=1          benchmark threads (the recorder's reader thread needs a core too)
 #   SAMPLE=64          --native-sample of the sampled run
+#   SAMPLE_BYTES=512KiB  --native-sample-bytes of the size-sampled run
+#   FLOOR=1            0: skip the bpftrace runs with empty probes (the uprobe floor)
 #   INTERVAL=1s        recorder --interval (also how often it writes native_events rows)
-#   REPEAT=3           runs of each measurement; the fastest counts
+#   REPEAT=3           rounds; each round runs every mode once (interleaved, so that a change
+#                      of machine load hits all modes alike); the fastest run of a mode counts
 #   BUILD=1            0: use target/release/leakscope-recorder as it is
 #   BPF_STATS=1        0: skip the extra run of each tracer with kernel.bpf_stats_enabled=1
 #                      that splits the cost into eBPF program time and probe (trap) time
@@ -18,11 +21,19 @@
 # bpftrace (installed with apt-get when missing).
 #
 # Runs: untraced; `record --pid PID --native` (every allocation traced, default options);
-# `record --native --native-sample $SAMPLE`; bpftrace (same map work per call: size stashed
-# by thread at entry, address -> (size, user stack) at return, deleted at free/realloc);
-# and, for comparison, full tracing with LEAKSCOPE_NATIVE_ENTRY_SKIP=0: free probed at its
-# first instruction, as bpftrace does, instead of past its leading `test` (maps.rs,
-# entry_skip), so that the kernel single-steps it on every call.
+# `record --native --native-sample $SAMPLE`; `record --native --native-sample-bytes
+# $SAMPLE_BYTES`; bpftrace (same map work per call: size stashed by thread at entry,
+# address -> (size, user stack) at return, deleted at free/realloc); and, for comparison,
+# full tracing with LEAKSCOPE_NATIVE_ENTRY_SKIP=0: free probed at its first instruction, as
+# bpftrace does, instead of past its leading `test` (maps.rs, entry_skip), so that the
+# kernel single-steps it on every call.
+# The floor (FLOOR=1): bpftrace with EMPTY probes (only the PID filter) on the same
+# functions, what any uprobe-based tracer pays for its traps: empty_all (entry and return
+# of malloc, calloc, realloc, and free's entry: at its first instruction, single-stepped,
+# since bpftrace 0.17 cannot probe at an offset), empty_alloc (the same without free) and
+# empty_entry (the entries of malloc, calloc and realloc only: one emulated trap, the kind
+# the recorder's free probe at +3 takes). The floor for the recorder's probe placement is
+# estimated as empty_alloc + empty_entry.
 # The benchmark waits (SIGUSR1) until the tracer has attached, then times its own loop.
 # Cost per pair = (traced - untraced wall time) / pairs.
 # Targets (from the project issue): leakscope full-tracing cost per pair <= 0.5x bpftrace's;
@@ -33,6 +44,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 ITERATIONS=${ITERATIONS:-200000}
 THREADS=${THREADS:-1}
 SAMPLE=${SAMPLE:-64}
+SAMPLE_BYTES=${SAMPLE_BYTES:-512KiB}
+FLOOR=${FLOOR:-1}
 INTERVAL=${INTERVAL:-1s}
 REPEAT=${REPEAT:-3}
 BUILD=${BUILD:-1}
@@ -71,7 +84,7 @@ LIBC=$(readlink -f "$LIBC")
 # bpftrace doing the recorder's per-call map work (no counters, no events to user space).
 # bpftrace 0.17 attaches uprobes to every process mapping libc (-p scopes only USDT probes),
 # so the programs check the PID ($1) like the recorder's do.
-cat >"$WORK/alloc.bt" <<EOF
+cat >"$WORK/bpftrace.bt" <<EOF
 BEGIN { printf("attached\n"); }
 uprobe:$LIBC:malloc /pid == \$1/ { @size[tid] = arg0; }
 uprobe:$LIBC:calloc /pid == \$1/ { @size[tid] = arg0 * arg1; }
@@ -85,6 +98,18 @@ uretprobe:$LIBC:malloc, uretprobe:$LIBC:calloc, uretprobe:$LIBC:realloc
 uprobe:$LIBC:free /pid == \$1/ { delete(@allocs[arg0]); }
 END { clear(@allocs); clear(@size); }
 EOF
+# The floor: the same probes with nothing in them but the PID filter.
+cat >"$WORK/empty_alloc.bt" <<EOF
+BEGIN { printf("attached\n"); }
+uprobe:$LIBC:malloc /pid == \$1/ {}
+uprobe:$LIBC:calloc /pid == \$1/ {}
+uprobe:$LIBC:realloc /pid == \$1/ {}
+uretprobe:$LIBC:malloc /pid == \$1/ {}
+uretprobe:$LIBC:calloc /pid == \$1/ {}
+uretprobe:$LIBC:realloc /pid == \$1/ {}
+EOF
+{ cat "$WORK/empty_alloc.bt"; echo "uprobe:$LIBC:free /pid == \$1/ {}"; } >"$WORK/empty_all.bt"
+grep -v uretprobe "$WORK/empty_alloc.bt" >"$WORK/empty_entry.bt"
 
 # field NAME LINE: the value of NAME=value in LINE.
 field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" $2"; }
@@ -167,9 +192,10 @@ run_once() {
         result=$(grep '^result ' "$dir/bench.out")
         LINE="elapsed_s=$(field elapsed_s "$result") pairs=$(field pairs "$result") tracer_cpu_s=0"
         ;;
-    full | sampled | full_at_start)
+    full | sampled | sampled_bytes | full_at_start)
         local extra=() skip=1
         [[ $mode == sampled ]] && extra=(--native-sample "$SAMPLE")
+        [[ $mode == sampled_bytes ]] && extra=(--native-sample-bytes "$SAMPLE_BYTES")
         [[ $mode == full_at_start ]] && skip=0
         start_bench "$dir"
         LEAKSCOPE_NATIVE_ENTRY_SKIP=$skip "$RECORDER" record --pid "$BENCH_PID" --native "${extra[@]}" --out "$dir/capture" \
@@ -194,9 +220,9 @@ run_once() {
         LINE+=" tracer_cpu_s=$(awk -v a="$cpu0" -v b="$cpu1" -v hz="$(getconf CLK_TCK)" 'BEGIN{printf "%.2f", (b-a)/hz}')"
         LINE+=" bpf_ns=$bpf_t bpf_runs=$bpf_n summary_losses=$(awk '{print $4}' <<<"$summary") $c"
         ;;
-    bpftrace)
+    bpftrace | empty_all | empty_alloc | empty_entry)
         start_bench "$dir"
-        bpftrace -p "$BENCH_PID" "$WORK/alloc.bt" "$BENCH_PID" >"$dir/bpftrace.log" 2>&1 &
+        bpftrace -p "$BENCH_PID" "$WORK/$mode.bt" "$BENCH_PID" >"$dir/bpftrace.log" 2>&1 &
         TRACER_PID=$!
         # BEGIN's output appears once every probe is attached.
         wait_line "$dir/bpftrace.log" '^attached' "$TRACER_PID"
@@ -215,31 +241,35 @@ run_once() {
     esac
 }
 
-# best MODE: REPEAT runs, keeps the fastest line in $WORK/MODE.best.
-best() {
-    local mode=$1 i line bestline= e beste=
-    for i in $(seq "$REPEAT"); do
-        run_once "$mode" "$i"
-        line=$LINE
-        e=$(field elapsed_s "$line")
-        log "$mode run $i: $(cut -c1-160 <<<"$line")"
-        if [[ -z $beste ]] || awk -v a="$e" -v b="$beste" 'BEGIN{exit !(a < b)}'; then
-            beste=$e bestline=$line
-        fi
-    done
-    echo "$bestline" >"$WORK/$mode.best"
+# keep MODE ROUND: runs MODE once, keeps the line in $WORK/MODE.best when it is the fastest.
+keep() {
+    local mode=$1 e beste=
+    run_once "$mode" "$2"
+    e=$(field elapsed_s "$LINE")
+    log "$mode run $2: $(cut -c1-160 <<<"$LINE")"
+    [[ -f $WORK/$mode.best ]] && beste=$(field elapsed_s "$(<"$WORK/$mode.best")")
+    if [[ -z $beste ]] || awk -v a="$e" -v b="$beste" 'BEGIN{exit !(a < b)}'; then
+        echo "$LINE" >"$WORK/$mode.best"
+    fi
 }
 
-log "loadavg before measuring: $(cut -d" " -f1-3 /proc/loadavg)"
-log "alloc_bench $ITERATIONS iterations x $THREADS thread(s); libc $LIBC; REPEAT=$REPEAT"
-for mode in untraced full sampled bpftrace full_at_start; do
-    best "$mode"
+MODES=(untraced full sampled sampled_bytes bpftrace full_at_start)
+[[ $FLOOR == 1 ]] && MODES+=(empty_all empty_alloc empty_entry)
+LOAD_BEFORE=$(cut -d" " -f1-3 /proc/loadavg)
+log "loadavg before measuring: $LOAD_BEFORE"
+log "alloc_bench $ITERATIONS iterations x $THREADS thread(s); libc $LIBC; REPEAT=$REPEAT; modes ${MODES[*]}"
+for round in $(seq "$REPEAT"); do
+    log "round $round of $REPEAT (loadavg $(cut -d" " -f1-3 /proc/loadavg))"
+    for mode in "${MODES[@]}"; do
+        keep "$mode" "$round"
+    done
 done
+LOAD_AFTER=$(cut -d" " -f1-3 /proc/loadavg)
 if [[ $BPF_STATS == 1 ]]; then
     # One more run of each tracer with eBPF run-time statistics (they slow each program run
     # a little, so the timed runs above are made without them).
     sysctl -qw kernel.bpf_stats_enabled=1
-    for mode in full sampled bpftrace full_at_start; do
+    for mode in full sampled sampled_bytes bpftrace full_at_start; do
         run_once "$mode" stats
         log "$mode with bpf stats: $(cut -c1-160 <<<"$LINE")"
         echo "$LINE" >"$WORK/$mode.stats"
@@ -248,19 +278,18 @@ if [[ $BPF_STATS == 1 ]]; then
 fi
 
 # --- report -------------------------------------------------------------------------
-U=$(<"$WORK/untraced.best") F=$(<"$WORK/full.best") S=$(<"$WORK/sampled.best") B=$(<"$WORK/bpftrace.best")
-Z=$(<"$WORK/full_at_start.best")
+U=$(<"$WORK/untraced.best")
 pairs=$(field pairs "$U")
-for l in "$F" "$S" "$B" "$Z"; do
-    [[ $(field pairs "$l") == "$pairs" ]] || die "runs did different work: $l"
+for m in "${MODES[@]}"; do
+    [[ $(field pairs "$(<"$WORK/$m.best")") == "$pairs" ]] || die "runs did different work: $m"
 done
 ut=$(field elapsed_s "$U")
 # num NAME LINE: the value of NAME in LINE, 0 when absent.
 num() { local v; v=$(field "$1" "$2"); echo "${v:-0}"; }
 # Per mode: wall time, events sent (alloc + matched free), losses, events not written.
 declare -A wall events losses notw cpu has
-for m in full sampled bpftrace full_at_start; do
-    case $m in full) l=$F ;; sampled) l=$S ;; bpftrace) l=$B ;; full_at_start) l=$Z ;; esac
+for m in "${MODES[@]:1}"; do
+    l=$(<"$WORK/$m.best")
     wall[$m]=$(field elapsed_s "$l")
     cpu[$m]=$(field tracer_cpu_s "$l")
     has[$m]=0
@@ -285,8 +314,14 @@ printf "%-22s %9s %10s %10s %10s %10s %7s %11s %10s\n" mode wall_s slowdown ns/p
 printf "%-22s %9.3f %9.1fx %10s %10s %10s %7s %11s %10s\n" untraced "$ut" 1 0 - - - - -
 row "leakscope full" full
 row "leakscope sample=$SAMPLE" sampled
+row "leakscope bytes=$SAMPLE_BYTES" sampled_bytes
 row "bpftrace" bpftrace
 row "leakscope full, free@0" full_at_start
+if [[ $FLOOR == 1 ]]; then
+    row "empty probes, free@0" empty_all
+    row "empty, alloc side" empty_alloc
+    row "empty, alloc entries" empty_entry
+fi
 echo
 cf=$(cost full) cb=$(cost bpftrace) cs=$(cost sampled)
 ratio=$(awk -v a="$cf" -v b="$cb" 'BEGIN{printf "%.2f", a / b}')
@@ -304,7 +339,7 @@ if [[ $BPF_STATS == 1 ]]; then
     echo
     echo "where the cost goes (separate runs with kernel.bpf_stats_enabled=1):"
     printf "%-22s %9s %14s %11s %12s %19s\n" mode ns/pair bpf_runs/pair bpf_ns/run bpf_ns/pair probe+rest_ns/pair
-    for m in full sampled bpftrace full_at_start; do
+    for m in full sampled sampled_bytes bpftrace full_at_start; do
         l=$(<"$WORK/$m.stats")
         awk -v name="$m" -v t="$(field elapsed_s "$l")" -v ut="$ut" -v p="$pairs" -v bt="$(num bpf_ns "$l")" \
             -v bn="$(num bpf_runs "$l")" 'BEGIN {
@@ -315,6 +350,22 @@ if [[ $BPF_STATS == 1 ]]; then
     echo "(bpftrace's programs also run, and return at the PID check, in every other process that calls"
     echo " these functions meanwhile: its runs per pair include those)"
 fi
+if [[ $FLOOR == 1 ]]; then
+    csb=$(cost sampled_bytes) ea=$(cost empty_all) el=$(cost empty_alloc) ee=$(cost empty_entry)
+    floor=$(awk -v a="$el" -v b="$ee" 'BEGIN{printf "%.1f", a + b}')
+    echo
+    echo "the uprobe floor (bpftrace with empty probes; ns per pair):"
+    printf "  empty probes on the same functions, free at +0 (single-stepped): %s\n" "$ea"
+    printf "  at the recorder's placement (free at +3, emulated), estimated as alloc side %s + one entry trap %s: %s\n" \
+        "$el" "$ee" "$floor"
+    awk -v ut="$ut" -v p="$pairs" -v f="$floor" -v s="$cs" -v sb="$csb" -v ea="$ea" -v n="$SAMPLE" 'BEGIN {
+        u = ut * 1e9 / p
+        printf "  untraced loop: %.1f ns per pair; 10%% of it is %.1f ns: the floor alone is %.0fx that\n", u, u / 10, f / (u / 10)
+        printf "  10%% slowdown is reached at (pairs/s per thread): floor %.0f, sample=%s %.0f, bytes %.0f, empty free@0 %.0f\n", 0.1e9 / f, n, 0.1e9 / s, 0.1e9 / sb, 0.1e9 / ea
+        printf "  sampled cost above the floor: sample=%s %+.0f ns, bytes %+.0f ns per pair\n", n, s - f, sb - f
+    }'
+fi
+echo "loadavg: $LOAD_BEFORE before, $LOAD_AFTER after the timed rounds"
 echo "raw runs and logs: $WORK"
 machine_line
 exit "$fail"
