@@ -166,15 +166,8 @@ impl Loaded {
         // space (all its threads); the program also checks the tgid (`target_tgid`).
         let scope =
             UProbeScope::OneProcess(NonZeroU32::new(self.pid).ok_or(NativeError::NoSuchPid(0))?);
-        // Frees first, then realloc-likes (which free and allocate), then allocations:
-        // while the probes go in one by one, a block whose allocation is traced never has
-        // an untraced free (its address, reused, would show as `replaced`).
         let mut ordered: Vec<&(&str, u64)> = a.functions.iter().collect();
-        ordered.sort_by_key(|(f, _)| match PROBES.iter().find(|(p, _, _)| p == f) {
-            Some((_, _, None)) => 0,
-            Some((_, "realloc_enter", _)) => 1,
-            _ => 2,
-        });
+        ordered.sort_by_key(|(f, _)| attach_rank(f));
         for (function, offset) in ordered {
             let Some((_, entry, ret)) = PROBES.iter().find(|(f, _, _)| f == function) else {
                 continue;
@@ -188,7 +181,10 @@ impl Loaded {
             } else {
                 *offset
             };
-            for prog_name in std::iter::once(*entry).chain(*ret) {
+            // The return probe before the entry probe: a call whose entry program ran
+            // always has its return seen (else its stash would linger, and the block go
+            // unreported).
+            for prog_name in ret.iter().copied().chain(std::iter::once(*entry)) {
                 let at = if prog_name == *entry {
                     entry_offset
                 } else {
@@ -261,6 +257,22 @@ impl Loaded {
     }
 }
 
+/// Attach order of `function`'s probes (lowest first), so that no block is miscounted
+/// while the probes go in one by one: frees first, then realloc-likes (which free and
+/// allocate), so that a block whose allocation is traced never has an untraced free (its
+/// address, reused, would show as `replaced`); then C++ `operator new`, before the C
+/// functions it may call (jemalloc's aligned `operator new` calls `aligned_alloc` through
+/// the PLT): an outer call probed before its inner one reports the block with the right
+/// stack, while the reverse would report it from inside `operator new` for a moment.
+fn attach_rank(function: &str) -> u8 {
+    match PROBES.iter().find(|(p, _, _)| *p == function) {
+        Some((_, _, None)) => 0,
+        Some((_, "realloc_enter", _)) => 1,
+        _ if function.starts_with("_Zn") => 2,
+        _ => 3,
+    }
+}
+
 /// False when `LEAKSCOPE_NATIVE_ENTRY_SKIP=0` (entry-only probes at function starts).
 pub fn entry_skip_enabled() -> bool {
     std::env::var("LEAKSCOPE_NATIVE_ENTRY_SKIP").map_or(true, |v| v != "0")
@@ -327,6 +339,36 @@ mod tests {
         listed.sort_unstable();
         sorted.sort_unstable();
         assert_eq!(sorted, listed, "every listed function has a probe and back");
+    }
+
+    #[test]
+    fn outer_functions_are_attached_before_those_they_call() {
+        let mut fns = vec![
+            "malloc",
+            "_ZnwmSt11align_val_t",
+            "aligned_alloc",
+            "realloc",
+            "_ZdlPv",
+            "free",
+            "_Znwm",
+            "rallocx",
+            "mallocx",
+        ];
+        fns.sort_by_key(|f| attach_rank(f));
+        assert_eq!(
+            fns,
+            [
+                "_ZdlPv",
+                "free",
+                "realloc",
+                "rallocx",
+                "_ZnwmSt11align_val_t",
+                "_Znwm",
+                "malloc",
+                "aligned_alloc",
+                "mallocx"
+            ]
+        );
     }
 
     #[test]
