@@ -13,6 +13,7 @@ pub mod export;
 pub mod fit;
 pub mod hints;
 pub mod load;
+pub mod pread;
 pub mod process;
 pub mod rank;
 pub mod render;

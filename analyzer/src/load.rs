@@ -147,13 +147,33 @@ impl SeriesSet {
 
     /// Rows of the groups in `groups` written one after another into `out` (reused, so
     /// fitting thousands of groups does not allocate and fault in fresh memory per chunk).
+    ///
+    /// The transpose goes in tiles of 8 profiles, so that each group's row is written a
+    /// whole cache line at a time while the tile's columns stay in cache.
     pub fn rows_into(&self, groups: std::ops::Range<usize>, out: &mut Vec<f64>) {
+        const TILE: usize = 8;
         let np = self.matrix.profiles();
-        out.clear();
-        out.resize(groups.len() * np, 0.0);
-        for p in 0..np {
-            for (k, v) in self.matrix.column(p)[groups.clone()].iter().enumerate() {
-                out[k * np + p] = *v;
+        let ng = groups.len();
+        if np == 0 {
+            out.clear();
+            return;
+        }
+        if out.len() != ng * np {
+            // Every element is written below, so a reused buffer of the right size is not
+            // cleared first.
+            out.clear();
+            out.resize(ng * np, 0.0);
+        }
+        for p0 in (0..np).step_by(TILE) {
+            let p1 = (p0 + TILE).min(np);
+            let mut cols: [&[f64]; TILE] = [&[]; TILE];
+            for (c, p) in cols.iter_mut().zip(p0..p1) {
+                *c = &self.matrix.column(p)[groups.clone()];
+            }
+            for (k, row) in out.chunks_exact_mut(np).enumerate() {
+                for (dst, col) in row[p0..p1].iter_mut().zip(&cols) {
+                    *dst = col[k];
+                }
             }
         }
     }
@@ -426,4 +446,34 @@ fn drop_unseen(
         }
     }
     (kept, runs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_into_transposes_any_shape_and_reuses_the_buffer() {
+        for (groups, profiles) in [(5, 19), (3, 8), (1, 1), (4, 0)] {
+            let data: Vec<f64> = (0..groups * profiles).map(|i| i as f64).collect();
+            let set = SeriesSet {
+                matrix: crate::scan::Matrix::from_columns(groups, data),
+                ..SeriesSet::default()
+            };
+            let mut out = vec![-1.0; 7];
+            for range in [0..groups, 1..groups.min(3)] {
+                set.rows_into(range.clone(), &mut out);
+                assert_eq!(out.len(), range.len() * profiles);
+                for (k, g) in range.clone().enumerate() {
+                    for p in 0..profiles {
+                        assert_eq!(
+                            out[k * profiles + p],
+                            (p * groups + g) as f64,
+                            "{groups}x{profiles} g{g} p{p}"
+                        );
+                    }
+                }
+            }
+        }
+    }
 }

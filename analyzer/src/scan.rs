@@ -25,6 +25,7 @@ use rayon::prelude::*;
 use crate::catalog::Catalog;
 use crate::error::{AnalyzeError, Result};
 use crate::load::IdMap;
+use crate::pread::PreadFile;
 use crate::site::FrameRef;
 use crate::udf::frames_of;
 
@@ -69,11 +70,13 @@ fn bad(path: &Path, what: impl std::fmt::Display) -> AnalyzeError {
 }
 
 /// Opens a segment for reading `columns` (top-level names), `BATCH_ROWS` rows at a time.
-fn open(path: &Path, columns: &[&str]) -> Result<ParquetRecordBatchReaderBuilder<File>> {
-    let file = File::open(path).map_err(|source| AnalyzeError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+fn open(path: &Path, columns: &[&str]) -> Result<ParquetRecordBatchReaderBuilder<PreadFile>> {
+    let file = File::open(path)
+        .and_then(PreadFile::new)
+        .map_err(|source| AnalyzeError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| bad(path, e))?;
     let schema = builder.schema().clone();
     let mut roots = Vec::with_capacity(columns.len());
@@ -91,7 +94,7 @@ fn open(path: &Path, columns: &[&str]) -> Result<ParquetRecordBatchReaderBuilder
 /// Reads every batch of a built reader, naming the file on failure.
 fn batches(
     path: &Path,
-    builder: ParquetRecordBatchReaderBuilder<File>,
+    builder: ParquetRecordBatchReaderBuilder<PreadFile>,
 ) -> Result<impl Iterator<Item = Result<RecordBatch>> + '_> {
     let reader = builder.build().map_err(|e| bad(path, e))?;
     Ok(reader.map(move |b| b.map_err(|e| bad(path, e))))
@@ -210,13 +213,21 @@ pub struct Matrix {
 }
 
 impl Matrix {
-    /// A zeroed matrix. (Transparent huge pages were measured slower here: the kernel
-    /// zeroes and compacts 2 MiB at a time on the first write.)
+    /// A zeroed matrix. Its pages are not written yet: the scan writes each column's zeros
+    /// again just before it adds into the column (see [`Column`]). (Transparent huge
+    /// pages were measured slower here: the kernel zeroes and compacts 2 MiB at a time on
+    /// the first write.)
     pub fn zeroed(groups: usize, profiles: usize) -> Matrix {
         Matrix {
             data: vec![0.0f64; groups * profiles],
             groups,
         }
+    }
+
+    /// A matrix over `data`, stored profile by profile (`data.len()` a multiple of `groups`).
+    pub fn from_columns(groups: usize, data: Vec<f64>) -> Matrix {
+        debug_assert!(groups == 0 || data.len() % groups == 0, "ragged matrix");
+        Matrix { data, groups }
     }
 
     /// Number of groups (values per profile column).
@@ -303,10 +314,10 @@ impl Partial {
 /// Keeps only the row groups whose statistics of `column` pass `may_hold` (all of them when
 /// the file has no such column); `None` when none is left.
 fn prune_row_groups(
-    builder: ParquetRecordBatchReaderBuilder<File>,
+    builder: ParquetRecordBatchReaderBuilder<PreadFile>,
     column: &str,
     may_hold: impl Fn(Option<&Statistics>) -> bool,
-) -> Option<ParquetRecordBatchReaderBuilder<File>> {
+) -> Option<ParquetRecordBatchReaderBuilder<PreadFile>> {
     let at = builder
         .parquet_schema()
         .columns()
@@ -334,9 +345,66 @@ fn may_hold(stats: Option<&Statistics>, kind: &str) -> bool {
     }
 }
 
+/// One profile column of the matrix while the scan adds into it.
+///
+/// The matrix comes zeroed but untouched from the allocator. Adding (`+=`) into an
+/// untouched page reads it first, which maps the shared zero page, and the write after it
+/// faults again and flushes the TLB of every core (an interrupt per page; a VM exit in a
+/// guest); and each random add into a column that is not in cache waits on memory. So a
+/// column's first user writes its zeros once, sequentially, before the first add: one
+/// plain fault per page, and the column is then in cache for the random adds.
+struct Column<'m> {
+    values: &'m mut [f64],
+    warm: bool,
+}
+
+impl Column<'_> {
+    /// The column, with its zeros written on first use.
+    fn values(&mut self) -> &mut [f64] {
+        if !self.warm {
+            self.values.fill(0.0);
+            self.warm = true;
+        }
+        self.values
+    }
+}
+
 /// Profile columns of the matrix, each locked by the worker writing it (uncontended: a
 /// profile's rows normally sit in one segment).
-type Columns<'m> = [Mutex<&'m mut [f64]>];
+type Columns<'m> = [Mutex<Column<'m>>];
+
+/// Dense stack indices by row position within a profile, remembered from the previous
+/// profile of the segment.
+///
+/// The profiles of one segment list mostly the same stacks in the same order, so a row's
+/// stack id is usually the one at the same position of the previous profile: one compare
+/// instead of a hash lookup per row.
+#[derive(Default)]
+struct StackOrder {
+    /// (stack id, dense index or `NO_STACK`) at each row position.
+    at: Vec<(u64, u32)>,
+}
+
+/// A stack id the scan does not know.
+const NO_STACK: u32 = u32::MAX;
+
+impl StackOrder {
+    /// The dense index of stack `sid` at row position `j` of a profile.
+    #[inline]
+    fn index(&mut self, j: usize, sid: u64, stack_index: &IdMap<u32>) -> u32 {
+        if let Some(&(known, si)) = self.at.get(j) {
+            if known == sid {
+                return si;
+            }
+        }
+        let si = stack_index.get(&sid).copied().unwrap_or(NO_STACK);
+        match self.at.get_mut(j) {
+            Some(slot) => *slot = (sid, si),
+            None => self.at.push((sid, si)),
+        }
+        si
+    }
+}
 
 /// Adds one segment's rows to `part` and to the matrix columns.
 fn scan_one(
@@ -351,6 +419,10 @@ fn scan_one(
     let Some(builder) = prune_row_groups(builder, "kind", |s| may_hold(s, scan.kind)) else {
         return Ok(());
     };
+    let mut order = StackOrder::default();
+    // The profile being read and the row position within it; a profile may span batches.
+    let mut last_pid = None;
+    let mut j = 0;
     for b in batches(path, builder)? {
         let b = b?;
         let sid = column(&b, "stack_id", path)?.as_primitive::<UInt64Type>();
@@ -358,29 +430,38 @@ fn scan_one(
         let val = column(&b, scan.column, path)?.as_primitive::<Int64Type>();
         let has_nulls = val.null_count() > 0;
         let (sid, pid_values, values) = (sid.values(), pid.values(), val.values());
-        let mut last_pid = None;
-        let mut col: Option<std::sync::MutexGuard<&mut [f64]>> = None;
+        let mut col: Option<std::sync::MutexGuard<Column>> = None;
+        let mut col_pid = None;
         for i in 0..b.num_rows() {
             let p_id = pid_values[i];
             if last_pid != Some(p_id) {
                 last_pid = Some(p_id);
+                j = 0;
+            }
+            if col_pid != Some(p_id) {
+                col_pid = Some(p_id);
                 col = None;
                 if let Some(&p) = scan.profile_pos.get(&p_id) {
                     if scan.profile_capture[p] == seg.capture {
                         part.seen.push(p);
-                        col = Some(columns[p].lock().unwrap_or_else(|e| e.into_inner()));
+                        let mut c = columns[p].lock().unwrap_or_else(|e| e.into_inner());
+                        c.values();
+                        col = Some(c);
                     }
                 }
             }
+            let at = j;
+            j += 1;
             let Some(c) = col.as_mut() else { continue };
             if has_nulls && val.is_null(i) {
                 continue;
             }
-            let Some(&si) = scan.stack_index.get(&sid[i]) else {
+            let si = order.index(at, sid[i], scan.stack_index);
+            if si == NO_STACK {
                 continue;
-            };
+            }
             let (si, v) = (si as usize, values[i] as f64);
-            c[scan.stack_group[si] as usize] += v;
+            c.values[scan.stack_group[si] as usize] += v;
             part.weights[si] += v;
             part.present[si] = true;
         }
@@ -401,10 +482,15 @@ pub fn scan_samples(segs: &[Segment], scan: &SampleScan, profiles: usize) -> Res
     let part = if scan.groups == 0 {
         Partial::new(stacks)
     } else {
-        let columns: Vec<Mutex<&mut [f64]>> = matrix
+        let columns: Vec<Mutex<Column>> = matrix
             .data
             .chunks_mut(scan.groups)
-            .map(Mutex::new)
+            .map(|values| {
+                Mutex::new(Column {
+                    values,
+                    warm: false,
+                })
+            })
             .collect();
         segs.par_iter()
             .try_fold(
@@ -501,6 +587,26 @@ pub fn object_sizes(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stack_order_answers_like_the_map_whatever_the_order() {
+        let map: IdMap<u32> = [(10, 0), (20, 1), (30, 2)].into_iter().collect();
+        let mut order = StackOrder::default();
+        // Same order, a permutation, a shorter profile, unknown ids, a longer profile.
+        let profiles: [&[u64]; 5] = [
+            &[10, 20, 30],
+            &[10, 20, 30],
+            &[30, 10, 20],
+            &[20],
+            &[99, 10, 20, 30, 7],
+        ];
+        for ids in profiles {
+            for (j, sid) in ids.iter().enumerate() {
+                let want = map.get(sid).copied().unwrap_or(NO_STACK);
+                assert_eq!(order.index(j, *sid, &map), want, "{ids:?} at {j}");
+            }
+        }
+    }
 
     #[test]
     fn consecutive_ranges() {
