@@ -95,6 +95,8 @@ struct RunFit {
     mk: KendallS,
     late_mk: KendallS,
     floor_mk: KendallS,
+    /// The run peaked early and came down for real (see [`falls_from_peak`]).
+    falls_from_peak: bool,
     start: f64,
     end: f64,
     peak: f64,
@@ -124,6 +126,9 @@ pub struct Fit {
     pub mk_p: f64,
     /// `mk_p` adjusted for the number of series ranked together (Benjamini-Hochberg).
     pub mk_q: f64,
+    /// One-sided Mann-Kendall p-value of a decreasing trend (judges "shrinking").
+    #[serde(skip)]
+    pub mk_p_down: f64,
     /// Kendall's tau, runs combined.
     pub tau: f64,
     /// Sum over runs of (end level - start level).
@@ -149,12 +154,30 @@ pub struct Fit {
 /// Adjusts fits of series ranked together for multiple testing: among thousands of call
 /// sites some reach p < 0.05 by chance. Each trend p-value becomes a Benjamini-Hochberg
 /// q-value; leak confidence is rescaled from (1 - p) to (1 - q), and a leak whose q is not
-/// below [`ALPHA`] is only a possible leak.
+/// below [`ALPHA`] is only a possible leak. A plateau (growth that stopped) or a shrinking
+/// series whose trend is not significant after the adjustment is steady.
 pub fn adjust_for_multiple_tests(fits: &mut [Fit]) {
     let p: Vec<f64> = fits.iter().map(|f| f.mk_p).collect();
+    let p_down: Vec<f64> = fits.iter().map(|f| f.mk_p_down).collect();
     let tested = fits.len();
-    for (f, q) in fits.iter_mut().zip(stats::bh_qvalues(&p)) {
+    let q_up = stats::bh_qvalues(&p);
+    let q_down = stats::bh_qvalues(&p_down);
+    for ((f, q), q_down) in fits.iter_mut().zip(q_up).zip(q_down) {
         f.mk_q = q;
+        let trend_q = match f.verdict {
+            Verdict::Plateau => Some(q),
+            Verdict::Shrinking => Some(q_down),
+            _ => None,
+        };
+        if let Some(tq) = trend_q.filter(|tq| *tq >= ALPHA) {
+            f.reason = format!(
+                "{}, but not significant once {tested} series are tested together (q = {tq:.2}): steady",
+                f.reason
+            );
+            f.verdict = Verdict::Steady;
+            f.confidence = 0.0;
+            continue;
+        }
         if !f.verdict.is_leak() {
             continue;
         }
@@ -221,33 +244,85 @@ fn last_new_high(y: &[f64]) -> usize {
 pub const REDUCE_ABOVE: usize = 256;
 /// Most floor points (cycle troughs or chunk minima) per run.
 const MAX_FLOOR_POINTS: usize = 32;
+
+/// A drop counts as a reset only when it is at least this many standard deviations of the
+/// series' step noise ([`stats::step_noise_sd`]): iid noise of sd 1 makes a one-step drop
+/// of 5 (a difference of 3.5 sd) about once in 4,000 steps.
+const RESET_NOISE_SIGMAS: f64 = 5.0;
+
+/// The largest step up a sawtooth cycle may take, as a fraction of its drop.
+const MAX_UP_STEP_OF_DROP: f64 = 0.6;
 /// Points a long run is reduced to.
 pub const REDUCED_POINTS: usize = 64;
 
-/// Whether at least two thirds of the cycles between drops build up: the
-/// mean of each cycle's last third exceeds the mean of its first third by a quarter of the
-/// series' range. Cycles of fewer than 4 points do not count; with fewer than two countable
-/// cycles the drops are kept as they are.
+/// Whether at least two thirds of the cycles between drops build up gradually: the mean of
+/// each cycle's last third exceeds the mean of its first third by a quarter of the series'
+/// range, and no single step up in the cycle is more than [`MAX_UP_STEP_OF_DROP`] of the
+/// drop that ends it (of the drop that starts it, for the last cycle). Noise, and values
+/// quantized to a few levels, jump up as far as they drop; a sawtooth climbs in smaller
+/// steps than its flush. Cycles of fewer than 4 points skip the thirds test; with fewer
+/// than two cycles of 2 points or more the drops are kept as they are.
 fn builds_up_between(y: &[f64], drops: &[usize], range: f64) -> bool {
     if drops.len() < 2 {
         return true;
     }
     let mean = |s: &[f64]| s.iter().sum::<f64>() / s.len().max(1) as f64;
+    let drop_at = |i: usize| y[i - 1] - y[i];
     let (mut cycles, mut rising) = (0usize, 0usize);
     let ends = drops.iter().copied().chain(std::iter::once(y.len()));
     for (lo, hi) in std::iter::once(0).chain(drops.iter().copied()).zip(ends) {
         let c = &y[lo..hi];
-        if c.len() < 4 {
+        if c.len() < 2 {
             continue;
         }
+        let drop = if hi < y.len() {
+            drop_at(hi)
+        } else {
+            drop_at(lo)
+        };
+        let max_up = c.windows(2).map(|w| w[1] - w[0]).fold(0.0, f64::max);
         let third = c.len() / 3;
         cycles += 1;
-        if mean(&c[c.len() - third..]) - mean(&c[..third]) >= 0.25 * range {
+        let climbs = c.len() < 4 || mean(&c[c.len() - third..]) - mean(&c[..third]) >= 0.25 * range;
+        if climbs && max_up <= MAX_UP_STEP_OF_DROP * drop {
             rising += 1;
         }
     }
-    // Cycles too short to judge (a period of 3 points or less) keep their resets.
     cycles < 2 || 3 * rising >= 2 * cycles
+}
+
+/// Whether a run that peaked early came down from its peak for real, not by one noise
+/// spike: the points from the peak on fall significantly (Mann-Kendall), or the peak is a
+/// short high stretch (the peak and a neighbour in the upper half between the end level and
+/// the peak, no point of the run's second half there) and the fall is
+/// [`RESET_NOISE_SIGMAS`] times the step noise. `peak_i` indexes all the points `y_all`;
+/// `x`, `y` are the judged points (bucket medians of long runs).
+fn falls_from_peak(
+    x: &[f64],
+    y: &[f64],
+    y_all: &[f64],
+    peak_i: usize,
+    end: f64,
+    noise_sd: Option<f64>,
+) -> bool {
+    let peak_at = (peak_i * y.len() / y_all.len()).min(y.len() - 1);
+    let after = stats::mann_kendall(&x[peak_at..], &y[peak_at..]);
+    if (KendallS {
+        s: -after.s,
+        ..after
+    })
+    .p_increasing()
+        < ALPHA
+    {
+        return true;
+    }
+    let peak = y_all[peak_i];
+    let mid = (peak + end) / 2.0;
+    let high = |i: usize| y_all.get(i).is_some_and(|v| *v >= mid);
+    let stretch = (peak_i > 0 && high(peak_i - 1)) || high(peak_i + 1);
+    let late_high = y_all[y_all.len() / 2..].iter().any(|v| *v >= mid);
+    let sd = noise_sd.unwrap_or_else(|| stats::step_noise_sd(y_all));
+    stretch && !late_high && peak - end >= RESET_NOISE_SIGMAS * sd
 }
 
 fn fit_run(x_all: &[f64], y_all: &[f64]) -> Option<RunFit> {
@@ -284,14 +359,20 @@ fn fit_run(x_all: &[f64], y_all: &[f64]) -> Option<RunFit> {
         lo = lo.min(*v);
     }
     let range = peak - lo;
-    // Resets: drops of at least half the range (and 10% of the peak) in one step that stay
-    // down: the two points before are high and the two from the drop on are low. A lone
-    // noise dip in a long, noisy series is not a reset.
+    // Resets: drops of at least half the range (and 10% of the peak, and
+    // RESET_NOISE_SIGMAS times the step noise) in one step that stay down: the two points
+    // before are high and the two from the drop on are low. A lone noise dip in a long,
+    // noisy series is not a reset.
+    let mut noise_sd = None;
     let reset_at: Vec<usize> = if range > 0.0 {
         (1..n_all)
             .filter(|&i| {
                 let d = y_all[i - 1] - y_all[i];
                 if d < 0.5 * range || d < 0.1 * peak.abs() {
+                    return false;
+                }
+                let sd = *noise_sd.get_or_insert_with(|| stats::step_noise_sd(y_all));
+                if d < RESET_NOISE_SIGMAS * sd {
                     return false;
                 }
                 let before = y_all[i.saturating_sub(2)..i]
@@ -372,7 +453,14 @@ fn fit_run(x_all: &[f64], y_all: &[f64]) -> Option<RunFit> {
         (at <= 0.7 && before > 0.0 && after < 0.2 * before && post_growth < 0.25 * pre_growth)
             .then_some((k.index as f64 / (n - 1) as f64, before, after))
     });
+    let start = edge_level(y, true);
+    let end = edge_level(y, false);
+    let peak_frac = peak_i as f64 / (n_all - 1) as f64;
+    let falls_from_peak = peak_frac < 0.5
+        && end < 0.8 * peak
+        && falls_from_peak(x, y, &y_all[..n_all], peak_i, end, noise_sd);
     Some(RunFit {
+        falls_from_peak,
         stopped,
         hours,
         ts,
@@ -384,10 +472,10 @@ fn fit_run(x_all: &[f64], y_all: &[f64]) -> Option<RunFit> {
         mk: stats::mann_kendall(x, y),
         late_mk,
         floor_mk,
-        start: edge_level(y, true),
-        end: edge_level(y, false),
+        start,
+        end,
         peak,
-        peak_frac: peak_i as f64 / (n_all - 1) as f64,
+        peak_frac,
         last_high_frac: last_new_high(y) as f64 / (n - 1).max(1) as f64,
         resets,
     })
@@ -431,6 +519,7 @@ pub fn fit_runs(runs: &[RunView]) -> Fit {
             late_ratio: 0.0,
             mk_p: 1.0,
             mk_q: 1.0,
+            mk_p_down: 1.0,
             tau: 0.0,
             growth: 0.0,
             start: runs
@@ -468,6 +557,7 @@ pub fn fit_runs(runs: &[RunView]) -> Fit {
     let floor_mk = fits
         .iter()
         .fold(KendallS::default(), |a, f| a.combine(f.floor_mk));
+    let falls_after_peak = fits.iter().any(|f| f.falls_from_peak);
     let growth: f64 = fits.iter().map(|f| f.end - f.start).sum();
     let resets: usize = fits.iter().map(|f| f.resets).sum();
     let start = fits[0].start;
@@ -502,7 +592,7 @@ pub fn fit_runs(runs: &[RunView]) -> Fit {
                 Verdict::Sawtooth,
                 format!("{resets} resets to a flat floor, no overall trend"),
             )
-        } else if early_peak && peak > 1.25 * start.max(end) {
+        } else if early_peak && peak > 1.25 * start.max(end) && falls_after_peak {
             (
                 Verdict::WarmUp,
                 format!(
@@ -601,6 +691,19 @@ pub fn fit_runs(runs: &[RunView]) -> Fit {
                 MIN_RELATIVE_GROWTH * 100.0
             ),
         )
+    } else if (verdict == Verdict::Plateau && relative < MIN_RELATIVE_GROWTH)
+        || (verdict == Verdict::Shrinking && -relative < MIN_RELATIVE_GROWTH)
+    {
+        // A trend too small to matter: the same effect-size floor as for growth.
+        confidence = 0.0;
+        (
+            Verdict::Steady,
+            format!(
+                "level changed by only {:+.1}% from start to end (under {:.0}%): no trend that matters",
+                relative * 100.0,
+                MIN_RELATIVE_GROWTH * 100.0
+            ),
+        )
     } else {
         (verdict, reason)
     };
@@ -613,6 +716,7 @@ pub fn fit_runs(runs: &[RunView]) -> Fit {
         late_ratio,
         mk_p: p_up,
         mk_q: p_up,
+        mk_p_down: p_down,
         tau: mk.tau(),
         growth,
         start,

@@ -145,6 +145,23 @@ pub fn median(values: &[f64]) -> Option<f64> {
     median_in_place(&mut values.to_vec())
 }
 
+/// Standard deviation of the point-to-point noise of a series, robustly: the scaled median
+/// absolute deviation of its first differences, divided by sqrt(2). Steady trends (the
+/// median difference) and rare large jumps (resets) do not inflate it. 0 for fewer than 3
+/// points or when most steps are equal (quantized series).
+pub fn step_noise_sd(y: &[f64]) -> f64 {
+    if y.len() < 3 {
+        return 0.0;
+    }
+    let mut d: Vec<f64> = y.windows(2).map(|w| w[1] - w[0]).collect();
+    let mid = median_in_place(&mut d).unwrap_or(0.0);
+    for v in &mut d {
+        *v = (*v - mid).abs();
+    }
+    let mad = median_in_place(&mut d).unwrap_or(0.0);
+    1.4826 * mad / std::f64::consts::SQRT_2
+}
+
 /// Median of a scratch slice, reordering it in place; `None` when empty.
 fn median_in_place(v: &mut [f64]) -> Option<f64> {
     if v.is_empty() {
@@ -398,6 +415,30 @@ mod tests {
             .iter()
             .zip(&by)
             .all(|(n, p)| (n + 500.0 - p).abs() < 1e-9));
+    }
+
+    #[test]
+    fn step_noise_ignores_trend_and_rare_jumps() {
+        // A ramp with uniform noise of sd 1 (xorshift).
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut y: Vec<f64> = (0..2000)
+            .map(|i| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let u = (state % 1_000_000) as f64 / 1_000_000.0 - 0.5;
+                i as f64 * 0.5 + u * 12f64.sqrt()
+            })
+            .collect();
+        let base = step_noise_sd(&y);
+        y[1000] -= 500.0;
+        y[1500] += 800.0;
+        let with_jumps = step_noise_sd(&y);
+        // The MAD of a difference of uniforms reads its sd within ~15%.
+        assert!((base - 1.0).abs() < 0.2, "{base}");
+        assert!((with_jumps - base).abs() < 0.02, "{base} {with_jumps}");
+        assert_eq!(step_noise_sd(&[5.0; 10]), 0.0);
+        assert_eq!(step_noise_sd(&[1.0, 2.0]), 0.0);
     }
 
     #[test]
