@@ -134,6 +134,9 @@ pub fn hints(h: &HintInput<'_>) -> Vec<String> {
             }
         }
         Metric::InuseSpace | Metric::InuseObjects => {
+            if has(f, |s| s == "runtime.malg" || s == "runtime.allgadd") {
+                out.push("these are goroutine descriptors and stacks made by `go` statements (runtime.newproc): likely goroutines that never exit; the goroutine section shows where they are blocked".into());
+            }
             if has(f, is_timer_function) {
                 out.push("allocations come from time.NewTicker/time.After: likely tickers or timers created repeatedly and never stopped".into());
             }
@@ -238,5 +241,23 @@ mod tests {
             sources: &SourceRoots::default(),
         });
         assert!(h.is_empty());
+        let f = names(&[
+            "runtime.mallocgc",
+            "runtime.newobject",
+            "runtime.malg",
+            "runtime.newproc1",
+            "runtime.systemstack",
+        ]);
+        let h = hints(&HintInput {
+            metric: Metric::InuseSpace,
+            functions: &f,
+            object_size: 400.0,
+            growing: true,
+            runtime_leaked: 0.0,
+            allocates_timers: false,
+            site_frames: &[],
+            sources: &SourceRoots::default(),
+        });
+        assert!(h.iter().any(|s| s.contains("goroutine descriptors")), "{h:?}");
     }
 }

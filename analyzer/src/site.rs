@@ -152,6 +152,27 @@ pub fn is_go_std(function: &str) -> bool {
     root_of(function).is_some_and(|r| GO_STD_ROOTS.contains(&r))
 }
 
+/// Whether a runtime function only carries out an allocation asked for by its caller
+/// (`mallocgc` and its variants, `newobject`, `makeslice`, `growslice`, ...).
+fn is_allocation_entry(function: &str) -> bool {
+    const ENTRIES: &[&str] = &[
+        "runtime.malloc",
+        "runtime.newobject",
+        "runtime.newarray",
+        "runtime.makeslice",
+        "runtime.growslice",
+        "runtime.makemap",
+        "runtime.mapassign",
+        "runtime.rawstring",
+        "runtime.rawbyteslice",
+        "runtime.rawruneslice",
+        "runtime.concatstring",
+        "runtime.slicebytetostring",
+        "runtime.persistentalloc",
+    ];
+    ENTRIES.iter().any(|e| function.starts_with(e))
+}
+
 fn is_low_level(function: &str) -> bool {
     root_of(function).is_some_and(|r| GO_LOW_LEVEL_ROOTS.contains(&r))
         || NATIVE_SYSTEM.contains(&function)
@@ -171,12 +192,15 @@ impl SiteRules {
 
     /// Index (from the leaf) of the call-site frame: the first non-system frame; for stacks
     /// entirely inside the standard library, the first frame outside the runtime and
-    /// low-level packages (e.g. `net/http.(*persistConn).readLoop`); else the leaf.
+    /// low-level packages (e.g. `net/http.(*persistConn).readLoop`); for stacks entirely
+    /// inside the runtime, the first frame past the allocator's entry points (e.g.
+    /// `runtime.malg`, goroutine descriptors); else the leaf.
     pub fn site_index(&self, frames: &[FrameRef]) -> usize {
         frames
             .iter()
             .position(|f| !self.is_system(&f.function))
             .or_else(|| frames.iter().position(|f| !is_low_level(&f.function)))
+            .or_else(|| frames.iter().position(|f| !is_allocation_entry(&f.function)))
             .unwrap_or(0)
     }
 
@@ -251,6 +275,16 @@ mod tests {
         );
         let all_std = [fr("runtime.gopark"), fr("runtime.main")];
         assert_eq!(rules.site_index(&all_std), 0);
+        let goroutine_structs = [
+            fr("runtime.mallocgc"),
+            fr("runtime.newobject"),
+            fr("runtime.malg"),
+            fr("runtime.newproc1"),
+            fr("runtime.systemstack"),
+        ];
+        assert_eq!(rules.site_index(&goroutine_structs), 2);
+        let only_alloc = [fr("runtime.mallocgc"), fr("runtime.growslice")];
+        assert_eq!(rules.site_index(&only_alloc), 0);
         let http = [
             fr("runtime.gopark"),
             fr("runtime.selectgo"),
