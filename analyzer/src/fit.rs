@@ -750,6 +750,72 @@ mod tests {
         }
     }
 
+    /// A series with roughly normal noise of standard deviation `sd` (sum of 12 uniforms).
+    fn noisy(f: impl Fn(f64) -> f64, n: usize, sd: f64, seed: u64) -> RunSeries {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64 ^ seed.wrapping_mul(0x2545_f491_4f6c_dd1d);
+        let mut uniform = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % 1_000_000) as f64 / 1_000_000.0
+        };
+        RunSeries {
+            run: "r".into(),
+            time_ns: (0..n as i64).map(|i| i * 10_000_000_000).collect(),
+            y: (0..n)
+                .map(|i| f(i as f64) + sd * ((0..12).map(|_| uniform()).sum::<f64>() - 6.0))
+                .collect(),
+        }
+    }
+
+    /// The verdicts of a shape over 20 noise seeds.
+    fn verdicts(f: impl Fn(f64) -> f64 + Copy, n: usize, sd: f64) -> Vec<Verdict> {
+        (0..20)
+            .map(|seed| fit_series(&[noisy(f, n, sd, seed)]).verdict)
+            .collect()
+    }
+
+    #[test]
+    fn shapes_hold_their_verdicts_under_noise() {
+        // Leaks: late onset, slow under heavy noise, one partial cleanup on the way.
+        let late_onset = |i: f64| 1000.0 + 20.0 * (i - 60.0).max(0.0);
+        let slow = |i: f64| 1000.0 + 5.0 * i;
+        let cleaned_once = |i: f64| 1000.0 + 10.0 * i - if i >= 60.0 { 400.0 } else { 0.0 };
+        for (name, v) in [
+            ("late onset", verdicts(late_onset, 120, 20.0)),
+            ("slow, noisy", verdicts(slow, 120, 60.0)),
+            ("cleaned once", verdicts(cleaned_once, 120, 20.0)),
+        ] {
+            assert!(v.iter().all(|v| *v == Verdict::Leak), "{name}: {v:?}");
+        }
+        // Non-leaks: a flushed batch and a filling cache under noise, a two-level series.
+        let batch = |i: f64| 500.0 + (i % 12.0) * 50.0;
+        let cache = |i: f64| 500.0 + (i * 20.0).min(1000.0);
+        let two_level = |i: f64| {
+            if (i * 7.0) % 5.0 < 1.0 {
+                5120.0
+            } else {
+                4096.0
+            }
+        };
+        for (name, v) in [
+            ("batch", verdicts(batch, 120, 20.0)),
+            ("cache", verdicts(cache, 120, 30.0)),
+            ("two levels", verdicts(two_level, 120, 0.0)),
+        ] {
+            assert!(v.iter().all(|v| !v.is_leak()), "{name}: {v:?}");
+        }
+        assert!(verdicts(batch, 120, 20.0)
+            .iter()
+            .all(|v| *v == Verdict::Sawtooth));
+        assert!(verdicts(cache, 120, 30.0)
+            .iter()
+            .all(|v| *v == Verdict::Plateau));
+        assert!(verdicts(two_level, 120, 0.0)
+            .iter()
+            .all(|v| *v == Verdict::Steady));
+    }
+
     #[test]
     fn linear_growth_is_a_leak() {
         let f = fit_series(&[series(|i| 100.0 + 5.0 * i, 60)]);

@@ -258,6 +258,9 @@ mod tests {
             site_frames: &[],
             sources: &SourceRoots::default(),
         });
-        assert!(h.iter().any(|s| s.contains("goroutine descriptors")), "{h:?}");
+        assert!(
+            h.iter().any(|s| s.contains("goroutine descriptors")),
+            "{h:?}"
+        );
     }
 }

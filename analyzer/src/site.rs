@@ -200,7 +200,11 @@ impl SiteRules {
             .iter()
             .position(|f| !self.is_system(&f.function))
             .or_else(|| frames.iter().position(|f| !is_low_level(&f.function)))
-            .or_else(|| frames.iter().position(|f| !is_allocation_entry(&f.function)))
+            .or_else(|| {
+                frames
+                    .iter()
+                    .position(|f| !is_allocation_entry(&f.function))
+            })
             .unwrap_or(0)
     }
 
