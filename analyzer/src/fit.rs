@@ -97,6 +97,10 @@ struct RunFit {
     floor_mk: KendallS,
     /// The run peaked early and came down for real (see [`falls_from_peak`]).
     falls_from_peak: bool,
+    /// Theil-Sen slope after a knee where growth began or sped up; else `ts`.
+    recent_ts: f64,
+    /// Level of the last 10% of points (at least 5).
+    recent_end: f64,
     start: f64,
     end: f64,
     peak: f64,
@@ -445,7 +449,8 @@ fn fit_run(x_all: &[f64], y_all: &[f64]) -> Option<RunFit> {
     let floor_mk = stats::mann_kendall(&fx, &fy);
     // Broken-stick fit: did growth stop (slow down 5x or more) at some point and stay
     // stopped? Judged on the post-knee segment as a whole, which is robust to noise.
-    let stopped = stats::knee(x, y, (n / 6).max(3)).and_then(|k| {
+    let knee = stats::knee(x, y, (n / 6).max(3));
+    let stopped = knee.as_ref().and_then(|k| {
         let before = stats::theil_sen(&x[..=k.index], &y[..=k.index])?;
         let after = stats::theil_sen(&x[k.index..], &y[k.index..])?;
         let pre_growth = before * (x[k.index] - x[0]);
@@ -454,6 +459,18 @@ fn fit_run(x_all: &[f64], y_all: &[f64]) -> Option<RunFit> {
         (at <= 0.7 && before > 0.0 && after < 0.2 * before && post_growth < 0.25 * pre_growth)
             .then_some((k.index as f64 / (n - 1) as f64, before, after))
     });
+    // The other way round: growth that began (or sped up 2x or more) part-way through. Its
+    // current rate is the slope after the knee; the whole-run slope dilutes it.
+    let recent_ts = knee
+        .as_ref()
+        .and_then(|k| {
+            let before = stats::theil_sen(&x[..=k.index], &y[..=k.index])?;
+            let after = stats::theil_sen(&x[k.index..], &y[k.index..])?;
+            (after > 0.0 && after > 2.0 * before.max(0.0)).then_some(after)
+        })
+        .unwrap_or(ts)
+        .max(ts);
+    let recent_end = stats::median(&y[n - (n / 10).max(5).min(n)..]).unwrap_or(0.0);
     let start = edge_level(y, true);
     let end = edge_level(y, false);
     let peak_frac = peak_i as f64 / (n_all - 1) as f64;
@@ -461,6 +478,8 @@ fn fit_run(x_all: &[f64], y_all: &[f64]) -> Option<RunFit> {
         && end < 0.8 * peak
         && falls_from_peak(x, y, &y_all[..n_all], peak_i, end, noise_sd);
     Some(RunFit {
+        recent_ts,
+        recent_end,
         falls_from_peak,
         stopped,
         hours,
@@ -682,7 +701,16 @@ pub fn fit_runs(runs: &[RunView]) -> Fit {
     } else {
         f64::INFINITY
     };
-    let (verdict, reason) = if verdict.is_leak() && relative < MIN_RELATIVE_GROWTH {
+    // Growth that began late shows at the very end before it moves the end level (the
+    // median of the last 20%), so a leak's effect size also looks at the last 10%.
+    let recent_growth: f64 = fits.iter().map(|f| f.recent_end - f.start).sum();
+    let leak_relative = if level > 0.0 {
+        growth.max(recent_growth) / level
+    } else {
+        f64::INFINITY
+    };
+    let (verdict, reason) = if verdict.is_leak() && leak_relative < MIN_RELATIVE_GROWTH {
+        let relative = leak_relative;
         confidence *= (relative / MIN_RELATIVE_GROWTH).clamp(0.0, 1.0);
         (
             Verdict::PossibleLeak,
@@ -708,10 +736,24 @@ pub fn fit_runs(runs: &[RunView]) -> Fit {
     } else {
         (verdict, reason)
     };
+    // A leak's rate is its current one: after the knee when growth began or sped up.
+    let recent = wavg(&|f| f.recent_ts);
+    let (leak_rate, reason) = if verdict.is_leak() && recent > 1.5 * rate.max(0.0) {
+        (
+            recent,
+            format!(
+                "{reason}; growth sped up part-way: {}/h since then, {}/h over the whole run",
+                compact(recent),
+                compact(rate)
+            ),
+        )
+    } else {
+        (rate, reason)
+    };
     Fit {
         verdict,
         confidence,
-        rate_per_hour: rate,
+        rate_per_hour: leak_rate,
         ols_per_hour: ols,
         r2,
         late_ratio,
@@ -838,6 +880,23 @@ mod tests {
         let f = fit_series(&[r]);
         assert!(!f.verdict.is_leak(), "{f:?}");
         assert_eq!(f.verdict, Verdict::Sawtooth, "{f:?}");
+    }
+
+    #[test]
+    fn late_onset_leak_reports_its_current_rate() {
+        // Flat, then +20000 per run from `onset` on: 60000/h over a 1/3 h run.
+        for (onset, min_share) in [(0.5, 0.9), (0.75, 0.9), (0.9, 0.5)] {
+            let f = fit_series(&[series(
+                |i| 1000.0 + (i / 120.0 - onset).max(0.0) * 20000.0,
+                120,
+            )]);
+            assert_eq!(f.verdict, Verdict::Leak, "onset {onset}: {f:?}");
+            assert!(
+                f.rate_per_hour >= min_share * 60000.0 && f.rate_per_hour <= 1.1 * 60000.0,
+                "onset {onset}: {}",
+                f.rate_per_hour
+            );
+        }
     }
 
     #[test]
