@@ -470,6 +470,19 @@ fn fit_run(x_all: &[f64], y_all: &[f64]) -> Option<RunFit> {
         })
         .unwrap_or(ts)
         .max(ts);
+    // Mann-Kendall with its variance widened for noise with memory, judged on the residuals
+    // of a two-segment fit whose break may sit near either end (a leak that starts late is
+    // a bend, not correlated noise); of the Theil-Sen line when there is none.
+    let bend = stats::knee(x, y, (n / 20).max(3));
+    let residuals: Vec<f64> = x
+        .iter()
+        .zip(y)
+        .map(|(x, y)| match &bend {
+            Some(k) => y - k.at(*x),
+            None => y - ts * x,
+        })
+        .collect();
+    let mk = stats::mann_kendall(x, y).corrected_for_autocorrelation(&residuals);
     let recent_end = stats::median(&y[n - (n / 10).max(5).min(n)..]).unwrap_or(0.0);
     let start = edge_level(y, true);
     let end = edge_level(y, false);
@@ -489,7 +502,7 @@ fn fit_run(x_all: &[f64], y_all: &[f64]) -> Option<RunFit> {
         floor_ts,
         ols_slope: ols.map(|o| o.slope).unwrap_or(0.0),
         ols_r2: ols.map(|o| o.r2).unwrap_or(0.0),
-        mk: stats::mann_kendall(x, y),
+        mk,
         late_mk,
         floor_mk,
         start,

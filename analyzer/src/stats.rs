@@ -64,6 +64,19 @@ pub struct Knee {
     pub before: f64,
     /// Slope after the break.
     pub after: f64,
+    /// The fitted line's value at the first point's x.
+    pub intercept: f64,
+    /// x of the break point.
+    pub x_break: f64,
+}
+
+impl Knee {
+    /// The fitted two-segment line at `x`.
+    pub fn at(&self, x: f64) -> f64 {
+        self.intercept
+            + self.before * x.min(self.x_break)
+            + self.after * (x - self.x_break).max(0.0)
+    }
 }
 
 /// Finds the break point (with at least `min_side` points on each side) whose continuous
@@ -104,6 +117,8 @@ pub fn knee(x: &[f64], y: &[f64], min_side: usize) -> Option<Knee> {
                     index: k,
                     before: c[1],
                     after: c[2],
+                    intercept: c[0],
+                    x_break: xk,
                 },
             ));
         }
@@ -143,6 +158,26 @@ fn solve3(mut m: [[f64; 3]; 3], mut v: [f64; 3]) -> Option<[f64; 3]> {
 /// Median of a slice (selects in a copy); `None` when empty.
 pub fn median(values: &[f64]) -> Option<f64> {
     median_in_place(&mut values.to_vec())
+}
+
+/// Ranks from 1, ties sharing their average rank.
+fn average_ranks(v: &[f64]) -> Vec<f64> {
+    let mut order: Vec<usize> = (0..v.len()).collect();
+    order.sort_by(|a, b| v[*a].total_cmp(&v[*b]));
+    let mut ranks = vec![0.0; v.len()];
+    let mut i = 0;
+    while i < order.len() {
+        let mut j = i + 1;
+        while j < order.len() && v[order[j]] == v[order[i]] {
+            j += 1;
+        }
+        let rank = (i + j + 1) as f64 / 2.0;
+        for &k in &order[i..j] {
+            ranks[k] = rank;
+        }
+        i = j;
+    }
+    ranks
 }
 
 /// Standard deviation of the point-to-point noise of a series, robustly: the scaled median
@@ -290,6 +325,48 @@ pub struct KendallS {
 }
 
 impl KendallS {
+    /// The same statistic with its variance inflated for serial correlation (Hamed & Rao
+    /// 1998): the ranks of the series detrended by `slope` are autocorrelated when the noise
+    /// has memory (a sampled heap profile whose live samples persist for several scrapes),
+    /// and then S varies far more than it would for independent points, so an uncorrected
+    /// test calls random wandering a trend. `residuals` are the series minus its fitted
+    /// trend (a two-segment fit, so that a bend is not mistaken for correlated noise). Only
+    /// lags up to n/3 whose autocorrelation is significant at 5% count; the variance is
+    /// never reduced.
+    pub fn corrected_for_autocorrelation(self, residuals: &[f64]) -> KendallS {
+        let n = residuals.len();
+        if n < 8 || self.var <= 0.0 {
+            return self;
+        }
+        let ranks = average_ranks(residuals);
+        let mean = (n as f64 + 1.0) / 2.0;
+        let centered: Vec<f64> = ranks.iter().map(|r| r - mean).collect();
+        let denom: f64 = centered.iter().map(|c| c * c).sum();
+        if denom <= 0.0 {
+            return self;
+        }
+        let bound = 1.96 / (n as f64).sqrt();
+        let nf = n as f64;
+        let mut sum = 0.0;
+        for k in 1..=n / 3 {
+            let rho = centered[..n - k]
+                .iter()
+                .zip(&centered[k..])
+                .map(|(a, b)| a * b)
+                .sum::<f64>()
+                / denom;
+            if rho.abs() > bound {
+                let m = (n - k) as f64;
+                sum += m * (m - 1.0) * (m - 2.0) * rho;
+            }
+        }
+        let factor = 1.0 + 2.0 * sum / (nf * (nf - 1.0) * (nf - 2.0));
+        KendallS {
+            var: self.var * factor.max(1.0),
+            ..self
+        }
+    }
+
     /// Adds an independent series' statistic (e.g. another run): S and variances sum.
     pub fn combine(self, other: KendallS) -> KendallS {
         KendallS {
@@ -415,6 +492,29 @@ mod tests {
             .iter()
             .zip(&by)
             .all(|(n, p)| (n + 500.0 - p).abs() < 1e-9));
+    }
+
+    #[test]
+    fn autocorrelated_noise_widens_the_variance_and_iid_noise_does_not() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut uniform = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % 1_000_000) as f64 / 1_000_000.0
+        };
+        let x: Vec<f64> = (0..120).map(f64::from).collect();
+        let iid: Vec<f64> = (0..120).map(|_| uniform()).collect();
+        // Samples that live for 12 scrapes: the level holds in blocks.
+        let levels: Vec<f64> = (0..10).map(|_| uniform()).collect();
+        let blocky: Vec<f64> = (0..120)
+            .map(|i| levels[i / 12] + 0.01 * uniform())
+            .collect();
+        for (y, lo, hi) in [(&iid, 1.0, 1.5), (&blocky, 2.0, f64::INFINITY)] {
+            let mk = mann_kendall(&x, y);
+            let ratio = mk.corrected_for_autocorrelation(y).var / mk.var;
+            assert!(ratio >= lo && ratio <= hi, "{ratio}");
+        }
     }
 
     #[test]
