@@ -311,14 +311,7 @@ fn falls_from_peak(
     noise_sd: Option<f64>,
 ) -> bool {
     let peak_at = (peak_i * y.len() / y_all.len()).min(y.len() - 1);
-    let after = stats::mann_kendall(&x[peak_at..], &y[peak_at..]);
-    if (KendallS {
-        s: -after.s,
-        ..after
-    })
-    .p_increasing()
-        < ALPHA
-    {
+    if stats::mann_kendall(&x[peak_at..], &y[peak_at..]).p_decreasing() < ALPHA {
         return true;
     }
     let peak = y_all[peak_i];
@@ -449,10 +442,13 @@ fn fit_run(x_all: &[f64], y_all: &[f64]) -> Option<RunFit> {
     let floor_mk = stats::mann_kendall(&fx, &fy);
     // Broken-stick fit: did growth stop (slow down 5x or more) at some point and stay
     // stopped? Judged on the post-knee segment as a whole, which is robust to noise.
-    let knee = stats::knee(x, y, (n / 6).max(3));
-    let stopped = knee.as_ref().and_then(|k| {
+    // Theil-Sen slopes of the two segments at the knee: (knee index, before, after).
+    let segments = stats::knee(x, y, (n / 6).max(3)).and_then(|k| {
         let before = stats::theil_sen(&x[..=k.index], &y[..=k.index])?;
         let after = stats::theil_sen(&x[k.index..], &y[k.index..])?;
+        Some((k, before, after))
+    });
+    let stopped = segments.as_ref().and_then(|&(ref k, before, after)| {
         let pre_growth = before * (x[k.index] - x[0]);
         let post_growth = after.max(0.0) * (x[n - 1] - x[k.index]);
         let at = k.index as f64 / (n - 1) as f64;
@@ -461,11 +457,9 @@ fn fit_run(x_all: &[f64], y_all: &[f64]) -> Option<RunFit> {
     });
     // The other way round: growth that began (or sped up 2x or more) part-way through. Its
     // current rate is the slope after the knee; the whole-run slope dilutes it.
-    let recent_ts = knee
+    let recent_ts = segments
         .as_ref()
-        .and_then(|k| {
-            let before = stats::theil_sen(&x[..=k.index], &y[..=k.index])?;
-            let after = stats::theil_sen(&x[k.index..], &y[k.index..])?;
+        .and_then(|&(_, before, after)| {
             (after > 0.0 && after > 2.0 * before.max(0.0)).then_some(after)
         })
         .unwrap_or(ts)
@@ -597,7 +591,7 @@ pub fn fit_runs(runs: &[RunView]) -> Fit {
     let end = fits[fits.len() - 1].end;
     let peak = fits.iter().map(|f| f.peak).fold(f64::MIN, f64::max);
     let p_up = mk.p_increasing();
-    let p_down = KendallS { s: -mk.s, ..mk }.p_increasing();
+    let p_down = mk.p_decreasing();
     let late_ratio = if rate > 0.0 { late / rate } else { 0.0 };
     let stopped_hours: f64 = fits
         .iter()
@@ -808,13 +802,9 @@ mod tests {
 
     /// A series with roughly normal noise of standard deviation `sd` (sum of 12 uniforms).
     fn noisy(f: impl Fn(f64) -> f64, n: usize, sd: f64, seed: u64) -> RunSeries {
-        let mut state = 0x9e37_79b9_7f4a_7c15u64 ^ seed.wrapping_mul(0x2545_f491_4f6c_dd1d);
-        let mut uniform = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % 1_000_000) as f64 / 1_000_000.0
-        };
+        let mut uniform = crate::stats::test_uniforms(
+            0x9e37_79b9_7f4a_7c15 ^ seed.wrapping_mul(0x2545_f491_4f6c_dd1d),
+        );
         RunSeries {
             run: "r".into(),
             time_ns: (0..n as i64).map(|i| i * 10_000_000_000).collect(),

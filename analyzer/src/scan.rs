@@ -359,13 +359,12 @@ struct Column<'m> {
 }
 
 impl Column<'_> {
-    /// The column, with its zeros written on first use.
-    fn values(&mut self) -> &mut [f64] {
+    /// Writes the column's zeros, once, before its first add.
+    fn warm_up(&mut self) {
         if !self.warm {
             self.values.fill(0.0);
             self.warm = true;
         }
-        self.values
     }
 }
 
@@ -445,7 +444,7 @@ fn scan_one(
                     if scan.profile_capture[p] == seg.capture {
                         part.seen.push(p);
                         let mut c = columns[p].lock().unwrap_or_else(|e| e.into_inner());
-                        c.values();
+                        c.warm_up();
                         col = Some(c);
                     }
                 }

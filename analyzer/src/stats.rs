@@ -326,8 +326,8 @@ pub struct KendallS {
 
 impl KendallS {
     /// The same statistic with its variance inflated for serial correlation (Hamed & Rao
-    /// 1998): the ranks of the series detrended by `slope` are autocorrelated when the noise
-    /// has memory (a sampled heap profile whose live samples persist for several scrapes),
+    /// 1998): the ranks of the detrended series are autocorrelated when the noise has
+    /// memory (a sampled heap profile whose live samples persist for several scrapes),
     /// and then S varies far more than it would for independent points, so an uncorrected
     /// test calls random wandering a trend. `residuals` are the series minus its fitted
     /// trend (a two-segment fit, so that a bend is not mistaken for correlated noise). Only
@@ -389,6 +389,15 @@ impl KendallS {
             0.0
         };
         1.0 - normal_cdf(z)
+    }
+
+    /// One-sided p-value for a decreasing trend (continuity corrected); 1.0 when undefined.
+    pub fn p_decreasing(&self) -> f64 {
+        KendallS {
+            s: -self.s,
+            ..*self
+        }
+        .p_increasing()
     }
 
     /// Two-sided p-value for any monotone trend; 1.0 when undefined.
@@ -461,6 +470,18 @@ pub fn normal_cdf(z: f64) -> f64 {
     0.5 * libm::erfc(-z / std::f64::consts::SQRT_2)
 }
 
+/// Uniform numbers in [0, 1) on a 10^-6 grid from an xorshift64 generator started at
+/// `state` (non-zero): deterministic noise for tests.
+#[cfg(test)]
+pub(crate) fn test_uniforms(mut state: u64) -> impl FnMut() -> f64 {
+    move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % 1_000_000) as f64 / 1_000_000.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -496,13 +517,7 @@ mod tests {
 
     #[test]
     fn autocorrelated_noise_widens_the_variance_and_iid_noise_does_not() {
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut uniform = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % 1_000_000) as f64 / 1_000_000.0
-        };
+        let mut uniform = test_uniforms(0x2545_f491_4f6c_dd1d);
         let x: Vec<f64> = (0..120).map(f64::from).collect();
         let iid: Vec<f64> = (0..120).map(|_| uniform()).collect();
         // Samples that live for 12 scrapes: the level holds in blocks.
@@ -520,15 +535,9 @@ mod tests {
     #[test]
     fn step_noise_ignores_trend_and_rare_jumps() {
         // A ramp with uniform noise of sd 1 (xorshift).
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut uniform = test_uniforms(0x9e37_79b9_7f4a_7c15);
         let mut y: Vec<f64> = (0..2000)
-            .map(|i| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                let u = (state % 1_000_000) as f64 / 1_000_000.0 - 0.5;
-                i as f64 * 0.5 + u * 12f64.sqrt()
-            })
+            .map(|i| i as f64 * 0.5 + (uniform() - 0.5) * 12f64.sqrt())
             .collect();
         let base = step_noise_sd(&y);
         y[1000] -= 500.0;
