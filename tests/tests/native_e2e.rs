@@ -108,6 +108,43 @@ fn outstanding_series(dir: &Path, cap: &Capture, function: &str) -> Vec<(i64, i6
     by_time.into_iter().collect()
 }
 
+/// Arguments of `record --pid PID --native [extra] --out OUT --interval 1s --duration D`.
+fn native_record_args<'a>(
+    pid: &'a str,
+    out: &'a Path,
+    duration: &'a str,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec!["record", "--pid", pid, "--native"];
+    args.extend_from_slice(extra);
+    args.extend([
+        "--out",
+        out.to_str().unwrap(),
+        "--interval",
+        "1s",
+        "--duration",
+        duration,
+    ]);
+    args
+}
+
+/// Runs the native recorder to its `--duration`; it must succeed. Returns its stderr.
+fn record_native(pid: &str, out: &Path, duration: &str, extra: &[&str]) -> String {
+    let rec = run(
+        &recorder(),
+        &native_record_args(pid, out, duration, extra),
+        Duration::from_secs(60),
+    );
+    let stderr = String::from_utf8_lossy(&rec.stderr).into_owned();
+    assert!(rec.status.success(), "recorder failed:\n{stderr}");
+    stderr
+}
+
+/// Starts the native recorder in the background.
+fn spawn_native_recorder(pid: &str, out: &Path, duration: &str, extra: &[&str]) -> Running {
+    Running::spawn(&recorder(), &native_record_args(pid, out, duration, extra))
+}
+
 #[test]
 fn native_leak_grows_at_the_leaking_function_and_scratch_stays_flat() {
     if !ready() {
@@ -119,24 +156,7 @@ fn native_leak_grows_at_the_leaking_function_and_scratch_stays_flat() {
     std::thread::sleep(Duration::from_millis(200));
     let out = dir.path().join("cap");
     let pid = target.pid().to_string();
-    let rec = run(
-        &recorder(),
-        &[
-            "record",
-            "--pid",
-            &pid,
-            "--native",
-            "--out",
-            out.to_str().unwrap(),
-            "--interval",
-            "1s",
-            "--duration",
-            "10s",
-        ],
-        Duration::from_secs(60),
-    );
-    let stderr = String::from_utf8_lossy(&rec.stderr).into_owned();
-    assert!(rec.status.success(), "recorder failed:\n{stderr}");
+    let stderr = record_native(&pid, &out, "10s", &[]);
     assert!(stderr.contains("native: tracing malloc"), "{stderr}");
     drop(target);
 
@@ -261,29 +281,7 @@ fn sampling_keeps_totals_unbiased() {
     let target = Running::spawn(&fixture, &[]);
     let out = dir.path().join("cap");
     let pid = target.pid().to_string();
-    let rec = run(
-        &recorder(),
-        &[
-            "record",
-            "--pid",
-            &pid,
-            "--native",
-            "--native-sample",
-            "10",
-            "--out",
-            out.to_str().unwrap(),
-            "--interval",
-            "1s",
-            "--duration",
-            "8s",
-        ],
-        Duration::from_secs(60),
-    );
-    assert!(
-        rec.status.success(),
-        "{}",
-        String::from_utf8_lossy(&rec.stderr)
-    );
+    record_native(&pid, &out, "8s", &["--native-sample", "10"]);
     drop(target);
     let cap = Capture::load(&out);
     let leak = outstanding_series(&out, &cap, "leak_buffer");
@@ -355,7 +353,7 @@ fn size_sampling_estimates_a_leak_of_small_blocks_without_bias() {
     const R: u64 = 64 * 1024;
     let dir = tempfile::tempdir().unwrap();
     let fixture = build_c_fixture(dir.path(), "burst_leak");
-    let recorder = recorder();
+    recorder(); // built, if stale, before the target starts
     let target = Running::spawn(&fixture, &["120"]);
     assert!(
         target
@@ -366,23 +364,7 @@ fn size_sampling_estimates_a_leak_of_small_blocks_without_bias() {
     );
     let out = dir.path().join("cap");
     let pid = target.pid().to_string();
-    let rec = Running::spawn(
-        &recorder,
-        &[
-            "record",
-            "--pid",
-            &pid,
-            "--native",
-            "--native-sample-bytes",
-            "64KiB",
-            "--out",
-            out.to_str().unwrap(),
-            "--interval",
-            "1s",
-            "--duration",
-            "100s",
-        ],
-    );
+    let rec = spawn_native_recorder(&pid, &out, "100s", &["--native-sample-bytes", "64KiB"]);
     assert!(
         rec.wait_for_line("recording pid:", Duration::from_secs(20))
             .is_some(),
@@ -525,26 +507,12 @@ fn a_target_that_exits_ends_the_recording_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let fixture = build_fixture(dir.path(), &[]);
     // Built (when stale) before the target's 8 seconds start.
-    let recorder = recorder();
-    // Long enough for a debug recorder to attach on a loaded machine.
+    recorder(); // built, if stale, before the target starts
+                // Long enough for a debug recorder to attach on a loaded machine.
     let target = Running::spawn(&fixture, &["8"]);
     let out = dir.path().join("cap");
     let pid = target.pid().to_string();
-    let rec = Running::spawn(
-        &recorder,
-        &[
-            "record",
-            "--pid",
-            &pid,
-            "--native",
-            "--out",
-            out.to_str().unwrap(),
-            "--interval",
-            "1s",
-            "--duration",
-            "60s",
-        ],
-    );
+    let rec = spawn_native_recorder(&pid, &out, "60s", &[]);
     assert!(
         rec.wait_for_line("recording pid:", Duration::from_secs(8))
             .is_some(),
@@ -632,7 +600,7 @@ fn preloaded_allocator_is_traced(
     let lib = lib.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let fixture = build_fixture(dir.path(), &[]);
-    let recorder = recorder();
+    recorder(); // built, if stale, before the target starts
     let preload = format!("LD_PRELOAD={}", lib.display());
     // env execs the fixture: same PID.
     let target = Running::spawn(
@@ -644,24 +612,7 @@ fn preloaded_allocator_is_traced(
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
     assert!(maps.contains(library), "{library} not mapped:\n{maps}");
     let out = dir.path().join("cap");
-    let rec = run(
-        &recorder,
-        &[
-            "record",
-            "--pid",
-            &pid,
-            "--native",
-            "--out",
-            out.to_str().unwrap(),
-            "--interval",
-            "1s",
-            "--duration",
-            "8s",
-        ],
-        Duration::from_secs(60),
-    );
-    let stderr = String::from_utf8_lossy(&rec.stderr).into_owned();
-    assert!(rec.status.success(), "recorder failed:\n{stderr}");
+    let stderr = record_native(&pid, &out, "8s", &[]);
     drop(target);
     let line = stderr
         .lines()
@@ -808,7 +759,7 @@ fn cpp_new_delete_is_traced(
         None => None,
     };
     let fixture = build_cpp_fixture(dir);
-    let recorder = recorder();
+    recorder(); // built, if stale, before the target starts
     let target = match &lib {
         // env execs the fixture: same PID.
         Some(lib) => Running::spawn(
@@ -830,24 +781,7 @@ fn cpp_new_delete_is_traced(
     );
     let out = dir.join("cap");
     let pid = target.pid().to_string();
-    let rec = run(
-        &recorder,
-        &[
-            "record",
-            "--pid",
-            &pid,
-            "--native",
-            "--out",
-            out.to_str().unwrap(),
-            "--interval",
-            "1s",
-            "--duration",
-            "8s",
-        ],
-        Duration::from_secs(60),
-    );
-    let stderr = String::from_utf8_lossy(&rec.stderr).into_owned();
-    assert!(rec.status.success(), "recorder failed:\n{stderr}");
+    let stderr = record_native(&pid, &out, "8s", &[]);
     drop(target);
     let cap = Capture::load(&out);
     cap.assert_consistent(&[]);
@@ -1011,7 +945,7 @@ fn a_wrapper_allocator_is_not_counted_twice_when_sampled() {
         status.success(),
         "gcc failed to build fixtures/c/wrap_alloc.c"
     );
-    let recorder = recorder();
+    recorder(); // built, if stale, before the target starts
     let preload = format!("LD_PRELOAD={}", lib.display());
     let target = Running::spawn(
         Path::new("/usr/bin/env"),
@@ -1020,26 +954,7 @@ fn a_wrapper_allocator_is_not_counted_twice_when_sampled() {
     std::thread::sleep(Duration::from_millis(200));
     let out = dir.path().join("cap");
     let pid = target.pid().to_string();
-    let rec = run(
-        &recorder,
-        &[
-            "record",
-            "--pid",
-            &pid,
-            "--native",
-            "--native-sample",
-            "10",
-            "--out",
-            out.to_str().unwrap(),
-            "--interval",
-            "1s",
-            "--duration",
-            "8s",
-        ],
-        Duration::from_secs(60),
-    );
-    let stderr = String::from_utf8_lossy(&rec.stderr).into_owned();
-    assert!(rec.status.success(), "recorder failed:\n{stderr}");
+    let stderr = record_native(&pid, &out, "8s", &["--native-sample", "10"]);
     drop(target);
     assert!(
         stderr
@@ -1108,7 +1023,7 @@ fn an_allocator_dlopened_after_recording_started_is_traced() {
     }
     let dir = tempfile::tempdir().unwrap();
     let (prog, lib) = build_dlopen_fixture(dir.path());
-    let recorder = recorder();
+    recorder(); // built, if stale, before the target starts
     let target = Running::spawn(&prog, &[lib.to_str().unwrap(), "30"]);
     assert!(
         target
@@ -1119,21 +1034,7 @@ fn an_allocator_dlopened_after_recording_started_is_traced() {
     );
     let out = dir.path().join("cap");
     let pid = target.pid().to_string();
-    let rec = Running::spawn(
-        &recorder,
-        &[
-            "record",
-            "--pid",
-            &pid,
-            "--native",
-            "--out",
-            out.to_str().unwrap(),
-            "--interval",
-            "1s",
-            "--duration",
-            "10s",
-        ],
-    );
+    let rec = spawn_native_recorder(&pid, &out, "10s", &[]);
     assert!(
         rec.wait_for_line("recording pid:", Duration::from_secs(20))
             .is_some(),
@@ -1308,8 +1209,8 @@ fn go_cgo_leak_stack_reaches_the_go_caller() {
     let Some(svc_bin) = leaky_service_or_skip() else {
         return;
     };
-    let recorder = recorder();
-    // 2 x ~4 KiB per 20 ms tick: ~400 KiB/s.
+    recorder(); // built, if stale, before the target starts
+                // 2 x ~4 KiB per 20 ms tick: ~400 KiB/s.
     let svc = Service::start(
         &svc_bin,
         &["-leaks", "cgo", "-traps", "none", "-tick", "20ms"],
@@ -1318,24 +1219,7 @@ fn go_cgo_leak_stack_reaches_the_go_caller() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("cap");
     let pid = svc.pid().to_string();
-    let rec = run(
-        &recorder,
-        &[
-            "record",
-            "--pid",
-            &pid,
-            "--native",
-            "--out",
-            out.to_str().unwrap(),
-            "--interval",
-            "1s",
-            "--duration",
-            "6s",
-        ],
-        Duration::from_secs(60),
-    );
-    let stderr = String::from_utf8_lossy(&rec.stderr).into_owned();
-    assert!(rec.status.success(), "recorder failed:\n{stderr}");
+    record_native(&pid, &out, "6s", &[]);
     drop(svc);
     let cap = Capture::load(&out);
     cap.assert_consistent(&[]);
