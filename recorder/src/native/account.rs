@@ -44,11 +44,6 @@ impl Accounting {
         }
     }
 
-    /// The sampling mode the weights are computed for.
-    pub fn sampling(&self) -> Sampling {
-        self.sampling
-    }
-
     /// Applies one event. A free carries its allocation's stack hash, size and weight, so
     /// no address table is needed here (the kernel keeps it), and it subtracts exactly
     /// what its allocation added.

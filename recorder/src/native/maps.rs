@@ -7,76 +7,8 @@ use std::path::PathBuf;
 
 use object::{Object, ObjectSection, ObjectSymbol};
 
+use super::loader::{is_entry_only, probed_functions};
 use super::NativeError;
-
-/// The functions the tracer probes, in attach order, when an object that defines `malloc`
-/// also defines (and exports) them. Past the C functions: jemalloc's non-standard API
-/// (`mallocx`, `rallocx`, `dallocx`, `sdallocx`), tcmalloc's `tc_free_sized` (tcmalloc's
-/// other `tc_*` names are aliases of the C functions, at the same address, so probed once),
-/// and the C++ `operator new`/`delete` that jemalloc and tcmalloc export: a C++ program
-/// using them calls these directly, never `malloc`. The C++ operators of libstdc++ are not
-/// probed (libstdc++ does not define `malloc`; its `operator new` calls `malloc`).
-pub const ALLOCATOR_FUNCTIONS: &[&str] = &[
-    "malloc",
-    "calloc",
-    "realloc",
-    "free",
-    "posix_memalign",
-    "aligned_alloc",
-    "memalign",
-    "valloc",
-    "pvalloc",
-    // jemalloc
-    "mallocx",
-    "rallocx",
-    "dallocx",
-    "sdallocx",
-    // tcmalloc
-    "tc_free_sized",
-    // C++ operator new / new[] (size first), plain, nothrow, aligned, aligned nothrow
-    "_Znwm",
-    "_Znam",
-    "_ZnwmRKSt9nothrow_t",
-    "_ZnamRKSt9nothrow_t",
-    "_ZnwmSt11align_val_t",
-    "_ZnamSt11align_val_t",
-    "_ZnwmSt11align_val_tRKSt9nothrow_t",
-    "_ZnamSt11align_val_tRKSt9nothrow_t",
-    // C++ operator delete / delete[] (pointer first), plain, sized, nothrow, aligned, ...
-    "_ZdlPv",
-    "_ZdaPv",
-    "_ZdlPvm",
-    "_ZdaPvm",
-    "_ZdlPvRKSt9nothrow_t",
-    "_ZdaPvRKSt9nothrow_t",
-    "_ZdlPvSt11align_val_t",
-    "_ZdaPvSt11align_val_t",
-    "_ZdlPvmSt11align_val_t",
-    "_ZdaPvmSt11align_val_t",
-    "_ZdlPvSt11align_val_tRKSt9nothrow_t",
-    "_ZdaPvSt11align_val_tRKSt9nothrow_t",
-];
-
-/// The functions probed on entry only (no return probe; `loader::PROBES`): their probe may
-/// sit past their first instructions ([`entry_skip`]).
-pub const ENTRY_ONLY_FUNCTIONS: &[&str] = &[
-    "free",
-    "dallocx",
-    "sdallocx",
-    "tc_free_sized",
-    "_ZdlPv",
-    "_ZdaPv",
-    "_ZdlPvm",
-    "_ZdaPvm",
-    "_ZdlPvRKSt9nothrow_t",
-    "_ZdaPvRKSt9nothrow_t",
-    "_ZdlPvSt11align_val_t",
-    "_ZdaPvSt11align_val_t",
-    "_ZdlPvmSt11align_val_t",
-    "_ZdaPvmSt11align_val_t",
-    "_ZdlPvSt11align_val_tRKSt9nothrow_t",
-    "_ZdaPvSt11align_val_tRKSt9nothrow_t",
-];
 
 /// One executable file mapping of the process.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,7 +97,7 @@ pub fn inspect(pid: u32, m: &Mapping) -> Option<Allocator> {
     let functions = allocator_offsets(&data)?;
     let entry_skips = functions
         .iter()
-        .filter(|(f, _)| ENTRY_ONLY_FUNCTIONS.contains(f))
+        .filter(|(f, _)| is_entry_only(f))
         .filter_map(|(f, off)| {
             let code = data.get(usize::try_from(*off).ok()?..)?;
             let n = entry_skip(code);
@@ -261,7 +193,7 @@ pub fn allocator_offsets(data: &[u8]) -> Option<Vec<(&'static str, u64)>> {
         }
         let Ok(name) = sym.name() else { continue };
         let name = name.split('@').next().unwrap_or(name);
-        let Some(&f) = ALLOCATOR_FUNCTIONS.iter().find(|f| **f == name) else {
+        let Some(f) = probed_functions().find(|f| *f == name) else {
             continue;
         };
         if found.contains_key(f) {
@@ -283,7 +215,7 @@ pub fn allocator_offsets(data: &[u8]) -> Option<Vec<(&'static str, u64)>> {
     }
     found.get("malloc")?;
     let mut out: Vec<(&'static str, u64)> = Vec::new();
-    for f in ALLOCATOR_FUNCTIONS {
+    for f in probed_functions() {
         if let Some(&off) = found.get(f) {
             if !out.iter().any(|(_, o)| *o == off) {
                 out.push((f, off));
