@@ -35,5 +35,9 @@ fi
 apt_install golang-go gcc g++ clang libbpf-dev chromium libjemalloc2 libtcmalloc-minimal4
 log "go: $(go version)"
 
+target_dir="${CARGO_TARGET_DIR:-target}"
+mkdir -p "$target_dir"
+log "disk before build: $(df -h --output=avail "$target_dir" | tail -1 | tr -d ' ') free for $target_dir"
 cargo build --workspace --all-targets
+log "disk after build: $(du -sh "$target_dir" | cut -f1) in $target_dir, $(df -h --output=avail "$target_dir" | tail -1 | tr -d ' ') free"
 cargo test --workspace -- --test-threads=2 "$@"
