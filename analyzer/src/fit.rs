@@ -630,6 +630,17 @@ pub fn fit_runs(runs: &[RunView]) -> Fit {
             )
         } else if p_down < ALPHA && rate < 0.0 {
             (Verdict::Shrinking, "decreasing trend".to_string())
+        } else if p_up < ALPHA && growth > 0.0 {
+            // Mostly flat with a step or two up (typical of one heap-profile sample
+            // appearing): the pairs that straddle the step make Mann-Kendall significant,
+            // but most slopes are zero, so there is no rate to call a trend.
+            (
+                Verdict::Steady,
+                format!(
+                    "rose {} in too few steps to call a trend: the median slope is 0 (Mann-Kendall p = {p_up:.2})",
+                    compact(growth)
+                ),
+            )
         } else {
             (
                 Verdict::Steady,
@@ -1013,6 +1024,21 @@ mod tests {
             10_000,
         )]);
         assert_eq!(f.verdict, Verdict::Steady, "{f:?}");
+    }
+
+    #[test]
+    fn one_step_up_is_steady_and_says_why() {
+        // One heap-profile sample (512 KiB) appears at 60% of the run and stays: the
+        // straddling pairs make Mann-Kendall significant, but the median slope is 0.
+        let mut s = series(|_| 0.0, 90);
+        s.y = (0..90)
+            .map(|i| if i < 54 { 0.0 } else { 524_288.0 })
+            .collect();
+        let f = fit_series(&[s]);
+        assert!(f.mk_p < ALPHA, "{f:?}");
+        assert_eq!(f.verdict, Verdict::Steady, "{f:?}");
+        assert!(f.reason.contains("too few steps"), "{}", f.reason);
+        assert!(!f.reason.contains("no significant trend"), "{}", f.reason);
     }
 
     #[test]
