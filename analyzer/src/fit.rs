@@ -459,8 +459,11 @@ fn fit_run(x_all: &[f64], y_all: &[f64]) -> Option<RunFit> {
     // current rate is the slope after the knee; the whole-run slope dilutes it.
     let recent_ts = segments
         .as_ref()
-        .and_then(|&(_, before, after)| {
-            (after > 0.0 && after > 2.0 * before.max(0.0)).then_some(after)
+        .and_then(|&(ref k, before, after)| {
+            (after > 0.0
+                && after > 2.0 * before.max(0.0)
+                && sped_up_beyond_chance(x, y, k.index, before, after))
+            .then_some(after)
         })
         .unwrap_or(ts)
         .max(ts);
@@ -517,6 +520,42 @@ pub fn fit_series(runs: &[RunSeries]) -> Fit {
         .map(|(r, h)| RunView { hours: h, y: &r.y })
         .collect();
     fit_runs(&views)
+}
+
+/// z-score a speed-up must reach; a knee is the best of many break points, so stricter
+/// than a single test's 2.33.
+const SPEEDUP_Z: f64 = 3.0;
+
+/// Whether growth after index `k` is faster than before by more than chance allows.
+///
+/// Growth is counted in quanta: the median rise between neighbouring points. In a sampled
+/// heap profile that is one sampling period, and rises arrive like a Poisson process, so
+/// a constant rate can bunch its steps into a "speed-up" of 2x or more. Under a constant
+/// rate the quanta after the knee are Binomial(all quanta, share of the time after the
+/// knee); the speed-up counts only if that count is `SPEEDUP_Z` standard deviations high.
+fn sped_up_beyond_chance(x: &[f64], y: &[f64], k: usize, before: f64, after: f64) -> bool {
+    let n = x.len().min(y.len());
+    if k == 0 || k + 1 >= n {
+        return false;
+    }
+    let rises: Vec<f64> = y[..n]
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .filter(|d| *d > 0.0)
+        .collect();
+    let Some(quantum) = stats::median(&rises).filter(|q| *q > 0.0) else {
+        return false;
+    };
+    let (span_before, span_after) = (x[k] - x[0], x[n - 1] - x[k]);
+    let quanta_before = before.max(0.0) * span_before / quantum;
+    let quanta_after = after.max(0.0) * span_after / quantum;
+    let all = quanta_before + quanta_after;
+    let share = span_after / (span_before + span_after);
+    if all <= 0.0 || !(0.0..1.0).contains(&share) {
+        return false;
+    }
+    let z = (quanta_after - all * share) / (all * share * (1.0 - share)).sqrt();
+    z >= SPEEDUP_Z
 }
 
 /// One run of a series, borrowed: hours since the run's first point, and values.
@@ -911,6 +950,60 @@ mod tests {
                 f.rate_per_hour
             );
         }
+    }
+
+    /// A heap-profile-like staircase: `n` points, each adding Poisson(`per_point(i)`)
+    /// quanta of 512 KiB (drawn as 20 Bernoulli sub-steps).
+    fn sampled_staircase(seed: u64, n: usize, per_point: impl Fn(usize) -> f64) -> RunSeries {
+        let mut u = stats::test_uniforms(seed);
+        let mut level = 0.0;
+        let mut s = series(|_| 0.0, n);
+        s.y = (0..n)
+            .map(|i| {
+                for _ in 0..20 {
+                    if u() < per_point(i) / 20.0 {
+                        level += 524_288.0;
+                    }
+                }
+                level
+            })
+            .collect();
+        s
+    }
+
+    #[test]
+    fn bunched_samples_of_a_constant_rate_are_not_a_speed_up() {
+        // 40 points, 0.35 samples per point (about 14 steps): the steps bunch by chance.
+        let sped_up = (1..=60u64)
+            .map(|seed| fit_series(&[sampled_staircase(seed * 7919, 40, |_| 0.35)]))
+            .filter(|f| f.reason.contains("sped up"))
+            .count();
+        assert!(
+            sped_up <= 3,
+            "{sped_up} of 60 constant-rate staircases 'sped up'"
+        );
+    }
+
+    #[test]
+    fn sampled_leak_that_starts_half_way_still_reports_its_current_rate() {
+        // Nothing for 30 points, then 0.8 samples per point for 30.
+        let mut sped_up = 0;
+        for seed in 1..=40u64 {
+            let f = fit_series(&[sampled_staircase(seed * 104_729, 60, |i| {
+                if i < 30 {
+                    0.0
+                } else {
+                    0.8
+                }
+            })]);
+            if f.verdict == Verdict::Leak && f.reason.contains("sped up") {
+                sped_up += 1;
+            }
+        }
+        assert!(
+            sped_up >= 36,
+            "only {sped_up} of 40 late leaks report their current rate"
+        );
     }
 
     #[test]
