@@ -94,6 +94,8 @@ struct RunFit {
     ols_r2: f64,
     mk: KendallS,
     late_mk: KendallS,
+    /// Growth in quanta before and after the last 40%.
+    late_quanta: QuantaSplit,
     floor_mk: KendallS,
     /// The run peaked early and came down for real (see [`falls_from_peak`]).
     falls_from_peak: bool,
@@ -133,6 +135,10 @@ pub struct Fit {
     /// One-sided Mann-Kendall p-value of a decreasing trend (judges "shrinking").
     #[serde(skip)]
     pub mk_p_down: f64,
+    /// A leak trend demoted to a possible leak because it changed the level by under
+    /// [`MIN_RELATIVE_GROWTH`].
+    #[serde(skip)]
+    pub small_effect: bool,
     /// Kendall's tau, runs combined.
     pub tau: f64,
     /// Sum over runs of (end level - start level).
@@ -155,11 +161,15 @@ pub struct Fit {
     pub reason: String,
 }
 
+/// A growth trend whose Benjamini-Hochberg q-value reaches this is no evidence of a leak.
+pub const NO_EVIDENCE_Q: f64 = 0.25;
+
 /// Adjusts fits of series ranked together for multiple testing: among thousands of call
 /// sites some reach p < 0.05 by chance. Each trend p-value becomes a Benjamini-Hochberg
 /// q-value; leak confidence is rescaled from (1 - p) to (1 - q), and a leak whose q is not
-/// below [`ALPHA`] is only a possible leak. A plateau (growth that stopped) or a shrinking
-/// series whose trend is not significant after the adjustment is steady.
+/// below [`ALPHA`] is only a possible leak, and one whose q reaches [`NO_EVIDENCE_Q`] is
+/// steady. A plateau (growth that stopped), a shrinking series, or a possible leak too
+/// small to matter whose trend is not significant after the adjustment is steady.
 pub fn adjust_for_multiple_tests(fits: &mut [Fit]) {
     let p: Vec<f64> = fits.iter().map(|f| f.mk_p).collect();
     let p_down: Vec<f64> = fits.iter().map(|f| f.mk_p_down).collect();
@@ -170,6 +180,9 @@ pub fn adjust_for_multiple_tests(fits: &mut [Fit]) {
         f.mk_q = q;
         let trend_q = match f.verdict {
             Verdict::Plateau => Some(q),
+            Verdict::PossibleLeak if f.small_effect => Some(q),
+            // Past NO_EVIDENCE_Q most discoveries at this level would be false: no trend.
+            Verdict::Leak | Verdict::PossibleLeak if q >= NO_EVIDENCE_Q => Some(q),
             Verdict::Shrinking => Some(q_down),
             _ => None,
         };
@@ -345,6 +358,7 @@ fn fit_run(x_all: &[f64], y_all: &[f64]) -> Option<RunFit> {
     let late_from = n - ((n * 2) / 5).max(4).min(n);
     let late_ts = stats::theil_sen(&x[late_from..], &y[late_from..]).unwrap_or(0.0);
     let late_mk = stats::mann_kendall(&x[late_from..], &y[late_from..]);
+    let late_quanta = QuantaSplit::at(x, y, late_from).unwrap_or_default();
     let early_to = n - late_from;
     let early_ts = stats::theil_sen(&x[..early_to], &y[..early_to]).unwrap_or(0.0);
     let (mut peak, mut peak_i) = (f64::MIN, 0);
@@ -452,8 +466,12 @@ fn fit_run(x_all: &[f64], y_all: &[f64]) -> Option<RunFit> {
         let pre_growth = before * (x[k.index] - x[0]);
         let post_growth = after.max(0.0) * (x[n - 1] - x[k.index]);
         let at = k.index as f64 / (n - 1) as f64;
-        (at <= 0.7 && before > 0.0 && after < 0.2 * before && post_growth < 0.25 * pre_growth)
-            .then_some((k.index as f64 / (n - 1) as f64, before, after))
+        (at <= 0.7
+            && before > 0.0
+            && after < 0.2 * before
+            && post_growth < 0.25 * pre_growth
+            && QuantaSplit::at(x, y, k.index).is_some_and(|q| q.z() <= -KNEE_Z))
+        .then_some((k.index as f64 / (n - 1) as f64, before, after))
     });
     // The other way round: growth that began (or sped up 2x or more) part-way through. Its
     // current rate is the slope after the knee; the whole-run slope dilutes it.
@@ -462,7 +480,7 @@ fn fit_run(x_all: &[f64], y_all: &[f64]) -> Option<RunFit> {
         .and_then(|&(ref k, before, after)| {
             (after > 0.0
                 && after > 2.0 * before.max(0.0)
-                && sped_up_beyond_chance(x, y, k.index, before, after))
+                && QuantaSplit::at(x, y, k.index).is_some_and(|q| q.z() >= KNEE_Z))
             .then_some(after)
         })
         .unwrap_or(ts)
@@ -501,6 +519,7 @@ fn fit_run(x_all: &[f64], y_all: &[f64]) -> Option<RunFit> {
         ols_r2: ols.map(|o| o.r2).unwrap_or(0.0),
         mk,
         late_mk,
+        late_quanta,
         floor_mk,
         start,
         end,
@@ -522,40 +541,76 @@ pub fn fit_series(runs: &[RunSeries]) -> Fit {
     fit_runs(&views)
 }
 
-/// z-score a speed-up must reach; a knee is the best of many break points, so stricter
-/// than a single test's 2.33.
-const SPEEDUP_Z: f64 = 3.0;
+/// z-score a change of rate at a knee must reach, either way; a knee is the best of many
+/// break points, so stricter than a single test's 2.33.
+const KNEE_Z: f64 = 3.0;
 
-/// Whether growth after index `k` is faster than before by more than chance allows.
+/// z-score below which the last 40% of a run (a fixed split) grew slower than chance allows.
+const SLOWING_Z: f64 = -2.33;
+
+/// Growth on either side of a split, counted in quanta, against a constant rate.
 ///
-/// Growth is counted in quanta: the median rise between neighbouring points. In a sampled
-/// heap profile that is one sampling period, and rises arrive like a Poisson process, so
-/// a constant rate can bunch its steps into a "speed-up" of 2x or more. Under a constant
-/// rate the quanta after the knee are Binomial(all quanta, share of the time after the
-/// knee); the speed-up counts only if that count is `SPEEDUP_Z` standard deviations high.
-fn sped_up_beyond_chance(x: &[f64], y: &[f64], k: usize, before: f64, after: f64) -> bool {
-    let n = x.len().min(y.len());
-    if k == 0 || k + 1 >= n {
-        return false;
+/// A quantum is the median rise between neighbouring points. In a sampled heap profile
+/// that is one sampling period, and rises arrive like a Poisson process, so a constant rate
+/// can bunch its steps into an apparent speed-up, or leave a long flat gap that looks like
+/// growth stopped. Under a constant rate the quanta after the split are Binomial(all
+/// quanta, share of the time after the split). Splits of several runs add up.
+#[derive(Debug, Clone, Copy, Default)]
+struct QuantaSplit {
+    /// Quanta of growth after the split.
+    after: f64,
+    /// Quanta expected after the split under a constant rate.
+    expected: f64,
+    /// Binomial variance of `after` under a constant rate.
+    variance: f64,
+}
+
+impl QuantaSplit {
+    /// The split of `y` at index `k`; `None` when nothing rose or a side is empty.
+    fn at(x: &[f64], y: &[f64], k: usize) -> Option<Self> {
+        let n = x.len().min(y.len());
+        if k == 0 || k + 1 >= n {
+            return None;
+        }
+        let rises: Vec<f64> = y[..n]
+            .windows(2)
+            .map(|w| w[1] - w[0])
+            .filter(|d| *d > 0.0)
+            .collect();
+        let quantum = stats::median(&rises).filter(|q| *q > 0.0)?;
+        // Levels as medians of three neighbours: exact on a staircase, robust to a spike.
+        let level =
+            |i: usize| stats::median(&y[i.saturating_sub(1)..(i + 2).min(n)]).unwrap_or(y[i]);
+        let (span_before, span_after) = (x[k] - x[0], x[n - 1] - x[k]);
+        let before = (level(k) - level(0)).max(0.0) / quantum;
+        let after = (level(n - 1) - level(k)).max(0.0) / quantum;
+        let all = before + after;
+        let share = span_after / (span_before + span_after);
+        (all > 0.0 && share > 0.0 && share < 1.0).then(|| QuantaSplit {
+            after,
+            expected: all * share,
+            variance: all * share * (1.0 - share),
+        })
     }
-    let rises: Vec<f64> = y[..n]
-        .windows(2)
-        .map(|w| w[1] - w[0])
-        .filter(|d| *d > 0.0)
-        .collect();
-    let Some(quantum) = stats::median(&rises).filter(|q| *q > 0.0) else {
-        return false;
-    };
-    let (span_before, span_after) = (x[k] - x[0], x[n - 1] - x[k]);
-    let quanta_before = before.max(0.0) * span_before / quantum;
-    let quanta_after = after.max(0.0) * span_after / quantum;
-    let all = quanta_before + quanta_after;
-    let share = span_after / (span_before + span_after);
-    if all <= 0.0 || !(0.0..1.0).contains(&share) {
-        return false;
+
+    /// Sum of two runs' splits.
+    fn combine(self, other: Self) -> Self {
+        QuantaSplit {
+            after: self.after + other.after,
+            expected: self.expected + other.expected,
+            variance: self.variance + other.variance,
+        }
     }
-    let z = (quanta_after - all * share) / (all * share * (1.0 - share)).sqrt();
-    z >= SPEEDUP_Z
+
+    /// Standard deviations by which growth after the split departs from a constant rate
+    /// (positive: faster after); 0 when there is no growth to judge.
+    fn z(&self) -> f64 {
+        if self.variance > 0.0 {
+            (self.after - self.expected) / self.variance.sqrt()
+        } else {
+            0.0
+        }
+    }
 }
 
 /// One run of a series, borrowed: hours since the run's first point, and values.
@@ -586,6 +641,7 @@ pub fn fit_runs(runs: &[RunView]) -> Fit {
             mk_p: 1.0,
             mk_q: 1.0,
             mk_p_down: 1.0,
+            small_effect: false,
             tau: 0.0,
             growth: 0.0,
             start: runs
@@ -640,6 +696,12 @@ pub fn fit_runs(runs: &[RunView]) -> Fit {
     let knee = fits.iter().rev().find_map(|f| f.stopped);
     let floor_rising = floor_mk.p_increasing() < ALPHA && floor > 0.25 * rate;
     let late_significant = late_mk.p_increasing() < ALPHA;
+    // Slower late growth that sampling could not have produced by chance.
+    let slowing_beyond_chance = fits
+        .iter()
+        .fold(QuantaSplit::default(), |a, f| a.combine(f.late_quanta))
+        .z()
+        <= SLOWING_Z;
     // Growth in the last 40% relative to the first 40%: ~1 for a steady leak, near 0 for a
     // cache that filled up (even one that keeps creeping from sampling noise).
     let decel = if early > 0.0 {
@@ -650,6 +712,15 @@ pub fn fit_runs(runs: &[RunView]) -> Fit {
     let early_peak = peak_frac < 0.5 && peak > 0.0 && end < 0.8 * peak;
 
     let pct = |v: f64| format!("{:.0}%", v * 100.0);
+    let stopped_at_knee = match (stopped_hours >= 0.5 * w, knee) {
+        (true, Some((at, before, after))) => Some(format!(
+            "grew, then stopped: {} of the way through the run the slope fell from {}/h to {}/h",
+            pct(at),
+            compact(before),
+            compact(after)
+        )),
+        _ => None,
+    };
     let (verdict, reason) = if peak <= 0.0 {
         (Verdict::Steady, "always zero".to_string())
     } else if p_up >= ALPHA || rate <= 0.0 || growth <= 0.0 {
@@ -669,6 +740,9 @@ pub fn fit_runs(runs: &[RunView]) -> Fit {
             )
         } else if p_down < ALPHA && rate < 0.0 {
             (Verdict::Shrinking, "decreasing trend".to_string())
+        } else if let Some(reason) = stopped_at_knee.clone().filter(|_| p_up < ALPHA) {
+            // Rose for a while then flat for most of the run: the median slope is 0.
+            (Verdict::Plateau, reason)
         } else if p_up < ALPHA && growth > 0.0 {
             // Mostly flat with a step or two up (typical of one heap-profile sample
             // appearing): the pairs that straddle the step make Mann-Kendall significant,
@@ -701,18 +775,11 @@ pub fn fit_runs(runs: &[RunView]) -> Fit {
                 pct(peak_frac)
             ),
         )
-    } else if let (true, Some((at, before, after))) = (stopped_hours >= 0.5 * w, knee) {
-        (
-            Verdict::Plateau,
-            format!(
-                "grew, then stopped: {} of the way through the run the slope fell from {}/h to {}/h",
-                pct(at),
-                compact(before),
-                compact(after)
-            ),
-        )
-    } else if (late_ratio < 0.25 && !late_significant && last_high < 0.75)
-        || (decel < 0.2 && late_mk.p_increasing() > 0.01 && last_high < 0.9)
+    } else if let Some(reason) = stopped_at_knee.clone() {
+        (Verdict::Plateau, reason)
+    } else if slowing_beyond_chance
+        && ((late_ratio < 0.25 && !late_significant && last_high < 0.75)
+            || (decel < 0.2 && late_mk.p_increasing() > 0.01 && last_high < 0.9))
     {
         (
             Verdict::Plateau,
@@ -722,7 +789,7 @@ pub fn fit_runs(runs: &[RunView]) -> Fit {
                 pct(decel.clamp(0.0, 9.99))
             ),
         )
-    } else if (late_ratio < 0.5 || decel < 0.2) && last_high < 0.9 {
+    } else if slowing_beyond_chance && (late_ratio < 0.5 || decel < 0.2) && last_high < 0.9 {
         (
             Verdict::PossibleLeak,
             format!(
@@ -739,9 +806,14 @@ pub fn fit_runs(runs: &[RunView]) -> Fit {
             ),
         )
     };
-    let persistence = (late_ratio / 0.75)
-        .max((last_high - 0.5) / 0.4)
-        .clamp(0.0, 1.0);
+    // How much the growth kept up to the end; late slowing within chance does not count.
+    let persistence = if slowing_beyond_chance {
+        (late_ratio / 0.75)
+            .max((last_high - 0.5) / 0.4)
+            .clamp(0.0, 1.0)
+    } else {
+        1.0
+    };
     let mut confidence = match verdict {
         Verdict::Leak | Verdict::PossibleLeak => (1.0 - p_up) * persistence,
         Verdict::Plateau | Verdict::Sawtooth | Verdict::WarmUp => {
@@ -766,7 +838,8 @@ pub fn fit_runs(runs: &[RunView]) -> Fit {
     } else {
         f64::INFINITY
     };
-    let (verdict, reason) = if verdict.is_leak() && leak_relative < MIN_RELATIVE_GROWTH {
+    let small_effect = verdict.is_leak() && leak_relative < MIN_RELATIVE_GROWTH;
+    let (verdict, reason) = if small_effect {
         let relative = leak_relative;
         confidence *= (relative / MIN_RELATIVE_GROWTH).clamp(0.0, 1.0);
         (
@@ -817,6 +890,7 @@ pub fn fit_runs(runs: &[RunView]) -> Fit {
         mk_p: p_up,
         mk_q: p_up,
         mk_p_down: p_down,
+        small_effect,
         tau: mk.tau(),
         growth,
         start,
@@ -981,6 +1055,41 @@ mod tests {
         assert!(
             sped_up <= 3,
             "{sped_up} of 60 constant-rate staircases 'sped up'"
+        );
+    }
+
+    #[test]
+    fn gaps_between_samples_of_a_constant_rate_are_not_a_plateau() {
+        // 45 points, 0.2 samples per point (about 9 steps): long flat gaps happen by chance.
+        // Without the chance checks about a quarter of these were plateaus or possible leaks.
+        let missed = (1..=100u64)
+            .map(|seed| fit_series(&[sampled_staircase(seed * 6151, 45, |_| 0.2)]))
+            .filter(|f| f.verdict != Verdict::Leak)
+            .count();
+        assert!(
+            missed <= 4,
+            "{missed} of 100 constant-rate staircases not a leak"
+        );
+    }
+
+    #[test]
+    fn sampled_cache_that_fills_then_stops_is_a_plateau() {
+        // One sample per point for 15 points, then none for 30.
+        let plateaus = (1..=40u64)
+            .map(|seed| {
+                fit_series(&[sampled_staircase(seed * 7207, 45, |i| {
+                    if i < 15 {
+                        1.0
+                    } else {
+                        0.0
+                    }
+                })])
+            })
+            .filter(|f| f.verdict == Verdict::Plateau)
+            .count();
+        assert!(
+            plateaus >= 38,
+            "only {plateaus} of 40 filled caches are plateaus"
         );
     }
 
