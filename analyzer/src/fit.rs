@@ -586,7 +586,7 @@ impl QuantaSplit {
         let after = (level(n - 1) - level(k)).max(0.0) / quantum;
         let all = before + after;
         let share = span_after / (span_before + span_after);
-        (all > 0.0 && share > 0.0 && share < 1.0).then(|| QuantaSplit {
+        (all > 0.0 && share > 0.0 && share < 1.0).then_some(QuantaSplit {
             after,
             expected: all * share,
             variance: all * share * (1.0 - share),
