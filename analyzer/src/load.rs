@@ -44,8 +44,10 @@ pub type IdMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
 #[serde(rename_all = "snake_case")]
 pub enum Metric {
     /// Go heap bytes in use (heap profile, as of the last GC).
+    #[value(name = "inuse_space", alias = "inuse-space")]
     InuseSpace,
     /// Go heap objects in use.
+    #[value(name = "inuse_objects", alias = "inuse-objects")]
     InuseObjects,
     /// Goroutines (goroutine profile).
     Goroutines,

@@ -223,7 +223,7 @@ struct ExportArgs {
     #[arg(long)]
     to: Option<String>,
     /// What to export: heap (inuse_space, with inuse_objects) or goroutines.
-    #[arg(long, value_enum, default_value = "inuse-space")]
+    #[arg(long, value_enum, default_value = "inuse_space")]
     metric: Metric,
     /// Output file (gzip-compressed pprof protobuf).
     #[arg(long, short, required = true)]

@@ -61,6 +61,34 @@ fn every_shipped_query_runs_on_the_demo() {
 }
 
 #[test]
+fn metric_names_take_the_profile_spelling_and_the_kebab_one() {
+    for (name, unit) in [
+        ("inuse_objects", "objects"),
+        ("inuse-objects", "objects"),
+        ("inuse_space", "bytes"),
+        ("goroutines", "goroutines"),
+    ] {
+        let o = leakscope(&[
+            "rank",
+            &s(&demo_capture()),
+            "--metric",
+            name,
+            "--format",
+            "json",
+        ]);
+        assert!(
+            o.status.success(),
+            "--metric {name}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let sections = r["sections"].as_array().unwrap();
+        assert_eq!(sections.len(), 1, "--metric {name}");
+        assert_eq!(sections[0]["findings"][0]["unit"], unit, "--metric {name}");
+    }
+}
+
+#[test]
 fn typed_sql_formats_and_several_captures() {
     let q = "SELECT capture, COUNT(*) AS n FROM profiles GROUP BY capture ORDER BY capture";
     let o = leakscope(&[
