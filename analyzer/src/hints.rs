@@ -52,6 +52,12 @@ impl SourceRoots {
 
     /// The source line of a Go frame, when its file can be found on this machine.
     pub fn line(&self, f: &FrameRef) -> Option<String> {
+        self.rest_of_function(f)?.into_iter().next()
+    }
+
+    /// The source lines of a Go frame from its line to the end of its function (a line
+    /// that is a lone `}`; at most 200 lines), trimmed, when its file can be found.
+    pub fn rest_of_function(&self, f: &FrameRef) -> Option<Vec<String>> {
         if !f.file.ends_with(".go") || f.line <= 0 {
             return None;
         }
@@ -61,10 +67,60 @@ impl SourceRoots {
             return None;
         }
         let text = std::fs::read_to_string(&path).ok()?;
-        text.lines()
-            .nth(usize::try_from(f.line - 1).ok()?)
-            .map(|l| l.trim().to_string())
+        let first = usize::try_from(f.line - 1).ok()?;
+        let mut out = Vec::new();
+        for l in text.lines().skip(first).take(200) {
+            if l == "}" && !out.is_empty() {
+                break;
+            }
+            out.push(l.trim().to_string());
+        }
+        (!out.is_empty()).then_some(out)
     }
+}
+
+/// Source evidence of sub-slice retention at an allocation site.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubSlice {
+    /// The allocated buffer is sliced later in the same function: (line number, line).
+    Sliced(i64, String),
+    /// The source was read and the buffer is not sliced there.
+    NotSliced,
+    /// No source (or no named buffer) to tell.
+    Unknown,
+}
+
+/// Whether the buffer allocated at `f` (`buf := make(...)` or `buf = make(...)`) is
+/// sliced (`buf[i:j]`) further down its function, as a sub-slice that outlives it would be.
+pub fn sub_slice_at(sources: &SourceRoots, f: &FrameRef) -> SubSlice {
+    static ALLOC: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let Some(lines) = sources.rest_of_function(f) else {
+        return SubSlice::Unknown;
+    };
+    let alloc = ALLOC.get_or_init(|| {
+        regex::Regex::new(r"^(?:var\s+)?(\w+)(?:\s+\[\]\w+)?\s*:?=\s*make\(").expect("static regex")
+    });
+    static STORED_WHOLE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let stored_whole = STORED_WHOLE.get_or_init(|| {
+        regex::Regex::new(r"\bappend\(\s*[\w.\[\]]+\s*,\s*make\(").expect("static regex")
+    });
+    let Some(var) = alloc.captures(&lines[0]).map(|c| c[1].to_string()) else {
+        // `list = append(list, make(...))`: the buffer goes whole into a collection.
+        return if stored_whole.is_match(&lines[0]) {
+            SubSlice::NotSliced
+        } else {
+            SubSlice::Unknown
+        };
+    };
+    let sliced = regex::Regex::new(&format!(r"\b{}\[[^\]\[]*:[^\]\[]*\]", regex::escape(&var)))
+        .expect("escaped identifier");
+    lines
+        .iter()
+        .enumerate()
+        .skip(1)
+        .find(|(_, l)| sliced.is_match(l))
+        .map(|(i, l)| SubSlice::Sliced(f.line + i as i64, l.clone()))
+        .unwrap_or(SubSlice::NotSliced)
 }
 
 /// Whether a Go source line stores into an indexed element (`m[k] = v`): when that line
@@ -159,10 +215,29 @@ pub fn hints(h: &HintInput<'_>) -> Vec<String> {
                 ));
             }
             if h.object_size >= 32.0 * 1024.0 {
-                out.push(format!(
-                    "live objects here average {} each: if callers keep only small sub-slices of these buffers, the whole backing array stays alive (copy the bytes you keep with bytes.Clone or append([]byte(nil), b[i:j]...))",
-                    format_bytes(h.object_size)
-                ));
+                let evidence = h
+                    .site_frames
+                    .iter()
+                    .map(|f| sub_slice_at(h.sources, f))
+                    .reduce(|a, b| match (&a, &b) {
+                        (SubSlice::Sliced(..), _) => a,
+                        (_, SubSlice::Sliced(..)) => b,
+                        (SubSlice::NotSliced, _) => a,
+                        _ => b,
+                    })
+                    .unwrap_or(SubSlice::Unknown);
+                let size = format_bytes(h.object_size);
+                match evidence {
+                    SubSlice::Sliced(line, text) => out.push(format!(
+                        "live objects here average {size} each and `{text}` (line {line}) keeps a slice of the buffer: likely sub-slice retention, the whole backing array stays alive as long as the small slice does (copy the bytes you keep with bytes.Clone or append([]byte(nil), b[i:j]...))"
+                    )),
+                    SubSlice::NotSliced => out.push(format!(
+                        "live objects here average {size} each and the allocating function keeps them whole: likely large buffers held in a collection that only grows; if callers keep only small sub-slices of them, copy those bytes instead"
+                    )),
+                    SubSlice::Unknown => out.push(format!(
+                        "live objects here average {size} each: if callers keep only small sub-slices of these buffers, the whole backing array stays alive (copy the bytes you keep with bytes.Clone or append([]byte(nil), b[i:j]...))"
+                    )),
+                }
             }
             if has(f, |s| s.contains("_Cfunc_") || s == "runtime.cgocall") {
                 out.push("the stack crosses into C (cgo): Go-side wrappers grow here; check the C side with --native".into());
@@ -189,6 +264,48 @@ mod tests {
 
     fn names(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// `sub_slice_at` for the frame at `line` of a Go file holding `src`.
+    fn sub_slice_in(src: &str, line: i64) -> SubSlice {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("main.go");
+        std::fs::write(&file, src).unwrap();
+        let f = FrameRef {
+            function: "main.f".into(),
+            file: file.display().to_string(),
+            line,
+            ..Default::default()
+        };
+        sub_slice_at(&SourceRoots::default(), &f)
+    }
+
+    #[test]
+    fn sub_slice_evidence_from_source() {
+        let returned = "package main\n\nfunc loadRecord(size int) []byte {\n\tbuf := make([]byte, size)\n\tfill(buf)\n\treturn buf[:16]\n}\n\nfunc other() []byte {\n\tx := make([]byte, 8)\n\treturn x[1:2]\n}\n";
+        assert_eq!(
+            sub_slice_in(returned, 4),
+            SubSlice::Sliced(6, "return buf[:16]".into())
+        );
+        // Slicing in the next function does not count.
+        let whole = "package main\n\nfunc keep() {\n\tbuf := make([]byte, 1<<16)\n\tall = append(all, buf)\n}\n\nfunc other(buf []byte) []byte {\n\treturn buf[:1]\n}\n";
+        assert_eq!(sub_slice_in(whole, 4), SubSlice::NotSliced);
+        let appended =
+            "package main\n\nfunc keep() {\n\tall = append(all, make([]byte, 1<<16))\n}\n";
+        assert_eq!(sub_slice_in(appended, 4), SubSlice::NotSliced);
+        // Not an allocation we can name, or no source at all.
+        let other = "package main\n\nfunc f() {\n\tg(make([]byte, 10))\n}\n";
+        assert_eq!(sub_slice_in(other, 4), SubSlice::Unknown);
+        let missing = FrameRef {
+            function: "main.f".into(),
+            file: "/nonexistent/main.go".into(),
+            line: 4,
+            ..Default::default()
+        };
+        assert_eq!(
+            sub_slice_at(&SourceRoots::default(), &missing),
+            SubSlice::Unknown
+        );
     }
 
     #[test]
