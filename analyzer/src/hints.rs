@@ -275,7 +275,6 @@ mod tests {
             function: "main.f".into(),
             file: file.display().to_string(),
             line,
-            ..Default::default()
         };
         sub_slice_at(&SourceRoots::default(), &f)
     }
@@ -300,7 +299,6 @@ mod tests {
             function: "main.f".into(),
             file: "/nonexistent/main.go".into(),
             line: 4,
-            ..Default::default()
         };
         assert_eq!(
             sub_slice_at(&SourceRoots::default(), &missing),
