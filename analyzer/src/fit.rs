@@ -162,7 +162,7 @@ pub struct Fit {
 }
 
 /// A growth trend whose Benjamini-Hochberg q-value reaches this is no evidence of a leak.
-pub const NO_EVIDENCE_Q: f64 = 0.25;
+pub const NO_EVIDENCE_Q: f64 = 0.5;
 
 /// Adjusts fits of series ranked together for multiple testing: among thousands of call
 /// sites some reach p < 0.05 by chance. Each trend p-value becomes a Benjamini-Hochberg
@@ -181,7 +181,7 @@ pub fn adjust_for_multiple_tests(fits: &mut [Fit]) {
         let trend_q = match f.verdict {
             Verdict::Plateau => Some(q),
             Verdict::PossibleLeak if f.small_effect => Some(q),
-            // Past NO_EVIDENCE_Q most discoveries at this level would be false: no trend.
+            // At NO_EVIDENCE_Q half of such discoveries would be false: no trend.
             Verdict::Leak | Verdict::PossibleLeak if q >= NO_EVIDENCE_Q => Some(q),
             Verdict::Shrinking => Some(q_down),
             _ => None,
