@@ -798,10 +798,19 @@ pub fn fit_runs(runs: &[RunView]) -> Fit {
             ),
         )
     } else {
+        let end = if late_ratio >= 0.5 && decel >= 0.2 {
+            "still growing at the end".to_string()
+        } else {
+            format!(
+                "slower at the end ({} of the overall rate) but no more than sampling noise allows",
+                pct(late_ratio.max(0.0))
+            )
+        };
+        let floor = if floor_rising { ", floor rising" } else { "" };
         (
             Verdict::Leak,
             format!(
-                "sustained growth (Mann-Kendall p = {p_up:.1e}, tau = {:.2}), still growing at the end, floor rising",
+                "sustained growth (Mann-Kendall p = {p_up:.1e}, tau = {:.2}), {end}{floor}",
                 mk.tau()
             ),
         )
