@@ -94,8 +94,8 @@ struct RunFit {
     ols_r2: f64,
     mk: KendallS,
     late_mk: KendallS,
-    /// Growth in quanta before and after the last 40%.
-    late_quanta: QuantaSplit,
+    /// Growth in quanta before and after each of [`SLOWING_SPLITS`].
+    split_quanta: [QuantaSplit; SLOWING_SPLITS.len()],
     floor_mk: KendallS,
     /// The run peaked early and came down for real (see [`falls_from_peak`]).
     falls_from_peak: bool,
@@ -358,7 +358,8 @@ fn fit_run(x_all: &[f64], y_all: &[f64]) -> Option<RunFit> {
     let late_from = n - ((n * 2) / 5).max(4).min(n);
     let late_ts = stats::theil_sen(&x[late_from..], &y[late_from..]).unwrap_or(0.0);
     let late_mk = stats::mann_kendall(&x[late_from..], &y[late_from..]);
-    let late_quanta = QuantaSplit::at(x, y, late_from).unwrap_or_default();
+    let split_quanta = SLOWING_SPLITS
+        .map(|f| QuantaSplit::at(x, y, (f * (n - 1) as f64).round() as usize).unwrap_or_default());
     let early_to = n - late_from;
     let early_ts = stats::theil_sen(&x[..early_to], &y[..early_to]).unwrap_or(0.0);
     let (mut peak, mut peak_i) = (f64::MIN, 0);
@@ -470,7 +471,7 @@ fn fit_run(x_all: &[f64], y_all: &[f64]) -> Option<RunFit> {
             && before > 0.0
             && after < 0.2 * before
             && post_growth < 0.25 * pre_growth
-            && QuantaSplit::at(x, y, k.index).is_some_and(|q| q.z() <= -KNEE_Z))
+            && QuantaSplit::at(x, y, k.index).is_some_and(|q| q.p_slower() < KNEE_P))
         .then_some((k.index as f64 / (n - 1) as f64, before, after))
     });
     // The other way round: growth that began (or sped up 2x or more) part-way through. Its
@@ -480,7 +481,7 @@ fn fit_run(x_all: &[f64], y_all: &[f64]) -> Option<RunFit> {
         .and_then(|&(ref k, before, after)| {
             (after > 0.0
                 && after > 2.0 * before.max(0.0)
-                && QuantaSplit::at(x, y, k.index).is_some_and(|q| q.z() >= KNEE_Z))
+                && QuantaSplit::at(x, y, k.index).is_some_and(|q| q.p_faster() < KNEE_P))
             .then_some(after)
         })
         .unwrap_or(ts)
@@ -519,7 +520,7 @@ fn fit_run(x_all: &[f64], y_all: &[f64]) -> Option<RunFit> {
         ols_r2: ols.map(|o| o.r2).unwrap_or(0.0),
         mk,
         late_mk,
-        late_quanta,
+        split_quanta,
         floor_mk,
         start,
         end,
@@ -541,12 +542,17 @@ pub fn fit_series(runs: &[RunSeries]) -> Fit {
     fit_runs(&views)
 }
 
-/// z-score a change of rate at a knee must reach, either way; a knee is the best of many
-/// break points, so stricter than a single test's 2.33.
-const KNEE_Z: f64 = 3.0;
+/// Chance, under a constant rate, of growth after a fitted knee as far from the
+/// expected share as observed, below which the rate changed at the knee (either way).
+const KNEE_P: f64 = 0.01;
 
-/// z-score below which the last 40% of a run (a fixed split) grew slower than chance allows.
-const SLOWING_Z: f64 = -2.33;
+/// The same for growth that slowed after any of [`SLOWING_SPLITS`] (fixed splits, not
+/// chosen to fit; corrected for their number). Early splits matter: a cache that fills in
+/// a few sampled steps shows its stop as little growth over most of the run.
+const SLOWING_P: f64 = 0.05;
+
+/// Where growth is split to ask whether it slowed: fractions of each run's points.
+const SLOWING_SPLITS: [f64; 3] = [0.2, 0.4, 0.6];
 
 /// Growth on either side of a split, counted in quanta, against a constant rate.
 ///
@@ -554,15 +560,16 @@ const SLOWING_Z: f64 = -2.33;
 /// that is one sampling period, and rises arrive like a Poisson process, so a constant rate
 /// can bunch its steps into an apparent speed-up, or leave a long flat gap that looks like
 /// growth stopped. Under a constant rate the quanta after the split are Binomial(all
-/// quanta, share of the time after the split). Splits of several runs add up.
+/// quanta, share of the time after the split). Splits of several runs add up (their
+/// shares averaged, weighted by quanta).
 #[derive(Debug, Clone, Copy, Default)]
 struct QuantaSplit {
     /// Quanta of growth after the split.
     after: f64,
+    /// Quanta of growth on both sides.
+    all: f64,
     /// Quanta expected after the split under a constant rate.
     expected: f64,
-    /// Binomial variance of `after` under a constant rate.
-    variance: f64,
 }
 
 impl QuantaSplit {
@@ -588,8 +595,8 @@ impl QuantaSplit {
         let share = span_after / (span_before + span_after);
         (all > 0.0 && share > 0.0 && share < 1.0).then_some(QuantaSplit {
             after,
+            all,
             expected: all * share,
-            variance: all * share * (1.0 - share),
         })
     }
 
@@ -597,19 +604,30 @@ impl QuantaSplit {
     fn combine(self, other: Self) -> Self {
         QuantaSplit {
             after: self.after + other.after,
+            all: self.all + other.all,
             expected: self.expected + other.expected,
-            variance: self.variance + other.variance,
         }
     }
 
-    /// Standard deviations by which growth after the split departs from a constant rate
-    /// (positive: faster after); 0 when there is no growth to judge.
-    fn z(&self) -> f64 {
-        if self.variance > 0.0 {
-            (self.after - self.expected) / self.variance.sqrt()
-        } else {
-            0.0
+    /// Chance under a constant rate of this little growth after the split, or less
+    /// (1 when there is no growth to judge).
+    fn p_slower(&self) -> f64 {
+        self.tail(true)
+    }
+
+    /// Chance under a constant rate of this much growth after the split, or more.
+    fn p_faster(&self) -> f64 {
+        self.tail(false)
+    }
+
+    fn tail(&self, lower: bool) -> f64 {
+        let n = self.all.round();
+        if n < 1.0 || self.expected <= 0.0 {
+            return 1.0;
         }
+        let share = (self.expected / self.all).clamp(1e-9, 1.0 - 1e-9);
+        let k = self.after.round().clamp(0.0, n);
+        stats::binomial_tail(n as u64, k as u64, share, lower)
     }
 }
 
@@ -696,12 +714,17 @@ pub fn fit_runs(runs: &[RunView]) -> Fit {
     let knee = fits.iter().rev().find_map(|f| f.stopped);
     let floor_rising = floor_mk.p_increasing() < ALPHA && floor > 0.25 * rate;
     let late_significant = late_mk.p_increasing() < ALPHA;
-    // Slower late growth that sampling could not have produced by chance.
-    let slowing_beyond_chance = fits
-        .iter()
-        .fold(QuantaSplit::default(), |a, f| a.combine(f.late_quanta))
-        .z()
-        <= SLOWING_Z;
+    // Growth that slowed by more than sampling could by chance: at any of the splits
+    // (runs added up at each), Bonferroni-corrected for trying several.
+    let slowing_beyond_chance = (0..SLOWING_SPLITS.len())
+        .map(|i| {
+            fits.iter()
+                .fold(QuantaSplit::default(), |a, f| a.combine(f.split_quanta[i]))
+                .p_slower()
+        })
+        .fold(1.0f64, f64::min)
+        * (SLOWING_SPLITS.len() as f64)
+        < SLOWING_P;
     // Growth in the last 40% relative to the first 40%: ~1 for a steady leak, near 0 for a
     // cache that filled up (even one that keeps creeping from sampling noise).
     let decel = if early > 0.0 {

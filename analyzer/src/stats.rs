@@ -470,6 +470,49 @@ pub fn normal_cdf(z: f64) -> f64 {
     0.5 * libm::erfc(-z / std::f64::consts::SQRT_2)
 }
 
+/// Binomial(n, p) tail: P(X <= k) when `lower`, else P(X >= k).
+pub fn binomial_tail(n: u64, k: u64, p: f64, lower: bool) -> f64 {
+    if k > n {
+        return if lower { 1.0 } else { 0.0 };
+    }
+    if n > 1000 {
+        // Normal approximation with continuity correction: exact sums cost O(n).
+        let (mean, sd) = (n as f64 * p, (n as f64 * p * (1.0 - p)).sqrt());
+        return if lower {
+            normal_cdf((k as f64 + 0.5 - mean) / sd)
+        } else {
+            1.0 - normal_cdf((k as f64 - 0.5 - mean) / sd)
+        };
+    }
+    // pmf(k) once, in logs; then neighbours by the ratio of successive terms, walking
+    // away from k into the tail until the terms stop mattering.
+    let (nf, kf) = (n as f64, k as f64);
+    let q = 1.0 - p;
+    let ln_pmf_k = libm::lgamma(nf + 1.0) - libm::lgamma(kf + 1.0) - libm::lgamma(nf - kf + 1.0)
+        + kf * p.ln()
+        + (nf - kf) * q.ln();
+    let mut term = ln_pmf_k.exp();
+    let mut sum = term;
+    if lower {
+        for i in (1..=k).rev() {
+            term *= i as f64 / (nf - i as f64 + 1.0) * (q / p);
+            sum += term;
+            if term < sum * 1e-17 {
+                break;
+            }
+        }
+    } else {
+        for i in k..n {
+            term *= (nf - i as f64) / (i as f64 + 1.0) * (p / q);
+            sum += term;
+            if term < sum * 1e-17 {
+                break;
+            }
+        }
+    }
+    sum.clamp(0.0, 1.0)
+}
+
 /// Uniform numbers in [0, 1) on a 10^-6 grid from an xorshift64 generator started at
 /// `state` (non-zero): deterministic noise for tests.
 #[cfg(test)]
@@ -485,6 +528,18 @@ pub(crate) fn test_uniforms(mut state: u64) -> impl FnMut() -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn binomial_tails() {
+        // Binomial(4, 0.5): P(X <= 0) = 1/16, P(X >= 3) = 5/16.
+        assert!((binomial_tail(4, 0, 0.5, true) - 0.0625).abs() < 1e-12);
+        assert!((binomial_tail(4, 3, 0.5, false) - 0.3125).abs() < 1e-12);
+        assert!((binomial_tail(10, 10, 0.3, true) - 1.0).abs() < 1e-12);
+        // The normal approximation above n = 1000 agrees with the exact sum near it.
+        let exact = binomial_tail(1000, 480, 0.5, true);
+        let approx = binomial_tail(1001, 480, 0.5, true);
+        assert!((exact - approx).abs() < 0.02, "{exact} {approx}");
+    }
 
     #[test]
     fn bh_qvalues_are_monotone_and_scaled() {
