@@ -358,8 +358,10 @@ fn fit_run(x_all: &[f64], y_all: &[f64]) -> Option<RunFit> {
     let late_from = n - ((n * 2) / 5).max(4).min(n);
     let late_ts = stats::theil_sen(&x[late_from..], &y[late_from..]).unwrap_or(0.0);
     let late_mk = stats::mann_kendall(&x[late_from..], &y[late_from..]);
-    let split_quanta = SLOWING_SPLITS
-        .map(|f| QuantaSplit::at(x, y, (f * (n - 1) as f64).round() as usize).unwrap_or_default());
+    let quantum = growth_quantum(&y[..x.len().min(n)]);
+    let split_at = |k: usize| quantum.and_then(|q| QuantaSplit::at(x, y, k, q));
+    let split_quanta =
+        SLOWING_SPLITS.map(|f| split_at((f * (n - 1) as f64).round() as usize).unwrap_or_default());
     let early_to = n - late_from;
     let early_ts = stats::theil_sen(&x[..early_to], &y[..early_to]).unwrap_or(0.0);
     let (mut peak, mut peak_i) = (f64::MIN, 0);
@@ -457,31 +459,35 @@ fn fit_run(x_all: &[f64], y_all: &[f64]) -> Option<RunFit> {
     let floor_mk = stats::mann_kendall(&fx, &fy);
     // Broken-stick fit: did growth stop (slow down 5x or more) at some point and stay
     // stopped? Judged on the post-knee segment as a whole, which is robust to noise.
-    // Theil-Sen slopes of the two segments at the knee: (knee index, before, after).
+    // Theil-Sen slopes of the two segments at the knee, and the growth in quanta either
+    // side of it: (knee, before, after, split).
     let segments = stats::knee(x, y, (n / 6).max(3)).and_then(|k| {
         let before = stats::theil_sen(&x[..=k.index], &y[..=k.index])?;
         let after = stats::theil_sen(&x[k.index..], &y[k.index..])?;
-        Some((k, before, after))
+        let split = split_at(k.index);
+        Some((k, before, after, split))
     });
-    let stopped = segments.as_ref().and_then(|&(ref k, before, after)| {
-        let pre_growth = before * (x[k.index] - x[0]);
-        let post_growth = after.max(0.0) * (x[n - 1] - x[k.index]);
-        let at = k.index as f64 / (n - 1) as f64;
-        (at <= 0.7
-            && before > 0.0
-            && after < 0.2 * before
-            && post_growth < 0.25 * pre_growth
-            && QuantaSplit::at(x, y, k.index).is_some_and(|q| q.p_slower() < KNEE_P))
-        .then_some((k.index as f64 / (n - 1) as f64, before, after))
-    });
+    let stopped = segments
+        .as_ref()
+        .and_then(|&(ref k, before, after, split)| {
+            let pre_growth = before * (x[k.index] - x[0]);
+            let post_growth = after.max(0.0) * (x[n - 1] - x[k.index]);
+            let at = k.index as f64 / (n - 1) as f64;
+            (at <= 0.7
+                && before > 0.0
+                && after < 0.2 * before
+                && post_growth < 0.25 * pre_growth
+                && split.is_some_and(|q| q.p_slower() < KNEE_P))
+            .then_some((k.index as f64 / (n - 1) as f64, before, after))
+        });
     // The other way round: growth that began (or sped up 2x or more) part-way through. Its
     // current rate is the slope after the knee; the whole-run slope dilutes it.
     let recent_ts = segments
         .as_ref()
-        .and_then(|&(ref k, before, after)| {
+        .and_then(|&(_, before, after, split)| {
             (after > 0.0
                 && after > 2.0 * before.max(0.0)
-                && QuantaSplit::at(x, y, k.index).is_some_and(|q| q.p_faster() < KNEE_P))
+                && split.is_some_and(|q| q.p_faster() < KNEE_P))
             .then_some(after)
         })
         .unwrap_or(ts)
@@ -554,6 +560,17 @@ const SLOWING_P: f64 = 0.05;
 /// Where growth is split to ask whether it slowed: fractions of each run's points.
 const SLOWING_SPLITS: [f64; 3] = [0.2, 0.4, 0.6];
 
+/// The median rise between neighbouring points (one sampling period in a sampled heap
+/// profile); `None` when nothing rose.
+fn growth_quantum(y: &[f64]) -> Option<f64> {
+    let rises: Vec<f64> = y
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .filter(|d| *d > 0.0)
+        .collect();
+    stats::median(&rises).filter(|q| *q > 0.0)
+}
+
 /// Growth on either side of a split, counted in quanta, against a constant rate.
 ///
 /// A quantum is the median rise between neighbouring points. In a sampled heap profile
@@ -573,18 +590,13 @@ struct QuantaSplit {
 }
 
 impl QuantaSplit {
-    /// The split of `y` at index `k`; `None` when nothing rose or a side is empty.
-    fn at(x: &[f64], y: &[f64], k: usize) -> Option<Self> {
+    /// The split of `y` at index `k` in quanta of [`growth_quantum`]; `None` when nothing
+    /// rose or a side is empty.
+    fn at(x: &[f64], y: &[f64], k: usize, quantum: f64) -> Option<Self> {
         let n = x.len().min(y.len());
         if k == 0 || k + 1 >= n {
             return None;
         }
-        let rises: Vec<f64> = y[..n]
-            .windows(2)
-            .map(|w| w[1] - w[0])
-            .filter(|d| *d > 0.0)
-            .collect();
-        let quantum = stats::median(&rises).filter(|q| *q > 0.0)?;
         // Levels as medians of three neighbours: exact on a staircase, robust to a spike.
         let level =
             |i: usize| stats::median(&y[i.saturating_sub(1)..(i + 2).min(n)]).unwrap_or(y[i]);

@@ -79,8 +79,8 @@ impl SourceRoots {
     }
 }
 
-/// Source evidence of sub-slice retention at an allocation site.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Source evidence of sub-slice retention at an allocation site, strongest first.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum SubSlice {
     /// The allocated buffer is sliced later in the same function: (line number, line).
     Sliced(i64, String),
@@ -219,12 +219,7 @@ pub fn hints(h: &HintInput<'_>) -> Vec<String> {
                     .site_frames
                     .iter()
                     .map(|f| sub_slice_at(h.sources, f))
-                    .reduce(|a, b| match (&a, &b) {
-                        (SubSlice::Sliced(..), _) => a,
-                        (_, SubSlice::Sliced(..)) => b,
-                        (SubSlice::NotSliced, _) => a,
-                        _ => b,
-                    })
+                    .min()
                     .unwrap_or(SubSlice::Unknown);
                 let size = format_bytes(h.object_size);
                 match evidence {
