@@ -31,16 +31,16 @@ fn main() {
     };
     let (bx, by) = stats::bucket_medians(&x, &y, REDUCED_POINTS);
     time("fit_runs", &|| {
-        black_box(fit_runs(&[RunView { hours: &x, y: &y }]));
+        black_box(fit_runs(&[RunView::new(&x, &y)], &Default::default()));
     });
     time("fit_runs (64 points)", &|| {
-        black_box(fit_runs(&[RunView { hours: &bx, y: &by }]));
+        black_box(fit_runs(&[RunView::new(&bx, &by)], &Default::default()));
     });
     time("fit_runs (256 points)", &|| {
-        black_box(fit_runs(&[RunView {
-            hours: &x[..256],
-            y: &y[..256],
-        }]));
+        black_box(fit_runs(
+            &[RunView::new(&x[..256], &y[..256])],
+            &Default::default(),
+        ));
     });
     time("floor mins (full)", &|| {
         let k = 8;

@@ -1,6 +1,7 @@
 //! Alert thresholds shared by `check` and `watch`: which findings of a [`Ranking`] are
 //! leaks fast and certain enough to fail a check or to post an alert.
 
+use crate::fit::Verdict;
 use crate::load::Metric;
 use crate::rank::{Finding, Ranking};
 use crate::render::format_rate;
@@ -24,6 +25,9 @@ pub struct Thresholds {
     pub max_goroutines_per_hour: f64,
     /// Smallest confidence (0..1) for a finding to count.
     pub min_confidence: f64,
+    /// Whether `growing` findings (too early to tell) above the rate limit count too,
+    /// whatever their confidence.
+    pub include_growing: bool,
 }
 
 impl Thresholds {
@@ -55,6 +59,7 @@ impl Thresholds {
             max_bytes_per_hour,
             max_goroutines_per_hour,
             min_confidence,
+            include_growing: false,
         })
     }
 
@@ -69,9 +74,11 @@ impl Thresholds {
 
     /// Whether a finding is a leak above its metric's limit with enough confidence.
     pub fn crosses(&self, f: &Finding) -> bool {
-        f.fit.verdict.is_leak()
-            && f.fit.confidence >= self.min_confidence
-            && f.fit.rate_per_hour > self.limit(f.metric)
+        let counts = match f.fit.verdict {
+            Verdict::Growing => self.include_growing,
+            v => v.is_leak() && f.fit.confidence >= self.min_confidence,
+        };
+        counts && f.fit.rate_per_hour > self.limit(f.metric)
     }
 }
 
@@ -101,8 +108,8 @@ impl Crossing<'_> {
 
 /// Every leak finding above the thresholds, in the ranking's combined order.
 pub fn crossings<'a>(r: &'a Ranking, t: &Thresholds) -> Vec<Crossing<'a>> {
-    r.leaks()
-        .into_iter()
+    r.findings
+        .iter()
         .filter(|f| t.crosses(f))
         .map(|f| Crossing {
             finding: f,

@@ -8,6 +8,7 @@
 
 use serde::Serialize;
 
+use crate::evidence::{self, AllocCheckpoints, Retention, SeriesContext, Shortfall};
 use crate::stats::{self, KendallS};
 
 /// Fewest points per run for a run to be fitted.
@@ -47,6 +48,10 @@ pub enum Verdict {
     Leak,
     /// Significant growth that is slowing down, or evidence from one signal only.
     PossibleLeak,
+    /// Grew, but the data cannot yet tell a leak from a cache still filling or a batch not
+    /// yet flushed: too few observations or sampling quanta, no clear growth at the end, or
+    /// one cycle of a possible batch (see [`crate::evidence`]).
+    Growing,
     /// Grew, then stopped growing (a bounded cache filling up).
     Plateau,
     /// Periodic resets to a flat floor (batches, buffers flushed).
@@ -72,6 +77,7 @@ impl Verdict {
         match self {
             Verdict::Leak => "leak",
             Verdict::PossibleLeak => "possible leak",
+            Verdict::Growing => "growing, too early to tell",
             Verdict::Plateau => "plateau",
             Verdict::Sawtooth => "sawtooth",
             Verdict::WarmUp => "warm-up",
@@ -111,6 +117,18 @@ struct RunFit {
     resets: usize,
     /// Growth stopped at a knee: (knee position 0..1, slope before, slope after).
     stopped: Option<(f64, f64, f64)>,
+    /// Points of the run (before any reduction).
+    points: usize,
+    /// The median rise between neighbouring points, when anything rose.
+    quantum: Option<f64>,
+    /// Rise of the level over the last [`evidence::LATE_SHARE`] of the run (0 if it fell).
+    late_rise: f64,
+    /// The run rose in one or two jumps (see [`evidence::steps`]).
+    steps: Option<evidence::Steps>,
+    /// Rise of the floor (Theil-Sen over the troughs) across the run.
+    floor_rise: f64,
+    /// Hours from the run's start to its first reset.
+    first_reset_hours: Option<f64>,
 }
 
 /// The combined fit of a series over all its runs.
@@ -157,6 +175,19 @@ pub struct Fit {
     pub points: usize,
     /// Hours covered by fitted runs.
     pub hours: f64,
+    /// Growth in quanta of one sampled allocation (see [`crate::evidence`]); 0 when the
+    /// series did not grow.
+    pub quanta: f64,
+    /// What kept a growing series from being called a leak (verdict `growing`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shortfall: Option<Shortfall>,
+    /// For a `growing` series: hours more to record, at the observed pace, for a decision.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record_more_hours: Option<f64>,
+    /// The site kept allocating but stopped retaining (or stopped allocating): the
+    /// evidence that turned growth into a plateau.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retention: Option<Retention>,
     /// Why the verdict was reached, in words.
     pub reason: String,
 }
@@ -182,7 +213,9 @@ pub fn adjust_for_multiple_tests(fits: &mut [Fit]) {
             Verdict::Plateau => Some(q),
             Verdict::PossibleLeak if f.small_effect => Some(q),
             // At NO_EVIDENCE_Q half of such discoveries would be false: no trend.
-            Verdict::Leak | Verdict::PossibleLeak if q >= NO_EVIDENCE_Q => Some(q),
+            Verdict::Leak | Verdict::PossibleLeak | Verdict::Growing if q >= NO_EVIDENCE_Q => {
+                Some(q)
+            }
             Verdict::Shrinking => Some(q_down),
             _ => None,
         };
@@ -512,7 +545,30 @@ fn fit_run(x_all: &[f64], y_all: &[f64]) -> Option<RunFit> {
     let falls_from_peak = peak_frac < 0.5
         && end < 0.8 * peak
         && falls_from_peak(x, y, &y_all[..n_all], peak_i, end, noise_sd);
+    // Levels as medians of three neighbours, as in QuantaSplit: exact on a staircase.
+    let level = |i: usize| stats::median(&y[i.saturating_sub(1)..(i + 2).min(n)]).unwrap_or(y[i]);
+    let late_at = (((1.0 - evidence::LATE_SHARE) * (n - 1) as f64).round() as usize).min(n - 1);
+    let late_rise = (level(n - 1) - level(late_at)).max(0.0);
+    let floor_span = fx.last().copied().unwrap_or(0.0) - fx.first().copied().unwrap_or(0.0);
     Some(RunFit {
+        points: n_all,
+        quantum,
+        late_rise,
+        steps: evidence::steps(y_all),
+        floor_rise: floor_ts * floor_span,
+        // Only a drop back to where the run began looks like a batch's first flush; one
+        // that leaves the level well above it (a partial clean-up) does not.
+        first_reset_hours: reset_at
+            .first()
+            .filter(|&&i| {
+                let drop = y_all[i - 1] - y_all[i];
+                let low = y_all[i..(i + 2).min(n_all)]
+                    .iter()
+                    .copied()
+                    .fold(f64::MAX, f64::min);
+                low - y_all[..i].iter().copied().fold(f64::MAX, f64::min) <= 0.25 * drop
+            })
+            .map(|&i| x_all[i] - x_all[0]),
         recent_ts,
         recent_end,
         falls_from_peak,
@@ -543,9 +599,9 @@ pub fn fit_series(runs: &[RunSeries]) -> Fit {
     let views: Vec<RunView> = runs
         .iter()
         .zip(&hours)
-        .map(|(r, h)| RunView { hours: h, y: &r.y })
+        .map(|(r, h)| RunView::new(h, &r.y))
         .collect();
-    fit_runs(&views)
+    fit_runs(&views, &SeriesContext::default())
 }
 
 /// Chance, under a constant rate, of growth after a fitted knee as far from the
@@ -650,11 +706,30 @@ pub struct RunView<'a> {
     pub hours: &'a [f64],
     /// Values.
     pub y: &'a [f64],
+    /// Allocation totals at [`evidence::CHECKPOINTS`] (heap series), when read.
+    pub alloc: Option<AllocCheckpoints>,
 }
 
-/// [`fit_series`] over borrowed runs (no copies of long series).
-pub fn fit_runs(runs: &[RunView]) -> Fit {
+impl<'a> RunView<'a> {
+    /// A run with no allocation totals.
+    pub fn new(hours: &'a [f64], y: &'a [f64]) -> Self {
+        RunView {
+            hours,
+            y,
+            alloc: None,
+        }
+    }
+}
+
+/// [`fit_series`] over borrowed runs (no copies of long series), knowing what one sampled
+/// event adds to the series (see [`SeriesContext`]).
+pub fn fit_runs(runs: &[RunView], ctx: &SeriesContext) -> Fit {
     let fits: Vec<RunFit> = runs.iter().filter_map(|r| fit_run(r.hours, r.y)).collect();
+    let allocs: Vec<AllocCheckpoints> = runs
+        .iter()
+        .filter(|r| r.y.len() >= MIN_POINTS)
+        .filter_map(|r| r.alloc)
+        .collect();
     let points: usize = runs.iter().map(|r| r.y.len()).sum();
     let peak_all = runs
         .iter()
@@ -685,6 +760,10 @@ pub fn fit_runs(runs: &[RunView]) -> Fit {
             runs: 0,
             points,
             hours: 0.0,
+            quanta: 0.0,
+            shortfall: None,
+            record_more_hours: None,
+            retention: None,
             reason: format!(
                 "fewer than {MIN_POINTS} points in every run: not enough data to judge"
             ),
@@ -724,7 +803,17 @@ pub fn fit_runs(runs: &[RunView]) -> Fit {
         .map(|f| f.hours)
         .sum();
     let knee = fits.iter().rev().find_map(|f| f.stopped);
-    let floor_rising = floor_mk.p_increasing() < ALPHA && floor > 0.25 * rate;
+    // What one sampled event adds: known from the profile, else the median rise.
+    let run_quanta: Vec<f64> = fits.iter().filter_map(|f| f.quantum).collect();
+    let quantum = ctx.quantum().or_else(|| stats::median(&run_quanta));
+    // A floor that rose by a sampling quantum or two is a sampled object that happened to
+    // survive a flush, not a leak under the sawtooth.
+    let floor_rise: f64 = fits.iter().map(|f| f.floor_rise).sum();
+    let floor_rising = floor_mk.p_increasing() < ALPHA
+        && floor > 0.25 * rate
+        && ctx
+            .quantum()
+            .is_none_or(|q| floor_rise >= evidence::FLOOR_QUANTA * q);
     let late_significant = late_mk.p_increasing() < ALPHA;
     // Growth that slowed by more than sampling could by chance: at any of the splits
     // (runs added up at each), Bonferroni-corrected for trying several.
@@ -924,6 +1013,38 @@ pub fn fit_runs(runs: &[RunView]) -> Fit {
     } else {
         (rate, reason)
     };
+    let observations: usize = fits.iter().map(|f| f.points).sum();
+    let quanta = quantum
+        .filter(|q| *q > 0.0)
+        .map(|q| growth.max(recent_growth).max(0.0) / q)
+        .unwrap_or(0.0);
+    let judged = Judged {
+        verdict,
+        reason,
+        confidence,
+    };
+    let evidence = EvidenceInput {
+        fits: &fits,
+        allocs: &allocs,
+        ctx,
+        quantum,
+        quanta,
+        observations,
+        late_significant,
+    };
+    let (mut judged, shortfall, retention) = weigh_evidence(judged, &evidence);
+    if judged.verdict.is_leak() {
+        let sampled_quanta = ctx.quantum().map_or(f64::INFINITY, |_| quanta);
+        judged.confidence *= evidence::leak_evidence_factor(observations, sampled_quanta);
+    }
+    let record_more_hours = shortfall.and_then(|s| {
+        evidence::record_more_hours(&s, observations, w, leak_rate, quantum.unwrap_or(1.0))
+    });
+    let Judged {
+        verdict,
+        reason,
+        confidence,
+    } = judged;
     Fit {
         verdict,
         confidence,
@@ -944,8 +1065,155 @@ pub fn fit_runs(runs: &[RunView]) -> Fit {
         runs: fits.len(),
         points,
         hours: w,
+        quanta,
+        shortfall,
+        record_more_hours,
+        retention,
         reason,
     }
+}
+
+/// A verdict with its reason and confidence, as it stands at one step of the judgement.
+struct Judged {
+    verdict: Verdict,
+    reason: String,
+    confidence: f64,
+}
+
+/// What [`weigh_evidence`] looks at beyond the verdict.
+struct EvidenceInput<'a> {
+    fits: &'a [RunFit],
+    allocs: &'a [AllocCheckpoints],
+    ctx: &'a SeriesContext,
+    quantum: Option<f64>,
+    quanta: f64,
+    observations: usize,
+    late_significant: bool,
+}
+
+/// Confidence of a `growing` series: how sure of growth, capped like the other non-leaks.
+fn growing_confidence(c: f64) -> f64 {
+    (c * 0.5).min(0.49)
+}
+
+/// Checks a leak verdict against the evidence behind it (see [`crate::evidence`]): growth
+/// in one or two jumps is a step, not a trend; a site that kept allocating but stopped
+/// retaining is a plateau; too few observations or quanta, one cycle of a possible batch,
+/// or no clear growth at the end make it `growing`.
+fn weigh_evidence(j: Judged, e: &EvidenceInput) -> (Judged, Option<Shortfall>, Option<Retention>) {
+    if !j.verdict.is_leak() {
+        return (j, None, None);
+    }
+    let growing = |j: Judged, s: Shortfall, why: String| {
+        let judged = Judged {
+            verdict: Verdict::Growing,
+            reason: format!("{}; too early to tell: {why}", j.reason),
+            confidence: growing_confidence(j.confidence),
+        };
+        (judged, Some(s), None)
+    };
+    // One or two jumps, flat between (every fitted run that grew did so in steps).
+    let grew: Vec<&RunFit> = e.fits.iter().filter(|f| f.end > f.start).collect();
+    let jumps: usize = grew
+        .iter()
+        .map(|f| f.steps.map_or(usize::MAX, |s| s.count))
+        .fold(0, usize::saturating_add);
+    if !grew.is_empty() && jumps <= 2 {
+        let largest = grew
+            .iter()
+            .filter_map(|f| f.steps.map(|s| s.largest))
+            .fold(0.0, f64::max);
+        let sampled = e.ctx.sampling_period.is_some_and(|p| largest <= 2.0 * p);
+        if !sampled {
+            let judged = Judged {
+                verdict: Verdict::Steady,
+                reason: format!(
+                    "moved in {jumps} jump(s) (the largest {}) and flat between: a one-time change such as a reload or a resize, not a trend",
+                    compact(largest)
+                ),
+                confidence: 0.0,
+            };
+            return (judged, None, None);
+        }
+    }
+    if let Some(r) = e
+        .quantum
+        .filter(|_| e.ctx.quantum().is_some() && e.allocs.len() == e.fits.len())
+        .and_then(|q| evidence::retention_fall(e.allocs, q))
+    {
+        let why = if r.allocations_stopped {
+            "grew, then its allocations stopped".to_string()
+        } else {
+            format!(
+                "grew, then kept allocating ({:.0} sampled allocations) but stopped retaining: {:.0}% kept before, {:.0}% after (a cache, pool or ring at capacity)",
+                r.late_allocated,
+                r.early * 100.0,
+                r.late * 100.0
+            )
+        };
+        let judged = Judged {
+            verdict: Verdict::Plateau,
+            reason: format!("{why}; chance under a steady share p = {:.1e}", r.p),
+            confidence: growing_confidence(j.confidence),
+        };
+        return (judged, None, Some(r));
+    }
+    if e.observations < evidence::MIN_OBSERVATIONS {
+        let s = Shortfall::FewObservations {
+            have: e.observations,
+            need: evidence::MIN_OBSERVATIONS,
+        };
+        let why = format!(
+            "{} independent observations (distinct heap profiles or scrapes), {} needed",
+            e.observations,
+            evidence::MIN_OBSERVATIONS
+        );
+        return growing(j, s, why);
+    }
+    if let Some(period) = e
+        .fits
+        .iter()
+        .filter(|f| f.resets == 1)
+        .find_map(|f| f.first_reset_hours)
+    {
+        let s = Shortfall::OneCycle {
+            period_hours: period,
+        };
+        let why = format!(
+            "one drop seen, {:.0} s in: a batch flushed that often needs two cycles to show whether its floor rises",
+            period * 3600.0
+        );
+        return growing(j, s, why);
+    }
+    // Quanta of sampled events only where the sampling is known (heap, goroutines): the
+    // median rise of an unsampled series is no count of events.
+    if let Some(q) = e.ctx.quantum().filter(|_| e.quanta < evidence::MIN_QUANTA) {
+        let s = Shortfall::FewQuanta {
+            have: e.quanta,
+            need: evidence::MIN_QUANTA,
+            quantum: q,
+        };
+        let why = format!(
+            "it grew by {:.1} sampling quanta of {} ({} needed)",
+            e.quanta,
+            compact(q),
+            evidence::MIN_QUANTA
+        );
+        return growing(j, s, why);
+    }
+    let late_quanta = e
+        .quantum
+        .map(|q| e.fits.iter().map(|f| f.late_rise).sum::<f64>() / q)
+        .unwrap_or(f64::INFINITY);
+    if late_quanta < evidence::LATE_QUANTA && !e.late_significant {
+        let s = Shortfall::NoLateGrowth { late_quanta };
+        let why = format!(
+            "the last {:.0}% of the recording rose by {late_quanta:.1} quanta, too few to tell a stop from a gap between samples",
+            evidence::LATE_SHARE * 100.0
+        );
+        return growing(j, s, why);
+    }
+    (j, None, None)
 }
 
 #[cfg(test)]
@@ -1106,9 +1374,11 @@ mod tests {
     fn gaps_between_samples_of_a_constant_rate_are_not_a_plateau() {
         // 45 points, 0.2 samples per point (about 9 steps): long flat gaps happen by chance.
         // Without the chance checks about a quarter of these were plateaus or possible leaks.
+        // With so few steps, 'growing' (too early to tell) is an honest answer; calling the
+        // growth stopped is not.
         let missed = (1..=100u64)
             .map(|seed| fit_series(&[sampled_staircase(seed * 6151, 45, |_| 0.2)]))
-            .filter(|f| f.verdict != Verdict::Leak)
+            .filter(|f| !matches!(f.verdict, Verdict::Leak | Verdict::Growing))
             .count();
         assert!(
             missed <= 4,

@@ -7,8 +7,10 @@
 //! into webhook alerts, one per site until it changes.
 
 pub mod alert;
+pub mod calibration;
 pub mod catalog;
 pub mod error;
+pub mod evidence;
 pub mod export;
 pub mod fit;
 pub mod hints;

@@ -8,14 +8,16 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{TimestampNanosecondType, UInt64Type};
+use arrow_array::types::{Int64Type, TimestampNanosecondType, UInt64Type};
 use datafusion::prelude::SessionContext;
 use rayon::prelude::*;
 
 use crate::catalog::Catalog;
 use crate::error::{AnalyzeError, Result};
+use crate::evidence;
 use crate::fit::RunSeries;
 use crate::site::{FrameRef, GroupBy, SiteRules};
+use crate::stats;
 use leakscope_capture::schema::Table;
 
 /// Hasher for keys that already are uniform 64-bit hashes (stack ids, profile ids).
@@ -105,6 +107,8 @@ pub struct ProfileCol {
     pub capture: String,
     /// Profile id.
     pub profile_id: u64,
+    /// Sampling period of the profile (`MemProfileRate` bytes for heap, 1 for goroutines).
+    pub period: i64,
 }
 
 /// One group's series as (run label, times in ns, values), run by run.
@@ -133,9 +137,40 @@ pub struct SeriesSet {
     pub object_size: Vec<f64>,
     /// Sample rows read.
     pub rows: u64,
+    /// Profiles dropped as repeats of the previous observation (heap: no GC between).
+    pub repeats: usize,
+    /// Median sampling period of the profiles (bytes for heap, 1 for goroutines).
+    pub sampling_period: Option<f64>,
+    /// Heap: allocated bytes of each group at each run's checkpoints, `slot * groups +
+    /// group` (slot = run * 4 + checkpoint); empty for other metrics.
+    pub alloc_at: Vec<f64>,
+    /// Heap: the profile position of each checkpoint slot.
+    pub checkpoint_cols: Vec<usize>,
 }
 
 impl SeriesSet {
+    /// The allocation checkpoints of group `g` in run `r`, with in-use values from `row`
+    /// (the group's row over every profile) and times from `hours`; `None` for non-heap.
+    pub fn alloc_checkpoints(
+        &self,
+        g: usize,
+        r: usize,
+        row: &[f64],
+        hours: &[f64],
+    ) -> Option<evidence::AllocCheckpoints> {
+        let k = evidence::CHECKPOINTS.len();
+        let ng = self.keys.len();
+        let slots = r * k..(r + 1) * k;
+        let cols = self.checkpoint_cols.get(slots.clone())?;
+        let mut c = evidence::AllocCheckpoints::default();
+        for (i, (&p, slot)) in cols.iter().zip(slots).enumerate() {
+            c.hours[i] = hours[p];
+            c.inuse[i] = row[p];
+            c.alloc[i] = *self.alloc_at.get(slot * ng + g)?;
+        }
+        Some(c)
+    }
+
     /// Rows of the groups in `groups`, each over every profile (a cache-friendly transpose).
     pub fn rows_of(&self, groups: std::ops::Range<usize>) -> Vec<Vec<f64>> {
         let mut flat = Vec::new();
@@ -234,27 +269,31 @@ pub async fn load_profiles(
 )> {
     let batches = collect(
         ctx,
-        &format!("SELECT capture, run_id, profile_id, time FROM profiles WHERE kind = '{kind}'"),
+        &format!(
+            "SELECT capture, run_id, profile_id, time, period FROM profiles WHERE kind = '{kind}'"
+        ),
     )
     .await?;
-    let mut rows: Vec<(String, u64, i64, String)> = Vec::new();
+    let mut rows: Vec<(String, u64, i64, String, i64)> = Vec::new();
     for b in &batches {
         let cap = b.column(0).as_string::<i32>();
         let run = b.column(1).as_string::<i32>();
         let pid = b.column(2).as_primitive::<UInt64Type>();
         let t = b.column(3).as_primitive::<TimestampNanosecondType>();
+        let period = b.column(4).as_primitive::<Int64Type>();
         for i in 0..b.num_rows() {
             rows.push((
                 format!("{}/{}", cap.value(i), run.value(i)),
                 pid.value(i),
                 t.value(i),
                 cap.value(i).to_string(),
+                period.value(i),
             ));
         }
     }
     // Order runs by their first profile time, then profiles by time.
     let mut first: HashMap<String, i64> = HashMap::new();
-    for (r, _, t, _) in &rows {
+    for (r, _, t, _, _) in &rows {
         let e = first.entry(r.clone()).or_insert(*t);
         *e = (*e).min(*t);
     }
@@ -266,7 +305,7 @@ pub async fn load_profiles(
     let mut profiles = Vec::with_capacity(rows.len());
     let mut pos = IdMap::default();
     let mut runs: Vec<(String, std::ops::Range<usize>)> = Vec::new();
-    for (i, (run, pid, t, capture)) in rows.into_iter().enumerate() {
+    for (i, (run, pid, t, capture, period)) in rows.into_iter().enumerate() {
         match runs.last_mut() {
             Some((name, r)) if *name == run => r.end = i + 1,
             _ => runs.push((run.clone(), i..i + 1)),
@@ -277,6 +316,7 @@ pub async fn load_profiles(
             time_ns: t,
             capture,
             profile_id: pid,
+            period,
         });
     }
     Ok((profiles, runs, pos))
@@ -375,16 +415,29 @@ pub async fn load_series(
     let (mut values, seen) = (matrix.matrix, matrix.seen);
     values.retain_columns(&seen);
     let (profiles, runs) = drop_unseen(profiles, &seen);
-    let object_size = if metric.kind() == "heap" {
-        // Mean bytes per live object over the last profile of every run: what each group
-        // holds when it has grown the most.
-        let ends: IdMap<i64> = runs
-            .iter()
-            .map(|(_, r)| (profiles[r.end - 1].profile_id, profiles[r.end - 1].time_ns))
-            .collect();
-        crate::scan::object_sizes(&segs, &ends, &stack_index, &stack_group, ng)?
+    // A heap profile changes only when a GC completes: scrapes within one GC cycle repeat
+    // the same observation, and counting them would overstate the evidence.
+    let (values, profiles, runs, repeats) = if metric.kind() == "heap" {
+        let keep = distinct_observations(&values, &runs);
+        let repeats = keep.iter().filter(|k| !**k).count();
+        let mut values = values;
+        values.retain_columns(&keep);
+        let (profiles, runs) = drop_unseen(profiles, &keep);
+        (values, profiles, runs, repeats)
     } else {
-        vec![0.0; ng]
+        (values, profiles, runs, 0)
+    };
+    let sampling_period = stats::median(
+        &profiles
+            .iter()
+            .filter(|p| p.period > 0)
+            .map(|p| p.period as f64)
+            .collect::<Vec<_>>(),
+    );
+    let (object_size, alloc_at, checkpoint_cols) = if metric.kind() == "heap" {
+        heap_checkpoints(&segs, &profiles, &runs, &stack_index, &stack_group, ng)?
+    } else {
+        (vec![0.0; ng], Vec::new(), Vec::new())
     };
     log::debug!("object sizes in {:?}", clock.elapsed());
     // Representative stack and function set per group.
@@ -426,7 +479,81 @@ pub async fn load_series(
         matrix: values,
         object_size,
         rows: matrix.rows,
+        repeats,
+        sampling_period,
+        alloc_at,
+        checkpoint_cols,
     })
+}
+
+/// Which profile columns are new observations: the first of each run, and every one whose
+/// values differ from the previous column of its run (a heap profile that no GC changed is
+/// the same observation again).
+fn distinct_observations(
+    m: &crate::scan::Matrix,
+    runs: &[(String, std::ops::Range<usize>)],
+) -> Vec<bool> {
+    let mut keep = vec![true; m.profiles()];
+    for (_, r) in runs {
+        for p in r.start + 1..r.end {
+            keep[p] = m.column(p) != m.column(p - 1);
+        }
+    }
+    keep
+}
+
+/// One targeted read of the heap profiles at every run's [`evidence::CHECKPOINTS`]: the
+/// mean bytes per live object of each group at the runs' last profiles, the allocated
+/// bytes of each group at every checkpoint (`slot * groups + group`, slot = run * 4 +
+/// checkpoint), and the profile position of each slot.
+fn heap_checkpoints(
+    segs: &[crate::scan::Segment],
+    profiles: &[ProfileCol],
+    runs: &[(String, std::ops::Range<usize>)],
+    stack_index: &IdMap<u32>,
+    stack_group: &[u32],
+    groups: usize,
+) -> Result<(Vec<f64>, Vec<f64>, Vec<usize>)> {
+    let k = evidence::CHECKPOINTS.len();
+    let cols: Vec<usize> = runs
+        .iter()
+        .flat_map(|(_, r)| (0..k).map(move |i| r.start + evidence::checkpoint_index(r.len(), i)))
+        .collect();
+    let slots: IdMap<usize> = cols
+        .iter()
+        .enumerate()
+        .map(|(slot, &p)| (profiles[p].profile_id, slot))
+        .collect();
+    let times: Vec<i64> = cols.iter().map(|&p| profiles[p].time_ns).collect();
+    let sums = crate::scan::sums_at(
+        segs,
+        &crate::scan::SumsAt {
+            slots: &slots,
+            nslots: cols.len(),
+            times: &times,
+            columns: &["inuse_bytes", "inuse_objects", "alloc_bytes"],
+            stack_index,
+            stack_group,
+            groups,
+        },
+    )?;
+    // Mean bytes per live object over the last profile of every run: what each group
+    // holds when it has grown the most.
+    let (mut bytes, mut objects) = (vec![0.0; groups], vec![0.0; groups]);
+    for r in 0..runs.len() {
+        let slot = r * k + k - 1;
+        for g in 0..groups {
+            bytes[g] += sums[0][slot * groups + g];
+            objects[g] += sums[1][slot * groups + g];
+        }
+    }
+    let object_size = bytes
+        .iter()
+        .zip(&objects)
+        .map(|(b, o)| if *o > 0.0 { b / o } else { 0.0 })
+        .collect();
+    let alloc = sums.into_iter().nth(2).unwrap_or_default();
+    Ok((object_size, alloc, cols))
 }
 
 /// Removes the profiles that got no sample row from the timeline; returns it with its runs.

@@ -152,15 +152,21 @@ struct Limits {
     /// Smallest confidence (0..1) for a finding to count.
     #[arg(long, default_value_t = 0.95)]
     min_confidence: f64,
+    /// Also count sites that are `growing` (too early to tell) above the growth limits:
+    /// `check` fails on them, `watch` alerts on them.
+    #[arg(long)]
+    fail_on_growing: bool,
 }
 
 impl Limits {
     fn parse(&self) -> anyhow::Result<Thresholds> {
-        Ok(Thresholds::parse(
+        let mut t = Thresholds::parse(
             &self.max_growth,
             &self.max_goroutine_growth,
             self.min_confidence,
-        )?)
+        )?;
+        t.include_growing = self.fail_on_growing;
+        Ok(t)
     }
 }
 
@@ -520,7 +526,12 @@ fn print_ranking(r: &Ranking, format: RankFormat, top: usize) -> anyhow::Result<
 fn check(r: &Ranking, t: &Thresholds) -> bool {
     let found = crossings(r, t);
     for c in &found {
-        println!("LEAK {}", c.describe());
+        let tag = if c.finding.fit.verdict.is_leak() {
+            "LEAK"
+        } else {
+            "GROWING"
+        };
+        println!("{tag} {}", c.describe());
     }
     if found.is_empty() {
         println!("OK: no leak above the thresholds. {}", r.verdict);

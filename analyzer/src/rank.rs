@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::catalog::Catalog;
 use crate::error::Result;
+use crate::evidence::SeriesContext;
 use crate::fit::{adjust_for_multiple_tests, fit_runs, Fit, RunView, Verdict};
 use crate::hints::{hints, is_timer_function, HintInput};
 use crate::load::{load_series, load_stacks, IdMap, Metric, SeriesSet};
@@ -79,6 +80,11 @@ pub struct Section {
     pub runs: usize,
     /// Profiles in the longest run.
     pub longest_run: usize,
+    /// Profiles left out as repeats of the previous observation (a heap profile no GC
+    /// changed); `profiles` counts the distinct ones.
+    pub repeats: usize,
+    /// Hours from the first to the last profile of each run, added up.
+    pub hours: f64,
     /// Sample rows read.
     pub rows: u64,
     /// Findings, leaks first then by rate.
@@ -205,12 +211,18 @@ fn fit_groups(
                         let views: Vec<RunView> = set
                             .runs
                             .iter()
-                            .map(|(_, r)| RunView {
+                            .enumerate()
+                            .map(|(i, (_, r))| RunView {
                                 hours: &hours[r.clone()],
                                 y: &row[r.clone()],
+                                alloc: set.alloc_checkpoints(g, i, row, &hours),
                             })
                             .collect();
-                        (g, fit_runs(&views))
+                        let ctx = SeriesContext {
+                            sampling_period: set.sampling_period,
+                            object_size: set.object_size[g],
+                        };
+                        (g, fit_runs(&views, &ctx))
                     })
                     .collect::<Vec<_>>()
             })
@@ -373,6 +385,18 @@ pub async fn rank(
             profiles: set.profiles.len(),
             runs: set.runs.len(),
             longest_run: set.runs.iter().map(|(_, r)| r.len()).max().unwrap_or(0),
+            repeats: set.repeats,
+            hours: set
+                .runs
+                .iter()
+                .map(|(_, r)| {
+                    let (a, b) = (
+                        set.profiles[r.start].time_ns,
+                        set.profiles[r.end - 1].time_ns,
+                    );
+                    b.saturating_sub(a) as f64 / 3.6e12
+                })
+                .sum(),
             rows: set.rows,
             findings,
         };

@@ -26,6 +26,36 @@ pub fn format_rate(metric: Metric, v: f64) -> String {
     }
 }
 
+/// A duration given in hours, for people: `45s`, `3m20s`, `2h05m`, `3d4h`.
+pub fn format_hours(h: f64) -> String {
+    if !h.is_finite() || h < 0.0 {
+        return "?".into();
+    }
+    let s = (h * 3600.0).round() as u64;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        3600..86400 => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+        _ => format!("{}d{}h", s / 86400, (s % 86400) / 3600),
+    }
+}
+
+/// The verdict of a finding with the evidence behind it: its label, the points and span
+/// it was judged on, and for `growing` how much longer to record.
+pub fn verdict_cell(f: &Finding) -> String {
+    format!("{} ({})", f.fit.verdict.label(), evidence_note(f))
+}
+
+/// The evidence behind a finding's verdict: points and span judged, and for `growing` how
+/// much longer to record (`14 pts, 2m10s; record ~3m00s more`).
+pub fn evidence_note(f: &Finding) -> String {
+    let mut s = format!("{} pts, {}", f.fit.points, format_hours(f.fit.hours));
+    if let Some(more) = f.fit.record_more_hours {
+        let _ = write!(s, "; record ~{} more", format_hours(more));
+    }
+    s
+}
+
 fn describe(f: &Finding) -> String {
     let mut s = format!(
         "{} ({}) grows {} (confidence {:.0}%, now {})",
@@ -100,6 +130,25 @@ pub fn verdict(r: &Ranking) -> String {
             );
         }
     }
+    let growing: Vec<&Finding> = r
+        .findings
+        .iter()
+        .filter(|f| f.fit.verdict == Verdict::Growing)
+        .collect();
+    if let Some(top) = growing.first() {
+        let more = growing
+            .iter()
+            .filter_map(|f| f.fit.record_more_hours)
+            .fold(0.0, f64::max);
+        let _ = write!(
+            out,
+            " {} site(s) growing, too early to tell (record ~{} more to decide); fastest: {} grows {}.",
+            growing.len(),
+            format_hours(more),
+            top.site,
+            format_rate(top.metric, top.fit.rate_per_hour)
+        );
+    }
     if let Some(p) = &r.process {
         let _ = write!(out, " Process: {}.", p.message);
     }
@@ -147,7 +196,7 @@ fn section_table(findings: &[Finding], top: usize, markdown: bool) -> String {
             .unwrap_or_else(|| f.fit.reason.clone());
         t.add_row(vec![
             f.rank.to_string(),
-            f.fit.verdict.label().to_string(),
+            verdict_cell(f),
             format_rate(f.metric, f.fit.rate_per_hour),
             format!("{:.0}%", f.fit.confidence * 100.0),
             format_value(f.metric, f.fit.growth),
@@ -157,6 +206,24 @@ fn section_table(findings: &[Finding], top: usize, markdown: bool) -> String {
         ]);
     }
     t.to_string()
+}
+
+/// What a section was judged on: distinct profiles (and repeats left out), runs, span.
+pub fn section_span(s: &crate::rank::Section) -> String {
+    let repeats = if s.repeats > 0 {
+        format!(
+            " ({} repeats of an unchanged heap profile left out: no GC between scrapes)",
+            s.repeats
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "{} profiles{repeats}, {} run(s), {} recorded",
+        s.profiles,
+        s.runs,
+        format_hours(s.hours)
+    )
 }
 
 /// A site key with its source path cut to the file name (`main.f main.go:12`).
@@ -174,11 +241,7 @@ pub fn text(r: &Ranking, top: usize) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "{}\n", r.verdict);
     for s in &r.sections {
-        let _ = writeln!(
-            out,
-            "== {} — {} profiles, {} run(s)",
-            s.title, s.profiles, s.runs
-        );
+        let _ = writeln!(out, "== {} — {}", s.title, section_span(s));
         if s.findings.is_empty() {
             let _ = writeln!(out, "(no samples)\n");
             continue;
@@ -218,11 +281,7 @@ pub fn markdown(r: &Ranking, top: usize) -> String {
         r.verdict.replace('<', "&lt;")
     );
     for s in &r.sections {
-        let _ = writeln!(
-            out,
-            "### {} ({} profiles, {} runs)\n",
-            s.title, s.profiles, s.runs
-        );
+        let _ = writeln!(out, "### {} ({})\n", s.title, section_span(s));
         if !s.findings.is_empty() {
             let _ = writeln!(out, "{}\n", section_table(&s.findings, top, true));
         }

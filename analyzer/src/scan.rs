@@ -526,61 +526,74 @@ fn may_hold_time(stats: Option<&Statistics>, times: &[i64]) -> bool {
     }
 }
 
-/// Mean bytes per live object of each group over the given heap profiles (id -> time);
-/// only row groups whose time range holds one of them are read.
-pub fn object_sizes(
-    segs: &[Segment],
-    profiles: &IdMap<i64>,
-    stack_index: &IdMap<u32>,
-    stack_group: &[u32],
-    groups: usize,
-) -> Result<Vec<f64>> {
-    let times: Vec<i64> = profiles.values().copied().collect();
-    let sums: Vec<Vec<(usize, f64, f64)>> = segs
-        .par_iter()
-        .map(|seg| {
+/// Sums of `columns` per group at a few chosen profiles (profile id -> slot), read from
+/// only the row groups whose time range holds one of `times` (those profiles' times).
+/// Returns one `slots x groups` table (slot-major) per column; null values count as 0.
+pub struct SumsAt<'a> {
+    /// Profile id -> slot.
+    pub slots: &'a IdMap<usize>,
+    /// Number of slots.
+    pub nslots: usize,
+    /// Times (ns) of the chosen profiles, for row-group pruning.
+    pub times: &'a [i64],
+    /// Int64 sample columns to sum.
+    pub columns: &'a [&'a str],
+    /// Stack id -> dense stack index.
+    pub stack_index: &'a IdMap<u32>,
+    /// Dense stack index -> group.
+    pub stack_group: &'a [u32],
+    /// Number of groups.
+    pub groups: usize,
+}
+
+/// Reads the sums described by `at` from every segment in parallel.
+pub fn sums_at(segs: &[Segment], at: &SumsAt) -> Result<Vec<Vec<f64>>> {
+    let width = at.nslots * at.groups;
+    let zero = || vec![vec![0.0; width]; at.columns.len()];
+    segs.par_iter()
+        .try_fold(zero, |mut acc, seg| {
             let path = &seg.path;
-            let builder = open(
-                path,
-                &["stack_id", "profile_id", "inuse_bytes", "inuse_objects"],
-            )?;
-            let mut out = Vec::new();
-            let Some(builder) = prune_row_groups(builder, "time", |s| may_hold_time(s, &times))
+            let mut wanted = vec!["stack_id", "profile_id"];
+            wanted.extend_from_slice(at.columns);
+            let builder = open(path, &wanted)?;
+            let Some(builder) = prune_row_groups(builder, "time", |s| may_hold_time(s, at.times))
             else {
-                return Ok(out);
+                return Ok(acc);
             };
             for b in batches(path, builder)? {
                 let b = b?;
                 let sid = column(&b, "stack_id", path)?.as_primitive::<UInt64Type>();
                 let pid = column(&b, "profile_id", path)?.as_primitive::<UInt64Type>();
-                let by = column(&b, "inuse_bytes", path)?.as_primitive::<Int64Type>();
-                let ob = column(&b, "inuse_objects", path)?.as_primitive::<Int64Type>();
+                let cols = at
+                    .columns
+                    .iter()
+                    .map(|c| Ok(column(&b, c, path)?.as_primitive::<Int64Type>()))
+                    .collect::<Result<Vec<_>>>()?;
                 for i in 0..b.num_rows() {
-                    if !profiles.contains_key(&pid.value(i)) || by.is_null(i) || ob.is_null(i) {
+                    let Some(&slot) = at.slots.get(&pid.value(i)) else {
                         continue;
-                    }
-                    if let Some(&si) = stack_index.get(&sid.value(i)) {
-                        out.push((
-                            stack_group[si as usize] as usize,
-                            by.value(i) as f64,
-                            ob.value(i) as f64,
-                        ));
+                    };
+                    let Some(&si) = at.stack_index.get(&sid.value(i)) else {
+                        continue;
+                    };
+                    let cell = slot * at.groups + at.stack_group[si as usize] as usize;
+                    for (sum, col) in acc.iter_mut().zip(&cols) {
+                        if !col.is_null(i) {
+                            sum[cell] += col.value(i) as f64;
+                        }
                     }
                 }
             }
-            Ok(out)
+            Ok(acc)
         })
-        .collect::<Result<_>>()?;
-    let (mut bytes, mut objects) = (vec![0.0; groups], vec![0.0; groups]);
-    for (g, b, o) in sums.into_iter().flatten() {
-        bytes[g] += b;
-        objects[g] += o;
-    }
-    Ok(bytes
-        .iter()
-        .zip(&objects)
-        .map(|(b, o)| if *o > 0.0 { b / o } else { 0.0 })
-        .collect())
+        .try_reduce(zero, |mut a, b| {
+            for (x, y) in a.iter_mut().zip(b) {
+                for (p, q) in x.iter_mut().zip(y) {
+                    *p += q;
+                }
+            }
+            Ok(a)
+        })
 }
 
 #[cfg(test)]

@@ -85,7 +85,7 @@ table.sites col.n{width:34px}table.sites col.v{width:104px}table.sites col.r{wid
 table.sites col.c{width:62px}table.sites col.g{width:80px}table.sites col.s{width:236px}
 .hint{color:#333;font-size:13px}
 .badge{display:inline-block;padding:1px 7px;border-radius:9px;font-size:12px;color:#fff;background:var(--shape);white-space:nowrap}
-.badge.leak{background:var(--leak)}.badge.possible-leak{background:var(--maybe)}.badge.steady,.badge.too-short,.badge.shrinking{background:#95a5a6}
+.badge.leak{background:var(--leak)}.badge.possible-leak{background:var(--maybe)}.badge.growing{background:#b7950b}.badge.steady,.badge.too-short,.badge.shrinking{background:#95a5a6}
 .metric{display:block;color:var(--muted);font-size:11px;margin-top:2px}
 details{margin-top:4px}
 summary{cursor:pointer;color:#1f5fa8;font-size:12.5px}
@@ -102,6 +102,7 @@ fn badge(v: Verdict) -> String {
     let class = match v {
         Verdict::Leak => "leak",
         Verdict::PossibleLeak => "possible-leak",
+        Verdict::Growing => "growing",
         Verdict::Plateau => "plateau",
         Verdict::Sawtooth => "sawtooth",
         Verdict::WarmUp => "warm-up",
@@ -191,10 +192,11 @@ fn site_rows(out: &mut String, r: &Report, findings: &[Finding], top: usize, id_
         }
         let _ = write!(
             out,
-            "</details></td><td>{}<span class=\"metric\">{}</span></td><td class=\"num\">{}</td>\
+            "</details></td><td>{}<span class=\"metric\">{}</span><span class=\"metric evidence\">{}</span></td><td class=\"num\">{}</td>\
              <td class=\"num\">{:.0}%</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
             badge(f.fit.verdict),
             metric_label(f.metric),
+            escape(&crate::render::evidence_note(f)),
             escape(&format_rate(f.metric, f.fit.rate_per_hour)),
             f.fit.confidence * 100.0,
             escape(&format_value(f.metric, f.fit.growth)),

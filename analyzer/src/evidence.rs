@@ -1,0 +1,372 @@
+//! How much evidence a growing series holds, and whether it is enough to call a leak.
+//!
+//! The trend statistics of [`crate::fit`] say whether a series grew. Calling it a leak
+//! claims more: that it will keep growing. That needs evidence the points may not hold:
+//!
+//! - **Independent observations.** A heap profile changes only when a GC completes, so
+//!   scrapes within one GC cycle repeat one observation (the ranking drops such repeats
+//!   before fitting, see [`crate::load`]); a 60 s recording at 1 s of a service that ran
+//!   14 GCs holds 14 observations, not 60.
+//! - **Sampling quanta.** At Go's default 512 KiB heap sampling a 2 MiB rise is four
+//!   sampled allocations. Growth is counted in quanta of `max(sampling period, object
+//!   size)`, the value one sampled allocation adds.
+//! - **Growth still visible at the end.** A cache that filled early and a leak whose last
+//!   sampled step is late both fit "it grew"; only growth seen in the last part of the
+//!   recording, or a stop that beats chance, tells them apart.
+//! - **More than one or two jumps.** A series that moved in one or two jumps and is flat
+//!   between them (a reload, a resize, a table replaced once) is never a trend.
+//! - **Allocations that keep flowing but are no longer retained** (the retention ratio,
+//!   Δ in-use / Δ allocated): a cache, pool or ring at capacity keeps allocating while its
+//!   in-use stops following; a leak keeps retaining a steady share.
+//!
+//! A series that grew but falls short is [`crate::fit::Verdict::Growing`]: too early to
+//! tell, with the [`Shortfall`] that kept it from being a leak and an estimate of how much
+//! longer to record.
+
+use serde::Serialize;
+
+use crate::stats;
+
+/// Fewest independent observations (distinct heap profiles, goroutine or native scrapes)
+/// for a leak verdict; below it growth is `growing`. Six points can give a Mann-Kendall
+/// p-value of 0.0014 from a batch buffer that has not flushed yet.
+pub const MIN_OBSERVATIONS: usize = 12;
+/// Fewest sampling quanta of growth for a leak verdict.
+pub const MIN_QUANTA: f64 = 8.0;
+/// Quanta of growth in the last [`LATE_SHARE`] of a run that show growth has not stopped.
+pub const LATE_QUANTA: f64 = 3.0;
+/// The part of each run judged for "still growing at the end".
+pub const LATE_SHARE: f64 = 0.4;
+/// Share of a series' rises that its largest one or two must hold to call it a step.
+pub const STEP_SHARE: f64 = 0.8;
+/// Quanta a sawtooth's floor must rise by before the rise counts as a leak underneath.
+pub const FLOOR_QUANTA: f64 = 3.0;
+/// Chance under a steady rate below which a fall in retention or allocations is real
+/// (after a Bonferroni correction for the splits tried).
+pub const RETENTION_P: f64 = 0.01;
+/// Fractions of each run's points where allocation totals are read for the retention
+/// signal: the start, two splits and the end.
+pub const CHECKPOINTS: [f64; 4] = [0.0, 0.5, 0.75, 1.0];
+
+/// What the ranking knows about one series beyond its points.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SeriesContext {
+    /// Value one sampled event adds: the heap profile's sampling period in bytes
+    /// (`MemProfileRate`), 1 for goroutine counts; `None` when unknown (the median rise
+    /// between points is used instead).
+    pub sampling_period: Option<f64>,
+    /// Mean bytes per live object (heap); 0 when unknown.
+    pub object_size: f64,
+}
+
+impl SeriesContext {
+    /// Value of one quantum of evidence: what one sampled allocation adds, or `None`.
+    pub fn quantum(&self) -> Option<f64> {
+        self.sampling_period
+            .filter(|p| *p > 0.0)
+            .map(|p| p.max(self.object_size))
+    }
+}
+
+/// Index of checkpoint `i` of [`CHECKPOINTS`] in a run of `n` points.
+pub fn checkpoint_index(n: usize, i: usize) -> usize {
+    ((CHECKPOINTS[i] * n.saturating_sub(1) as f64).round() as usize).min(n.saturating_sub(1))
+}
+
+/// In-use and cumulative allocated totals of one run at [`CHECKPOINTS`].
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct AllocCheckpoints {
+    /// Hours since the run's first point, at each checkpoint.
+    pub hours: [f64; 4],
+    /// In-use value at each checkpoint.
+    pub inuse: [f64; 4],
+    /// Cumulative allocated value (same unit) at each checkpoint.
+    pub alloc: [f64; 4],
+}
+
+/// Why growth was not enough to call a leak: the evidence that is missing.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(tag = "code", rename_all = "kebab-case")]
+pub enum Shortfall {
+    /// Fewer independent observations than [`MIN_OBSERVATIONS`].
+    FewObservations {
+        /// Observations fitted.
+        have: usize,
+        /// Observations needed.
+        need: usize,
+    },
+    /// Growth of fewer sampling quanta than [`MIN_QUANTA`].
+    FewQuanta {
+        /// Quanta of growth seen.
+        have: f64,
+        /// Quanta needed.
+        need: f64,
+        /// Value of one quantum.
+        quantum: f64,
+    },
+    /// No clear growth in the last part of the recording, and too few quanta to tell a
+    /// stop from a gap between samples.
+    NoLateGrowth {
+        /// Quanta of growth in the last [`LATE_SHARE`] of the runs.
+        late_quanta: f64,
+    },
+    /// One drop seen: a batch flushed about this often would need two cycles to show
+    /// whether its floor rises.
+    OneCycle {
+        /// Hours from the run's start to the drop.
+        period_hours: f64,
+    },
+}
+
+/// The growth of a series in one or two jumps, flat between them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Steps {
+    /// Jumps (1 or 2).
+    pub count: usize,
+    /// The largest jump.
+    pub largest: f64,
+}
+
+/// Whether `y` rose in at most two jumps: its largest one or two rises hold
+/// [`STEP_SHARE`] of all its rises (or, on a noisy series, at most two rises stand out
+/// from the noise by [`STEP_NOISE_SIGMAS`] and make [`STEP_SHARE`] of its net growth), and
+/// it kept at least half of them. `None` when it rose more gradually, or not at all.
+pub fn steps(y: &[f64]) -> Option<Steps> {
+    steps_of_rises(y).or_else(|| steps_above_noise(y))
+}
+
+/// A rise counts as a jump above the noise when it is this many standard deviations of the
+/// series' step noise ([`stats::step_noise_sd`]).
+pub const STEP_NOISE_SIGMAS: f64 = 6.0;
+
+fn steps_above_noise(y: &[f64]) -> Option<Steps> {
+    let n = y.len();
+    if n < 6 {
+        return None;
+    }
+    let sd = stats::step_noise_sd(y);
+    if sd <= 0.0 {
+        return None;
+    }
+    let jumps: Vec<f64> = y
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .filter(|d| *d > STEP_NOISE_SIGMAS * sd)
+        .collect();
+    let k = (n / 5).max(2);
+    let net = stats::median(&y[n - k..])? - stats::median(&y[..k])?;
+    let total: f64 = jumps.iter().sum();
+    (!jumps.is_empty()
+        && jumps.len() <= 2
+        && net > 0.0
+        && total >= STEP_SHARE * net
+        && total <= 2.0 * net)
+        .then(|| Steps {
+            count: jumps.len(),
+            largest: jumps.iter().copied().fold(0.0, f64::max),
+        })
+}
+
+/// How far a leak verdict can be trusted given the evidence behind it, as a factor on the
+/// trend's confidence: `(1 - 0.5 / sqrt(quanta)) * (1 - 1.5 / observations)`. Measured on
+/// simulated recordings (docs/accuracy.md), the share of `leak` verdicts that were real
+/// leaks rises with both: 75% at 12-20 observations and 8-24 quanta, 97% past 40
+/// observations and 64 quanta; the factor keeps the stated confidence at or under it.
+/// `quanta` is infinite for a series whose sampling is unknown (only the observations
+/// count then).
+pub fn leak_evidence_factor(observations: usize, quanta: f64) -> f64 {
+    let q = quanta.max(1.0);
+    let n = observations.max(2) as f64;
+    ((1.0 - 0.5 / q.sqrt()) * (1.0 - 1.5 / n)).clamp(0.0, 1.0)
+}
+
+fn steps_of_rises(y: &[f64]) -> Option<Steps> {
+    let mut rises: Vec<f64> = y
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .filter(|d| *d > 0.0)
+        .collect();
+    let total: f64 = rises.iter().sum();
+    if total <= 0.0 || y.len() < 3 {
+        return None;
+    }
+    rises.sort_by(|a, b| b.total_cmp(a));
+    let net = y[y.len() - 1] - y[0];
+    (1..=2.min(rises.len())).find_map(|k| {
+        let top: f64 = rises[..k].iter().sum();
+        (top >= STEP_SHARE * total && net >= 0.5 * top).then_some(Steps {
+            count: k,
+            largest: rises[0],
+        })
+    })
+}
+
+/// The retention signal of a series over its runs' [`AllocCheckpoints`], in quanta.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Retention {
+    /// Share of allocated quanta kept in use before the split that judged it.
+    pub early: f64,
+    /// The same after the split.
+    pub late: f64,
+    /// Quanta allocated after the split.
+    pub late_allocated: f64,
+    /// Chance under a steady retention share (or a steady allocation rate, when
+    /// allocations stopped) of a fall this large, Bonferroni-corrected.
+    pub p: f64,
+    /// Allocations themselves stopped (rather than continuing unretained).
+    pub allocations_stopped: bool,
+}
+
+/// Judges whether a site stopped retaining what it allocates, at each split of
+/// [`CHECKPOINTS`] (runs added up): its allocations kept flowing while in-use stopped
+/// following them (retention fell beyond chance), or its allocations stopped. `None` when
+/// there is too little to judge or no fall.
+pub fn retention_fall(runs: &[AllocCheckpoints], quantum: f64) -> Option<Retention> {
+    if runs.is_empty() || quantum <= 0.0 {
+        return None;
+    }
+    let splits = CHECKPOINTS.len() - 2;
+    let mut best: Option<Retention> = None;
+    for s in 1..=splits {
+        let (mut re, mut ae, mut rl, mut al, mut te, mut tl) = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+        for r in runs {
+            let last = CHECKPOINTS.len() - 1;
+            re += (r.inuse[s] - r.inuse[0]).max(0.0) / quantum;
+            rl += (r.inuse[last] - r.inuse[s]).max(0.0) / quantum;
+            ae += (r.alloc[s] - r.alloc[0]).max(0.0) / quantum;
+            al += (r.alloc[last] - r.alloc[s]).max(0.0) / quantum;
+            te += r.hours[s] - r.hours[0];
+            tl += r.hours[last] - r.hours[s];
+        }
+        if ae < 3.0 || re < 3.0 || te <= 0.0 || tl <= 0.0 {
+            continue;
+        }
+        let early = (re / ae).min(1.0);
+        let late = if al > 0.0 { (rl / al).min(1.0) } else { 0.0 };
+        // In-use growth itself must have slowed (what the in-use statistics could not
+        // settle), and the split's evidence must beat chance.
+        let slowed = rl <= 0.5 * re * tl / te;
+        let judged = if al >= 5.0 {
+            // Allocations continued: were they retained at the early share?
+            let p = stats::binomial_tail(al.round() as u64, rl.round() as u64, early, true);
+            (late < 0.5 * early).then_some((p, false))
+        } else {
+            // Allocations (nearly) stopped: was that chance under a steady rate?
+            let all = (ae + al).round() as u64;
+            let share = tl / (te + tl);
+            let p = stats::binomial_tail(all, al.round() as u64, share, true);
+            (al < 0.25 * (ae + al) * share).then_some((p, true))
+        };
+        let Some((p, stopped)) = judged.filter(|_| slowed) else {
+            continue;
+        };
+        let p = (p * splits as f64).min(1.0);
+        let r = Retention {
+            early,
+            late,
+            late_allocated: al,
+            p,
+            allocations_stopped: stopped,
+        };
+        if best.is_none_or(|b| r.p < b.p) {
+            best = Some(r);
+        }
+    }
+    best.filter(|r| r.p < RETENTION_P)
+}
+
+/// Hours more to record, at the observed pace, for a shortfall to be made up: more
+/// observations at the observed observation rate, more quanta at the observed growth rate,
+/// time for the observed rate to add five quanta (enough for their absence after a stop
+/// to beat chance), or two cycles of the period a single drop suggests.
+pub fn record_more_hours(
+    shortfall: &Shortfall,
+    observations: usize,
+    hours: f64,
+    rate_per_hour: f64,
+    quantum: f64,
+) -> Option<f64> {
+    let per_hour_obs = observations as f64 / hours;
+    let quanta_per_hour = rate_per_hour / quantum;
+    let more = match *shortfall {
+        Shortfall::FewObservations { have, need } => {
+            (need.saturating_sub(have)) as f64 / per_hour_obs
+        }
+        Shortfall::FewQuanta { have, need, .. } => (need - have).max(1.0) / quanta_per_hour,
+        Shortfall::NoLateGrowth { .. } => 5.0 / quanta_per_hour,
+        Shortfall::OneCycle { period_hours } => 2.2 * period_hours - hours,
+    };
+    (more.is_finite() && hours > 0.0).then_some(more.max(1.0 / per_hour_obs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_or_two_jumps_are_steps_gradual_growth_is_not() {
+        let one = [1.0, 1.0, 1.0, 9.0, 9.0, 9.0, 9.0];
+        assert_eq!(steps(&one).map(|s| s.count), Some(1));
+        let two = [1.0, 1.0, 5.0, 5.0, 5.0, 9.0, 9.0];
+        assert_eq!(steps(&two).map(|s| s.count), Some(2));
+        let ramp: Vec<f64> = (0..10).map(f64::from).collect();
+        assert_eq!(steps(&ramp), None);
+        // A spike that came back down is no step up.
+        assert_eq!(steps(&[1.0, 1.0, 9.0, 1.0, 1.0]), None);
+        assert_eq!(steps(&[3.0, 3.0, 3.0]), None);
+    }
+
+    fn checkpoints(inuse: [f64; 4], alloc: [f64; 4]) -> AllocCheckpoints {
+        AllocCheckpoints {
+            hours: CHECKPOINTS.map(|c| c * 0.1),
+            inuse,
+            alloc,
+        }
+    }
+
+    #[test]
+    fn cache_at_capacity_stops_retaining_a_leak_does_not() {
+        // Fills by the half-way point, then keeps allocating 40 quanta unretained.
+        let cache = checkpoints([0.0, 20.0, 20.0, 21.0], [0.0, 22.0, 42.0, 62.0]);
+        let r = retention_fall(&[cache], 1.0).expect("a fall");
+        assert!(
+            !r.allocations_stopped && r.late < 0.1 && r.p < 1e-6,
+            "{r:?}"
+        );
+        // A leak keeps its share (here 50%), even when in-use lagged a little.
+        let leak = checkpoints([0.0, 10.0, 14.0, 19.0], [0.0, 20.0, 30.0, 40.0]);
+        assert_eq!(retention_fall(&[leak], 1.0), None);
+        // Too little allocated to judge.
+        let thin = checkpoints([0.0, 2.0, 2.0, 2.0], [0.0, 2.0, 3.0, 4.0]);
+        assert_eq!(retention_fall(&[thin], 1.0), None);
+    }
+
+    #[test]
+    fn allocations_that_stop_are_a_stop() {
+        let fill = checkpoints([0.0, 30.0, 30.0, 30.0], [0.0, 30.0, 30.0, 30.0]);
+        let r = retention_fall(&[fill], 1.0).expect("a stop");
+        assert!(r.allocations_stopped, "{r:?}");
+    }
+
+    #[test]
+    fn record_more_comes_from_the_pace() {
+        // 6 observations in 1 minute: 6 more take another minute.
+        let few = Shortfall::FewObservations { have: 6, need: 12 };
+        let h = record_more_hours(&few, 6, 1.0 / 60.0, 100.0, 1.0).unwrap();
+        assert!((h * 60.0 - 1.0).abs() < 1e-9, "{h}");
+        // 4 quanta at 60 quanta/h: 4 more take 4 minutes.
+        let q = Shortfall::FewQuanta {
+            have: 4.0,
+            need: 8.0,
+            quantum: 1.0,
+        };
+        let h = record_more_hours(&q, 30, 0.1, 60.0, 1.0).unwrap();
+        assert!((h * 60.0 - 4.0).abs() < 1e-9, "{h}");
+        // A drop 90 s in: two cycles need about 200 s in all.
+        let one = Shortfall::OneCycle {
+            period_hours: 90.0 / 3600.0,
+        };
+        let h = record_more_hours(&one, 12, 120.0 / 3600.0, 1.0, 1.0).unwrap();
+        assert!((h * 3600.0 - 78.0).abs() < 1e-6, "{h}");
+    }
+}
