@@ -91,6 +91,25 @@ fn main() {
         );
     }
 
+    println!("\nTraps that showed their bound before the last 40% of the recording (filled, flushed twice, peaked, replaced):\n");
+    println!("| prefix | traps | → leak | → possible leak | → growing |");
+    println!("|---|---|---|---|---|");
+    for p in PREFIXES {
+        let shown: Vec<&Trial> = all
+            .iter()
+            .filter(|t| t.prefix_s == p && t.bound_shown())
+            .collect();
+        let count = |v: Verdict| shown.iter().filter(|t| t.fit.verdict == v).count();
+        println!(
+            "| {:.0} min | {} | {} | {} | {} |",
+            p / 60.0,
+            shown.len(),
+            pct(count(Verdict::Leak), shown.len()),
+            pct(count(Verdict::PossibleLeak), shown.len()),
+            pct(count(Verdict::Growing), shown.len()),
+        );
+    }
+
     println!("\nTraps called `leak`, by shape and recording length:\n");
     let mut by_shape: BTreeMap<&str, Vec<(usize, usize)>> = BTreeMap::new();
     for t in all.iter().filter(|t| !t.scenario.shape.is_leak()) {
@@ -167,7 +186,7 @@ fn main() {
 fn dump(all: &[Trial]) {
     for t in all
         .iter()
-        .filter(|t| !t.scenario.shape.is_leak() && t.fit.verdict == Verdict::Leak)
+        .filter(|t| t.bound_shown() && t.fit.verdict == Verdict::Leak)
     {
         println!(
             "{:?} rate {:.0} B/s obj {:.0} churn {:.0} | start {:.0} int {} gc {:.1} | prefix {} | pts {} quanta {:.1} conf {:.3} | {}",

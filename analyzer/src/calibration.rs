@@ -458,6 +458,26 @@ pub struct Trial {
     pub fit: Fit,
 }
 
+impl Trial {
+    /// Whether a trap showed its bound before the last 40% of the judged prefix: a cache
+    /// filled, a batch flushed twice, a warm-up peaked, a table was replaced, a load wave
+    /// passed its crest (churn always). A trap still filling at the end of the recording
+    /// is growth no data can tell from a leak yet; one that showed its bound must never be
+    /// called a leak. `false` for leaks.
+    pub fn bound_shown(&self) -> bool {
+        let seen = self.recording.start_s + 0.6 * self.prefix_s;
+        match self.scenario.shape {
+            Shape::Leak { .. } => false,
+            Shape::Cache { fill_s, .. } => fill_s <= seen,
+            Shape::Batch { period_s } => 2.0 * period_s <= seen,
+            Shape::WarmUp { peak_s, .. } => peak_s <= seen,
+            Shape::Step { at_s } => at_s <= seen,
+            Shape::LoadWave { period_s, .. } => period_s / 2.0 <= 0.6 * self.prefix_s,
+            Shape::Churn => true,
+        }
+    }
+}
+
 /// Judges every prefix of `recordings` random recordings (seeded) of random scenarios.
 pub fn trials(recordings: usize, seed: u64) -> Vec<Trial> {
     use rayon::prelude::*;
@@ -545,6 +565,66 @@ pub fn reliability(trials: &[Trial]) -> Vec<Reliability> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fit::Verdict;
+
+    #[test]
+    fn leak_verdicts_are_calibrated_and_traps_that_showed_their_bound_are_never_leaks() {
+        let all = trials(1500, 3);
+        for r in reliability(&all).iter().filter(|r| r.called >= 40) {
+            let in_bin: Vec<f64> = all
+                .iter()
+                .filter(|t| t.fit.verdict == Verdict::Leak)
+                .map(|t| t.fit.confidence)
+                .filter(|c| *c >= r.lo && *c < r.hi)
+                .collect();
+            let mean = in_bin.iter().sum::<f64>() / in_bin.len() as f64;
+            let se = (mean * (1.0 - mean) / r.called as f64).sqrt();
+            assert!(
+                r.precision() >= mean - 2.0 * se,
+                "confidence {:.2}-{:.2}: {} of {} real (mean confidence {mean:.3})",
+                r.lo,
+                r.hi,
+                r.real,
+                r.called
+            );
+        }
+        let shown: Vec<&Trial> = all.iter().filter(|t| t.bound_shown()).collect();
+        let false_leaks: Vec<String> = shown
+            .iter()
+            .filter(|t| t.fit.verdict == Verdict::Leak)
+            .map(|t| {
+                format!(
+                    "{:?} at {} s: {}",
+                    t.scenario.shape, t.prefix_s, t.fit.reason
+                )
+            })
+            .collect();
+        assert!(
+            false_leaks.len() * 200 <= shown.len(),
+            "{} of {} traps that showed their bound called leaks: {false_leaks:#?}",
+            false_leaks.len(),
+            shown.len()
+        );
+        // Every verdict on a minute of data is at most `growing`.
+        assert!(all
+            .iter()
+            .filter(|t| t.prefix_s <= 60.0)
+            .all(|t| t.fit.verdict != Verdict::Leak));
+        // Full-length leaks are mostly found.
+        let long: Vec<&Trial> = all
+            .iter()
+            .filter(|t| t.leaking && t.prefix_s >= 600.0)
+            .collect();
+        let found = long
+            .iter()
+            .filter(|t| t.fit.verdict == Verdict::Leak)
+            .count();
+        assert!(
+            found * 2 >= long.len(),
+            "{found} of {} leaks found at 10 min",
+            long.len()
+        );
+    }
 
     #[test]
     fn a_leak_observed_grows_by_its_rate() {

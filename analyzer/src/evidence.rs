@@ -45,8 +45,9 @@ pub const FLOOR_QUANTA: f64 = 3.0;
 /// (after a Bonferroni correction for the splits tried).
 pub const RETENTION_P: f64 = 0.01;
 /// Fractions of each run's points where allocation totals are read for the retention
-/// signal: the start, two splits and the end.
-pub const CHECKPOINTS: [f64; 4] = [0.0, 0.5, 0.75, 1.0];
+/// signal: the start, three splits and the end. The early split shows a ring or cache
+/// that filled in the first minute of a ten-minute recording.
+pub const CHECKPOINTS: [f64; 5] = [0.0, 0.25, 0.5, 0.75, 1.0];
 
 /// What the ranking knows about one series beyond its points.
 #[derive(Debug, Clone, Copy, Default)]
@@ -77,11 +78,11 @@ pub fn checkpoint_index(n: usize, i: usize) -> usize {
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct AllocCheckpoints {
     /// Hours since the run's first point, at each checkpoint.
-    pub hours: [f64; 4],
+    pub hours: [f64; CHECKPOINTS.len()],
     /// In-use value at each checkpoint.
-    pub inuse: [f64; 4],
+    pub inuse: [f64; CHECKPOINTS.len()],
     /// Cumulative allocated value (same unit) at each checkpoint.
-    pub alloc: [f64; 4],
+    pub alloc: [f64; CHECKPOINTS.len()],
 }
 
 /// Why growth was not enough to call a leak: the evidence that is missing.
@@ -115,6 +116,13 @@ pub enum Shortfall {
     OneCycle {
         /// Hours from the run's start to the drop.
         period_hours: f64,
+    },
+    /// It fell well below its starting level part-way, then rose: memory that follows a
+    /// load wave does this; a leak does not give back what it held before. Another swing
+    /// tells.
+    DippedMidRun {
+        /// Hours from the run's start to the lowest point.
+        dip_hours: f64,
     },
 }
 
@@ -238,7 +246,7 @@ pub fn retention_fall(runs: &[AllocCheckpoints], quantum: f64) -> Option<Retenti
             te += r.hours[s] - r.hours[0];
             tl += r.hours[last] - r.hours[s];
         }
-        if ae < 3.0 || re < 3.0 || te <= 0.0 || tl <= 0.0 {
+        if ae < 2.0 || re < 2.0 || te <= 0.0 || tl <= 0.0 {
             continue;
         }
         let early = (re / ae).min(1.0);
@@ -247,8 +255,12 @@ pub fn retention_fall(runs: &[AllocCheckpoints], quantum: f64) -> Option<Retenti
         // settle), and the split's evidence must beat chance.
         let slowed = rl <= 0.5 * re * tl / te;
         let judged = if al >= 5.0 {
-            // Allocations continued: were they retained at the early share?
-            let p = stats::binomial_tail(al.round() as u64, rl.round() as u64, early, true);
+            // Allocations continued: were they retained at the early share? Fisher's exact
+            // test on (retained, allocated) before and after, so a share estimated from a
+            // few early quanta is not taken as exact.
+            let (ae_n, al_n) = (ae.round().max(re.round()) as u64, al.round() as u64);
+            let (re_n, rl_n) = (re.round() as u64, (rl.round() as u64).min(al_n));
+            let p = stats::hypergeometric_lower(ae_n + al_n, re_n + rl_n, al_n, rl_n);
             (late < 0.5 * early).then_some((p, false))
         } else {
             // Allocations (nearly) stopped: was that chance under a steady rate?
@@ -295,6 +307,7 @@ pub fn record_more_hours(
         Shortfall::FewQuanta { have, need, .. } => (need - have).max(1.0) / quanta_per_hour,
         Shortfall::NoLateGrowth { .. } => 5.0 / quanta_per_hour,
         Shortfall::OneCycle { period_hours } => 2.2 * period_hours - hours,
+        Shortfall::DippedMidRun { dip_hours } => 2.0 * dip_hours.max(hours - dip_hours),
     };
     (more.is_finite() && hours > 0.0).then_some(more.max(1.0 / per_hour_obs))
 }
@@ -316,7 +329,7 @@ mod tests {
         assert_eq!(steps(&[3.0, 3.0, 3.0]), None);
     }
 
-    fn checkpoints(inuse: [f64; 4], alloc: [f64; 4]) -> AllocCheckpoints {
+    fn checkpoints(inuse: [f64; 5], alloc: [f64; 5]) -> AllocCheckpoints {
         AllocCheckpoints {
             hours: CHECKPOINTS.map(|c| c * 0.1),
             inuse,
@@ -327,23 +340,23 @@ mod tests {
     #[test]
     fn cache_at_capacity_stops_retaining_a_leak_does_not() {
         // Fills by the half-way point, then keeps allocating 40 quanta unretained.
-        let cache = checkpoints([0.0, 20.0, 20.0, 21.0], [0.0, 22.0, 42.0, 62.0]);
+        let cache = checkpoints([0.0, 10.0, 20.0, 20.0, 21.0], [0.0, 11.0, 22.0, 42.0, 62.0]);
         let r = retention_fall(&[cache], 1.0).expect("a fall");
         assert!(
             !r.allocations_stopped && r.late < 0.1 && r.p < 1e-6,
             "{r:?}"
         );
         // A leak keeps its share (here 50%), even when in-use lagged a little.
-        let leak = checkpoints([0.0, 10.0, 14.0, 19.0], [0.0, 20.0, 30.0, 40.0]);
+        let leak = checkpoints([0.0, 5.0, 10.0, 14.0, 19.0], [0.0, 10.0, 20.0, 30.0, 40.0]);
         assert_eq!(retention_fall(&[leak], 1.0), None);
         // Too little allocated to judge.
-        let thin = checkpoints([0.0, 2.0, 2.0, 2.0], [0.0, 2.0, 3.0, 4.0]);
+        let thin = checkpoints([0.0, 1.0, 2.0, 2.0, 2.0], [0.0, 1.0, 2.0, 3.0, 4.0]);
         assert_eq!(retention_fall(&[thin], 1.0), None);
     }
 
     #[test]
     fn allocations_that_stop_are_a_stop() {
-        let fill = checkpoints([0.0, 30.0, 30.0, 30.0], [0.0, 30.0, 30.0, 30.0]);
+        let fill = checkpoints([0.0, 15.0, 30.0, 30.0, 30.0], [0.0, 15.0, 30.0, 30.0, 30.0]);
         let r = retention_fall(&[fill], 1.0).expect("a stop");
         assert!(r.allocations_stopped, "{r:?}");
     }

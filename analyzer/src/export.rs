@@ -34,7 +34,7 @@ pub async fn choose_window(
     from: Option<i64>,
     to: Option<i64>,
 ) -> Result<Window> {
-    let (profiles, runs, pos) = load_profiles(&cat.ctx, metric.kind()).await?;
+    let (profiles, runs, pos) = load_profiles(&cat.ctx, metric.kind(), None).await?;
     let ids: HashMap<usize, u64> = pos.iter().map(|(id, p)| (*p, *id)).collect();
     let name = cat
         .captures

@@ -129,6 +129,9 @@ struct RunFit {
     floor_rise: f64,
     /// Hours from the run's start to its first reset.
     first_reset_hours: Option<f64>,
+    /// Hours from the run's start to a mid-run low well below the starting level (see
+    /// [`Shortfall::DippedMidRun`]).
+    dip_hours: Option<f64>,
 }
 
 /// The combined fit of a series over all its runs.
@@ -550,7 +553,23 @@ fn fit_run(x_all: &[f64], y_all: &[f64]) -> Option<RunFit> {
     let late_at = (((1.0 - evidence::LATE_SHARE) * (n - 1) as f64).round() as usize).min(n - 1);
     let late_rise = (level(n - 1) - level(late_at)).max(0.0);
     let floor_span = fx.last().copied().unwrap_or(0.0) - fx.first().copied().unwrap_or(0.0);
+    // A low in the middle of the run well below where it started, by half the run's net
+    // growth and by RESET_NOISE_SIGMAS of step noise (one noisy point is no dip).
+    let dip_hours = {
+        let (lo, hi) = (n_all / 10, n_all - n_all / 10);
+        let (i, low) = y_all[lo..hi]
+            .iter()
+            .enumerate()
+            .min_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(i, v)| (lo + i, *v))
+            .unwrap_or((0, start));
+        let sd = noise_sd.unwrap_or_else(|| stats::step_noise_sd(y_all));
+        let depth = start - low;
+        (end > start && depth > 0.5 * (end - start) && depth > RESET_NOISE_SIGMAS * sd)
+            .then(|| x_all[i] - x_all[0])
+    };
     Some(RunFit {
+        dip_hours,
         points: n_all,
         quantum,
         late_rise,
@@ -803,16 +822,22 @@ pub fn fit_runs(runs: &[RunView], ctx: &SeriesContext) -> Fit {
         .map(|f| f.hours)
         .sum();
     let knee = fits.iter().rev().find_map(|f| f.stopped);
-    // What one sampled event adds: known from the profile, else the median rise.
+    // What one sampled event adds: known from the profile, else the median rise. A series
+    // whose median rise is below the profile's quantum was not sampled that coarsely (a
+    // real sampled series rises by whole samples): its median rise is the finer quantum.
     let run_quanta: Vec<f64> = fits.iter().filter_map(|f| f.quantum).collect();
-    let quantum = ctx.quantum().or_else(|| stats::median(&run_quanta));
+    let median_rise = stats::median(&run_quanta);
+    let quantum = match (ctx.quantum(), median_rise) {
+        (Some(c), Some(m)) => Some(c.min(m)),
+        (c, m) => c.or(m),
+    };
     // A floor that rose by a sampling quantum or two is a sampled object that happened to
     // survive a flush, not a leak under the sawtooth.
     let floor_rise: f64 = fits.iter().map(|f| f.floor_rise).sum();
     let floor_rising = floor_mk.p_increasing() < ALPHA
         && floor > 0.25 * rate
-        && ctx
-            .quantum()
+        && quantum
+            .filter(|_| ctx.quantum().is_some())
             .is_none_or(|q| floor_rise >= evidence::FLOOR_QUANTA * q);
     let late_significant = late_mk.p_increasing() < ALPHA;
     // Growth that slowed by more than sampling could by chance: at any of the splits
@@ -1187,7 +1212,18 @@ fn weigh_evidence(j: Judged, e: &EvidenceInput) -> (Judged, Option<Shortfall>, O
     }
     // Quanta of sampled events only where the sampling is known (heap, goroutines): the
     // median rise of an unsampled series is no count of events.
-    if let Some(q) = e.ctx.quantum().filter(|_| e.quanta < evidence::MIN_QUANTA) {
+    if let Some(dip) = e.fits.iter().find_map(|f| f.dip_hours) {
+        let s = Shortfall::DippedMidRun { dip_hours: dip };
+        let why = format!(
+            "it fell well below its starting level {:.0} s in, then rose: memory that follows load swings like this, and another swing tells",
+            dip * 3600.0
+        );
+        return growing(j, s, why);
+    }
+    if let Some(q) = e
+        .quantum
+        .filter(|_| e.ctx.quantum().is_some() && e.quanta < evidence::MIN_QUANTA)
+    {
         let s = Shortfall::FewQuanta {
             have: e.quanta,
             need: evidence::MIN_QUANTA,

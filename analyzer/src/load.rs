@@ -142,7 +142,7 @@ pub struct SeriesSet {
     /// Median sampling period of the profiles (bytes for heap, 1 for goroutines).
     pub sampling_period: Option<f64>,
     /// Heap: allocated bytes of each group at each run's checkpoints, `slot * groups +
-    /// group` (slot = run * 4 + checkpoint); empty for other metrics.
+    /// group` (slot = run * checkpoints + checkpoint); empty for other metrics.
     pub alloc_at: Vec<f64>,
     /// Heap: the profile position of each checkpoint slot.
     pub checkpoint_cols: Vec<usize>,
@@ -259,9 +259,13 @@ async fn collect(ctx: &SessionContext, sql: &str) -> Result<Vec<arrow_array::Rec
 }
 
 /// Loads the profile timeline of `kind`: columns sorted by run (in time order), then time.
+///
+/// With `first`, only the profiles within that long of the earliest one are kept: the
+/// capture as it stood after that much recording.
 pub async fn load_profiles(
     ctx: &SessionContext,
     kind: &str,
+    first: Option<std::time::Duration>,
 ) -> Result<(
     Vec<ProfileCol>,
     Vec<(String, std::ops::Range<usize>)>,
@@ -290,6 +294,11 @@ pub async fn load_profiles(
                 period.value(i),
             ));
         }
+    }
+    if let Some(d) = first {
+        let t0 = rows.iter().map(|r| r.2).min().unwrap_or(0);
+        let end = t0.saturating_add(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+        rows.retain(|r| r.2 <= end);
     }
     // Order runs by their first profile time, then profiles by time.
     let mut first: HashMap<String, i64> = HashMap::new();
@@ -359,10 +368,11 @@ pub async fn load_series(
     stacks: &IdMap<Vec<FrameRef>>,
     by: GroupBy,
     rules: &SiteRules,
+    first: Option<std::time::Duration>,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<SeriesSet> {
     let clock = std::time::Instant::now();
-    let (profiles, _, pos) = load_profiles(&cat.ctx, metric.kind()).await?;
+    let (profiles, _, pos) = load_profiles(&cat.ctx, metric.kind(), first).await?;
     log::debug!(
         "{} profiles listed in {:?}",
         profiles.len(),
@@ -504,7 +514,7 @@ fn distinct_observations(
 
 /// One targeted read of the heap profiles at every run's [`evidence::CHECKPOINTS`]: the
 /// mean bytes per live object of each group at the runs' last profiles, the allocated
-/// bytes of each group at every checkpoint (`slot * groups + group`, slot = run * 4 +
+/// bytes of each group at every checkpoint (`slot * groups + group`, slot = run * k +
 /// checkpoint), and the profile position of each slot.
 fn heap_checkpoints(
     segs: &[crate::scan::Segment],

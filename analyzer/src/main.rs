@@ -24,7 +24,7 @@ const EXAMPLES: &str = "Examples:
   leakscope rank cap --metric goroutines --format markdown > ticket.md
   leakscope sql cap \"SELECT site, SUM(inuse_bytes) FROM sample_stacks GROUP BY site\"
   leakscope sql before after --query top_growth
-  leakscope check cap --max-growth 5MiB/h --min-confidence 0.95
+  leakscope check cap --max-growth 5MiB/h --min-confidence 0.9
   leakscope watch cap --every 5m --webhook https://hooks.slack.com/services/... --state watch.json
   leakscope report cap -o report.html --png charts";
 
@@ -111,6 +111,10 @@ struct Grouping {
     /// path is tried first, then its trailing components under each directory.
     #[arg(long, value_name = "DIR", default_value = ".")]
     source: Vec<PathBuf>,
+    /// Judge only the first DURATION of the recording (e.g. 2m): the verdicts as they
+    /// stood then. Process memory is still summarised over the whole capture.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    first: Option<Duration>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -149,8 +153,10 @@ struct Limits {
     /// Largest acceptable goroutine growth, e.g. 100/h.
     #[arg(long, default_value = "100/h")]
     max_goroutine_growth: String,
-    /// Smallest confidence (0..1) for a finding to count.
-    #[arg(long, default_value_t = 0.95)]
+    /// Smallest confidence (0..1) for a finding to count. Confidence is calibrated (a leak
+    /// at confidence c was a real leak at least a share c of the time on simulated
+    /// recordings, docs/accuracy.md), so 0.9 already means at most one false alarm in ten.
+    #[arg(long, default_value_t = 0.9)]
     min_confidence: f64,
     /// Also count sites that are `growing` (too early to tell) above the growth limits:
     /// `check` fails on them, `watch` alerts on them.
@@ -379,6 +385,7 @@ async fn rank_captures(
         rules,
         sources: leakscope::hints::SourceRoots(g.source.clone()),
         keep_series,
+        first: g.first,
     };
     let ranking = rank(&cat, &opts, &|rows| {
         if rows % 65_536 < 8192 {

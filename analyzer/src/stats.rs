@@ -470,6 +470,27 @@ pub fn normal_cdf(z: f64) -> f64 {
     0.5 * libm::erfc(-z / std::f64::consts::SQRT_2)
 }
 
+/// Lower tail of the hypergeometric distribution: the chance that `draws` items taken
+/// without replacement from `total` items, `marked` of them marked, hold `k` or fewer
+/// marked ones (Fisher's exact test, one-sided). 1 when the arguments are inconsistent.
+pub fn hypergeometric_lower(total: u64, marked: u64, draws: u64, k: u64) -> f64 {
+    if marked > total || draws > total {
+        return 1.0;
+    }
+    let ln_choose = |n: u64, r: u64| {
+        libm::lgamma(n as f64 + 1.0)
+            - libm::lgamma(r as f64 + 1.0)
+            - libm::lgamma((n - r) as f64 + 1.0)
+    };
+    let lo = (marked + draws).saturating_sub(total);
+    let hi = k.min(marked).min(draws);
+    let ln_all = ln_choose(total, draws);
+    (lo..=hi)
+        .map(|i| (ln_choose(marked, i) + ln_choose(total - marked, draws - i) - ln_all).exp())
+        .sum::<f64>()
+        .min(1.0)
+}
+
 /// Binomial(n, p) tail: P(X <= k) when `lower`, else P(X >= k).
 pub fn binomial_tail(n: u64, k: u64, p: f64, lower: bool) -> f64 {
     if k > n {

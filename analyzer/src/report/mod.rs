@@ -374,6 +374,7 @@ mod tests {
                 rules: SiteRules::default(),
                 sources: SourceRoots(Vec::new()),
                 keep_series: 30,
+                first: None,
             },
             &|_| {},
         )
