@@ -505,8 +505,8 @@ fn distinct_observations(
 ) -> Vec<bool> {
     let mut keep = vec![true; m.profiles()];
     for (_, r) in runs {
-        for p in r.start + 1..r.end {
-            keep[p] = m.column(p) != m.column(p - 1);
+        for (p, k) in keep.iter_mut().enumerate().take(r.end).skip(r.start + 1) {
+            *k = m.column(p) != m.column(p - 1);
         }
     }
     keep
