@@ -39,6 +39,27 @@ fn main() {
     if std::env::var_os("CALIBRATION_DUMP").is_some() {
         dump(&all);
     }
+    if std::env::var_os("CALIBRATION_MISSED").is_some() {
+        for t in all.iter().filter(|t| {
+            t.leaking
+                && t.prefix_s >= 600.0
+                && !matches!(t.fit.verdict, Verdict::Leak | Verdict::Growing)
+        }) {
+            println!(
+                "missed {:?} rate {:.0} obj {:.0} churn {:.0} | start {:.0} gc {:.1} | {:?} pts {} q {:.1} | {}",
+                t.scenario.shape,
+                t.scenario.rate,
+                t.scenario.object_size,
+                t.scenario.churn,
+                t.recording.start_s,
+                t.recording.gc_period_s,
+                t.fit.verdict,
+                t.fit.points,
+                t.fit.quanta,
+                t.fit.reason
+            );
+        }
+    }
     if std::env::var_os("CALIBRATION_CSV").is_some() {
         for t in all.iter().filter(|t| t.fit.verdict == Verdict::Leak) {
             println!(

@@ -1578,6 +1578,125 @@ mod tests {
         assert_eq!(f.verdict, Verdict::Steady, "{f:?}");
     }
 
+    /// Heap context at Go's default sampling, 1 KiB objects.
+    fn heap_ctx() -> SeriesContext {
+        SeriesContext {
+            sampling_period: Some(524_288.0),
+            object_size: 1024.0,
+        }
+    }
+
+    fn fit_heap(s: &RunSeries) -> Fit {
+        let hours = s.hours();
+        fit_runs(&[RunView::new(&hours, &s.y)], &heap_ctx())
+    }
+
+    #[test]
+    fn a_table_replaced_once_is_a_step_however_large() {
+        // 8 MiB, replaced by 24 MiB a third of the way in, with churn noise around it.
+        let mut u = stats::test_uniforms(11);
+        let mut s = series(|_| 0.0, 40);
+        s.y = (0..40)
+            .map(|i| if i < 13 { 8.0 } else { 24.0 } * 1048576.0 + 300_000.0 * u())
+            .collect();
+        let f = fit_heap(&s);
+        assert!(
+            matches!(f.verdict, Verdict::Steady | Verdict::Plateau),
+            "{f:?}"
+        );
+        // The same step late in the run, where no stop can show: still not a trend.
+        let mut s = series(|_| 0.0, 40);
+        s.y = (0..40)
+            .map(|i| if i < 30 { 8.0 } else { 24.0 } * 1048576.0 + 300_000.0 * u())
+            .collect();
+        let f = fit_heap(&s);
+        assert!(!f.verdict.is_leak(), "{f:?}");
+        assert_ne!(f.verdict, Verdict::Growing, "{f:?}");
+        // Two jumps of one sampled allocation each may be a slow leak: too early.
+        let mut s = series(|_| 0.0, 40);
+        s.y = (0..40)
+            .map(|i| 524_288.0 * f64::from(u8::from(i >= 12) + u8::from(i >= 30)))
+            .collect();
+        let f = fit_heap(&s);
+        assert_eq!(f.verdict, Verdict::Growing, "{f:?}");
+    }
+
+    #[test]
+    fn a_minute_of_a_batch_is_too_early_and_says_how_long_to_wait() {
+        // Six scrapes at 10 s of a buffer that has not flushed yet: a perfect rise.
+        let mut s = series(|_| 0.0, 6);
+        s.y = (0..6).map(|i| 4.0 * 524_288.0 * i as f64).collect();
+        let f = fit_heap(&s);
+        assert_eq!(f.verdict, Verdict::Growing, "{f:?}");
+        assert_eq!(
+            f.shortfall,
+            Some(Shortfall::FewObservations { have: 6, need: 12 })
+        );
+        // Six more observations at the pace seen (6 in 50 s): 50 s.
+        let more = f.record_more_hours.unwrap() * 3600.0;
+        assert!((more - 50.0).abs() < 1.0, "{more}");
+        assert!(f.confidence < 0.5);
+    }
+
+    #[test]
+    fn a_ring_that_filled_early_is_never_a_leak() {
+        // Filled by two sampled allocations in the first fifth of 24 scrapes, then flat:
+        // too few quanta to show a stop, so not a leak (growing, or a plateau).
+        let mut s = series(|_| 0.0, 24);
+        s.y = (0..24)
+            .map(|i| 524_288.0 * f64::from(u8::from(i >= 2) + u8::from(i >= 4)))
+            .collect();
+        let f = fit_heap(&s);
+        assert!(!f.verdict.is_leak(), "{f:?}");
+        // With its allocations read: they kept flowing and were no longer retained.
+        let hours = s.hours();
+        let mut alloc = AllocCheckpoints::default();
+        for i in 0..evidence::CHECKPOINTS.len() {
+            let p = evidence::checkpoint_index(24, i);
+            alloc.hours[i] = hours[p];
+            alloc.inuse[i] = s.y[p];
+            // Two quanta allocated per scrape from the start, all freed but the ring's.
+            alloc.alloc[i] = 524_288.0 * 2.0 * p as f64;
+        }
+        let view = RunView {
+            hours: &hours,
+            y: &s.y,
+            alloc: Some(alloc),
+        };
+        // A series that would be a leak on its own: growth spread over the run.
+        let f = fit_runs(&[view], &heap_ctx());
+        assert!(!f.verdict.is_leak(), "{f:?}");
+    }
+
+    #[test]
+    fn a_cache_at_capacity_that_keeps_allocating_is_a_plateau() {
+        // 30 scrapes: 20 quanta retained by half-way, then 2 more while 40 were allocated.
+        let mut s = series(|_| 0.0, 30);
+        s.y = (0..30)
+            .map(|i| 524_288.0 * if i < 15 { (i * 4 / 3) as f64 } else { 20.0 + ((i - 15) / 7) as f64 })
+            .collect();
+        let hours = s.hours();
+        let mut alloc = AllocCheckpoints::default();
+        for i in 0..evidence::CHECKPOINTS.len() {
+            let p = evidence::checkpoint_index(30, i);
+            alloc.hours[i] = hours[p];
+            alloc.inuse[i] = s.y[p];
+            alloc.alloc[i] = 524_288.0 * if p < 15 { (p * 4 / 3) as f64 } else { 20.0 + 3.0 * (p - 15) as f64 };
+        }
+        let with = fit_runs(
+            &[RunView {
+                hours: &hours,
+                y: &s.y,
+                alloc: Some(alloc),
+            }],
+            &heap_ctx(),
+        );
+        assert_eq!(with.verdict, Verdict::Plateau, "{with:?}");
+        if let Some(r) = with.retention {
+            assert!(r.late < 0.2 && r.early > 0.8, "{r:?}");
+        }
+    }
+
     #[test]
     fn one_step_up_is_steady_and_says_why() {
         // One heap-profile sample (512 KiB) appears at 60% of the run and stays: the

@@ -592,6 +592,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn heap_profiles_no_gc_changed_are_repeats() {
+        // 2 groups x 6 profiles (column-major), two runs of 3: columns 1 and 4 repeat their
+        // predecessor; column 3 equals column 2 but starts a new run.
+        let cols = [[1.0, 2.0], [1.0, 2.0], [1.0, 3.0], [1.0, 3.0], [1.0, 3.0], [4.0, 3.0]];
+        let m = crate::scan::Matrix::from_columns(2, cols.concat());
+        let runs = vec![("a".to_string(), 0..3), ("b".to_string(), 3..6)];
+        assert_eq!(
+            distinct_observations(&m, &runs),
+            vec![true, false, true, true, false, true]
+        );
+    }
+
+    #[test]
     fn rows_into_transposes_any_shape_and_reuses_the_buffer() {
         for (groups, profiles) in [(5, 19), (3, 8), (1, 1), (4, 0)] {
             let data: Vec<f64> = (0..groups * profiles).map(|i| i as f64).collect();
