@@ -160,7 +160,7 @@ struct Limits {
     min_confidence: f64,
     /// Also count sites that are `growing` (too early to tell) above the growth limits:
     /// `check` fails on them, `watch` alerts on them.
-    #[arg(long)]
+    #[arg(long, alias = "alert-on-growing")]
     fail_on_growing: bool,
 }
 
