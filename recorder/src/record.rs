@@ -7,6 +7,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use leakscope_capture::lock::{CaptureLock, LOCK_FILE};
 use leakscope_capture::manifest::{Manifest, Session};
 use leakscope_capture::pprof::{self, DecodedProfile, ProfileKind};
 use leakscope_capture::rows::{ProcessRow, ScrapeRow};
@@ -20,7 +21,11 @@ use crate::procfs;
 use crate::retain::Retention;
 use crate::runs::{Observation, RunTracker};
 use crate::target::Target;
-use crate::{host_name, now_ns, rfc3339, RECORDER_VERSION};
+use crate::{host_name, implausible_time, now_ns, rfc3339, RECORDER_VERSION};
+
+/// Offset between the target's clock (a profile's own time) and this machine's beyond which
+/// the recorder warns that the target's clock is skewed.
+pub const SKEW_WARN_NS: i64 = 60 * 1_000_000_000;
 
 /// Everything `record` needs.
 #[derive(Debug, Clone)]
@@ -92,6 +97,10 @@ struct Recorder {
     commit_failures: u32,
     summary: Summary,
     native: Option<NativeTracer>,
+    /// Per endpoint: whether the last profile's time was skewed or implausible.
+    clock_off: HashMap<String, bool>,
+    /// The capture's lock, held while recording.
+    _lock: Option<CaptureLock>,
 }
 
 /// A fetched profile before its run is known.
@@ -129,14 +138,20 @@ pub fn run(opts: RecordOptions, stop: Receiver<()>) -> anyhow::Result<Summary> {
         .take_while(|d| !d.as_os_str().is_empty() && !d.exists())
         .map(Path::to_path_buf)
         .collect();
-    if let Err(e) = start(&opts, &fetcher, &target_name) {
-        for dir in &created {
-            if std::fs::remove_dir(dir).is_err() {
-                break; // not empty (or not ours to remove): keep it and its parents
+    let lock = match start(&opts, &fetcher, &target_name) {
+        Ok(lock) => lock,
+        Err(e) => {
+            if !created.is_empty() {
+                let _ = std::fs::remove_file(opts.out.join(LOCK_FILE)); // ours: we made the dir
             }
+            for dir in &created {
+                if std::fs::remove_dir(dir).is_err() {
+                    break; // not empty (or not ours to remove): keep it and its parents
+                }
+            }
+            return Err(e);
         }
-        return Err(e);
-    }
+    };
     let writer = SegmentWriter::new(&opts.out, opts.rotation);
     let mut rec = Recorder {
         pid: opts.pid,
@@ -153,6 +168,8 @@ pub fn run(opts: RecordOptions, stop: Receiver<()>) -> anyhow::Result<Summary> {
         commit_failures: 0,
         summary: Summary::default(),
         native,
+        clock_off: HashMap::new(),
+        _lock: Some(lock),
     };
     log::info!(
         "recording {} every {:?} into {}{}",
@@ -195,8 +212,14 @@ fn target_name(opts: &RecordOptions) -> String {
     }
 }
 
-fn start(opts: &RecordOptions, fetcher: &Fetcher, target_name: &str) -> anyhow::Result<()> {
+/// Takes the capture's lock (held until recording ends) before anything is fetched.
+fn start(
+    opts: &RecordOptions,
+    fetcher: &Fetcher,
+    target_name: &str,
+) -> anyhow::Result<CaptureLock> {
     check_writable(&opts.out)?;
+    let lock = CaptureLock::acquire(&opts.out)?;
     if let (Some(target), false) = (&opts.target, opts.wait) {
         let url = target.profile_url("heap", "");
         let probe = fetcher.get(
@@ -222,12 +245,12 @@ fn start(opts: &RecordOptions, fetcher: &Fetcher, target_name: &str) -> anyhow::
         start_time: rfc3339(now_ns()),
         options: opts.manifest_options.clone(),
     };
-    Manifest::open_or_create(&opts.out, session)?;
-    Ok(())
+    Manifest::open_locked(&lock, session)?;
+    Ok(lock)
 }
 
 fn check_writable(out: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(out)
+    leakscope_capture::durable::create_dir_all(out)
         .with_context(|| format!("cannot create capture directory {}", out.display()))?;
     let probe = out.join(".leakscope-write-test");
     std::fs::write(&probe, b"ok")
@@ -430,6 +453,7 @@ impl Recorder {
                     bytes: a.bytes,
                     run_id: None,
                     profile_id: None,
+                    clock_offset_ms: None,
                 }
             })
             .collect()
@@ -593,7 +617,7 @@ impl Recorder {
             return Ok(());
         }
         let t = now_ns();
-        if self.writer.should_rotate(t) {
+        if self.writer.should_rotate_now() {
             self.commit(false)?;
         }
         let Some(tracer) = self.native.as_mut() else {
@@ -638,20 +662,19 @@ impl Recorder {
     ) -> anyhow::Result<()> {
         let mut may_commit = true;
         if let Some(mut process) = process {
-            self.rotate_before(process.time_ns, &mut may_commit)?;
+            self.rotate_before(&mut may_commit)?;
             process.run_id = Some(run_id.to_string());
             self.writer.add_process(process);
             self.summary.process_rows += 1;
         }
         for s in scraped {
             let mut profile_id = None;
+            let mut clock_offset_ms = None;
             if let Some(p) = &s.profile {
-                let time_ns = if p.time_ns > 0 {
-                    p.time_ns
-                } else {
-                    s.fetched.attempts.last().map_or(t0, |a| a.start_ns)
-                };
-                self.rotate_before(time_ns, &mut may_commit)?;
+                let requested = s.fetched.attempts.last().map_or(t0, |a| a.start_ns);
+                let (time_ns, offset_ns) = self.profile_time(&s.endpoint, p.time_ns, requested);
+                clock_offset_ms = offset_ns.map(|o| o as f64 / 1e6);
+                self.rotate_before(&mut may_commit)?;
                 let scrape_ms = s.fetched.attempts.last().map(|a| a.duration_ms);
                 let meta = ProfileMeta {
                     time_ns,
@@ -672,22 +695,63 @@ impl Recorder {
             );
             if let Some(last) = rows.last_mut() {
                 last.profile_id = profile_id;
+                last.clock_offset_ms = clock_offset_ms;
             }
             scrapes.extend(rows);
         }
         for mut row in scrapes {
-            self.rotate_before(row.time_ns, &mut may_commit)?;
+            self.rotate_before(&mut may_commit)?;
             row.run_id = Some(run_id.to_string());
             self.writer.add_scrape(row);
         }
         // Commit now, not a tick later, once the set is old or big enough.
-        self.rotate_before(now_ns(), &mut may_commit)
+        self.rotate_before(&mut may_commit)
     }
 
-    /// Commits the open set when a row at `time_ns` must not join it; after a failed commit
-    /// (`may_commit` turns false) the retry waits for the next tick.
-    fn rotate_before(&mut self, time_ns: i64, may_commit: &mut bool) -> anyhow::Result<()> {
-        if *may_commit && self.writer.should_rotate(time_ns) {
+    /// The `time` stored for a profile whose own time is `profile_ns` (0: none), requested
+    /// at `requested_ns` (this machine's clock), and the target's clock offset. A profile
+    /// without a time, or with an implausible one (before 2000, more than a day ahead), gets
+    /// the request's time; a skewed target keeps its own times. Both are warned about once
+    /// per endpoint, and the offset is kept in `scrapes.clock_offset_ms`.
+    fn profile_time(
+        &mut self,
+        endpoint: &str,
+        profile_ns: i64,
+        requested_ns: i64,
+    ) -> (i64, Option<i64>) {
+        if profile_ns == 0 {
+            return (requested_ns, None);
+        }
+        let offset = profile_ns.saturating_sub(requested_ns);
+        let implausible = implausible_time("time_nanos", profile_ns, requested_ns);
+        let skewed = offset.saturating_abs() > SKEW_WARN_NS;
+        let was_off = self
+            .clock_off
+            .insert(endpoint.to_string(), implausible.is_some() || skewed);
+        let url = format!("{}{endpoint}", self.target_name);
+        match (&implausible, skewed, was_off) {
+            (Some(why), _, Some(false) | None) => log::warn!(
+                "{url}: the profile's {why}; storing this machine's time of the request instead"
+            ),
+            (None, true, Some(false) | None) => log::warn!(
+                "{url}: the target's clock is {:.1} s {} this machine's; profile times are the target's (see scrapes.clock_offset_ms)",
+                offset.saturating_abs() as f64 / 1e9,
+                if offset > 0 { "ahead of" } else { "behind" }
+            ),
+            (None, false, Some(true)) => log::info!("{url}: the target's clock agrees again"),
+            _ => {}
+        }
+        match implausible {
+            Some(_) => (requested_ns, Some(offset)),
+            None => (profile_ns, Some(offset)),
+        }
+    }
+
+    /// Commits the open set when it is old or big enough, or the UTC date changed, by this
+    /// machine's clock; after a failed commit (`may_commit` turns false) the retry waits for
+    /// the next tick.
+    fn rotate_before(&mut self, may_commit: &mut bool) -> anyhow::Result<()> {
+        if *may_commit && self.writer.should_rotate_now() {
             self.commit(false)?;
             *may_commit = self.commit_failures == 0;
         }
@@ -746,6 +810,8 @@ mod tests {
             commit_failures: 0,
             summary: Summary::default(),
             native: None,
+            clock_off: HashMap::new(),
+            _lock: None,
             opts,
         }
     }
@@ -790,6 +856,7 @@ mod tests {
             bytes: Some(1),
             run_id: None,
             profile_id: None,
+            clock_offset_ms: None,
         }
     }
 
@@ -799,7 +866,13 @@ mod tests {
         let after = before + 2 * SECOND;
         let dir = tempfile::tempdir().unwrap();
         let mut rec = recorder(&refused_url(), dir.path());
+        let clock = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(before));
+        let c = clock.clone();
+        rec.writer.set_clock(std::sync::Arc::new(move || {
+            c.load(std::sync::atomic::Ordering::SeqCst)
+        }));
         rec.writer.add_process(ProcessRow::new(before, "t"));
+        clock.store(after, std::sync::atomic::Ordering::SeqCst);
         rec.store(
             after,
             Some(ProcessRow::new(after, "t")),
