@@ -466,6 +466,24 @@ pub fn incomplete_sets(dir: &Path) -> Result<Vec<String>> {
     Ok(stems)
 }
 
+/// The files of the incomplete segment sets of capture `dir` (see [`incomplete_sets`]), for
+/// readers that list files themselves and must hide these (each set is warned about once).
+pub fn incomplete_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let Some(committed) = committed_stems(dir)? else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for t in Table::ALL {
+        for f in list_files(dir, t)? {
+            if !committed.contains(&f.stem) {
+                warn_incomplete(dir, &f.stem, &f.path);
+                out.push(f.path);
+            }
+        }
+    }
+    Ok(out)
+}
+
 fn warn_incomplete(dir: &Path, stem: &str, path: &Path) {
     static WARNED: Mutex<Option<HashSet<(PathBuf, String)>>> = Mutex::new(None);
     let Ok(mut warned) = WARNED.lock() else {

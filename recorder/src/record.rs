@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use leakscope_capture::lock::{CaptureLock, LOCK_FILE};
-use leakscope_capture::manifest::{Manifest, Session};
+use leakscope_capture::manifest::{Manifest, Session, MANIFEST_FILE};
 use leakscope_capture::pprof::{self, DecodedProfile, ProfileKind};
 use leakscope_capture::rows::{ProcessRow, ScrapeRow};
 use leakscope_capture::segment::{RotationPolicy, SegmentWriter};
@@ -141,9 +141,6 @@ pub fn run(opts: RecordOptions, stop: Receiver<()>) -> anyhow::Result<Summary> {
     let lock = match start(&opts, &fetcher, &target_name) {
         Ok(lock) => lock,
         Err(e) => {
-            if !created.is_empty() {
-                let _ = std::fs::remove_file(opts.out.join(LOCK_FILE)); // ours: we made the dir
-            }
             for dir in &created {
                 if std::fs::remove_dir(dir).is_err() {
                     break; // not empty (or not ours to remove): keep it and its parents
@@ -212,14 +209,16 @@ fn target_name(opts: &RecordOptions) -> String {
     }
 }
 
-/// Takes the capture's lock (held until recording ends) before anything is fetched.
+/// Probes the target, then takes the capture's lock (held until recording ends) and opens
+/// the capture. The lock is taken right before the manifest is written, so a directory
+/// holds a lock file without a manifest only for that instant (a `watch` started on a
+/// fresh directory during a slow probe still sees it empty); a second writer fails there.
 fn start(
     opts: &RecordOptions,
     fetcher: &Fetcher,
     target_name: &str,
 ) -> anyhow::Result<CaptureLock> {
     check_writable(&opts.out)?;
-    let lock = CaptureLock::acquire(&opts.out)?;
     if let (Some(target), false) = (&opts.target, opts.wait) {
         let url = target.profile_url("heap", "");
         let probe = fetcher.get(
@@ -245,7 +244,13 @@ fn start(
         start_time: rfc3339(now_ns()),
         options: opts.manifest_options.clone(),
     };
-    Manifest::open_locked(&lock, session)?;
+    let lock = CaptureLock::acquire(&opts.out)?;
+    if let Err(e) = Manifest::open_locked(&lock, session) {
+        if !opts.out.join(MANIFEST_FILE).exists() {
+            let _ = std::fs::remove_file(opts.out.join(LOCK_FILE)); // ours, and no capture
+        }
+        return Err(e.into());
+    }
     Ok(lock)
 }
 
@@ -259,11 +264,26 @@ fn check_writable(out: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The tick after `next`, skipping ticks missed while a slow target answered (computed,
+/// not looped: a tiny interval after a long stall costs nothing). `None` past the end of
+/// the clock.
+fn next_tick(next: Instant, interval: Duration, now: Instant) -> Option<Instant> {
+    let t = next.checked_add(interval)?;
+    if t > now {
+        return Some(t);
+    }
+    let step = interval.as_nanos().max(1);
+    let skip = now.duration_since(t).as_nanos() / step + 1;
+    let add = u64::try_from(skip.saturating_mul(step)).ok()?;
+    t.checked_add(Duration::from_nanos(add))
+}
+
 impl Recorder {
     fn run_loop(&mut self, stop: &Receiver<()>) -> anyhow::Result<()> {
         let interval = self.opts.interval;
         let started = Instant::now();
-        let end = self.opts.duration.map(|d| started + d);
+        // A duration past the end of the clock is no end.
+        let end = self.opts.duration.and_then(|d| started.checked_add(d));
         let mut next = started;
         loop {
             let now = Instant::now();
@@ -278,7 +298,7 @@ impl Recorder {
             if end.is_some_and(|e| Instant::now() >= e) {
                 return Ok(());
             }
-            self.tick(next + interval)?;
+            self.tick(next.checked_add(interval).unwrap_or(next))?;
             if self.opts.target.is_none() && self.native.as_ref().is_some_and(|t| !t.alive()) {
                 log::info!(
                     "process {} exited: stopping",
@@ -286,9 +306,9 @@ impl Recorder {
                 );
                 return Ok(());
             }
-            next += interval;
-            while next <= Instant::now() {
-                next += interval; // skip ticks missed while a slow target answered
+            match next_tick(next, interval, Instant::now()) {
+                Some(t) => next = t,
+                None => return Ok(()), // past the end of the clock
             }
         }
     }
@@ -649,9 +669,9 @@ impl Recorder {
         Ok(())
     }
 
-    /// Buffers one tick's rows. Before a row that must not join the open segment set (its
-    /// time is on another UTC date, or the set is old or big enough) the set is committed,
-    /// so every row lands in the `date=` partition of its own time.
+    /// Buffers one tick's rows. Before each row the open segment set is committed when, by
+    /// this machine's clock, it is old or big enough or the UTC date changed; the rows'
+    /// own times (a profile's is the target's clock) never decide it.
     fn store(
         &mut self,
         t0: i64,
@@ -905,6 +925,24 @@ mod tests {
         let day = |d: &str, n| (format!("date=2025-11-{d}"), n);
         assert_eq!(rows_by_date(Table::Process), [day("23", 1), day("24", 1)]);
         assert_eq!(rows_by_date(Table::Scrapes), [day("24", 1)]);
+    }
+
+    #[test]
+    fn missed_ticks_are_skipped_without_looping_or_overflowing() {
+        let t0 = Instant::now();
+        let now = t0 + Duration::from_secs(10);
+        // One nanosecond ticks after a 10 s stall: the next tick is just after now.
+        let next = next_tick(t0, Duration::from_nanos(1), now).unwrap();
+        assert!(next > now && next <= now + Duration::from_nanos(1));
+        assert_eq!(
+            next_tick(t0, Duration::from_secs(3), now),
+            Some(t0 + Duration::from_secs(12))
+        );
+        assert_eq!(
+            next_tick(t0, Duration::from_secs(3), t0),
+            Some(t0 + Duration::from_secs(3))
+        );
+        assert_eq!(next_tick(t0, Duration::MAX, now), None);
     }
 
     #[test]
