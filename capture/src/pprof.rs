@@ -72,10 +72,11 @@ pub fn decode(bytes: &[u8]) -> Result<proto::Profile> {
     })
 }
 
-/// The profile's `time_nanos` (0 when it has none), read without decoding the rest: a
-/// cheap first look, e.g. to order files before decoding them. `None` when the bytes are
-/// not a protobuf message (decode them to learn why).
-pub fn peek_time(bytes: &[u8]) -> Result<Option<i64>> {
+/// The profile's `time_nanos` (0 when it has none) and its decompressed size, read without
+/// decoding the rest: a cheap first look, e.g. to order files and size batches before
+/// decoding them. `None` when the bytes are not a protobuf message (decode them to learn
+/// why).
+pub fn peek_time(bytes: &[u8]) -> Result<Option<(i64, usize)>> {
     fn varint(b: &[u8], pos: &mut usize) -> Option<u64> {
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {
@@ -116,7 +117,7 @@ pub fn peek_time(bytes: &[u8]) -> Result<Option<i64>> {
             _ => return Ok(None),
         };
     }
-    Ok(Some(time))
+    Ok(Some((time, raw.len())))
 }
 
 /// `bytes` gunzipped when gzip-compressed (at most [`MAX_PROFILE_BYTES`]), else as given.
@@ -790,16 +791,18 @@ mod tests {
     fn peeks_the_time_without_decoding() {
         let mut p = heap_profile();
         p.time_nanos = -5;
-        assert_eq!(peek_time(&encode(&p)).unwrap(), Some(-5));
+        let raw = encode(&p);
+        assert_eq!(peek_time(&raw).unwrap(), Some((-5, raw.len())));
         p.time_nanos = 0;
-        assert_eq!(peek_time(&encode(&p)).unwrap(), Some(0));
+        assert_eq!(peek_time(&encode(&p)).unwrap().map(|t| t.0), Some(0));
         let fixture = concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/../fixtures/pprof/go1.27/heap.pb.gz"
         );
         let bytes = std::fs::read(fixture).unwrap();
-        let t = peek_time(&bytes).unwrap().unwrap();
+        let (t, len) = peek_time(&bytes).unwrap().unwrap();
         assert_eq!(t, parse(&bytes, None).unwrap().time_ns);
+        assert!(len > bytes.len());
         assert_eq!(peek_time(&[0x0f, 0x00, 0xfe]).unwrap(), None);
     }
 

@@ -3,8 +3,9 @@
 //! the file name, else from the file's mtime; an implausible time rejects the file.
 //!
 //! Memory stays bounded whatever the number of files: a first pass reads only each file's
-//! time (in parallel), then the files are decoded in time order, [`DECODE_BATCH`] at a time
-//! (in parallel), and written into segment sets committed every [`SET_PROFILES`] profiles.
+//! time (in parallel), then the files are decoded in time order, [`DECODE_BATCH`] (and at
+//! most [`DECODE_BATCH_BYTES`] decompressed) at a time, in parallel, and written into
+//! segment sets committed every [`SET_PROFILES`] profiles.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -23,6 +24,10 @@ use crate::{host_name, implausible_time, now_ns, rfc3339, RECORDER_VERSION};
 
 /// Profiles decoded at once (in parallel) in time order.
 pub const DECODE_BATCH: usize = 32;
+
+/// Decompressed bytes of the profiles decoded at once: a batch ends before it would pass
+/// this (a single larger profile is a batch of its own).
+pub const DECODE_BATCH_BYTES: usize = 64 << 20;
 
 /// Profiles per segment set: the set is committed once it holds this many.
 pub const SET_PROFILES: usize = 256;
@@ -63,6 +68,8 @@ struct Head {
     path: PathBuf,
     target: String,
     time_ns: i64,
+    /// Decompressed size of the profile.
+    raw_len: usize,
 }
 
 /// File name endings taken as profiles when a directory is walked.
@@ -181,7 +188,7 @@ fn decode_file(path: &Path) -> Result<DecodedProfile, String> {
 /// `now_ns`) and target, without decoding the profile.
 fn head(path: &Path, target: Option<&str>, now_ns: i64) -> Result<Head, String> {
     let bytes = read_file(path)?;
-    let own = match pprof::peek_time(&bytes).map_err(|e| e.to_string())? {
+    let (own, raw_len) = match pprof::peek_time(&bytes).map_err(|e| e.to_string())? {
         Some(t) => t,
         // Not a protobuf: the full decoder says why.
         None => {
@@ -238,6 +245,7 @@ fn head(path: &Path, target: Option<&str>, now_ns: i64) -> Result<Head, String> 
         path: path.to_path_buf(),
         target,
         time_ns,
+        raw_len,
     })
 }
 
@@ -281,6 +289,26 @@ fn open(opts: &ImportOptions, files: usize) -> anyhow::Result<Open> {
     })
 }
 
+/// Splits `order` into consecutive batches of at most [`DECODE_BATCH`] profiles and
+/// [`DECODE_BATCH_BYTES`] decompressed bytes (at least one profile each).
+fn batches(order: &[Head]) -> Vec<&[Head]> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0usize);
+    for (i, h) in order.iter().enumerate() {
+        let full =
+            i - start == DECODE_BATCH || bytes.saturating_add(h.raw_len) > DECODE_BATCH_BYTES;
+        if i > start && full {
+            out.push(&order[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes = bytes.saturating_add(h.raw_len);
+    }
+    if start < order.len() {
+        out.push(&order[start..]);
+    }
+    out
+}
+
 /// Imports the files; bad files are reported in the summary and the rest still imported.
 pub fn run(opts: &ImportOptions) -> anyhow::Result<ImportSummary> {
     let files = collect_files(&opts.paths)?;
@@ -317,7 +345,7 @@ pub fn run(opts: &ImportOptions) -> anyhow::Result<ImportSummary> {
 
     let mut out: Option<Open> = None;
     let mut trackers: std::collections::HashMap<String, RunTracker> = Default::default();
-    for batch in order.chunks(DECODE_BATCH) {
+    for batch in batches(&order) {
         let decoded: Vec<Result<DecodedProfile, String>> = batch
             .par_iter()
             .map(|h| {
@@ -425,6 +453,23 @@ mod tests {
                 .map(|b| b.num_rows())
                 .sum();
         assert_eq!(rows, 1, "duplicate profile rows");
+    }
+
+    #[test]
+    fn decode_batches_are_bounded_by_count_and_bytes() {
+        let head = |raw_len| Head {
+            path: PathBuf::new(),
+            target: String::new(),
+            time_ns: 0,
+            raw_len,
+        };
+        let small: Vec<Head> = (0..70).map(|_| head(1000)).collect();
+        let sizes: Vec<usize> = batches(&small).iter().map(|b| b.len()).collect();
+        assert_eq!(sizes, [32, 32, 6]);
+        let big = [head(40 << 20), head(40 << 20), head(200 << 20), head(1)];
+        let sizes: Vec<usize> = batches(&big).iter().map(|b| b.len()).collect();
+        assert_eq!(sizes, [1, 1, 1, 1]);
+        assert!(batches(&[]).is_empty());
     }
 
     #[test]
