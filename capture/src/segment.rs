@@ -372,7 +372,12 @@ pub fn ensure_commit_markers(dir: &Path) -> Result<()> {
         File::create(&marker).map_err(|e| CaptureError::io(&marker, e))?;
     }
     sync_dir(&tmp)?;
-    fs::rename(&tmp, &commits).map_err(|e| CaptureError::io(&commits, e))?;
+    if let Err(e) = fs::rename(&tmp, &commits) {
+        let _ = fs::remove_dir_all(&tmp);
+        if !commits.is_dir() {
+            return Err(CaptureError::io(&commits, e));
+        } // another writer of this process made it first: its markers are the same
+    }
     sync_dir(dir)
 }
 
@@ -942,5 +947,33 @@ mod tests {
             legacy.len() + 1
         );
         assert!(incomplete_sets(copy.path()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_future_dated_set_never_takes_the_newest_slot() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = clock_at(T0);
+        let mut w = writer_at(dir.path(), RotationPolicy::default(), &clock);
+        w.add_sample(sample(T0, 1));
+        w.rotate().unwrap();
+        // A set stamped ten days ahead (a capture written when stamps came from profiles).
+        clock.store(
+            T0 + 10 * 86_400 * 1_000_000_000,
+            std::sync::atomic::Ordering::SeqCst,
+        );
+        w.add_sample(sample(T0, 2));
+        w.rotate().unwrap();
+        let hour = 3600 * 1_000_000_000;
+        let p = prune(dir.path(), Some(hour), None, T0 + 2 * hour).unwrap();
+        assert_eq!(p.segment_sets, 0, "the newest plausible set was pruned");
+        assert_eq!(list_segments(dir.path(), Table::Samples).unwrap().len(), 2);
+        // Hostile stamps never overflow the age arithmetic.
+        assert_eq!(
+            prune(dir.path(), Some(1), None, i64::MIN)
+                .unwrap()
+                .segment_sets,
+            0
+        );
+        prune(dir.path(), Some(1), None, i64::MAX).unwrap();
     }
 }
