@@ -158,9 +158,17 @@ pub async fn open(dirs: &[PathBuf], rules: &SiteRules) -> Result<Catalog> {
         .collect::<Result<Vec<_>>>()?;
     unique_names(&mut captures);
     let skipped = find_corrupt(&captures);
+    // Files of incomplete segment sets (no commit marker) are hidden from SQL too, as
+    // `list_segments` hides them from every other reader (it warns about each set).
+    let incomplete: Vec<PathBuf> = captures
+        .iter()
+        .flat_map(|c| leakscope_capture::segment::incomplete_files(&c.dir).unwrap_or_default())
+        .collect();
     let hidden: HashSet<object_store::path::Path> = skipped
         .iter()
-        .filter_map(|s| object_store::path::Path::from_filesystem_path(&s.path).ok())
+        .map(|s| &s.path)
+        .chain(&incomplete)
+        .filter_map(|p| object_store::path::Path::from_filesystem_path(p).ok())
         .collect();
 
     let config = SessionConfig::new().with_information_schema(true);

@@ -226,7 +226,10 @@ impl Matrix {
 
     /// A matrix over `data`, stored profile by profile (`data.len()` a multiple of `groups`).
     pub fn from_columns(groups: usize, data: Vec<f64>) -> Matrix {
-        debug_assert!(groups == 0 || data.len() % groups == 0, "ragged matrix");
+        debug_assert!(
+            groups == 0 || data.len().is_multiple_of(groups),
+            "ragged matrix"
+        );
         Matrix { data, groups }
     }
 

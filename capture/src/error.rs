@@ -38,6 +38,14 @@ pub enum CaptureError {
         /// What is wrong with it.
         reason: String,
     },
+    /// Another writer (`record` or `import`) holds the capture's lock.
+    #[error("{path}: another leakscope-recorder (record or import) is writing this capture{holder}; wait for it to finish or choose another --out")]
+    Locked {
+        /// The capture directory.
+        path: PathBuf,
+        /// ` (PID N)` when the holder is known, else empty.
+        holder: String,
+    },
     /// The directory is not a capture or its manifest is unreadable.
     #[error("{path}: {reason}")]
     NotACapture {

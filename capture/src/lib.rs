@@ -3,11 +3,14 @@
 //! A capture is a directory holding a `manifest.json` and one folder per table, each with
 //! hive-partitioned (`date=YYYY-MM-DD`) zstd Parquet segments. This crate owns the schema
 //! ([`schema`]), the row types written by the recorder ([`rows`]), the crash-safe segment
-//! writer ([`segment`]), the stable stack id ([`stack`]), the manifest ([`manifest`]),
+//! writer ([`segment`]), the stable stack id ([`stack`]), the manifest ([`manifest`]), the
+//! one-writer lock ([`lock`]), durable file operations ([`durable`]),
 //! pprof decoding and encoding ([`pprof`]) and a small reader for tests and tools ([`read`]).
 //! It deliberately does not depend on DataFusion so the recorder stays small.
 
+pub mod durable;
 pub mod error;
+pub mod lock;
 pub mod manifest;
 pub mod pprof;
 pub mod read;

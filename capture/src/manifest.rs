@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::lock::{CaptureLock, LOCK_FILE};
 use crate::{CaptureError, Result, FORMAT_VERSION};
 
 /// File name of the manifest inside a capture directory.
@@ -101,17 +102,29 @@ impl Manifest {
 
     /// Opens capture `dir` for writing: creates it with a new manifest, or appends `session`
     /// to an existing capture's manifest (removing temporary segments a crashed writer left).
-    /// A non-empty directory that is not a capture is refused.
+    /// A non-empty directory that is not a capture is refused. Takes the capture's lock for
+    /// the call only; a writer that goes on writing uses [`Manifest::open_locked`].
     pub fn open_or_create(dir: &Path, session: Session) -> Result<Manifest> {
-        fs::create_dir_all(dir).map_err(|e| CaptureError::io(dir, e))?;
+        let lock = CaptureLock::acquire(dir)?;
+        Manifest::open_locked(&lock, session)
+    }
+
+    /// [`Manifest::open_or_create`] for the capture whose lock the caller holds (and keeps
+    /// while it writes). Also gives a capture from before commit markers its `_commits`
+    /// folder (see [`crate::segment::ensure_commit_markers`]).
+    pub fn open_locked(lock: &CaptureLock, session: Session) -> Result<Manifest> {
+        let dir = lock.dir();
         let manifest = if dir.join(MANIFEST_FILE).exists() {
             let mut m = Manifest::read(dir)?;
             m.sessions.push(session);
             crate::segment::remove_temporaries(dir);
             m
         } else {
-            let mut entries = fs::read_dir(dir).map_err(|e| CaptureError::io(dir, e))?;
-            if entries.next().is_some() {
+            let entries = fs::read_dir(dir).map_err(|e| CaptureError::io(dir, e))?;
+            let foreign = entries
+                .flatten()
+                .any(|e| e.file_name() != std::ffi::OsStr::new(LOCK_FILE));
+            if foreign {
                 return Err(not_a_capture(
                     dir,
                     "directory is not empty and is not a leakscope capture (no manifest.json); choose another --out",
@@ -119,6 +132,7 @@ impl Manifest {
             }
             Manifest::new(session)
         };
+        crate::segment::ensure_commit_markers(dir)?;
         manifest.write(dir)?;
         Ok(manifest)
     }
@@ -129,7 +143,7 @@ impl Manifest {
         let tmp: PathBuf = dir.join(format!(".{MANIFEST_FILE}.tmp"));
         let text = serde_json::to_string_pretty(self)
             .map_err(|e| CaptureError::BadProfile(e.to_string()))?;
-        crate::segment::write_atomically(&tmp, &path, |f| {
+        crate::durable::write_atomically(&tmp, &path, |f| {
             use std::io::Write;
             f.write_all(text.as_bytes())?;
             f.write_all(b"\n")

@@ -167,6 +167,9 @@ pub struct ScrapeRow {
     pub run_id: Option<String>,
     /// Profile written from this attempt.
     pub profile_id: Option<u64>,
+    /// The profile's own time minus the attempt's start (target clock minus recorder
+    /// clock), in ms, on the attempt that produced a profile with a time.
+    pub clock_offset_ms: Option<f64>,
 }
 
 /// One stack's native allocations outstanding at one snapshot.
@@ -419,6 +422,7 @@ pub fn scrapes_batch(rows: &[ScrapeRow]) -> Result<RecordBatch> {
             u64s(rows.iter().map(|r| r.bytes)),
             strings(rows.iter().map(|r| r.run_id.as_deref())),
             u64s(rows.iter().map(|r| r.profile_id)),
+            f64s(rows.iter().map(|r| r.clock_offset_ms)),
         ],
     )
 }

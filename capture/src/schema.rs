@@ -334,6 +334,7 @@ pub fn scrapes_schema() -> SchemaRef {
         field("bytes", DataType::UInt64, true),
         field("run_id", DataType::Utf8, true),
         field("profile_id", DataType::UInt64, true),
+        field("clock_offset_ms", DataType::Float64, true),
     ]))
 }
 

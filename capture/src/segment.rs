@@ -2,17 +2,21 @@
 //!
 //! Rows are buffered in memory per table. On rotation every table with rows is written to
 //! a hidden temporary file (`.NAME.parquet.tmp`), fsynced and renamed to its final name,
-//! stacks first. A reader listing `*.parquet` therefore never sees a half-written file, and
-//! a `kill -9` loses at most the rows buffered since the last rotation. Each segment set
-//! carries every stack its samples reference, so a committed segment is self-contained.
+//! stacks first; once every file of the set is in place, an empty commit marker
+//! `_commits/STEM.commit` is created and its directory fsynced. Readers take a set only when
+//! its marker exists, so a `kill -9` between two tables' renames leaves nothing visible,
+//! and loses at most the rows buffered since the last rotation. Each segment set carries
+//! every stack its samples reference, so a committed set is self-contained. A capture
+//! without a `_commits` folder predates markers: every set in it is taken (see
+//! [`ensure_commit_markers`] for how a writer upgrades it).
 //!
-//! Layout: `TABLE/date=YYYY-MM-DD/YYYYMMDDTHHMMSS.mmmZ-SEQ-TAG.parquet`; names sort by time.
+//! Layout: `TABLE/date=YYYY-MM-DD/YYYYMMDDTHHMMSS.mmmZ-SEQ-TAG.parquet`; names sort by the
+//! recorder's clock at the set's first row, never by the target's.
 
 use std::collections::HashSet;
 use std::fs::{self, File};
-use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use arrow_array::RecordBatch;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -20,12 +24,30 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
+use crate::durable::{create_dir_all, sync_dir};
 use crate::rows::{
     self, NativeCountersRow, NativeEventRow, NativeOutstandingRow, ProcessRow, ProfileRow,
     SampleRow, ScrapeRow, StackRow,
 };
 use crate::schema::{Table, PARTITION_COLUMN};
 use crate::{CaptureError, Result};
+
+/// Folder (in the capture directory) of the segment sets' commit markers.
+pub const COMMITS_DIR: &str = "_commits";
+
+/// File name ending of a commit marker: `_commits/STEM.commit`.
+pub const COMMIT_SUFFIX: &str = ".commit";
+
+/// The writer's clock: ns since the Unix epoch.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// This machine's clock, in ns since the Unix epoch (saturating, never panics).
+pub fn system_now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
 
 /// When a segment set is closed and a new one started.
 #[derive(Debug, Clone, Copy)]
@@ -63,6 +85,7 @@ pub struct SegmentWriter {
     stacks_in_segment: HashSet<u64>,
     buffered_bytes: usize,
     props: Arc<WriterProperties>,
+    clock: Clock,
 }
 
 impl SegmentWriter {
@@ -92,7 +115,23 @@ impl SegmentWriter {
             stacks_in_segment: HashSet::new(),
             buffered_bytes: 0,
             props: Arc::new(props),
+            clock: Arc::new(system_now_ns),
         }
+    }
+
+    /// Replaces the writer's clock (this machine's by default); for tests.
+    pub fn set_clock(&mut self, clock: Clock) {
+        self.clock = clock;
+    }
+
+    /// The writer's clock now: what set stamps, partitions and rotation go by.
+    pub fn now_ns(&self) -> i64 {
+        (self.clock)()
+    }
+
+    /// True when the open set should be committed now (see [`Self::should_rotate`]).
+    pub fn should_rotate_now(&self) -> bool {
+        self.should_rotate(self.now_ns())
     }
 
     /// The capture directory.
@@ -100,9 +139,13 @@ impl SegmentWriter {
         &self.dir
     }
 
-    fn touch(&mut self, time_ns: i64, bytes: usize) {
-        self.start_ns.get_or_insert(time_ns);
-        self.buffered_bytes += bytes;
+    /// Counts a buffered row. The set's stamp is the writer's clock at its first row; the
+    /// row's own time (maybe the target's clock) never names or dates a set.
+    fn touch(&mut self, _row_time_ns: i64, bytes: usize) {
+        if self.start_ns.is_none() {
+            self.start_ns = Some(self.now_ns());
+        }
+        self.buffered_bytes = self.buffered_bytes.saturating_add(bytes);
     }
 
     /// Buffers a profile row.
@@ -127,6 +170,9 @@ impl SegmentWriter {
     /// Buffers a stack unless the open segment set already has it.
     pub fn add_stack(&mut self, row: StackRow) {
         if self.stacks_in_segment.insert(row.stack_id) {
+            if self.start_ns.is_none() {
+                self.start_ns = Some(self.now_ns());
+            }
             self.buffered_bytes += 32
                 + row
                     .frames
@@ -173,25 +219,33 @@ impl SegmentWriter {
         self.buffered_bytes
     }
 
-    /// True when the open set should be committed at `now_ns`: it is older than the policy
-    /// allows, larger than the policy allows, or `now_ns` falls on another UTC date.
+    /// True when the open set should be committed at `now_ns` (the writer's clock): it is
+    /// older than the policy allows, larger than the policy allows, or `now_ns` falls on
+    /// another UTC date. A clock that went back never counts as age.
     pub fn should_rotate(&self, now_ns: i64) -> bool {
         let Some(start) = self.start_ns else {
             return false;
         };
-        now_ns - start >= self.policy.max_age_ns
+        now_ns.saturating_sub(start) >= self.policy.max_age_ns
             || self.buffered_bytes >= self.policy.max_bytes
             || utc_date(now_ns) != utc_date(start)
     }
 
-    /// Commits every buffered table as a segment and starts a new set. Returns the files
-    /// written. On error, the tables this call already committed are removed again and
-    /// every row stays buffered, so a later call retries the whole set under the same name
-    /// (a committed file is never replaced by one with fewer rows).
+    /// Profile rows buffered in the open set.
+    pub fn buffered_profiles(&self) -> usize {
+        self.profiles.len()
+    }
+
+    /// Commits every buffered table as a segment, then the set's commit marker, and starts
+    /// a new set. Returns the segment files written. On error, the tables this call already
+    /// wrote are removed again and every row stays buffered, so a later call retries the
+    /// whole set under the same name (a committed file is never replaced by one with fewer
+    /// rows); without its marker, no reader ever saw them.
     pub fn rotate(&mut self) -> Result<Vec<PathBuf>> {
         let Some(start) = self.start_ns else {
             return Ok(Vec::new());
         };
+        ensure_commit_markers(&self.dir)?;
         let stem = format!("{}-{:06}-{}", format_stamp(start), self.seq, self.tag);
         let date = utc_date(start).format("%Y-%m-%d").to_string();
         let mut written = Vec::new();
@@ -230,6 +284,12 @@ impl SegmentWriter {
             }
             written.push(path);
         }
+        if let Err(e) = write_marker(&self.dir, &stem) {
+            for p in written.iter().rev() {
+                let _ = fs::remove_file(p);
+            }
+            return Err(e);
+        }
         self.stacks.clear();
         self.profiles.clear();
         self.samples.clear();
@@ -246,65 +306,101 @@ impl SegmentWriter {
     }
 
     fn write_segment(&self, part_dir: &Path, path: &Path, batch: &RecordBatch) -> Result<()> {
-        fs::create_dir_all(part_dir).map_err(|e| CaptureError::io(part_dir, e))?;
+        create_dir_all(part_dir)?;
         let name = path
             .file_name()
             .and_then(|n| n.to_str())
             .unwrap_or("segment");
         let tmp = part_dir.join(format!(".{name}.tmp"));
-        let result = (|| -> Result<()> {
-            let file = File::create(&tmp).map_err(|e| CaptureError::io(&tmp, e))?;
-            let mut w = ArrowWriter::try_new(
-                BufWriter::new(file),
-                batch.schema(),
-                Some((*self.props).clone()),
-            )
-            .map_err(|e| CaptureError::parquet(&tmp, e))?;
-            w.write(batch).map_err(|e| CaptureError::parquet(&tmp, e))?;
-            let buf = w.into_inner().map_err(|e| CaptureError::parquet(&tmp, e))?;
-            let file = buf
-                .into_inner()
-                .map_err(|e| CaptureError::io(&tmp, e.into_error()))?;
-            file.sync_all().map_err(|e| CaptureError::io(&tmp, e))?;
-            fs::rename(&tmp, path).map_err(|e| CaptureError::io(path, e))?;
-            sync_dir(part_dir);
-            Ok(())
-        })();
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
+        let mut parquet_error = None;
+        let written = crate::durable::write_atomically(&tmp, path, |out| {
+            let result = ArrowWriter::try_new(out, batch.schema(), Some((*self.props).clone()))
+                .and_then(|mut w| {
+                    w.write(batch)?;
+                    w.finish().map(|_| ())
+                });
+            result.map_err(|e| {
+                let io = std::io::Error::other(e.to_string());
+                parquet_error = Some(e);
+                io
+            })
+        });
+        match (written, parquet_error) {
+            (Err(_), Some(e)) => Err(CaptureError::parquet(path, e)),
+            (r, _) => r,
         }
-        result
     }
 }
 
-/// Writes a file through `tmp` and renames it over `path` once complete and fsynced.
-pub fn write_atomically(
-    tmp: &Path,
-    path: &Path,
-    fill: impl FnOnce(&mut BufWriter<File>) -> std::io::Result<()>,
-) -> Result<()> {
-    let result = (|| -> std::io::Result<()> {
-        let mut w = BufWriter::new(File::create(tmp)?);
-        fill(&mut w)?;
-        w.flush()?;
-        w.get_ref().sync_all()?;
-        drop(w);
-        fs::rename(tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = fs::remove_file(tmp);
-        return Err(CaptureError::io(path, e));
-    }
-    if let Some(parent) = path.parent() {
-        sync_dir(parent);
-    }
-    Ok(())
+/// Writes `path` atomically (see [`crate::durable::write_atomically`]).
+pub use crate::durable::write_atomically;
+
+/// Creates the empty commit marker of set `stem` and fsyncs its directory: from then on
+/// readers take the set.
+fn write_marker(dir: &Path, stem: &str) -> Result<()> {
+    let commits = dir.join(COMMITS_DIR);
+    create_dir_all(&commits)?;
+    let marker = commits.join(format!("{stem}{COMMIT_SUFFIX}"));
+    File::create(&marker)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| CaptureError::io(&marker, e))?;
+    sync_dir(&commits)
 }
 
-fn sync_dir(dir: &Path) {
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
+/// Makes sure capture `dir` has its `_commits` folder before a set is committed. A capture
+/// written before commit markers existed has none, and every set in it counts as
+/// committed; this writes a marker for each of those sets into a temporary folder and
+/// renames it to `_commits` in one step, so readers see either the old rule or all markers.
+pub fn ensure_commit_markers(dir: &Path) -> Result<()> {
+    let commits = dir.join(COMMITS_DIR);
+    if commits.is_dir() {
+        return Ok(());
     }
+    let tmp = dir.join(format!(".{COMMITS_DIR}.tmp"));
+    if tmp.exists() {
+        fs::remove_dir_all(&tmp).map_err(|e| CaptureError::io(&tmp, e))?;
+    }
+    let mut stems = Vec::new();
+    for t in Table::ALL {
+        stems.extend(list_files(dir, t)?.into_iter().map(|s| s.stem));
+    }
+    stems.sort();
+    stems.dedup();
+    create_dir_all(&tmp)?;
+    for stem in &stems {
+        let marker = tmp.join(format!("{stem}{COMMIT_SUFFIX}"));
+        File::create(&marker).map_err(|e| CaptureError::io(&marker, e))?;
+    }
+    sync_dir(&tmp)?;
+    if let Err(e) = fs::rename(&tmp, &commits) {
+        let _ = fs::remove_dir_all(&tmp);
+        if !commits.is_dir() {
+            return Err(CaptureError::io(&commits, e));
+        } // another writer of this process made it first: its markers are the same
+    }
+    sync_dir(dir)
+}
+
+/// The stems of the committed sets of capture `dir`, or `None` for a capture without
+/// commit markers (every set counts).
+pub fn committed_stems(dir: &Path) -> Result<Option<HashSet<String>>> {
+    let commits = dir.join(COMMITS_DIR);
+    let entries = match fs::read_dir(&commits) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(CaptureError::io(&commits, e)),
+    };
+    let mut stems = HashSet::new();
+    for e in entries {
+        let name = e.map_err(|e| CaptureError::io(&commits, e))?.file_name();
+        let name = name.to_string_lossy();
+        if let Some(stem) = name.strip_suffix(COMMIT_SUFFIX) {
+            if !name.starts_with('.') {
+                stems.insert(stem.to_string());
+            }
+        }
+    }
+    Ok(Some(stems))
 }
 
 fn fastish_nonce() -> u64 {
@@ -339,8 +435,79 @@ pub struct SegmentFile {
 }
 
 /// Lists the committed segments of `table` in capture `dir`, oldest first. Temporary files
-/// (`.*.tmp`) and foreign files are ignored.
+/// (`.*.tmp`) and foreign files are ignored, and so are the files of incomplete segment
+/// sets (no commit marker: being committed right now, or left by an interrupted commit);
+/// each incomplete set is reported once per process as a warning naming it.
 pub fn list_segments(dir: &Path, table: Table) -> Result<Vec<SegmentFile>> {
+    let files = list_files(dir, table)?;
+    let Some(committed) = committed_stems(dir)? else {
+        return Ok(files); // a capture from before commit markers: every set counts
+    };
+    let (complete, incomplete): (Vec<_>, Vec<_>) =
+        files.into_iter().partition(|f| committed.contains(&f.stem));
+    for f in &incomplete {
+        warn_incomplete(dir, &f.stem, &f.path);
+    }
+    Ok(complete)
+}
+
+/// The stems of the incomplete segment sets of capture `dir`: files on disk without a
+/// commit marker. Always empty for a capture from before commit markers.
+pub fn incomplete_sets(dir: &Path) -> Result<Vec<String>> {
+    let Some(committed) = committed_stems(dir)? else {
+        return Ok(Vec::new());
+    };
+    let mut stems = Vec::new();
+    for t in Table::ALL {
+        stems.extend(
+            list_files(dir, t)?
+                .into_iter()
+                .map(|f| f.stem)
+                .filter(|s| !committed.contains(s)),
+        );
+    }
+    stems.sort();
+    stems.dedup();
+    Ok(stems)
+}
+
+/// The files of the incomplete segment sets of capture `dir` (see [`incomplete_sets`]), for
+/// readers that list files themselves and must hide these (each set is warned about once).
+pub fn incomplete_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let Some(committed) = committed_stems(dir)? else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for t in Table::ALL {
+        for f in list_files(dir, t)? {
+            if !committed.contains(&f.stem) {
+                warn_incomplete(dir, &f.stem, &f.path);
+                out.push(f.path);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn warn_incomplete(dir: &Path, stem: &str, path: &Path) {
+    static WARNED: Mutex<Option<HashSet<(PathBuf, String)>>> = Mutex::new(None);
+    let Ok(mut warned) = WARNED.lock() else {
+        return;
+    };
+    if warned
+        .get_or_insert_with(HashSet::new)
+        .insert((dir.to_path_buf(), stem.to_string()))
+    {
+        log::warn!(
+            "{}: incomplete segment set {stem} ignored: no commit marker (being committed right now, or left by an interrupted commit), e.g. {}",
+            dir.display(),
+            path.display()
+        );
+    }
+}
+
+/// Every `*.parquet` file of `table`, marker or not, oldest first.
+fn list_files(dir: &Path, table: Table) -> Result<Vec<SegmentFile>> {
     let table_dir = dir.join(table.name());
     let mut out = Vec::new();
     let parts = match fs::read_dir(&table_dir) {
@@ -378,6 +545,9 @@ pub fn list_segments(dir: &Path, table: Table) -> Result<Vec<SegmentFile>> {
 /// writer that crashed mid-commit; they are never valid. Best effort: returns how many went.
 pub fn remove_temporaries(dir: &Path) -> usize {
     let mut removed = 0;
+    if fs::remove_dir_all(dir.join(format!(".{COMMITS_DIR}.tmp"))).is_ok() {
+        removed += 1;
+    }
     for table in Table::ALL {
         let Ok(parts) = fs::read_dir(dir.join(table.name())) else {
             continue;
@@ -410,42 +580,69 @@ pub struct Pruned {
 }
 
 /// Deletes whole segment sets (all tables of one stem) older than `max_age_ns` before
-/// `now_ns`, then the oldest sets while the capture exceeds `max_bytes`. The newest set is
-/// always kept.
+/// `now_ns`, then the oldest sets while the capture exceeds `max_bytes`. The newest
+/// committed set whose stamp is not in the future (more than a day after `now_ns`) is
+/// always kept. A set
+/// is deleted marker first (and the marker's directory fsynced), so an interrupted pass
+/// leaves an incomplete set that readers ignore and the next pass deletes. Incomplete sets
+/// are pruned like the others.
 pub fn prune(
     dir: &Path,
     max_age_ns: Option<i64>,
     max_bytes: Option<u64>,
     now_ns: i64,
 ) -> Result<Pruned> {
+    const DAY_NS: i64 = 86_400 * 1_000_000_000;
     let mut all = Vec::new();
     for t in Table::ALL {
-        all.extend(list_segments(dir, t)?);
+        all.extend(list_files(dir, t)?);
     }
     let mut stems: Vec<String> = all.iter().map(|s| s.stem.clone()).collect();
     stems.sort();
     stems.dedup();
     let mut total: u64 = all.iter().map(|s| s.bytes).sum();
     let mut pruned = Pruned::default();
-    let newest = stems.last().cloned();
+    let future = |stem: &str| stem_time_ns(stem).is_some_and(|t| t > now_ns.saturating_add(DAY_NS));
+    let committed = committed_stems(dir)?;
+    let is_committed = |stem: &str| committed.as_ref().is_none_or(|c| c.contains(stem));
+    let newest = stems
+        .iter()
+        .rev()
+        .find(|s| !future(s) && is_committed(s))
+        .cloned();
+    let commits = dir.join(COMMITS_DIR);
     for stem in &stems {
         if Some(stem) == newest.as_ref() {
-            break;
+            continue;
         }
         let too_old = match (max_age_ns, stem_time_ns(stem)) {
-            (Some(age), Some(t)) => now_ns - t > age,
+            (Some(age), Some(t)) => now_ns.saturating_sub(t) > age,
             _ => false,
         };
         let too_big = max_bytes.is_some_and(|m| total > m);
         if !too_old && !too_big {
             continue;
         }
+        let marker = commits.join(format!("{stem}{COMMIT_SUFFIX}"));
+        match fs::remove_file(&marker) {
+            Ok(()) => sync_dir(&commits)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(CaptureError::io(&marker, e)),
+        }
+        let mut parents = Vec::new();
         for seg in all.iter().filter(|s| &s.stem == stem) {
             fs::remove_file(&seg.path).map_err(|e| CaptureError::io(&seg.path, e))?;
             total = total.saturating_sub(seg.bytes);
             pruned.bytes += seg.bytes;
             if let Some(parent) = seg.path.parent() {
-                let _ = fs::remove_dir(parent); // only succeeds once the partition is empty
+                parents.push(parent.to_path_buf());
+            }
+        }
+        for parent in parents {
+            if fs::remove_dir(&parent).is_err() {
+                sync_dir(&parent)?; // still holds other sets: make the removals durable
+            } else if let Some(table_dir) = parent.parent() {
+                sync_dir(table_dir)?;
             }
         }
         pruned.segment_sets += 1;
@@ -468,6 +665,24 @@ mod tests {
     use crate::stack::Frame;
 
     const T0: i64 = 1_763_900_000_000_000_000;
+
+    /// A writer whose clock reads `clock` (ns), for stamps and dates the test chooses.
+    fn writer_at(
+        dir: &Path,
+        policy: RotationPolicy,
+        clock: &Arc<std::sync::atomic::AtomicI64>,
+    ) -> SegmentWriter {
+        let mut w = SegmentWriter::new(dir, policy);
+        let c = clock.clone();
+        w.set_clock(Arc::new(move || {
+            c.load(std::sync::atomic::Ordering::SeqCst)
+        }));
+        w
+    }
+
+    fn clock_at(t: i64) -> Arc<std::sync::atomic::AtomicI64> {
+        Arc::new(std::sync::atomic::AtomicI64::new(t))
+    }
 
     fn sample(t: i64, stack: u64) -> SampleRow {
         SampleRow {
@@ -500,12 +715,13 @@ mod tests {
     #[test]
     fn rotation_writes_self_contained_sets_and_names_sort_by_time() {
         let dir = tempfile::tempdir().unwrap();
-        let mut w = SegmentWriter::new(
+        let mut w = writer_at(
             dir.path(),
             RotationPolicy {
                 max_age_ns: 10,
                 max_bytes: 1 << 30,
             },
+            &clock_at(T0),
         );
         w.add_stack(stack(7));
         w.add_sample(sample(T0, 7));
@@ -534,7 +750,7 @@ mod tests {
     fn a_new_utc_date_rotates() {
         let dir = tempfile::tempdir().unwrap();
         let w = {
-            let mut w = SegmentWriter::new(dir.path(), RotationPolicy::default());
+            let mut w = writer_at(dir.path(), RotationPolicy::default(), &clock_at(T0));
             w.add_sample(sample(T0, 1));
             w
         };
@@ -545,8 +761,13 @@ mod tests {
     #[test]
     fn prune_removes_old_sets_but_keeps_the_newest() {
         let dir = tempfile::tempdir().unwrap();
-        let mut w = SegmentWriter::new(dir.path(), RotationPolicy::default());
+        let clock = clock_at(T0);
+        let mut w = writer_at(dir.path(), RotationPolicy::default(), &clock);
         for i in 0..3 {
+            clock.store(
+                T0 + i * 3600 * 1_000_000_000,
+                std::sync::atomic::Ordering::SeqCst,
+            );
             w.add_stack(stack(1));
             w.add_sample(sample(T0 + i * 3600 * 1_000_000_000, 1));
             w.rotate().unwrap();
@@ -620,7 +841,7 @@ mod tests {
             options: serde_json::json!({}),
         };
         Manifest::open_or_create(dir.path(), session()).unwrap();
-        let mut w = SegmentWriter::new(dir.path(), RotationPolicy::default());
+        let mut w = writer_at(dir.path(), RotationPolicy::default(), &clock_at(T0));
         w.add_stack(stack(1));
         w.add_sample(sample(T0, 1));
         let committed = w.rotate().unwrap();
@@ -644,5 +865,115 @@ mod tests {
         assert!(list_segments(dir.path(), Table::Samples)
             .unwrap()
             .is_empty());
+    }
+
+    #[test]
+    fn sets_are_named_and_dated_by_the_writers_clock_not_the_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = clock_at(T0);
+        let mut w = writer_at(dir.path(), RotationPolicy::default(), &clock);
+        // A target a day ahead: its rows do not force a commit per row, nor date the set.
+        let ahead = T0 + 86_400 * 1_000_000_000;
+        w.add_sample(sample(ahead, 1));
+        assert!(!w.should_rotate_now());
+        w.add_sample(sample(ahead + 1, 1));
+        let files = w.rotate().unwrap();
+        assert_eq!(files.len(), 1);
+        assert!(
+            files[0]
+                .to_string_lossy()
+                .contains("date=2025-11-23/20251123T"),
+            "{files:?}"
+        );
+        // Time that runs backwards (or a hostile row time) never overflows.
+        w.add_sample(sample(i64::MIN, 1));
+        let _ = w.should_rotate(i64::MIN);
+        assert!(w.should_rotate(i64::MAX));
+    }
+
+    #[test]
+    fn a_set_without_its_marker_is_invisible_and_a_legacy_capture_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = clock_at(T0);
+        let mut w = writer_at(dir.path(), RotationPolicy::default(), &clock);
+        w.add_stack(stack(1));
+        w.add_sample(sample(T0, 1));
+        w.rotate().unwrap();
+        // An interrupted commit: the next set's files are there, its marker is not.
+        clock.store(T0 + 1_000_000_000, std::sync::atomic::Ordering::SeqCst);
+        w.add_stack(stack(2));
+        w.add_sample(sample(T0, 2));
+        let files = w.rotate().unwrap();
+        let stem = files[0].file_stem().unwrap().to_str().unwrap().to_string();
+        fs::remove_file(
+            dir.path()
+                .join(COMMITS_DIR)
+                .join(format!("{stem}{COMMIT_SUFFIX}")),
+        )
+        .unwrap();
+        assert_eq!(list_segments(dir.path(), Table::Samples).unwrap().len(), 1);
+        assert_eq!(
+            incomplete_sets(dir.path()).unwrap(),
+            std::slice::from_ref(&stem)
+        );
+        // Pruning deletes incomplete sets too, marker first.
+        let p = prune(dir.path(), None, Some(1), T0 + 2_000_000_000).unwrap();
+        assert_eq!(p.segment_sets, 1);
+        assert!(incomplete_sets(dir.path()).unwrap().is_empty());
+
+        // A capture from before markers (the repository's demo): every set counts, and the
+        // first commit into it adopts them all.
+        let demo = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../fixtures/captures/demo"
+        ));
+        let legacy = list_segments(demo, Table::Samples).unwrap();
+        assert!(!legacy.is_empty());
+        let copy = tempfile::tempdir().unwrap();
+        for seg in Table::ALL
+            .iter()
+            .flat_map(|t| list_segments(demo, *t).unwrap())
+        {
+            let rel = seg.path.strip_prefix(demo).unwrap();
+            fs::create_dir_all(copy.path().join(rel).parent().unwrap()).unwrap();
+            fs::copy(&seg.path, copy.path().join(rel)).unwrap();
+        }
+        let mut w = writer_at(copy.path(), RotationPolicy::default(), &clock_at(T0));
+        w.add_stack(stack(1));
+        w.add_sample(sample(T0, 1));
+        w.rotate().unwrap();
+        assert_eq!(
+            list_segments(copy.path(), Table::Samples).unwrap().len(),
+            legacy.len() + 1
+        );
+        assert!(incomplete_sets(copy.path()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_future_dated_set_never_takes_the_newest_slot() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = clock_at(T0);
+        let mut w = writer_at(dir.path(), RotationPolicy::default(), &clock);
+        w.add_sample(sample(T0, 1));
+        w.rotate().unwrap();
+        // A set stamped ten days ahead (a capture written when stamps came from profiles).
+        clock.store(
+            T0 + 10 * 86_400 * 1_000_000_000,
+            std::sync::atomic::Ordering::SeqCst,
+        );
+        w.add_sample(sample(T0, 2));
+        w.rotate().unwrap();
+        let hour = 3600 * 1_000_000_000;
+        let p = prune(dir.path(), Some(hour), None, T0 + 2 * hour).unwrap();
+        assert_eq!(p.segment_sets, 0, "the newest plausible set was pruned");
+        assert_eq!(list_segments(dir.path(), Table::Samples).unwrap().len(), 2);
+        // Hostile stamps never overflow the age arithmetic.
+        assert_eq!(
+            prune(dir.path(), Some(1), None, i64::MIN)
+                .unwrap()
+                .segment_sets,
+            0
+        );
+        prune(dir.path(), Some(1), None, i64::MAX).unwrap();
     }
 }

@@ -1,10 +1,20 @@
 //! HTTP GET with a per-request timeout, bounded retries with exponential backoff and full
 //! jitter, and a record of every attempt (the `scrapes` table).
+//!
+//! Redirects are followed by hand, and only within the origin (scheme, host and port) of the
+//! URL requested: the `--header` values and credentials go to the target and nowhere else,
+//! and an https target is never downgraded to http.
 
 use std::io::Read;
 use std::time::{Duration, Instant};
 
+use ureq::http::Uri;
+
 use crate::now_ns;
+use crate::target::origin_of;
+
+/// Redirects followed (within the origin) per attempt.
+pub const MAX_REDIRECTS: u32 = 3;
 
 /// Largest response body accepted.
 pub const MAX_BODY_BYTES: u64 = 512 << 20;
@@ -67,7 +77,7 @@ impl Fetcher {
             .timeout_global(Some(timeout))
             .http_status_as_error(false)
             .user_agent(format!("leakscope-recorder/{}", crate::RECORDER_VERSION))
-            .max_redirects(3)
+            .max_redirects(0) // followed by hand, within the origin only
             .build();
         Fetcher {
             agent: config.into(),
@@ -107,10 +117,6 @@ impl Fetcher {
     fn try_once(&self, url: &str) -> (Attempt, Option<Vec<u8>>, bool) {
         let start_ns = now_ns();
         let started = Instant::now();
-        let mut req = self.agent.get(url);
-        for (k, v) in &self.headers {
-            req = req.header(k.as_str(), v.as_str());
-        }
         let done = |status: Option<u16>, bytes: Option<u64>, error: Option<String>| Attempt {
             start_ns,
             duration_ms: started.elapsed().as_secs_f64() * 1e3,
@@ -118,12 +124,44 @@ impl Fetcher {
             bytes,
             error,
         };
-        let mut resp = match req.call() {
-            Ok(r) => r,
-            Err(e) => {
-                let msg = describe_error(&e, self.timeout);
-                return (done(None, None, Some(msg)), None, true);
+        let mut current = url.to_string();
+        let mut redirects = 0;
+        let mut resp = loop {
+            let mut req = self.agent.get(&current);
+            for (k, v) in &self.headers {
+                req = req.header(k.as_str(), v.as_str());
             }
+            let resp = match req.call() {
+                Ok(r) => r,
+                Err(e) => {
+                    let msg = describe_error(&e, self.timeout);
+                    return (done(None, None, Some(msg)), None, true);
+                }
+            };
+            let status = resp.status().as_u16();
+            if !resp.status().is_redirection() {
+                break resp;
+            }
+            let location = resp
+                .headers()
+                .get("location")
+                .and_then(|l| l.to_str().ok())
+                .unwrap_or("");
+            let refused = |why: String| (done(Some(status), None, Some(why)), None, false);
+            if redirects == MAX_REDIRECTS {
+                return refused(format!(
+                    "HTTP {status} redirect: more than {MAX_REDIRECTS} redirects"
+                ));
+            }
+            match follow(&current, location) {
+                Ok(next) => current = next,
+                Err(other) => {
+                    return refused(format!(
+                        "HTTP {status} redirect to another origin ({other}) not followed: headers and credentials are only sent to the target's origin"
+                    ))
+                }
+            }
+            redirects += 1;
         };
         let status = resp.status().as_u16();
         let mut body = Vec::new();
@@ -170,6 +208,49 @@ impl Fetcher {
         }
         (done(Some(status), Some(len), None), Some(body), false)
     }
+}
+
+/// The origin (`scheme://host:port`) of absolute URL `u`.
+fn origin(u: &Uri) -> Option<String> {
+    let scheme = u.scheme_str()?;
+    let port = u
+        .port_u16()
+        .unwrap_or(if scheme.eq_ignore_ascii_case("https") {
+            443
+        } else {
+            80
+        });
+    Some(origin_of(scheme, u.host()?, port))
+}
+
+/// Where a redirect from `from` to `location` goes, when it stays within the origin of
+/// `from`; otherwise the other origin (for the message; never its path or query), or
+/// `invalid Location` when it cannot be parsed.
+fn follow(from: &str, location: &str) -> Result<String, String> {
+    let base: Uri = from.parse().map_err(|_| "invalid URL".to_string())?;
+    let here = origin(&base).ok_or("invalid URL")?;
+    let absolute = if location.contains("://") {
+        location.to_string()
+    } else if let Some(rest) = location.strip_prefix("//") {
+        format!("{}://{rest}", base.scheme_str().unwrap_or("http"))
+    } else if location.starts_with('/') {
+        format!("{here}{location}")
+    } else {
+        let dir = base.path().rsplit_once('/').map_or("", |(d, _)| d);
+        format!("{here}{dir}/{location}")
+    };
+    let target: Uri = absolute
+        .parse()
+        .map_err(|_| "invalid Location".to_string())?;
+    if target.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err("a Location with user info".into());
+    }
+    let there = origin(&target).ok_or("invalid Location")?;
+    if there != here {
+        return Err(there);
+    }
+    let path = target.path_and_query().map_or("/", |p| p.as_str());
+    Ok(format!("{here}{path}"))
 }
 
 fn describe_error(e: &ureq::Error, timeout: Duration) -> String {
@@ -231,6 +312,37 @@ mod tests {
         assert_eq!(r.attempts.len(), 1);
         assert_eq!(r.status(), Some(404));
         assert_eq!(r.error(), Some("HTTP 404 Not Found"));
+    }
+
+    #[test]
+    fn redirects_stay_within_the_origin() {
+        let from = "http://127.0.0.1:8080/debug/pprof/heap";
+        assert_eq!(
+            follow(from, "/other/heap?x=1").unwrap(),
+            "http://127.0.0.1:8080/other/heap?x=1"
+        );
+        assert_eq!(
+            follow(from, "heap2").unwrap(),
+            "http://127.0.0.1:8080/debug/pprof/heap2"
+        );
+        assert_eq!(
+            follow(from, "http://127.0.0.1:8080/x").unwrap(),
+            "http://127.0.0.1:8080/x"
+        );
+        assert_eq!(
+            follow(from, "http://127.0.0.1:9090/steal?token=abc").unwrap_err(),
+            "http://127.0.0.1:9090"
+        );
+        assert_eq!(
+            follow("https://h/x", "http://h/x").unwrap_err(),
+            "http://h:80",
+            "https must never be downgraded to http"
+        );
+        assert_eq!(
+            follow("https://h/x", "//evil/x").unwrap_err(),
+            "https://evil:443"
+        );
+        assert!(follow(from, "http://u:p@127.0.0.1:8080/x").is_err());
     }
 
     #[test]

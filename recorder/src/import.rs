@@ -1,12 +1,18 @@
 //! `import`: pprof files (curl downloads, `go test -memprofile`, home-made collectors) into
-//! a capture. Files are decoded in parallel; time comes from the profile itself, else from a
-//! `YYYY-MM-DD_HH-MM-SS` stamp in the file name, else from the file's mtime.
+//! a capture. Time comes from the profile itself, else from a `YYYY-MM-DD_HH-MM-SS` stamp in
+//! the file name, else from the file's mtime; an implausible time rejects the file.
+//!
+//! Memory stays bounded whatever the number of files: a first pass reads only each file's
+//! time (in parallel), then the files are decoded in time order, [`DECODE_BATCH`] (and at
+//! most [`DECODE_BATCH_BYTES`] decompressed) at a time, in parallel, and written into
+//! segment sets committed every [`SET_PROFILES`] profiles.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::bail;
 use indicatif::{ProgressBar, ProgressStyle};
+use leakscope_capture::lock::CaptureLock;
 use leakscope_capture::manifest::{Manifest, Session};
 use leakscope_capture::pprof::{self, DecodedProfile, ProfileKind};
 use leakscope_capture::segment::{RotationPolicy, SegmentWriter};
@@ -14,7 +20,20 @@ use rayon::prelude::*;
 
 use crate::ingest::{profile_id, write_profile, ProfileMeta};
 use crate::runs::{Observation, RunTracker};
-use crate::{host_name, now_ns, rfc3339, RECORDER_VERSION};
+use crate::{host_name, implausible_time, now_ns, rfc3339, RECORDER_VERSION};
+
+/// Profiles decoded at once (in parallel) in time order.
+pub const DECODE_BATCH: usize = 32;
+
+/// Decompressed bytes of the profiles decoded at once: a batch ends before it would pass
+/// this (a single larger profile is a batch of its own).
+pub const DECODE_BATCH_BYTES: usize = 64 << 20;
+
+/// Profiles per segment set: the set is committed once it holds this many.
+pub const SET_PROFILES: usize = 256;
+
+/// Largest profile file read.
+pub const MAX_FILE_BYTES: u64 = crate::fetch::MAX_BODY_BYTES;
 
 /// Everything `import` needs.
 #[derive(Debug, Clone)]
@@ -44,11 +63,13 @@ pub struct ImportSummary {
     pub segments: usize,
 }
 
-struct Loaded {
+/// A file after the first pass: where it is, its target, and its time.
+struct Head {
     path: PathBuf,
     target: String,
     time_ns: i64,
-    profile: DecodedProfile,
+    /// Decompressed size of the profile.
+    raw_len: usize,
 }
 
 /// File name endings taken as profiles when a directory is walked.
@@ -126,7 +147,15 @@ pub fn time_from_name(path: &Path) -> Option<i64> {
         ]
         .iter()
         .find_map(|f| chrono::NaiveDateTime::parse_from_str(s, f).ok())
-        .and_then(|t| t.and_utc().timestamp_nanos_opt())
+        .map(|t| {
+            // Past 2262 (or before 1677) saturates, so the check rejects it by name.
+            let t = t.and_utc();
+            t.timestamp_nanos_opt().unwrap_or(if t.timestamp() > 0 {
+                i64::MAX
+            } else {
+                i64::MIN
+            })
+        })
     })
 }
 
@@ -139,20 +168,67 @@ fn kind_hint(path: &Path) -> Option<ProfileKind> {
     }
 }
 
-fn load(path: &Path, target: Option<&str>) -> Result<Loaded, String> {
-    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
-    let profile = pprof::parse(&bytes, kind_hint(path)).map_err(|e| e.to_string())?;
-    let time_ns = if profile.time_ns > 0 {
-        profile.time_ns
+fn read_file(path: &Path) -> Result<Vec<u8>, String> {
+    let len = std::fs::metadata(path).map_err(|e| e.to_string())?.len();
+    if len > MAX_FILE_BYTES {
+        return Err(format!(
+            "file is {len} bytes, larger than the {} MiB accepted",
+            MAX_FILE_BYTES >> 20
+        ));
+    }
+    std::fs::read(path).map_err(|e| e.to_string())
+}
+
+fn decode_file(path: &Path) -> Result<DecodedProfile, String> {
+    let bytes = read_file(path)?;
+    pprof::parse(&bytes, kind_hint(path)).map_err(|e| e.to_string())
+}
+
+/// First pass: the file's time (from the profile, its name, or its mtime; checked against
+/// `now_ns`) and target, without decoding the profile.
+fn head(path: &Path, target: Option<&str>, now_ns: i64) -> Result<Head, String> {
+    let bytes = read_file(path)?;
+    let (own, raw_len) = match pprof::peek_time(&bytes).map_err(|e| e.to_string())? {
+        Some(t) => t,
+        // Not a protobuf: the full decoder says why.
+        None => {
+            return Err(decode_file(path)
+                .err()
+                .unwrap_or_else(|| "not a pprof protobuf".into()))
+        }
+    };
+    let time_ns = if own < 0 {
+        return Err(format!(
+            "time_nanos {own} is negative: not a time (fix the profile or its collector)"
+        ));
+    } else if own > 0 {
+        if let Some(why) = implausible_time("time_nanos", own, now_ns) {
+            return Err(why);
+        }
+        own
     } else if let Some(t) = time_from_name(path) {
+        if let Some(why) = implausible_time("the time in the file name", t, now_ns) {
+            return Err(why);
+        }
         t
     } else {
         let m = std::fs::metadata(path)
             .and_then(|m| m.modified())
             .map_err(|e| e.to_string())?;
-        m.duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as i64)
-            .unwrap_or(0)
+        let t = m
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        if let Some(why) = implausible_time(
+            "the profile has no time, and the file's modification time",
+            t,
+            now_ns,
+        ) {
+            return Err(format!(
+                "{why} (put a YYYY-MM-DD_HH-MM-SS stamp in the file name)"
+            ));
+        }
+        t
     };
     let target = match target {
         Some(t) => t.to_string(),
@@ -165,51 +241,24 @@ fn load(path: &Path, target: Option<&str>) -> Result<Loaded, String> {
             format!("file://{}", dir.display())
         }
     };
-    Ok(Loaded {
+    Ok(Head {
         path: path.to_path_buf(),
         target,
         time_ns,
-        profile,
+        raw_len,
     })
 }
 
-/// Imports the files; bad files are reported in the summary and the rest still imported.
-pub fn run(opts: &ImportOptions) -> anyhow::Result<ImportSummary> {
-    let files = collect_files(&opts.paths)?;
-    let bar = if opts.progress {
-        ProgressBar::new(files.len() as u64)
-    } else {
-        ProgressBar::hidden()
-    };
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} decoding {pos}/{len} profiles [{bar:30}] {per_sec} eta {eta}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> "),
-    );
-    let results: Vec<Result<Loaded, (PathBuf, String)>> = files
-        .par_iter()
-        .map(|p| {
-            let r = load(p, opts.target.as_deref()).map_err(|e| (p.clone(), e));
-            bar.inc(1);
-            r
-        })
-        .collect();
-    bar.finish_and_clear();
-    let mut summary = ImportSummary::default();
-    let mut loaded = Vec::with_capacity(results.len());
-    for r in results {
-        match r {
-            Ok(l) => loaded.push(l),
-            Err(f) => summary.failed.push(f),
-        }
-    }
-    if loaded.is_empty() {
-        return Ok(summary);
-    }
-    loaded.sort_by(|a, b| (a.time_ns, &a.target, &a.path).cmp(&(b.time_ns, &b.target, &b.path)));
+/// The capture being written: opened (lock taken, session appended) at the first profile
+/// that decodes, so an import of nothing but bad files writes nothing.
+struct Open {
+    _lock: CaptureLock,
+    writer: SegmentWriter,
+    known: std::collections::HashSet<u64>,
+}
 
+fn open(opts: &ImportOptions, files: usize) -> anyhow::Result<Open> {
+    let lock = CaptureLock::acquire(&opts.out)?;
     let session = Session {
         mode: "import".into(),
         recorder_version: RECORDER_VERSION.into(),
@@ -221,53 +270,139 @@ pub fn run(opts: &ImportOptions) -> anyhow::Result<ImportSummary> {
             .join(" "),
         host: host_name(),
         start_time: rfc3339(now_ns()),
-        options: serde_json::json!({ "target": opts.target, "files": files.len() }),
+        options: serde_json::json!({ "target": opts.target, "files": files }),
     };
-    Manifest::open_or_create(&opts.out, session)?;
+    Manifest::open_locked(&lock, session)?;
     // Profiles already in the capture (or earlier in this import) are not stored twice.
-    let mut known = leakscope_capture::read::profile_ids(&opts.out)?;
-    let mut writer = SegmentWriter::new(
+    let known = leakscope_capture::read::profile_ids(&opts.out)?;
+    let writer = SegmentWriter::new(
         &opts.out,
         RotationPolicy {
-            max_age_ns: 6 * 3600 * 1_000_000_000,
+            max_age_ns: i64::MAX,
             max_bytes: 64 << 20,
         },
     );
-    let mut trackers: std::collections::HashMap<String, RunTracker> = Default::default();
-    for l in &loaded {
-        let source = l.path.display().to_string();
-        if !known.insert(profile_id(
-            &l.target,
-            l.profile.kind.as_str(),
-            l.time_ns,
-            &source,
-        )) {
-            summary.skipped += 1;
-            continue;
+    Ok(Open {
+        _lock: lock,
+        writer,
+        known,
+    })
+}
+
+/// Splits `order` into consecutive batches of at most [`DECODE_BATCH`] profiles and
+/// [`DECODE_BATCH_BYTES`] decompressed bytes (at least one profile each).
+fn batches(order: &[Head]) -> Vec<&[Head]> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0usize);
+    for (i, h) in order.iter().enumerate() {
+        let full =
+            i - start == DECODE_BATCH || bytes.saturating_add(h.raw_len) > DECODE_BATCH_BYTES;
+        if i > start && full {
+            out.push(&order[start..i]);
+            (start, bytes) = (i, 0);
         }
-        if writer.should_rotate(l.time_ns) {
-            summary.segments += writer.rotate()?.len();
-        }
-        let tracker = trackers.entry(l.target.clone()).or_default();
-        let alloc_total =
-            (l.profile.kind == ProfileKind::Heap).then(|| l.profile.total(|v| v.alloc_bytes));
-        let (run_id, _) = tracker.observe(Observation {
-            time_ns: l.time_ns,
-            profile_alloc_total: alloc_total.filter(|t| *t > 0),
-            ..Default::default()
-        });
-        let meta = ProfileMeta {
-            time_ns: l.time_ns,
-            target: &l.target,
-            pid: None,
-            run_id: &run_id,
-            scrape_ms: None,
-            source: &source,
-        };
-        write_profile(&mut writer, &l.profile, &meta);
-        summary.imported += 1;
+        bytes = bytes.saturating_add(h.raw_len);
     }
-    summary.segments += writer.rotate()?.len();
+    if start < order.len() {
+        out.push(&order[start..]);
+    }
+    out
+}
+
+/// Imports the files; bad files are reported in the summary and the rest still imported.
+pub fn run(opts: &ImportOptions) -> anyhow::Result<ImportSummary> {
+    let files = collect_files(&opts.paths)?;
+    let bar = if opts.progress {
+        ProgressBar::new(files.len() as u64 * 2)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} reading {pos}/{len} (each file twice) [{bar:30}] {per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    let now = now_ns();
+    let heads: Vec<Result<Head, (PathBuf, String)>> = files
+        .par_iter()
+        .map(|p| {
+            let r = head(p, opts.target.as_deref(), now).map_err(|e| (p.clone(), e));
+            bar.inc(1);
+            r
+        })
+        .collect();
+    let mut summary = ImportSummary::default();
+    let mut order = Vec::with_capacity(heads.len());
+    for r in heads {
+        match r {
+            Ok(h) => order.push(h),
+            Err(f) => summary.failed.push(f),
+        }
+    }
+    order.sort_by(|a, b| (a.time_ns, &a.target, &a.path).cmp(&(b.time_ns, &b.target, &b.path)));
+
+    let mut out: Option<Open> = None;
+    let mut trackers: std::collections::HashMap<String, RunTracker> = Default::default();
+    for batch in batches(&order) {
+        let decoded: Vec<Result<DecodedProfile, String>> = batch
+            .par_iter()
+            .map(|h| {
+                let r = decode_file(&h.path);
+                bar.inc(1);
+                r
+            })
+            .collect();
+        for (h, d) in batch.iter().zip(decoded) {
+            let profile = match d {
+                Ok(p) => p,
+                Err(e) => {
+                    summary.failed.push((h.path.clone(), e));
+                    continue;
+                }
+            };
+            let o = match &mut out {
+                Some(o) => o,
+                None => out.insert(open(opts, files.len())?),
+            };
+            let source = h.path.display().to_string();
+            if !o.known.insert(profile_id(
+                &h.target,
+                profile.kind.as_str(),
+                h.time_ns,
+                &source,
+            )) {
+                summary.skipped += 1;
+                continue;
+            }
+            if o.writer.buffered_profiles() >= SET_PROFILES || o.writer.should_rotate_now() {
+                summary.segments += o.writer.rotate()?.len();
+            }
+            let tracker = trackers.entry(h.target.clone()).or_default();
+            let alloc_total =
+                (profile.kind == ProfileKind::Heap).then(|| profile.total(|v| v.alloc_bytes));
+            let (run_id, _) = tracker.observe(Observation {
+                time_ns: h.time_ns,
+                profile_alloc_total: alloc_total.filter(|t| *t > 0),
+                ..Default::default()
+            });
+            let meta = ProfileMeta {
+                time_ns: h.time_ns,
+                target: &h.target,
+                pid: None,
+                run_id: &run_id,
+                scrape_ms: None,
+                source: &source,
+            };
+            write_profile(&mut o.writer, &profile, &meta);
+            summary.imported += 1;
+        }
+    }
+    bar.finish_and_clear();
+    if let Some(o) = &mut out {
+        summary.segments += o.writer.rotate()?.len();
+    }
     summary.runs = trackers.values().map(|t| t.runs()).sum();
     Ok(summary)
 }
@@ -281,6 +416,10 @@ mod tests {
         let t = time_from_name(Path::new("/x/heap_2026-11-23_10-00-05.prof")).unwrap();
         assert_eq!(rfc3339(t), "2026-11-23T10:00:05Z");
         assert_eq!(time_from_name(Path::new("heap.pb.gz")), None);
+        assert_eq!(
+            time_from_name(Path::new("heap_2999-01-01_00-00-00.prof")),
+            Some(i64::MAX)
+        );
     }
 
     const HEAP: &str = concat!(
@@ -314,6 +453,23 @@ mod tests {
                 .map(|b| b.num_rows())
                 .sum();
         assert_eq!(rows, 1, "duplicate profile rows");
+    }
+
+    #[test]
+    fn decode_batches_are_bounded_by_count_and_bytes() {
+        let head = |raw_len| Head {
+            path: PathBuf::new(),
+            target: String::new(),
+            time_ns: 0,
+            raw_len,
+        };
+        let small: Vec<Head> = (0..70).map(|_| head(1000)).collect();
+        let sizes: Vec<usize> = batches(&small).iter().map(|b| b.len()).collect();
+        assert_eq!(sizes, [32, 32, 6]);
+        let big = [head(40 << 20), head(40 << 20), head(200 << 20), head(1)];
+        let sizes: Vec<usize> = batches(&big).iter().map(|b| b.len()).collect();
+        assert_eq!(sizes, [1, 1, 1, 1]);
+        assert!(batches(&[]).is_empty());
     }
 
     #[test]

@@ -20,12 +20,35 @@ pub mod target;
 /// Version written into capture manifests.
 pub const RECORDER_VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// Nanoseconds since the Unix epoch, now.
+/// Nanoseconds since the Unix epoch, now (this machine's clock).
 pub fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
+    leakscope_capture::segment::system_now_ns()
+}
+
+/// Earliest plausible profile time: 2000-01-01T00:00:00Z.
+pub const EARLIEST_PLAUSIBLE_NS: i64 = 946_684_800 * 1_000_000_000;
+
+/// How far after this machine's clock a profile time may be: one day.
+pub const MAX_AHEAD_NS: i64 = 86_400 * 1_000_000_000;
+
+/// Why profile time `t_ns` (`what` names where it came from) is implausible against this
+/// machine's clock `now_ns`: before 2000, or more than a day after `now_ns`. `None` when
+/// it is plausible.
+pub fn implausible_time(what: &str, t_ns: i64, now_ns: i64) -> Option<String> {
+    if t_ns < EARLIEST_PLAUSIBLE_NS {
+        Some(format!(
+            "{what} {t_ns} ({}) is implausible: before 2000-01-01",
+            rfc3339(t_ns)
+        ))
+    } else if t_ns > now_ns.saturating_add(MAX_AHEAD_NS) {
+        Some(format!(
+            "{what} {t_ns} ({}) is implausible: more than a day after this machine's clock ({})",
+            rfc3339(t_ns),
+            rfc3339(now_ns)
+        ))
+    } else {
+        None
+    }
 }
 
 /// This machine's host name (from /proc, falling back to `$HOSTNAME`).
@@ -42,4 +65,28 @@ pub fn host_name() -> String {
 pub fn rfc3339(ns: i64) -> String {
     chrono::DateTime::<chrono::Utc>::from_timestamp_nanos(ns)
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_at_the_edges_are_named_and_never_overflow() {
+        let now = 1_795_428_000 * 1_000_000_000;
+        assert_eq!(implausible_time("time_nanos", now, now), None);
+        assert_eq!(
+            implausible_time("time_nanos", now + MAX_AHEAD_NS, now),
+            None
+        );
+        let e = implausible_time("time_nanos", i64::MAX, now).unwrap();
+        assert!(
+            e.contains("2262-04-11") && e.contains("more than a day after"),
+            "{e}"
+        );
+        let e = implausible_time("time_nanos", -1, now).unwrap();
+        assert!(e.contains("before 2000"), "{e}");
+        assert!(implausible_time("t", i64::MIN, i64::MAX).is_some());
+        assert!(implausible_time("t", i64::MAX, i64::MAX).is_none());
+    }
 }

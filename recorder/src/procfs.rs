@@ -64,7 +64,9 @@ pub fn process_start_ns(pid: u32) -> Option<i64> {
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     let hz = if hz > 0 { hz as i64 } else { 100 };
-    Some(btime * 1_000_000_000 + ticks * (1_000_000_000 / hz))
+    btime
+        .checked_mul(1_000_000_000)?
+        .checked_add(ticks.checked_mul(1_000_000_000 / hz)?)
 }
 
 /// True when a process with this PID exists.

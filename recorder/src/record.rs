@@ -7,7 +7,8 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use leakscope_capture::manifest::{Manifest, Session};
+use leakscope_capture::lock::{CaptureLock, LOCK_FILE};
+use leakscope_capture::manifest::{Manifest, Session, MANIFEST_FILE};
 use leakscope_capture::pprof::{self, DecodedProfile, ProfileKind};
 use leakscope_capture::rows::{ProcessRow, ScrapeRow};
 use leakscope_capture::segment::{RotationPolicy, SegmentWriter};
@@ -20,7 +21,11 @@ use crate::procfs;
 use crate::retain::Retention;
 use crate::runs::{Observation, RunTracker};
 use crate::target::Target;
-use crate::{host_name, now_ns, rfc3339, RECORDER_VERSION};
+use crate::{host_name, implausible_time, now_ns, rfc3339, RECORDER_VERSION};
+
+/// Offset between the target's clock (a profile's own time) and this machine's beyond which
+/// the recorder warns that the target's clock is skewed.
+pub const SKEW_WARN_NS: i64 = 60 * 1_000_000_000;
 
 /// Everything `record` needs.
 #[derive(Debug, Clone)]
@@ -92,6 +97,10 @@ struct Recorder {
     commit_failures: u32,
     summary: Summary,
     native: Option<NativeTracer>,
+    /// Per endpoint: whether the last profile's time was skewed or implausible.
+    clock_off: HashMap<String, bool>,
+    /// The capture's lock, held while recording.
+    _lock: Option<CaptureLock>,
 }
 
 /// A fetched profile before its run is known.
@@ -129,14 +138,17 @@ pub fn run(opts: RecordOptions, stop: Receiver<()>) -> anyhow::Result<Summary> {
         .take_while(|d| !d.as_os_str().is_empty() && !d.exists())
         .map(Path::to_path_buf)
         .collect();
-    if let Err(e) = start(&opts, &fetcher, &target_name) {
-        for dir in &created {
-            if std::fs::remove_dir(dir).is_err() {
-                break; // not empty (or not ours to remove): keep it and its parents
+    let lock = match start(&opts, &fetcher, &target_name) {
+        Ok(lock) => lock,
+        Err(e) => {
+            for dir in &created {
+                if std::fs::remove_dir(dir).is_err() {
+                    break; // not empty (or not ours to remove): keep it and its parents
+                }
             }
+            return Err(e);
         }
-        return Err(e);
-    }
+    };
     let writer = SegmentWriter::new(&opts.out, opts.rotation);
     let mut rec = Recorder {
         pid: opts.pid,
@@ -153,6 +165,8 @@ pub fn run(opts: RecordOptions, stop: Receiver<()>) -> anyhow::Result<Summary> {
         commit_failures: 0,
         summary: Summary::default(),
         native,
+        clock_off: HashMap::new(),
+        _lock: Some(lock),
     };
     log::info!(
         "recording {} every {:?} into {}{}",
@@ -195,7 +209,15 @@ fn target_name(opts: &RecordOptions) -> String {
     }
 }
 
-fn start(opts: &RecordOptions, fetcher: &Fetcher, target_name: &str) -> anyhow::Result<()> {
+/// Probes the target, then takes the capture's lock (held until recording ends) and opens
+/// the capture. The lock is taken right before the manifest is written, so a directory
+/// holds a lock file without a manifest only for that instant (a `watch` started on a
+/// fresh directory during a slow probe still sees it empty); a second writer fails there.
+fn start(
+    opts: &RecordOptions,
+    fetcher: &Fetcher,
+    target_name: &str,
+) -> anyhow::Result<CaptureLock> {
     check_writable(&opts.out)?;
     if let (Some(target), false) = (&opts.target, opts.wait) {
         let url = target.profile_url("heap", "");
@@ -222,12 +244,18 @@ fn start(opts: &RecordOptions, fetcher: &Fetcher, target_name: &str) -> anyhow::
         start_time: rfc3339(now_ns()),
         options: opts.manifest_options.clone(),
     };
-    Manifest::open_or_create(&opts.out, session)?;
-    Ok(())
+    let lock = CaptureLock::acquire(&opts.out)?;
+    if let Err(e) = Manifest::open_locked(&lock, session) {
+        if !opts.out.join(MANIFEST_FILE).exists() {
+            let _ = std::fs::remove_file(opts.out.join(LOCK_FILE)); // ours, and no capture
+        }
+        return Err(e.into());
+    }
+    Ok(lock)
 }
 
 fn check_writable(out: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(out)
+    leakscope_capture::durable::create_dir_all(out)
         .with_context(|| format!("cannot create capture directory {}", out.display()))?;
     let probe = out.join(".leakscope-write-test");
     std::fs::write(&probe, b"ok")
@@ -236,11 +264,26 @@ fn check_writable(out: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The tick after `next`, skipping ticks missed while a slow target answered (computed,
+/// not looped: a tiny interval after a long stall costs nothing). `None` past the end of
+/// the clock.
+fn next_tick(next: Instant, interval: Duration, now: Instant) -> Option<Instant> {
+    let t = next.checked_add(interval)?;
+    if t > now {
+        return Some(t);
+    }
+    let step = interval.as_nanos().max(1);
+    let skip = now.duration_since(t).as_nanos() / step + 1;
+    let add = u64::try_from(skip.saturating_mul(step)).ok()?;
+    t.checked_add(Duration::from_nanos(add))
+}
+
 impl Recorder {
     fn run_loop(&mut self, stop: &Receiver<()>) -> anyhow::Result<()> {
         let interval = self.opts.interval;
         let started = Instant::now();
-        let end = self.opts.duration.map(|d| started + d);
+        // A duration past the end of the clock is no end.
+        let end = self.opts.duration.and_then(|d| started.checked_add(d));
         let mut next = started;
         loop {
             let now = Instant::now();
@@ -255,7 +298,7 @@ impl Recorder {
             if end.is_some_and(|e| Instant::now() >= e) {
                 return Ok(());
             }
-            self.tick(next + interval)?;
+            self.tick(next.checked_add(interval).unwrap_or(next))?;
             if self.opts.target.is_none() && self.native.as_ref().is_some_and(|t| !t.alive()) {
                 log::info!(
                     "process {} exited: stopping",
@@ -263,9 +306,9 @@ impl Recorder {
                 );
                 return Ok(());
             }
-            next += interval;
-            while next <= Instant::now() {
-                next += interval; // skip ticks missed while a slow target answered
+            match next_tick(next, interval, Instant::now()) {
+                Some(t) => next = t,
+                None => return Ok(()), // past the end of the clock
             }
         }
     }
@@ -430,6 +473,7 @@ impl Recorder {
                     bytes: a.bytes,
                     run_id: None,
                     profile_id: None,
+                    clock_offset_ms: None,
                 }
             })
             .collect()
@@ -593,7 +637,7 @@ impl Recorder {
             return Ok(());
         }
         let t = now_ns();
-        if self.writer.should_rotate(t) {
+        if self.writer.should_rotate_now() {
             self.commit(false)?;
         }
         let Some(tracer) = self.native.as_mut() else {
@@ -625,9 +669,9 @@ impl Recorder {
         Ok(())
     }
 
-    /// Buffers one tick's rows. Before a row that must not join the open segment set (its
-    /// time is on another UTC date, or the set is old or big enough) the set is committed,
-    /// so every row lands in the `date=` partition of its own time.
+    /// Buffers one tick's rows. Before each row the open segment set is committed when, by
+    /// this machine's clock, it is old or big enough or the UTC date changed; the rows'
+    /// own times (a profile's is the target's clock) never decide it.
     fn store(
         &mut self,
         t0: i64,
@@ -638,20 +682,19 @@ impl Recorder {
     ) -> anyhow::Result<()> {
         let mut may_commit = true;
         if let Some(mut process) = process {
-            self.rotate_before(process.time_ns, &mut may_commit)?;
+            self.rotate_before(&mut may_commit)?;
             process.run_id = Some(run_id.to_string());
             self.writer.add_process(process);
             self.summary.process_rows += 1;
         }
         for s in scraped {
             let mut profile_id = None;
+            let mut clock_offset_ms = None;
             if let Some(p) = &s.profile {
-                let time_ns = if p.time_ns > 0 {
-                    p.time_ns
-                } else {
-                    s.fetched.attempts.last().map_or(t0, |a| a.start_ns)
-                };
-                self.rotate_before(time_ns, &mut may_commit)?;
+                let requested = s.fetched.attempts.last().map_or(t0, |a| a.start_ns);
+                let (time_ns, offset_ns) = self.profile_time(&s.endpoint, p.time_ns, requested);
+                clock_offset_ms = offset_ns.map(|o| o as f64 / 1e6);
+                self.rotate_before(&mut may_commit)?;
                 let scrape_ms = s.fetched.attempts.last().map(|a| a.duration_ms);
                 let meta = ProfileMeta {
                     time_ns,
@@ -672,22 +715,63 @@ impl Recorder {
             );
             if let Some(last) = rows.last_mut() {
                 last.profile_id = profile_id;
+                last.clock_offset_ms = clock_offset_ms;
             }
             scrapes.extend(rows);
         }
         for mut row in scrapes {
-            self.rotate_before(row.time_ns, &mut may_commit)?;
+            self.rotate_before(&mut may_commit)?;
             row.run_id = Some(run_id.to_string());
             self.writer.add_scrape(row);
         }
         // Commit now, not a tick later, once the set is old or big enough.
-        self.rotate_before(now_ns(), &mut may_commit)
+        self.rotate_before(&mut may_commit)
     }
 
-    /// Commits the open set when a row at `time_ns` must not join it; after a failed commit
-    /// (`may_commit` turns false) the retry waits for the next tick.
-    fn rotate_before(&mut self, time_ns: i64, may_commit: &mut bool) -> anyhow::Result<()> {
-        if *may_commit && self.writer.should_rotate(time_ns) {
+    /// The `time` stored for a profile whose own time is `profile_ns` (0: none), requested
+    /// at `requested_ns` (this machine's clock), and the target's clock offset. A profile
+    /// without a time, or with an implausible one (before 2000, more than a day ahead), gets
+    /// the request's time; a skewed target keeps its own times. Both are warned about once
+    /// per endpoint, and the offset is kept in `scrapes.clock_offset_ms`.
+    fn profile_time(
+        &mut self,
+        endpoint: &str,
+        profile_ns: i64,
+        requested_ns: i64,
+    ) -> (i64, Option<i64>) {
+        if profile_ns == 0 {
+            return (requested_ns, None);
+        }
+        let offset = profile_ns.saturating_sub(requested_ns);
+        let implausible = implausible_time("time_nanos", profile_ns, requested_ns);
+        let skewed = offset.saturating_abs() > SKEW_WARN_NS;
+        let was_off = self
+            .clock_off
+            .insert(endpoint.to_string(), implausible.is_some() || skewed);
+        let url = format!("{}{endpoint}", self.target_name);
+        match (&implausible, skewed, was_off) {
+            (Some(why), _, Some(false) | None) => log::warn!(
+                "{url}: the profile's {why}; storing this machine's time of the request instead"
+            ),
+            (None, true, Some(false) | None) => log::warn!(
+                "{url}: the target's clock is {:.1} s {} this machine's; profile times are the target's (see scrapes.clock_offset_ms)",
+                offset.saturating_abs() as f64 / 1e9,
+                if offset > 0 { "ahead of" } else { "behind" }
+            ),
+            (None, false, Some(true)) => log::info!("{url}: the target's clock agrees again"),
+            _ => {}
+        }
+        match implausible {
+            Some(_) => (requested_ns, Some(offset)),
+            None => (profile_ns, Some(offset)),
+        }
+    }
+
+    /// Commits the open set when it is old or big enough, or the UTC date changed, by this
+    /// machine's clock; after a failed commit (`may_commit` turns false) the retry waits for
+    /// the next tick.
+    fn rotate_before(&mut self, may_commit: &mut bool) -> anyhow::Result<()> {
+        if *may_commit && self.writer.should_rotate_now() {
             self.commit(false)?;
             *may_commit = self.commit_failures == 0;
         }
@@ -746,6 +830,8 @@ mod tests {
             commit_failures: 0,
             summary: Summary::default(),
             native: None,
+            clock_off: HashMap::new(),
+            _lock: None,
             opts,
         }
     }
@@ -790,6 +876,7 @@ mod tests {
             bytes: Some(1),
             run_id: None,
             profile_id: None,
+            clock_offset_ms: None,
         }
     }
 
@@ -799,7 +886,13 @@ mod tests {
         let after = before + 2 * SECOND;
         let dir = tempfile::tempdir().unwrap();
         let mut rec = recorder(&refused_url(), dir.path());
+        let clock = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(before));
+        let c = clock.clone();
+        rec.writer.set_clock(std::sync::Arc::new(move || {
+            c.load(std::sync::atomic::Ordering::SeqCst)
+        }));
         rec.writer.add_process(ProcessRow::new(before, "t"));
+        clock.store(after, std::sync::atomic::Ordering::SeqCst);
         rec.store(
             after,
             Some(ProcessRow::new(after, "t")),
@@ -832,6 +925,24 @@ mod tests {
         let day = |d: &str, n| (format!("date=2025-11-{d}"), n);
         assert_eq!(rows_by_date(Table::Process), [day("23", 1), day("24", 1)]);
         assert_eq!(rows_by_date(Table::Scrapes), [day("24", 1)]);
+    }
+
+    #[test]
+    fn missed_ticks_are_skipped_without_looping_or_overflowing() {
+        let t0 = Instant::now();
+        let now = t0 + Duration::from_secs(10);
+        // One nanosecond ticks after a 10 s stall: the next tick is just after now.
+        let next = next_tick(t0, Duration::from_nanos(1), now).unwrap();
+        assert!(next > now && next <= now + Duration::from_nanos(1));
+        assert_eq!(
+            next_tick(t0, Duration::from_secs(3), now),
+            Some(t0 + Duration::from_secs(12))
+        );
+        assert_eq!(
+            next_tick(t0, Duration::from_secs(3), t0),
+            Some(t0 + Duration::from_secs(3))
+        );
+        assert_eq!(next_tick(t0, Duration::MAX, now), None);
     }
 
     #[test]

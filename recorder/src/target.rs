@@ -1,4 +1,8 @@
 //! The scrape target: base URL, endpoint paths and request headers.
+//!
+//! Credentials in the URL (`user:pass@`) are taken out of it at parse time and sent as an
+//! `Authorization: Basic` header, so no URL the recorder builds, logs or stores ever holds
+//! them; the target displays as `scheme://***@host...`.
 
 use std::fmt;
 
@@ -8,6 +12,7 @@ use ureq::http::Uri;
 #[derive(Clone)]
 pub struct Target {
     base: String,
+    has_userinfo: bool,
     host: String,
     port: u16,
     pprof_path: String,
@@ -34,7 +39,9 @@ impl Target {
         } else {
             format!("http://{url}")
         };
-        let uri: Uri = with_scheme
+        let (without_userinfo, userinfo) = split_userinfo(&with_scheme);
+        let url = &redact(url); // every message below shows the URL without credentials
+        let uri: Uri = without_userinfo
             .parse()
             .map_err(|e| TargetError(format!("invalid target URL {url:?}: {e}")))?;
         let scheme = uri.scheme_str().unwrap_or("http");
@@ -58,6 +65,9 @@ impl Target {
         }
         let prefix = uri.path().trim_end_matches('/');
         let authority = uri.authority().map(|a| a.as_str()).unwrap_or(&host);
+        if authority.contains('@') {
+            return Err(TargetError(format!("invalid target URL {url:?}")));
+        }
         let mut parsed_headers = Vec::new();
         for h in headers {
             let (name, value) = h
@@ -75,7 +85,22 @@ impl Target {
             }
             parsed_headers.push((name.to_string(), value.trim().to_string()));
         }
+        let has_userinfo = userinfo.is_some();
+        if let Some(info) = userinfo {
+            let explicit = parsed_headers
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case("authorization"));
+            if !explicit {
+                let (user, pass) = info.split_once(':').unwrap_or((info, ""));
+                let plain = format!("{}:{}", percent_decode(user), percent_decode(pass));
+                parsed_headers.push((
+                    "Authorization".into(),
+                    format!("Basic {}", base64(plain.as_bytes())),
+                ));
+            }
+        }
         Ok(Target {
+            has_userinfo,
             base: format!("{scheme}://{authority}{prefix}"),
             host,
             port,
@@ -137,17 +162,108 @@ impl Target {
     }
 }
 
+impl Target {
+    /// The origin requests may go to: `scheme://host:port` (redirects elsewhere are refused).
+    pub fn origin(&self) -> String {
+        let scheme = self.base.split("://").next().unwrap_or("http");
+        origin_of(scheme, &self.host, self.port)
+    }
+}
+
+/// `scheme://host:port` with the port always written, for comparing origins.
+pub fn origin_of(scheme: &str, host: &str, port: u16) -> String {
+    format!(
+        "{}://{}:{port}",
+        scheme.to_ascii_lowercase(),
+        host.to_ascii_lowercase()
+    )
+}
+
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Never print credentials embedded in the URL.
-        match self.base.split_once('@') {
-            Some((scheme_user, rest)) if scheme_user.contains("://") => {
-                let scheme = scheme_user.split("://").next().unwrap_or("http");
-                write!(f, "{scheme}://***@{rest}")
-            }
+        // The base never holds credentials; say that some are used.
+        match (self.has_userinfo, self.base.split_once("://")) {
+            (true, Some((scheme, rest))) => write!(f, "{scheme}://***@{rest}"),
             _ => f.write_str(&self.base),
         }
     }
+}
+
+/// Splits the user info (`user:pass`, up to the last `@` of the authority) off a URL with a
+/// scheme: the URL without it, and the user info.
+fn split_userinfo(url: &str) -> (String, Option<&str>) {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return (url.to_string(), None);
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => (format!("{scheme}://{}", &rest[at + 1..]), Some(&rest[..at])),
+        None => (url.to_string(), None),
+    }
+}
+
+/// `url` with its user info (everything up to the last `@` of the authority) shown as `***`.
+pub fn redact(url: &str) -> String {
+    let with_scheme = url.contains("://");
+    let full = if with_scheme {
+        url.to_string()
+    } else {
+        format!("//{url}")
+    };
+    let (scheme, rest) = full.split_once("//").unwrap_or(("", &full));
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let shown = match rest[..end].rfind('@') {
+        Some(at) => format!("{scheme}//***@{}", &rest[at + 1..]),
+        None => full.clone(),
+    };
+    if with_scheme {
+        shown
+    } else {
+        shown.trim_start_matches("//").to_string()
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | (u32::from(b) << (16 - 8 * i)));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ABC[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 impl fmt::Debug for Target {
@@ -219,5 +335,41 @@ mod tests {
         );
         assert!(Target::parse("h:1", "/p", "/v", &["novalue".into()]).is_err());
         assert!(Target::parse("ftp://h", "/p", "/v", &[]).is_err());
+    }
+
+    #[test]
+    fn user_info_up_to_the_last_at_becomes_a_header_and_leaves_every_url() {
+        let t = Target::parse("http://u:p@ss@h:1/pre", "/p", "/v", &[]).unwrap();
+        assert_eq!(t.to_string(), "http://***@h:1/pre");
+        assert_eq!(t.profile_url("heap", ""), "http://h:1/pre/p/heap");
+        assert_eq!(t.vars_url(), "http://h:1/pre/v");
+        // base64("u:p@ss")
+        assert_eq!(
+            t.headers()[0],
+            ("Authorization".into(), "Basic dTpwQHNz".into())
+        );
+        assert_eq!(t.header_names(), ["Authorization"]);
+        assert_eq!(t.origin(), "http://h:1");
+        let t = Target::parse("https://a%40b:s%3Acret@H", "/p", "/v", &[]).unwrap();
+        assert_eq!(t.headers()[0].1, format!("Basic {}", base64(b"a@b:s:cret")));
+        assert_eq!(t.origin(), "https://h:443");
+        // An explicit Authorization header wins.
+        let t = Target::parse(
+            "http://u:p@h",
+            "/p",
+            "/v",
+            &["Authorization: Bearer x".into()],
+        )
+        .unwrap();
+        assert_eq!(t.headers().len(), 1);
+        // Error messages never show the password.
+        let e = Target::parse("ftp://u:hunter2@h", "/p", "/v", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("hunter2") && e.contains("***@h"), "{e}");
+        assert_eq!(redact("u:p@ss@h:1/x@y"), "***@h:1/x@y");
+        assert_eq!(redact("http://h/a@b"), "http://h/a@b");
+        assert_eq!(base64(b"ab"), "YWI=");
+        assert_eq!(base64(b"abcd"), "YWJjZA==");
     }
 }

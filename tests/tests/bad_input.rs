@@ -537,3 +537,473 @@ fn a_failed_commit_is_retried_without_losing_rows() {
         .count();
     assert_eq!(c.profiles_of("heap").len(), ok_heap);
 }
+
+// ---------------------------------------------------------------------------------------
+// issue #11: evidence integrity
+
+/// The decompression-amplification profile: one 1 MiB function name, one location with
+/// 4,000 lines of it, one sample referencing that location 1,000 times. About 1 KiB gzipped.
+fn amplifying_profile() -> Vec<u8> {
+    let mut p = heap_profile(1_795_428_020_000_000_000);
+    p.string_table[5] = "f".repeat(1 << 20);
+    p.location[0].line = (0..4000)
+        .map(|i| proto::Line {
+            function_id: 1,
+            line: i,
+        })
+        .collect();
+    p.sample[0].location_id = vec![1; 1000];
+    gzip(&p.encode_to_vec())
+}
+
+/// Runs the recorder with its address space limited to 1 GiB (`prlimit --as`): decoding
+/// that allocates without bound dies instead of taking the machine down.
+fn recorder_in_1gib(args: &[&str], timeout: Duration) -> std::process::Output {
+    let bin = recorder();
+    let mut all = vec!["--as=1073741824", "--", s(&bin)];
+    all.extend_from_slice(args);
+    run(Path::new("/usr/bin/prlimit"), &all, timeout)
+}
+
+#[test]
+fn import_of_an_amplifying_profile_fails_with_one_line_and_bounded_memory() {
+    let hostile = amplifying_profile();
+    assert!(hostile.len() < 16 << 10, "{} bytes", hostile.len());
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("amplify.pb.gz");
+    std::fs::write(&bad, &hostile).unwrap();
+    let out = dir.path().join("capture");
+    let started = Instant::now();
+    let o = recorder_in_1gib(&["import", s(&bad), "--out", s(&out)], QUICK);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("memory allocation"),
+        "{stderr}"
+    );
+    let named: Vec<&str> = stderr
+        .lines()
+        .filter(|l| is_error_line(l) && l.contains(s(&bad)))
+        .collect();
+    assert_eq!(named.len(), 1, "{stderr}");
+    assert!(
+        named[0].contains("profile too large when decoded"),
+        "{}",
+        named[0]
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    // Next to good files, only the hostile one fails.
+    import_rejects(
+        "amplify.pb.gz",
+        &hostile,
+        &["profile too large when decoded"],
+    );
+}
+
+#[test]
+fn record_logs_a_failed_scrape_for_an_amplifying_profile_and_keeps_recording() {
+    let hostile = amplifying_profile();
+    let good = fixture_profile("go1.27/goroutine.pb.gz");
+    let server = FakeServer::start(move |path| {
+        let body = if path.contains("goroutine") {
+            good.clone()
+        } else {
+            hostile.clone()
+        };
+        (200, body, Duration::ZERO)
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("capture");
+    let args = [
+        "record",
+        "--target",
+        &server.url(),
+        "--out",
+        s(&out),
+        "--interval",
+        "1s",
+        "--duration",
+        "3s",
+        "--profiles",
+        "heap,goroutine",
+        "--wait",
+    ];
+    let o = recorder_in_1gib(&args, QUICK);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    let warned: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("profile too large when decoded"))
+        .collect();
+    assert_eq!(
+        warned.len(),
+        1,
+        "one warning per failing endpoint: {stderr}"
+    );
+    assert!(warned[0].contains(&heap_url(&server)), "{}", warned[0]);
+    // (The fixture goroutine profile is served again and again with its own time, so
+    // its profile ids repeat: no consistency check here.)
+    let c = Capture::load(&out);
+    let heap: Vec<_> = c.scrapes.iter().filter(|s| s.kind == "heap").collect();
+    assert!(heap.len() >= 2, "{heap:?}");
+    for s in &heap {
+        assert!(!s.ok && s.http_status == Some(200), "{s:?}");
+        let e = s.error.as_deref().unwrap_or("");
+        assert!(e.contains("profile too large when decoded"), "{e}");
+    }
+    assert!(c.profiles_of("heap").is_empty());
+    assert_eq!(
+        c.profiles_of("goroutine").len(),
+        heap.len(),
+        "recording went on"
+    );
+}
+
+#[test]
+fn import_rejects_times_at_the_edge() {
+    let far = |t: i64| gzip(&heap_profile(t).encode_to_vec());
+    import_rejects(
+        "max.pb.gz",
+        &far(i64::MAX),
+        &[
+            "time_nanos 9223372036854775807",
+            "2262-04-11",
+            "more than a day after",
+        ],
+    );
+    import_rejects("negative.pb.gz", &far(-5), &["time_nanos -5 is negative"]);
+    import_rejects(
+        "old.pb.gz",
+        &far(631_152_000_000_000_000), // 1990-01-01
+        &["1990-01-01", "before 2000"],
+    );
+    // No time in the profile: the name's stamp is checked the same way.
+    import_rejects(
+        "heap_2999-01-01_00-00-00.pb.gz",
+        &far(0),
+        &["the time in the file name", "more than a day after"],
+    );
+}
+
+/// A target whose profiles carry `time(now)`: served by a fake server answering heap
+/// requests with a fresh small profile.
+fn clock_target(time: impl Fn(i64) -> i64 + Send + Sync + 'static) -> FakeServer {
+    FakeServer::start(move |path| {
+        if path.contains("heap") {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as i64;
+            let body = gzip(&heap_profile(time(now)).encode_to_vec());
+            (200, body, Duration::ZERO)
+        } else {
+            (404, Vec::new(), Duration::ZERO)
+        }
+    })
+}
+
+fn record_clock_target(server: &FakeServer, out: &Path) -> String {
+    let args = [
+        "record",
+        "--target",
+        &server.url(),
+        "--out",
+        s(out),
+        "--interval",
+        "500ms",
+        "--duration",
+        "3s",
+        "--profiles",
+        "heap",
+        "--rotate",
+        "1m",
+        "--retain",
+        "7d",
+    ];
+    let o = run(&recorder(), &args, QUICK);
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{stderr}");
+    stderr
+}
+
+const DAY: i64 = 86_400 * 1_000_000_000;
+
+#[test]
+fn a_skewed_target_clock_is_kept_as_data_but_names_nothing() {
+    let today = chrono::Utc::now().format("date=%Y-%m-%d").to_string();
+    for (ahead, implausible) in [(-DAY, false), (DAY / 2, false), (3 * DAY, true)] {
+        let server = clock_target(move |now| now + ahead);
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("capture");
+        let stderr = record_clock_target(&server, &out);
+        let warn = if implausible {
+            "is implausible: more than a day after this machine's clock"
+        } else {
+            "the target's clock is"
+        };
+        assert_eq!(
+            stderr.lines().filter(|l| l.contains(warn)).count(),
+            1,
+            "one warning: {stderr}"
+        );
+        let c = Capture::load(&out);
+        c.assert_consistent(&[]);
+        // One set for the whole 3 s (--rotate 1m), named and dated by the recorder's
+        // clock, and not pruned by --retain 7d however far off the target is.
+        let stems: std::collections::BTreeSet<&String> = c.stems.values().flatten().collect();
+        assert_eq!(stems.len(), 1, "{stems:?}");
+        let files = committed_files(&out);
+        assert!(
+            files.iter().all(|f| f.to_string_lossy().contains(&today)),
+            "{files:?} not in {today}"
+        );
+        let heap = c.profiles_of("heap");
+        assert!(heap.len() >= 4, "{}", heap.len());
+        for p in &heap {
+            let scrape = c
+                .scrapes
+                .iter()
+                .find(|s| s.profile_id == Some(p.profile_id))
+                .unwrap();
+            let offset_ns = (scrape.clock_offset_ms.unwrap() * 1e6) as i64;
+            assert!(
+                (offset_ns - ahead).abs() < 2_000_000_000,
+                "{offset_ns} vs {ahead}"
+            );
+            let stored_offset = p.time_ns - scrape.time_ns;
+            if implausible {
+                assert!(
+                    stored_offset.abs() < 2_000_000_000,
+                    "the recorder's time is stored"
+                );
+            } else {
+                assert!(
+                    (stored_offset - offset_ns).abs() < 1_000,
+                    "the target's time is kept: {stored_offset} vs {offset_ns}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_second_writer_on_one_capture_is_refused() {
+    let (server, _) = fake(200, &fixture_profile("go1.27/heap.pb.gz"), Duration::ZERO);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("capture");
+    let args = [
+        "record",
+        "--target",
+        &server.url(),
+        "--out",
+        s(&out),
+        "--interval",
+        "500ms",
+        "--profiles",
+        "heap",
+    ];
+    let first = Running::spawn(&recorder(), &args);
+    assert!(
+        first.wait_for_line("recording", QUICK).is_some(),
+        "{}",
+        first.stderr()
+    );
+    let fixture = root().join("fixtures/pprof/go1.27/heap.pb.gz");
+    let o = run(
+        &recorder(),
+        &["import", s(&fixture), "--out", s(&out)],
+        QUICK,
+    );
+    let lock_msg = "another leakscope-recorder (record or import) is writing this capture";
+    assert_one_line_error(&o, &[s(&out), lock_msg, &format!("PID {}", first.pid())]);
+    let second = run(&recorder(), &args, QUICK);
+    assert_one_line_error(&second, &[s(&out), lock_msg]);
+    first.signal(libc::SIGTERM);
+    let o = first.wait(QUICK);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    Capture::load(&out).assert_consistent(&[]);
+    // Once the first writer is done, the capture is free again.
+    let o = run(
+        &recorder(),
+        &["import", s(&fixture), "--out", s(&out)],
+        QUICK,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// A tiny HTTP server that keeps every request (head included) and answers with
+/// `respond(path)` (a whole raw HTTP response). Serves until the test process ends.
+fn logging_server(
+    respond: impl Fn(&str) -> Vec<u8> + Send + Sync + 'static,
+) -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::Read;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (log2, respond) = (log.clone(), Arc::new(respond));
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let (log, respond) = (log2.clone(), respond.clone());
+            std::thread::spawn(move || {
+                let mut req = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&req).into_owned();
+                let path = text.split_whitespace().nth(1).unwrap_or("/").to_string();
+                log.lock().unwrap().push(text);
+                let _ = stream.write_all(&respond(&path));
+            });
+        }
+    });
+    (addr, log)
+}
+
+fn response(status: &str, extra: &str, body: &[u8]) -> Vec<u8> {
+    let mut r = format!(
+        "HTTP/1.1 {status}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    r.extend_from_slice(body);
+    r
+}
+
+/// `--target http://user:pa@ss@host` with `--header X-Api-Key: ...`: the heap endpoint
+/// redirects to another origin, the goroutine endpoint within the target's. Neither the
+/// password nor the header value reaches a log line, the capture or the other origin; the
+/// same-origin redirect is followed with the headers.
+#[test]
+fn secrets_stay_with_the_target() {
+    let (other, other_log) = logging_server(|_| response("200 OK", "", b"stolen"));
+    let goroutine = fixture_profile("go1.27/goroutine.pb.gz");
+    let steal = format!("http://{other}/steal?from=heap");
+    let (addr, log) = logging_server(move |path| match path {
+        "/debug/pprof/heap" => response("302 Found", &format!("Location: {steal}\r\n"), b""),
+        "/debug/pprof/goroutine" => response("302 Found", "Location: /moved/goroutine\r\n", b""),
+        "/moved/goroutine" => response("200 OK", "", &goroutine),
+        _ => response("404 Not Found", "", b""),
+    });
+    let (password, key) = ("pa@ss-hunter2", "sekrit-api-key-42");
+    let target = format!("http://user:{password}@{addr}");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("capture");
+    let args = [
+        "record",
+        "--target",
+        &target,
+        "--header",
+        &format!("X-Api-Key: {key}"),
+        "--out",
+        s(&out),
+        "--interval",
+        "500ms",
+        "--duration",
+        "2s",
+        "--profiles",
+        "heap,goroutine",
+        "--wait",
+    ];
+    let o = run(&recorder(), &args, QUICK);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    // Secret fragments: the password, the part after its '@' (what the old mask showed),
+    // the header value, and the base64 of user:password.
+    let basic = {
+        let t = leakscope_recorder_basic(&format!("user:{password}"));
+        format!("Basic {t}")
+    };
+    let secrets = [password, "ss-hunter2", key, basic.as_str()];
+    for secret in secrets {
+        assert!(!stderr.contains(secret), "{secret:?} logged: {stderr}");
+    }
+    assert!(stderr.contains("redirect to another origin"), "{stderr}");
+    assert!(stderr.contains(&format!("http://***@{addr}")), "{stderr}");
+
+    assert!(
+        other_log.lock().unwrap().is_empty(),
+        "a request went to the other origin: {:?}",
+        other_log.lock().unwrap()
+    );
+    let requests = log.lock().unwrap().clone();
+    let moved: Vec<&String> = requests
+        .iter()
+        .filter(|r| r.starts_with("GET /moved/goroutine"))
+        .collect();
+    assert!(
+        !moved.is_empty(),
+        "the same-origin redirect was not followed"
+    );
+    for r in &moved {
+        let r = r.to_ascii_lowercase();
+        assert!(r.contains(&format!("x-api-key: {key}")), "{r}");
+        assert!(r.contains(&basic.to_ascii_lowercase()), "{r}");
+    }
+
+    let c = Capture::load(&out);
+    assert!(!c.profiles_of("goroutine").is_empty());
+    let mut stored: Vec<String> = vec![std::fs::read_to_string(out.join("manifest.json")).unwrap()];
+    stored.extend(c.profiles.iter().map(|p| p.target.clone()));
+    stored.extend(c.process.iter().map(|p| p.target.clone()));
+    stored.extend(c.scrapes.iter().map(|s| s.target.clone()));
+    stored.extend(c.scrapes.iter().filter_map(|s| s.error.clone()));
+    stored.extend(c.scrapes.iter().map(|s| s.endpoint.clone()));
+    for text in &stored {
+        for secret in secrets {
+            assert!(!text.contains(secret), "{secret:?} stored: {text}");
+        }
+    }
+    let heap: Vec<_> = c.scrapes.iter().filter(|s| s.kind == "heap").collect();
+    assert!(!heap.is_empty());
+    for s in heap {
+        assert!(!s.ok, "{s:?}");
+        let e = s.error.as_deref().unwrap_or("");
+        assert!(
+            e.contains(&format!("redirect to another origin (http://{other})")),
+            "{e}"
+        );
+        assert!(
+            !e.contains("steal"),
+            "the other origin's path is shown: {e}"
+        );
+    }
+    for f in committed_files(&out) {
+        let bytes = std::fs::read(&f).unwrap();
+        for secret in secrets {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{secret:?} in {}",
+                f.display()
+            );
+        }
+    }
+}
+
+/// base64 of `s` (standard alphabet, padded), as in an `Authorization: Basic` header.
+fn leakscope_recorder_basic(s: &str) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in s.as_bytes().chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | (u32::from(b) << (16 - 8 * i)));
+        for i in 0..4 {
+            out.push(if i <= chunk.len() {
+                ABC[((n >> (18 - 6 * i)) & 63) as usize] as char
+            } else {
+                '='
+            });
+        }
+    }
+    out
+}

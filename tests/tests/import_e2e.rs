@@ -334,3 +334,41 @@ fn directory_with_one_corrupt_file_imports_the_rest() {
     assert_eq!(c.profiles.len(), 9, "every good file is imported");
     assert!(c.profiles.iter().all(|p| p.source != s(&corrupt)));
 }
+
+/// 600 files are decoded in batches and committed every 256 profiles: three segment sets,
+/// every profile imported once, in time order across the sets (the sets hold consecutive
+/// time ranges), and peak memory does not grow with the file count (measured in
+/// docs/performance.md).
+#[test]
+fn many_files_are_streamed_into_sets_of_256_profiles() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = dir.path().join("files");
+    std::fs::create_dir(&files).unwrap();
+    let fixture = root().join("fixtures/pprof/go1.27/heap.pb.gz");
+    let mut p = pprof::decode(&std::fs::read(&fixture).unwrap()).unwrap();
+    let t0 = p.time_nanos;
+    // Written in reverse name order of time, so name order is not time order.
+    for i in 0..600i64 {
+        p.time_nanos = t0 + (600 - i) * 1_000_000_000;
+        std::fs::write(
+            files.join(format!("heap_{i:04}.pb.gz")),
+            gzip(&p.encode_to_vec()),
+        )
+        .unwrap();
+    }
+    let out = dir.path().join("capture");
+    let o = import(&[&files], &out);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(stderr.contains("imported 600 profiles"), "{stderr}");
+    let c = Capture::load(&out);
+    c.assert_consistent(&[]);
+    assert_eq!(c.profiles.len(), 600);
+    let per_set: Vec<usize> = c.stems["profiles"]
+        .iter()
+        .map(|stem| c.profiles.iter().filter(|p| &p.stem == stem).count())
+        .collect();
+    assert_eq!(per_set, [256, 256, 88]);
+    let times: Vec<i64> = c.profiles.iter().map(|p| p.time_ns).collect();
+    assert!(times.windows(2).all(|w| w[0] < w[1]), "not in time order");
+}

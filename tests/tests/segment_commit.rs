@@ -91,3 +91,61 @@ fn a_failed_commit_leaves_no_partial_set_and_the_retry_commits_every_row() {
     c.assert_consistent(&[]);
     assert_eq!((c.profiles.len(), c.stack_rows), (5, 4));
 }
+
+fn s(p: &std::path::Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// `kill -9` between the `profiles` and the `samples` rename of a set leaves profiles
+/// without samples on disk. Without a commit marker, readers must not see that set (a
+/// warning names it), and importing the same file again must import it, not call it a
+/// duplicate of the half-written profile.
+#[test]
+fn an_interrupted_set_is_invisible_and_its_profiles_are_imported_again() {
+    use common::*;
+    let dir = tempfile::tempdir().unwrap();
+    let fixtures = root().join("fixtures/pprof");
+    let (a, b) = (
+        fixtures.join("go1.27/heap.pb.gz"),
+        fixtures.join("go1.19/heap.pb.gz"),
+    );
+    let quick = std::time::Duration::from_secs(30);
+    let out = dir.path().join("capture");
+    let o = run(&recorder(), &["import", s(&a), "--out", s(&out)], quick);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    // The interrupted import of b: its stacks and profiles files, no samples, no marker.
+    let scratch = dir.path().join("scratch");
+    let o = run(&recorder(), &["import", s(&b), "--out", s(&scratch)], quick);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut half = Vec::new();
+    for f in committed_files(&scratch) {
+        let rel = f.strip_prefix(&scratch).unwrap().to_path_buf();
+        if !rel.starts_with("samples") {
+            std::fs::create_dir_all(out.join(&rel).parent().unwrap()).unwrap();
+            std::fs::copy(&f, out.join(&rel)).unwrap();
+            half.push(rel);
+        }
+    }
+    assert_eq!(half.len(), 2, "{half:?}");
+    let stem = half[0].file_stem().unwrap().to_str().unwrap().to_string();
+    assert_eq!(
+        leakscope_capture::segment::incomplete_sets(&out).unwrap(),
+        std::slice::from_ref(&stem)
+    );
+    let c = Capture::load(&out);
+    c.assert_consistent(&[]);
+    assert_eq!(c.profiles.len(), 1, "the half-written set is visible");
+
+    let o = run(&recorder(), &["import", s(&b), "--out", s(&out)], quick);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(!stderr.contains("duplicate"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("incomplete segment set {stem} ignored")),
+        "the incomplete set is not reported: {stderr}"
+    );
+    let c = Capture::load(&out);
+    c.assert_consistent(&[]);
+    assert_eq!(c.profiles.len(), 2);
+}

@@ -688,6 +688,13 @@ fn write_range(
         max_bytes: a.rotate_size.max(1),
     };
     let mut w = SegmentWriter::new(&a.out, policy);
+    // The synthetic recorder's clock is the synthetic time: sets are named, dated and
+    // rotated by it, as a recorder running then would have.
+    let clock = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0));
+    let c = clock.clone();
+    w.set_clock(std::sync::Arc::new(move || {
+        c.load(std::sync::atomic::Ordering::Relaxed)
+    }));
     let mut files = Vec::new();
     let sample_types: Vec<String> = [
         "alloc_objects/count",
@@ -708,6 +715,7 @@ fn write_range(
     let mut set_has_stacks = false;
     for p in range {
         let time_ns = tl.time_ns(a.seed, p);
+        clock.store(time_ns, std::sync::atomic::Ordering::Relaxed);
         if w.should_rotate(time_ns) {
             files.extend(w.rotate()?);
             set_has_stacks = false;

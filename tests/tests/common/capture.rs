@@ -62,6 +62,7 @@ pub struct Process {
 pub struct Scrape {
     pub stem: String,
     pub time_ns: i64,
+    pub target: String,
     pub endpoint: String,
     pub kind: String,
     pub attempt: u32,
@@ -71,6 +72,8 @@ pub struct Scrape {
     pub duration_ms: f64,
     pub run_id: Option<String>,
     pub profile_id: Option<u64>,
+    /// Null in segments written before the column existed.
+    pub clock_offset_ms: Option<f64>,
 }
 
 /// Every committed row of a capture, oldest segment first, rows in stored order.
@@ -310,10 +313,16 @@ impl Capture {
                     .as_primitive::<Float64Type>()
                     .iter()
                     .collect();
+                let offset: Vec<Option<f64>> = match b.column_by_name("clock_offset_ms") {
+                    Some(c) => c.as_primitive::<Float64Type>().iter().collect(),
+                    None => vec![None; n],
+                };
+                let target = strs(b, "target");
                 for i in 0..n {
                     self.scrapes.push(Scrape {
                         stem: stem(),
                         time_ns: time[i].unwrap(),
+                        target: target[i].clone().unwrap(),
                         endpoint: endpoint[i].clone().unwrap(),
                         kind: kind[i].clone().unwrap(),
                         attempt: attempt[i].unwrap(),
@@ -323,6 +332,7 @@ impl Capture {
                         duration_ms: dur[i].unwrap(),
                         run_id: run[i].clone(),
                         profile_id: pid[i],
+                        clock_offset_ms: offset[i],
                     });
                 }
             }
