@@ -31,8 +31,11 @@ pub fn escape(s: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
-            // Control characters other than tab/newline never render usefully.
-            c if c.is_control() && c != '\n' && c != '\t' => out.push('\u{fffd}'),
+            // Control characters other than tab/newline, and bidi overrides, are shown as
+            // escapes (see crate::output).
+            c if c != '\n' && c != '\t' && crate::output::is_unsafe(c) => {
+                crate::output::escape_char(c, &mut out)
+            }
             c => out.push(c),
         }
     }
@@ -234,7 +237,7 @@ fn header(out: &mut String, r: &Report) {
         text(&targets.join(", "), 400),
         format_time(t0),
         format_time(t1),
-        format_duration(t1 - t0),
+        format_duration(t1.saturating_sub(t0)),
         r.data.runs.len(),
     );
 }
@@ -649,8 +652,9 @@ mod tests {
     fn escapes_markup_quotes_and_controls() {
         assert_eq!(
             escape("<script>a=\"b\" & 'c'</script>\u{1b}"),
-            "&lt;script&gt;a=&quot;b&quot; &amp; &#39;c&#39;&lt;/script&gt;\u{fffd}"
+            "&lt;script&gt;a=&quot;b&quot; &amp; &#39;c&#39;&lt;/script&gt;\\x1b"
         );
+        assert_eq!(escape("a\u{202e}b\r"), "a\\u{202e}b\\r");
         assert_eq!(text(&"x".repeat(10), 4), "xxx…");
         let long = format!("Top: main.{} grows <fast>", "A".repeat(5000));
         let p = prose(&long, 4000);
