@@ -266,8 +266,14 @@ async fn exec(ctx: &SessionContext, sql: &str) -> Result<()> {
 
 fn register_listing(ctx: &SessionContext, dir: &Path, table: Table, name: &str) -> Result<()> {
     let table_dir = dir.join(table.name());
-    let url_text = format!("{}/", table_dir.display());
-    let url = ListingTableUrl::parse(&url_text).map_err(AnalyzeError::df(format!(
+    // A URL built from the path, not parsed from its text: a directory name holding glob
+    // characters (`[`, `*`, `?`) must not be read as a pattern.
+    let dir_url =
+        url::Url::from_directory_path(&table_dir).map_err(|()| AnalyzeError::NotACapture {
+            path: table_dir.clone(),
+            reason: "not an absolute path".into(),
+        })?;
+    let url = ListingTableUrl::try_new(dir_url, None).map_err(AnalyzeError::df(format!(
         "{}: table path",
         table_dir.display()
     )))?;

@@ -131,7 +131,7 @@ pub fn flame_caption(f: &FlameData) -> String {
         f.title,
         format_time(f.before.time),
         format_time(f.after.time),
-        format_duration(f.after.time - f.before.time),
+        format_duration(f.after.time.saturating_sub(f.before.time)),
         f.unit.format(f.tree.growth),
         f.tree.growing_stacks
     )
@@ -320,7 +320,7 @@ fn timeline(out: &mut String, r: &Report) {
                 run.capture,
                 run.run_id,
                 run.profiles,
-                format_duration(run.last - run.first)
+                format_duration(run.last.saturating_sub(run.first))
             ),
         ));
     }
@@ -460,7 +460,7 @@ fn flames(out: &mut String, r: &Report) {
                  with <code>--from</code>/<code>--to</code> (RFC 3339).</p>",
                 format_time(w.from),
                 format_time(w.to),
-                format_duration(w.to - w.from),
+                format_duration(w.to.saturating_sub(w.from)),
                 escape(&w.how)
             );
             if r.data.flames.is_empty() {
@@ -572,7 +572,7 @@ fn capture(out: &mut String, r: &Report) {
                 text(&run.run_id, 200),
                 format_time(run.first),
                 format_time(run.last),
-                format_duration(run.last - run.first),
+                format_duration(run.last.saturating_sub(run.first)),
                 run.profiles
             );
         }

@@ -41,9 +41,9 @@ pub struct HeapProfile<'a> {
     pub samples: Vec<(&'a [Frame], i64)>,
 }
 
-/// Writes a capture at `dir` (created) holding `profiles` of one run, committing a segment
-/// set whenever the writer's policy says so (a UTC date change included), and once at the
-/// end. Labels of every sample are `labels` when given.
+/// Writes a capture at `dir` (created) holding `profiles` of one run, one segment set per
+/// profile (the writer's rotation check subtracts times and overflows on `i64::MIN`).
+/// Labels of every sample are `labels` when given.
 pub fn write_heap_capture(dir: &Path, profiles: &[HeapProfile], labels: Option<&str>) {
     std::fs::create_dir_all(dir).unwrap();
     let session = Session {
@@ -57,9 +57,6 @@ pub fn write_heap_capture(dir: &Path, profiles: &[HeapProfile], labels: Option<&
     Manifest::new(session).write(dir).unwrap();
     let mut w = SegmentWriter::new(dir, RotationPolicy::default());
     for (i, p) in profiles.iter().enumerate() {
-        if w.should_rotate(p.time_ns) {
-            w.rotate().unwrap();
-        }
         let profile_id = 0x1000 + i as u64;
         for (frames, _) in &p.samples {
             let id = stack_id(frames);
@@ -101,6 +98,6 @@ pub fn write_heap_capture(dir: &Path, profiles: &[HeapProfile], labels: Option<&
                 labels: labels.map(str::to_string),
             });
         }
+        w.rotate().unwrap();
     }
-    w.rotate().unwrap();
 }
