@@ -9,8 +9,9 @@ MODE (the capture is changed in place; copy it first):
 
   pyarrow-types  every segment through pyarrow with other types that read back losslessly:
                  strings as large_string (samples, stacks frames), string_view (profiles)
-                 or dictionary (samples.kind), times in microseconds, stacks.depth and
-                 profiles.sample_count as int64, every column nullable.
+                 or dictionary (samples.kind), times in micro- or milliseconds or naive
+                 (scrapes), stacks.depth and profiles.sample_count as int64, every
+                 column nullable.
   int64-ids      one samples segment (the first) with stack_id as int64, as a writer
                  without unsigned types stores it: ids of 2^63 and above become negative.
   text-ids       one stacks segment (the first) with stack_id as a string.
@@ -75,12 +76,17 @@ def pyarrow_types(cap):
         t = retype(t, "sample_count", pa.int64())
         t = retype(t, "time", pa.timestamp("us", tz="UTC"))
         write(t, path)
-    for table in ("process", "scrapes"):
-        for path in segments(cap, table):
-            t = pq.read_table(path, partitioning=None)
-            t = retype(t, "time", pa.timestamp("ms", tz="UTC"))
-            t = retype(t, "target", pa.large_string())
-            write(t, path)
+    for path in segments(cap, "process"):
+        t = pq.read_table(path, partitioning=None)
+        t = retype(t, "time", pa.timestamp("ms", tz="UTC"))
+        t = retype(t, "target", pa.large_string())
+        write(t, path)
+    for path in segments(cap, "scrapes"):
+        # pandas' default: naive nanosecond times (UTC by convention).
+        t = pq.read_table(path, partitioning=None)
+        t = retype(t, "time", pa.timestamp("ns"))
+        t = retype(t, "endpoint", pa.string_view())
+        write(t, path)
 
 
 def int64_ids(cap):
