@@ -4,9 +4,10 @@
 //! Another writer may store `stack_id` as Int64, strings as LargeUtf8, Utf8View or
 //! dictionaries, times in micro- or milliseconds, columns as nullable. [`shape`] judges a
 //! file's column type against the capture's from the footer alone: the same type, a
-//! widening that can never lose anything (LargeUtf8 to Utf8, UInt32 to UInt64, us to ns is
-//! *not* one: it can overflow), a cast that is lossless only for some values (Int64 to
-//! UInt64 without negatives, a nullable column without nulls), or no reading at all.
+//! widening that can never lose anything (LargeUtf8 to Utf8, UInt32 to UInt64), a cast that
+//! is lossless only for some values (Int64 to UInt64 without negatives, microseconds to
+//! nanoseconds before 2262, a nullable column without nulls), or no reading at all (text
+//! to an id, a float to an integer, a missing required column).
 //! [`conform`] casts a batch to the capture schema with `safe = false`, so any value that
 //! would be lost (a negative id, a time past 2262, a null in a required column) is an error
 //! instead of a silent null or a wrapped number. The catalog runs both on every segment
@@ -407,6 +408,28 @@ mod tests {
             }
         }
         assert!(seen >= 20);
+    }
+
+    #[test]
+    fn relaxed_schemas_make_only_nested_fields_nullable() {
+        let stacks = leakscope_capture::schema::stacks_schema();
+        let r = relaxed(&stacks);
+        assert!(!r.field_with_name("frames").unwrap().is_nullable());
+        let DataType::List(item) = r.field_with_name("frames").unwrap().data_type() else {
+            panic!("frames is a list")
+        };
+        let DataType::Struct(fields) = item.data_type() else {
+            panic!("frames holds structs")
+        };
+        assert!(item.is_nullable() && fields.iter().all(|f| f.is_nullable()));
+        assert!(!r.field_with_name("stack_id").unwrap().is_nullable());
+        // Our own type still reads as the relaxed one without a value check.
+        let own = stacks.field_with_name("frames").unwrap();
+        let rel = r.field_with_name("frames").unwrap();
+        assert_eq!(
+            shape(own.data_type(), false, rel.data_type(), false),
+            Ok(Shape::Widen)
+        );
     }
 
     #[test]
