@@ -34,6 +34,11 @@ fi
 # g++ builds its C++ fixture (fixtures/cpp/new_leak.cpp).
 apt_install golang-go gcc g++ clang libbpf-dev chromium libjemalloc2 libtcmalloc-minimal4
 log "go: $(go version)"
+# pyarrow and DuckDB rewrite capture segments as foreign writers would (tests/tests/integrity.rs).
+if ! python3 -c 'import pyarrow, duckdb' >/dev/null 2>&1; then
+    log "installing pyarrow and duckdb from PyPI"
+    python3 -m pip install -q pyarrow duckdb
+fi
 
 target_dir="${CARGO_TARGET_DIR:-target}"
 mkdir -p "$target_dir"

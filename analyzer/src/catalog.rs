@@ -3,7 +3,9 @@
 //! Each capture table is a listing table over `CAPTURE/TABLE/` (hive partition `date`,
 //! pruned by DataFusion). With several captures, the public table `samples` is the union of
 //! every capture's samples with a `capture` column naming the source. Segments whose
-//! Parquet footer cannot be read are reported and hidden from the listing.
+//! Parquet footer cannot be read, or whose columns do not read losslessly as the table's
+//! (a foreign writer's types, see [`crate::conform`]), are reported and hidden from the
+//! listing; the others are cast to the table's types by DataFusion and the direct scans.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -20,8 +22,11 @@ use leakscope_capture::manifest::Manifest;
 use leakscope_capture::schema::{Table, PARTITION_COLUMN};
 use leakscope_capture::segment::list_segments;
 use object_store::local::LocalFileSystem;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ProjectionMask;
 use rayon::prelude::*;
 
+use crate::conform::{self, Shape};
 use crate::error::{AnalyzeError, Result};
 use crate::site::SiteRules;
 use crate::store::HidingStore;
@@ -54,7 +59,7 @@ pub struct Catalog {
     pub ctx: SessionContext,
     /// The captures, in argument order.
     pub captures: Vec<Capture>,
-    /// Segments left out because they are corrupt.
+    /// Segments left out because they are corrupt or do not read as their table.
     pub skipped: Vec<SkippedSegment>,
 }
 
@@ -89,31 +94,64 @@ pub fn open_capture(dir: &Path) -> Result<Capture> {
     })
 }
 
-/// Checks that a segment's Parquet footer is readable.
-fn check_segment(path: &Path) -> std::result::Result<(), String> {
+/// Checks that a segment's Parquet footer is readable and that its columns read as the
+/// table's: the same types, or a lossless cast (see [`crate::conform`]). A segment written
+/// by another tool whose types differ has the columns that need it read once and checked
+/// value by value (a negative Int64 `stack_id` cannot be a UInt64 id).
+fn check_segment(path: &Path, table: Table) -> std::result::Result<(), String> {
     let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    parquet::file::metadata::ParquetMetaDataReader::new()
-        .parse_and_finish(&file)
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| format!("corrupt ({})", one_line(&e.to_string())))?;
+    let want = table.schema();
+    let (shape, check) = conform::judge(builder.schema(), &want)
+        .map_err(|e| format!("not readable as a {} segment: {e}", table.name()))?;
+    if shape == Shape::Same || check.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<&str> = check.iter().map(String::as_str).collect();
+    let roots: Vec<usize> = names
+        .iter()
+        .filter_map(|c| builder.schema().index_of(c).ok())
+        .collect();
+    let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+    let part = conform::project(&want, &names)?;
+    let reader = builder
+        .with_projection(mask)
+        .build()
+        .map_err(|e| format!("corrupt ({})", one_line(&e.to_string())))?;
+    for b in reader {
+        let b = b.map_err(|e| format!("corrupt ({})", one_line(&e.to_string())))?;
+        conform::conform(&b, &part)
+            .map_err(|e| format!("not readable as a {} segment: {e}", table.name()))?;
+    }
+    Ok(())
 }
 
-/// Finds unreadable segments of every table of every capture, in parallel.
-fn find_corrupt(captures: &[Capture]) -> Vec<SkippedSegment> {
-    let files: Vec<PathBuf> = captures
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Finds the segments of every table of every capture that cannot be read as the table
+/// (corrupt, or foreign with types that do not cast losslessly), in parallel.
+fn find_unreadable(captures: &[Capture]) -> Vec<SkippedSegment> {
+    let files: Vec<(PathBuf, Table)> = captures
         .iter()
         .flat_map(|c| {
             Table::ALL
                 .iter()
-                .flat_map(|t| list_segments(&c.dir, *t).unwrap_or_default())
-                .map(|s| s.path)
+                .flat_map(|t| {
+                    list_segments(&c.dir, *t)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|s| (s.path, *t))
+                })
                 .collect::<Vec<_>>()
         })
         .collect();
     let mut bad: Vec<SkippedSegment> = files
         .par_iter()
-        .filter_map(|p| {
-            check_segment(p).err().map(|reason| SkippedSegment {
+        .filter_map(|(p, t)| {
+            check_segment(p, *t).err().map(|reason| SkippedSegment {
                 path: p.clone(),
                 reason,
             })
@@ -157,7 +195,7 @@ pub async fn open(dirs: &[PathBuf], rules: &SiteRules) -> Result<Catalog> {
         .map(|d| open_capture(d))
         .collect::<Result<Vec<_>>>()?;
     unique_names(&mut captures);
-    let skipped = find_corrupt(&captures);
+    let skipped = find_unreadable(&captures);
     // Files of incomplete segment sets (no commit marker) are hidden from SQL too, as
     // `list_segments` hides them from every other reader (it warns about each set).
     let incomplete: Vec<PathBuf> = captures
@@ -236,8 +274,14 @@ async fn exec(ctx: &SessionContext, sql: &str) -> Result<()> {
 
 fn register_listing(ctx: &SessionContext, dir: &Path, table: Table, name: &str) -> Result<()> {
     let table_dir = dir.join(table.name());
-    let url_text = format!("{}/", table_dir.display());
-    let url = ListingTableUrl::parse(&url_text).map_err(AnalyzeError::df(format!(
+    // A URL built from the path, not parsed from its text: a directory name holding glob
+    // characters (`[`, `*`, `?`) must not be read as a pattern.
+    let dir_url =
+        url::Url::from_directory_path(&table_dir).map_err(|()| AnalyzeError::NotACapture {
+            path: table_dir.clone(),
+            reason: "not an absolute path".into(),
+        })?;
+    let url = ListingTableUrl::try_new(dir_url, None).map_err(AnalyzeError::df(format!(
         "{}: table path",
         table_dir.display()
     )))?;
@@ -246,7 +290,7 @@ fn register_listing(ctx: &SessionContext, dir: &Path, table: Table, name: &str) 
         .with_table_partition_cols(vec![(PARTITION_COLUMN.to_string(), DataType::Utf8)]);
     let config = ListingTableConfig::new(url)
         .with_listing_options(options)
-        .with_schema(table.schema());
+        .with_schema(conform::relaxed(&table.schema()));
     let provider = ListingTable::try_new(config)
         .map_err(AnalyzeError::df(format!("{}: table", table_dir.display())))?;
     ctx.register_table(name, Arc::new(provider))

@@ -111,7 +111,7 @@ async fn values_of(
             for (k, slot) in e.iter_mut().enumerate() {
                 let a = b.column(1 + k).as_primitive::<Int64Type>();
                 if a.is_valid(i) {
-                    *slot += a.value(i);
+                    *slot = slot.saturating_add(a.value(i));
                 }
             }
         }
@@ -224,7 +224,7 @@ pub async fn delta_profile(cat: &Catalog, metric: Metric, w: &Window) -> Result<
         let zero = vec![0; columns.len()];
         let a = after.get(&id).unwrap_or(&zero);
         let z = before.get(&id).unwrap_or(&zero);
-        let value: Vec<i64> = a.iter().zip(z).map(|(x, y)| x - y).collect();
+        let value: Vec<i64> = a.iter().zip(z).map(|(x, y)| x.saturating_sub(*y)).collect();
         if value.iter().all(|v| *v == 0) {
             continue;
         }
@@ -259,7 +259,7 @@ pub async fn delta_profile(cat: &Catalog, metric: Metric, w: &Window) -> Result<
         drop_frames: 0,
         keep_frames: 0,
         time_nanos: w.to.1.time_ns,
-        duration_nanos: w.to.1.time_ns - w.from.1.time_ns,
+        duration_nanos: w.to.1.time_ns.saturating_sub(w.from.1.time_ns),
         period_type: Some(period_type),
         period: 1,
         comment: vec![comment],

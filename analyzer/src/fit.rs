@@ -35,7 +35,7 @@ impl RunSeries {
         let t0 = self.time_ns.first().copied().unwrap_or(0);
         self.time_ns
             .iter()
-            .map(|t| (t - t0) as f64 / 3.6e12)
+            .map(|t| crate::hours_between(t0, *t))
             .collect()
     }
 }
@@ -1673,7 +1673,14 @@ mod tests {
         // 30 scrapes: 20 quanta retained by half-way, then 2 more while 40 were allocated.
         let mut s = series(|_| 0.0, 30);
         s.y = (0..30)
-            .map(|i| 524_288.0 * if i < 15 { (i * 4 / 3) as f64 } else { 20.0 + ((i - 15) / 7) as f64 })
+            .map(|i| {
+                524_288.0
+                    * if i < 15 {
+                        (i * 4 / 3) as f64
+                    } else {
+                        20.0 + ((i - 15) / 7) as f64
+                    }
+            })
             .collect();
         let hours = s.hours();
         let mut alloc = AllocCheckpoints::default();
@@ -1681,7 +1688,12 @@ mod tests {
             let p = evidence::checkpoint_index(30, i);
             alloc.hours[i] = hours[p];
             alloc.inuse[i] = s.y[p];
-            alloc.alloc[i] = 524_288.0 * if p < 15 { (p * 4 / 3) as f64 } else { 20.0 + 3.0 * (p - 15) as f64 };
+            alloc.alloc[i] = 524_288.0
+                * if p < 15 {
+                    (p * 4 / 3) as f64
+                } else {
+                    20.0 + 3.0 * (p - 15) as f64
+                };
         }
         let with = fit_runs(
             &[RunView {

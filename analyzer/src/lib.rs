@@ -9,12 +9,14 @@
 pub mod alert;
 pub mod calibration;
 pub mod catalog;
+pub mod conform;
 pub mod error;
 pub mod evidence;
 pub mod export;
 pub mod fit;
 pub mod hints;
 pub mod load;
+pub mod output;
 pub mod pread;
 pub mod process;
 pub mod rank;
@@ -33,6 +35,12 @@ pub use error::{AnalyzeError, Result};
 /// RFC 3339 text (UTC, milliseconds) of a time in ns since the epoch.
 pub fn report_time(ns: i64) -> String {
     chrono::DateTime::from_timestamp_nanos(ns).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Hours from `t0` to `t` (both ns since the epoch), exact in sign and never overflowing
+/// (a profile stamped `i64::MIN` or `i64::MAX` included).
+pub fn hours_between(t0: i64, t: i64) -> f64 {
+    (i128::from(t) - i128::from(t0)) as f64 / 3.6e12
 }
 
 /// Parses an RFC 3339 time into ns since the epoch.

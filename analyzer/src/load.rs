@@ -4,7 +4,7 @@
 //! Samples are streamed straight into the matrix (no wide GROUP BY), so memory is
 //! `groups x profiles` values plus one record batch at a time.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 
 use arrow_array::cast::AsArray;
@@ -221,7 +221,7 @@ impl SeriesSet {
         for (_, r) in &self.runs {
             let t0 = self.profiles[r.start].time_ns;
             for p in r.clone() {
-                out[p] = (self.profiles[p].time_ns - t0) as f64 / 3.6e12;
+                out[p] = crate::hours_between(t0, self.profiles[p].time_ns);
             }
         }
         out
@@ -309,7 +309,7 @@ pub async fn load_profiles(
     rows.sort_by(|a, b| (first[&a.0], &a.0, a.2, a.1).cmp(&(first[&b.0], &b.0, b.2, b.1)));
     // The same profile can appear twice (a capture given twice, an overlapping import):
     // keep its first occurrence only, so positions and ids stay one-to-one.
-    let mut seen_ids = std::collections::HashSet::new();
+    let mut seen_ids = HashSet::new();
     rows.retain(|r| seen_ids.insert(r.1));
     let mut profiles = Vec::with_capacity(rows.len());
     let mut pos = IdMap::default();
@@ -455,21 +455,26 @@ pub async fn load_series(
     let mut functions: Vec<Vec<String>> = vec![Vec::new(); ng];
     let mut stack_counts = vec![0usize; ng];
     let mut site_frames: Vec<Vec<FrameRef>> = vec![Vec::new(); ng];
+    // What each group already holds: one hash lookup per frame, not a scan of the group's
+    // list (a site with 100,000 stacks made that quadratic). Lists keep first-seen order.
+    let mut seen_frames: Vec<HashSet<&FrameRef>> = vec![HashSet::new(); ng];
+    let mut seen_functions: Vec<HashSet<&str>> = vec![HashSet::new(); ng];
     for (si, w) in matrix.stack_weight.iter().enumerate() {
         let Some(w) = *w else { continue };
         let sid = stack_ids[si];
         let g = stack_group[si] as usize;
         stack_counts[g] += 1;
-        if let Some(f) = stacks[&sid].get(rules.site_index(&stacks[&sid])) {
-            if !site_frames[g].contains(f) {
+        let frames = &stacks[&sid];
+        if let Some(f) = frames.get(rules.site_index(frames)) {
+            if seen_frames[g].insert(f) {
                 site_frames[g].push(f.clone());
             }
         }
         if w > best[g].0 || (w == best[g].0 && sid < best[g].1) {
             best[g] = (w, sid);
         }
-        for f in &stacks[&sid] {
-            if !functions[g].contains(&f.function) {
+        for f in frames {
+            if seen_functions[g].insert(f.function.as_str()) {
                 functions[g].push(f.function.clone());
             }
         }
@@ -595,7 +600,14 @@ mod tests {
     fn heap_profiles_no_gc_changed_are_repeats() {
         // 2 groups x 6 profiles (column-major), two runs of 3: columns 1 and 4 repeat their
         // predecessor; column 3 equals column 2 but starts a new run.
-        let cols = [[1.0, 2.0], [1.0, 2.0], [1.0, 3.0], [1.0, 3.0], [1.0, 3.0], [4.0, 3.0]];
+        let cols = [
+            [1.0, 2.0],
+            [1.0, 2.0],
+            [1.0, 3.0],
+            [1.0, 3.0],
+            [1.0, 3.0],
+            [4.0, 3.0],
+        ];
         let m = crate::scan::Matrix::from_columns(2, cols.concat());
         let runs = vec![("a".to_string(), 0..3), ("b".to_string(), 3..6)];
         assert_eq!(

@@ -13,6 +13,7 @@ use clap::{Args, Parser, Subcommand};
 use leakscope::alert::{crossings, Thresholds};
 use leakscope::catalog::{self, Catalog, SkippedSegment};
 use leakscope::load::Metric;
+use leakscope::output::{escape_control, escape_document};
 use leakscope::rank::{rank, RankOptions, Ranking};
 use leakscope::render;
 use leakscope::site::{GroupBy, SiteRules};
@@ -316,22 +317,25 @@ async fn open(captures: &[PathBuf], rules: &SiteRules) -> anyhow::Result<Catalog
     Ok(cat)
 }
 
-/// Warns about corrupt segments, once per file (`warned` remembers them).
+/// Warns about unreadable (corrupt or foreign) segments, once per file (`warned`
+/// remembers them).
 fn warn_skipped(skipped: &[SkippedSegment], warned: &mut HashSet<PathBuf>) {
     for s in skipped {
         if warned.insert(s.path.clone()) {
             eprintln!(
-                "leakscope: warning: skipping corrupt segment {}: {}",
-                s.path.display(),
+                "leakscope: warning: skipping segment {}: {}",
+                one_line(&s.path.display().to_string()),
                 one_line(&s.reason)
             );
         }
     }
 }
 
-/// Text with every run of whitespace (newlines included) collapsed to one space.
+/// Text with every run of whitespace (newlines included) collapsed to one space, and any
+/// other control or bidi character shown escaped (see `leakscope::output`).
 fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
+    let joined = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    escape_control(&joined).into_owned()
 }
 
 fn progress_bar() -> indicatif::ProgressBar {
@@ -518,8 +522,8 @@ async fn repl(cat: &Catalog, format: OutputFormat) -> anyhow::Result<()> {
 
 fn print_ranking(r: &Ranking, format: RankFormat, top: usize) -> anyhow::Result<()> {
     match format {
-        RankFormat::Table => print!("{}", render::text(r, top)),
-        RankFormat::Markdown => print!("{}", render::markdown(r, top)),
+        RankFormat::Table => print!("{}", escape_document(&render::text(r, top))),
+        RankFormat::Markdown => print!("{}", escape_document(&render::markdown(r, top))),
         RankFormat::Json => {
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             serde_json::to_writer_pretty(&mut out, r)?;
@@ -538,10 +542,13 @@ fn check(r: &Ranking, t: &Thresholds) -> bool {
         } else {
             "GROWING"
         };
-        println!("{tag} {}", c.describe());
+        println!("{tag} {}", escape_control(&c.describe()));
     }
     if found.is_empty() {
-        println!("OK: no leak above the thresholds. {}", r.verdict);
+        println!(
+            "OK: no leak above the thresholds. {}",
+            escape_control(&r.verdict)
+        );
     }
     !found.is_empty()
 }
@@ -702,7 +709,7 @@ impl Watcher {
                 Ok(d) => {
                     self.state.commit(&alerts, &now);
                     for a in &alerts {
-                        println!("{}", a.describe());
+                        println!("{}", escape_control(&a.describe()));
                     }
                     format!(
                         "posted {what} to {} (HTTP {}, {} attempt(s))",
@@ -757,7 +764,10 @@ async fn run_watch(a: WatchArgs) -> anyhow::Result<ExitCode> {
         .transpose()?;
     let state = match &state_path {
         Some(p) => {
-            let s = State::load(p, &capture)?;
+            let (s, warning) = State::open(p, &capture)?;
+            if let Some(w) = warning {
+                eprintln!("leakscope: warning: {}", one_line(&w));
+            }
             s.save(p)?;
             s
         }
@@ -855,11 +865,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            let msg = format!("{e:#}");
-            eprintln!(
-                "leakscope: error: {}",
-                msg.split_whitespace().collect::<Vec<_>>().join(" ")
-            );
+            eprintln!("leakscope: error: {}", one_line(&format!("{e:#}")));
             ExitCode::from(2)
         }
     }

@@ -6,6 +6,7 @@ use comfy_table::{presets, ContentArrangement, Table};
 
 use crate::fit::Verdict;
 use crate::load::Metric;
+use crate::output::escape_control;
 use crate::rank::{Finding, Ranking};
 use crate::udf::format_bytes;
 
@@ -153,7 +154,11 @@ pub fn verdict(r: &Ranking) -> String {
         let _ = write!(out, " Process: {}.", p.message);
     }
     if !r.skipped.is_empty() {
-        let _ = write!(out, " {} corrupt segment(s) were skipped.", r.skipped.len());
+        let _ = write!(
+            out,
+            " {} unreadable segment(s) were skipped.",
+            r.skipped.len()
+        );
     }
     out
 }
@@ -181,11 +186,9 @@ fn section_table(findings: &[Finding], top: usize, markdown: bool) -> String {
     ]);
     let esc = |s: &str| {
         if markdown {
-            s.replace('|', "\\|")
-                .replace('<', "&lt;")
-                .replace('>', "&gt;")
+            crate::output::markdown_cell(s)
         } else {
-            s.to_string()
+            crate::output::escape_control(s).into_owned()
         }
     };
     for f in findings.iter().take(top) {
@@ -239,7 +242,7 @@ pub fn short_site(site: &str) -> String {
 /// Terminal rendering: verdict, then one table per section, then process memory.
 pub fn text(r: &Ranking, top: usize) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "{}\n", r.verdict);
+    let _ = writeln!(out, "{}\n", escape_control(&r.verdict));
     for s in &r.sections {
         let _ = writeln!(out, "== {} — {}", s.title, section_span(s));
         if s.findings.is_empty() {
@@ -264,9 +267,9 @@ pub fn text(r: &Ranking, top: usize) -> String {
     for s in &r.skipped {
         let _ = writeln!(
             out,
-            "skipped corrupt segment {}: {}",
-            s.path.display(),
-            s.reason
+            "skipped segment {}: {}",
+            escape_control(&s.path.display().to_string()),
+            escape_control(&s.reason)
         );
     }
     out
@@ -278,7 +281,7 @@ pub fn markdown(r: &Ranking, top: usize) -> String {
     let _ = writeln!(
         out,
         "## leakscope verdict\n\n{}\n",
-        r.verdict.replace('<', "&lt;")
+        crate::output::markdown_cell(&r.verdict)
     );
     for s in &r.sections {
         let _ = writeln!(out, "### {} ({})\n", s.title, section_span(s));

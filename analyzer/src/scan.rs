@@ -4,8 +4,10 @@
 //! SQL stays the interface for people; this is the ranking's fast path. One rayon task per
 //! segment file reads only the columns it needs with the Parquet reader, so the load runs
 //! on every core without a query plan, a merge of partition streams or a shared matrix.
-//! Segments the catalog skipped as corrupt are skipped here too.
+//! Segments the catalog skipped as unreadable are skipped here too; columns a foreign
+//! writer stored in other types are cast to the capture's as they are read.
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -15,6 +17,7 @@ use std::sync::Mutex;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int64Type, UInt64Type};
 use arrow_array::{Array, RecordBatch};
+use arrow_schema::{DataType, SchemaRef, TimeUnit};
 use leakscope_capture::schema::Table;
 use leakscope_capture::segment::list_segments;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReaderBuilder, RowSelection};
@@ -23,6 +26,7 @@ use parquet::file::statistics::Statistics;
 use rayon::prelude::*;
 
 use crate::catalog::Catalog;
+use crate::conform;
 use crate::error::{AnalyzeError, Result};
 use crate::load::IdMap;
 use crate::pread::PreadFile;
@@ -43,6 +47,7 @@ pub struct Segment {
 
 /// Every readable segment of `table` in every capture: captures in order, oldest first.
 pub fn segments(cat: &Catalog, table: Table) -> Result<Vec<Segment>> {
+    let skipped: HashSet<&Path> = cat.skipped.iter().map(|s| s.path.as_path()).collect();
     let mut out = Vec::new();
     for (i, cap) in cat.captures.iter().enumerate() {
         let files = list_segments(&cap.dir, table).map_err(|e| AnalyzeError::Segment {
@@ -52,7 +57,7 @@ pub fn segments(cat: &Catalog, table: Table) -> Result<Vec<Segment>> {
         out.extend(
             files
                 .into_iter()
-                .filter(|f| !cat.skipped.iter().any(|s| s.path == f.path))
+                .filter(|f| !skipped.contains(f.path.as_path()))
                 .map(|f| Segment {
                     capture: i,
                     path: f.path,
@@ -69,8 +74,15 @@ fn bad(path: &Path, what: impl std::fmt::Display) -> AnalyzeError {
     }
 }
 
-/// Opens a segment for reading `columns` (top-level names), `BATCH_ROWS` rows at a time.
-fn open(path: &Path, columns: &[&str]) -> Result<ParquetRecordBatchReaderBuilder<PreadFile>> {
+/// A segment opened for reading some columns, with the table types to read them as.
+struct Opened {
+    builder: ParquetRecordBatchReaderBuilder<PreadFile>,
+    want: SchemaRef,
+}
+
+/// Opens a segment of `table` for reading `columns` (top-level names), `BATCH_ROWS` rows at
+/// a time. A column the file lacks reads as nulls when the table allows it.
+fn open(path: &Path, table: Table, columns: &[&str]) -> Result<Opened> {
     let file = File::open(path)
         .and_then(PreadFile::new)
         .map_err(|source| AnalyzeError::Io {
@@ -78,26 +90,32 @@ fn open(path: &Path, columns: &[&str]) -> Result<ParquetRecordBatchReaderBuilder
             source,
         })?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| bad(path, e))?;
+    let want = conform::project(&table.schema(), columns).map_err(|e| bad(path, e))?;
     let schema = builder.schema().clone();
     let mut roots = Vec::with_capacity(columns.len());
-    for c in columns {
-        roots.push(
-            schema
-                .index_of(c)
-                .map_err(|_| bad(path, format!("no column '{c}'")))?,
-        );
+    for f in want.fields() {
+        match schema.index_of(f.name()) {
+            Ok(i) => roots.push(i),
+            Err(_) if f.is_nullable() => {}
+            Err(_) => return Err(bad(path, format!("no column '{}'", f.name()))),
+        }
     }
     let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
-    Ok(builder.with_projection(mask).with_batch_size(BATCH_ROWS))
+    Ok(Opened {
+        builder: builder.with_projection(mask).with_batch_size(BATCH_ROWS),
+        want,
+    })
 }
 
-/// Reads every batch of a built reader, naming the file on failure.
-fn batches(
-    path: &Path,
-    builder: ParquetRecordBatchReaderBuilder<PreadFile>,
-) -> Result<impl Iterator<Item = Result<RecordBatch>> + '_> {
+/// Reads every batch of a built reader as the table's types (a foreign writer's are cast,
+/// see [`crate::conform`]), naming the file on failure.
+fn batches(path: &Path, opened: Opened) -> Result<impl Iterator<Item = Result<RecordBatch>> + '_> {
+    let Opened { builder, want } = opened;
     let reader = builder.build().map_err(|e| bad(path, e))?;
-    Ok(reader.map(move |b| b.map_err(|e| bad(path, e))))
+    Ok(reader.map(move |b| {
+        let b = b.map_err(|e| bad(path, e))?;
+        conform::conform(&b, &want).map_err(|e| bad(path, e))
+    }))
 }
 
 /// Position of `name` in a batch (projection keeps the file's column order).
@@ -115,7 +133,7 @@ pub fn read_stacks(segs: &[Segment]) -> Result<IdMap<Vec<FrameRef>>> {
         .par_iter()
         .map(|s| {
             let mut out = Vec::new();
-            for b in batches(&s.path, open(&s.path, &["stack_id"])?)? {
+            for b in batches(&s.path, open(&s.path, Table::Stacks, &["stack_id"])?)? {
                 let b = b?;
                 let col = column(&b, "stack_id", &s.path)?;
                 out.extend(col.as_primitive::<UInt64Type>().values().iter());
@@ -153,15 +171,17 @@ pub fn read_stacks(segs: &[Segment]) -> Result<IdMap<Vec<FrameRef>>> {
 
 /// Decodes the frames of the given rows (sorted) of one stacks segment.
 fn read_stack_rows(path: &Path, rows: &[usize], total: usize) -> Result<Vec<(u64, Vec<FrameRef>)>> {
-    let mut builder = open(path, &["stack_id", "frames"])?;
+    let mut opened = open(path, Table::Stacks, &["stack_id", "frames"])?;
     if rows.len() < total {
-        builder = builder.with_row_selection(RowSelection::from_consecutive_ranges(
-            consecutive(rows).into_iter(),
-            total,
-        ));
+        opened.builder = opened
+            .builder
+            .with_row_selection(RowSelection::from_consecutive_ranges(
+                consecutive(rows).into_iter(),
+                total,
+            ));
     }
     let mut out = Vec::with_capacity(rows.len());
-    for b in batches(path, builder)? {
+    for b in batches(path, opened)? {
         let b = b?;
         let ids = column(&b, "stack_id", path)?.as_primitive::<UInt64Type>();
         let frames = column(&b, "frames", path)?.as_list::<i32>();
@@ -417,15 +437,20 @@ fn scan_one(
     part: &mut Partial,
 ) -> Result<()> {
     let path = &seg.path;
-    let builder = open(path, &["stack_id", "profile_id", scan.column])?;
-    let Some(builder) = prune_row_groups(builder, "kind", |s| may_hold(s, scan.kind)) else {
+    let mut opened = open(
+        path,
+        Table::Samples,
+        &["stack_id", "profile_id", scan.column],
+    )?;
+    let Some(builder) = prune_row_groups(opened.builder, "kind", |s| may_hold(s, scan.kind)) else {
         return Ok(());
     };
+    opened.builder = builder;
     let mut order = StackOrder::default();
     // The profile being read and the row position within it; a profile may span batches.
     let mut last_pid = None;
     let mut j = 0;
-    for b in batches(path, builder)? {
+    for b in batches(path, opened)? {
         let b = b?;
         let sid = column(&b, "stack_id", path)?.as_primitive::<UInt64Type>();
         let pid = column(&b, "profile_id", path)?.as_primitive::<UInt64Type>();
@@ -558,12 +583,24 @@ pub fn sums_at(segs: &[Segment], at: &SumsAt) -> Result<Vec<Vec<f64>>> {
             let path = &seg.path;
             let mut wanted = vec!["stack_id", "profile_id"];
             wanted.extend_from_slice(at.columns);
-            let builder = open(path, &wanted)?;
-            let Some(builder) = prune_row_groups(builder, "time", |s| may_hold_time(s, at.times))
-            else {
-                return Ok(acc);
-            };
-            for b in batches(path, builder)? {
+            let mut opened = open(path, Table::Samples, &wanted)?;
+            // Statistics are in the file's unit: prune only when that is the capture's (ns).
+            let ns = opened
+                .builder
+                .schema()
+                .field_with_name("time")
+                .is_ok_and(|f| {
+                    matches!(f.data_type(), DataType::Timestamp(TimeUnit::Nanosecond, _))
+                });
+            if ns {
+                let Some(builder) =
+                    prune_row_groups(opened.builder, "time", |s| may_hold_time(s, at.times))
+                else {
+                    return Ok(acc);
+                };
+                opened.builder = builder;
+            }
+            for b in batches(path, opened)? {
                 let b = b?;
                 let sid = column(&b, "stack_id", path)?.as_primitive::<UInt64Type>();
                 let pid = column(&b, "profile_id", path)?.as_primitive::<UInt64Type>();

@@ -20,7 +20,7 @@ pub enum GroupBy {
 }
 
 /// One frame as the analyzer needs it.
-#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, serde::Serialize)]
 pub struct FrameRef {
     /// Function name ("" when unsymbolized).
     pub function: String,

@@ -79,6 +79,32 @@ pub enum OutputFormat {
     Parquet,
 }
 
+/// The aligned text table of `batches` (the layout of Arrow's pretty printer), every cell's
+/// control and bidi characters shown as escapes ([`crate::output::escape_control`]): a
+/// captured name cannot move the cursor, clear the screen or break a row.
+fn text_table(batches: &[RecordBatch]) -> anyhow::Result<String> {
+    use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+    let mut table = comfy_table::Table::new();
+    table.load_preset("||--+-++|    ++++++");
+    let Some(first) = batches.first() else {
+        return Ok(table.to_string());
+    };
+    let cell = |s: &str| comfy_table::Cell::new(crate::output::escape_control(s));
+    table.set_header(first.schema().fields().iter().map(|f| cell(f.name())));
+    let options = FormatOptions::default().with_display_error(true);
+    for b in batches {
+        let formatters = b
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        for row in 0..b.num_rows() {
+            table.add_row(formatters.iter().map(|f| cell(&f.value(row).to_string())));
+        }
+    }
+    Ok(table.to_string())
+}
+
 /// Writes `batches` in `format` to `out` (or to the file `path` for Parquet).
 pub fn write_results(
     batches: &[RecordBatch],
@@ -88,10 +114,7 @@ pub fn write_results(
 ) -> anyhow::Result<()> {
     use anyhow::Context;
     match format {
-        OutputFormat::Table => {
-            let text = datafusion::arrow::util::pretty::pretty_format_batches(batches)?;
-            writeln!(out, "{text}")?;
-        }
+        OutputFormat::Table => writeln!(out, "{}", text_table(batches)?)?,
         OutputFormat::Csv => {
             let mut w = datafusion::arrow::csv::WriterBuilder::new()
                 .with_header(true)

@@ -52,8 +52,14 @@ pub fn frames_of(list: &ListArray, row: usize) -> Vec<FrameRef> {
         .collect()
 }
 
+/// The type of `stacks.frames` as the SQL tables have it (nested fields nullable, see
+/// [`crate::conform::relaxed`]).
 fn frames_type() -> DataType {
-    DataType::List(leakscope_capture::schema::frame_item_field())
+    let table = crate::conform::relaxed(&leakscope_capture::schema::stacks_schema());
+    table
+        .field_with_name("frames")
+        .map(|f| f.data_type().clone())
+        .unwrap_or_else(|_| DataType::List(leakscope_capture::schema::frame_item_field()))
 }
 
 fn map_frames(

@@ -9,7 +9,7 @@
 //! same alerts are posted again next round. The state can be kept in a JSON file, never in
 //! the capture directory (it belongs to the recorder).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -267,8 +267,40 @@ impl State {
     }
 
     /// Reads the state file, or an empty state when it does not exist yet. A file written
-    /// for another capture is refused.
+    /// for another capture or by a newer version is refused, and so is a damaged one (empty,
+    /// truncated, not JSON); [`State::open`] recovers from the last.
     pub fn load(path: &Path, capture: &Path) -> Result<State, WatchError> {
+        Self::read(path, capture).map_err(|(_, e)| e)
+    }
+
+    /// Reads the state file like [`State::load`], but a damaged file (empty, truncated or
+    /// not JSON, as a crash or a full disk may leave an older leakscope's file) is renamed
+    /// to `NAME.corrupt` and an empty state is returned, with a one-line warning naming both
+    /// files. Sites alerted before are then alerted once more.
+    pub fn open(path: &Path, capture: &Path) -> Result<(State, Option<String>), WatchError> {
+        match Self::read(path, capture) {
+            Ok(s) => Ok((s, None)),
+            Err((false, e)) => Err(e),
+            Err((true, e)) => {
+                let mut kept = path.as_os_str().to_owned();
+                kept.push(".corrupt");
+                let kept = PathBuf::from(kept);
+                std::fs::rename(path, &kept).map_err(|r| WatchError::State {
+                    path: path.to_path_buf(),
+                    reason: format!("{e}; and it cannot be moved aside: {r}"),
+                })?;
+                let warning = format!(
+                    "{e}; starting with an empty state (the damaged file was kept as {})",
+                    kept.display()
+                );
+                Ok((State::new(capture), Some(warning)))
+            }
+        }
+    }
+
+    /// Reads the state file; the error says whether the file is damaged (`true`) rather
+    /// than unreadable or refused.
+    fn read(path: &Path, capture: &Path) -> Result<State, (bool, WatchError)> {
         let err = |reason: String| WatchError::State {
             path: path.to_path_buf(),
             reason,
@@ -276,22 +308,40 @@ impl State {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(State::new(capture)),
-            Err(e) => return Err(err(format!("cannot read: {e}"))),
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                return Err((true, err(format!("not a leakscope watch state file ({e})"))))
+            }
+            Err(e) => return Err((false, err(format!("cannot read: {e}")))),
         };
-        let file: StateFile = serde_json::from_str(&text)
-            .map_err(|e| err(format!("not a leakscope watch state file ({e})")))?;
+        let file: StateFile = serde_json::from_str(&text).map_err(|e| {
+            let what = if text.trim().is_empty() {
+                "empty file".to_string()
+            } else {
+                e.to_string()
+            };
+            (
+                true,
+                err(format!("not a leakscope watch state file ({what})")),
+            )
+        })?;
         if file.version != STATE_VERSION {
-            return Err(err(format!(
-                "state version {} is not supported (expected {STATE_VERSION})",
-                file.version
-            )));
+            return Err((
+                false,
+                err(format!(
+                    "state version {} is not supported (expected {STATE_VERSION})",
+                    file.version
+                )),
+            ));
         }
         if file.capture != capture {
-            return Err(err(format!(
-                "was written for capture {}, not {}; use another state file",
-                file.capture.display(),
-                capture.display()
-            )));
+            return Err((
+                false,
+                err(format!(
+                    "was written for capture {}, not {}; use another state file",
+                    file.capture.display(),
+                    capture.display()
+                )),
+            ));
         }
         Ok(State {
             capture: file.capture,
@@ -303,7 +353,10 @@ impl State {
         })
     }
 
-    /// Writes the state file atomically (temporary file next to it, then rename).
+    /// Writes the state file atomically and durably: a temporary file next to it, fsynced,
+    /// renamed over it, and the directory fsynced (the capture crate's
+    /// [`write_atomically`](leakscope_capture::segment::write_atomically)). A crash leaves
+    /// the old file or the new one, never a part.
     pub fn save(&self, path: &Path) -> Result<(), WatchError> {
         let err = |reason: String| WatchError::State {
             path: path.to_path_buf(),
@@ -319,13 +372,20 @@ impl State {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .ok_or_else(|| err("not a file name".into()))?;
+        // Absolute, so that the directory fsynced is the real one for a bare file name.
+        let path = std::path::absolute(path).map_err(|e| err(format!("cannot write: {e}")))?;
         let tmp = path.with_file_name(format!(".{name}.tmp"));
-        std::fs::write(&tmp, text + "\n")
-            .and_then(|_| std::fs::rename(&tmp, path))
-            .map_err(|e| {
-                let _ = std::fs::remove_file(&tmp);
-                err(format!("cannot write: {e}"))
-            })
+        leakscope_capture::segment::write_atomically(&tmp, &path, |f| {
+            use std::io::Write;
+            f.write_all(text.as_bytes())?;
+            f.write_all(b"\n")
+        })
+        .map_err(|e| match e {
+            leakscope_capture::CaptureError::Io { source, .. } => {
+                err(format!("cannot write: {source}"))
+            }
+            other => err(format!("cannot write: {other}")),
+        })
     }
 
     /// Counts a round: sites crossing now have no misses, alerted sites not crossing one
@@ -370,15 +430,17 @@ impl State {
                 }
             }
         }
+        // The first finding of each key, looked up once per resolved site (not a scan of
+        // every finding per site).
+        let mut by_key: HashMap<(String, String), &Finding> = HashMap::new();
+        for f in &ranking.findings {
+            by_key.entry(key_of(f)).or_insert(f);
+        }
         for (k, e) in &self.alerted {
             if e.misses < RESOLVE_AFTER {
                 continue;
             }
-            let current = ranking
-                .findings
-                .iter()
-                .find(|f| key_of(f) == *k)
-                .map(|f| (f, thresholds.limit(f.metric)));
+            let current = by_key.get(k).map(|f| (*f, thresholds.limit(f.metric)));
             let mut a = match current {
                 Some((f, limit)) => {
                     let mut a = alert_of(Status::Resolved, f, limit);
@@ -505,8 +567,10 @@ pub fn summary(origin: &Origin, alerts: &[Alert]) -> String {
     s
 }
 
-/// Escapes text for Slack mrkdwn (`&`, `<`, `>`) and clips it to `max` characters.
+/// Escapes text for Slack mrkdwn (control and bidi characters shown as escapes, see
+/// [`crate::output`]; `&`, `<`, `>` as entities) and clips it to `max` characters.
 fn slack_escape(s: &str, max: usize) -> String {
+    let s = crate::output::escape_control(s);
     let clipped: String = if s.chars().count() > max {
         s.chars()
             .take(max.saturating_sub(1))
@@ -532,7 +596,7 @@ fn slack_code(s: &str, max: usize) -> String {
 pub fn slack_body(origin: &Origin, alerts: &[Alert]) -> Value {
     let mut blocks = vec![json!({
         "type": "header",
-        "text": {"type": "plain_text", "text": clip(&headline(origin, alerts), 150)},
+        "text": {"type": "plain_text", "text": clip(&crate::output::escape_control(&headline(origin, alerts)), 150)},
     })];
     for a in alerts.iter().take(SLACK_MAX_ALERTS) {
         let mut title = format!(
@@ -610,7 +674,7 @@ pub fn generic_body(origin: &Origin, alerts: &[Alert]) -> Value {
         "target": origin.target,
         "host": origin.host,
         "time": origin.time,
-        "summary": summary(origin, alerts),
+        "summary": crate::output::escape_control(&summary(origin, alerts)),
         "findings": alerts,
     })
 }
@@ -937,6 +1001,42 @@ mod tests {
         assert!(e.to_string().contains("was written for capture"), "{e}");
         std::fs::write(&path, "{").unwrap();
         assert!(State::load(&path, &cap).is_err());
+    }
+
+    #[test]
+    fn damaged_state_files_are_kept_aside_and_start_fresh() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let kept = dir.path().join("state.json.corrupt");
+        let cap = dir.path().join("cap");
+        for damaged in [
+            &b""[..],
+            b"{\"version\": 1, \"capt",
+            b"\xff\xfe\x00",
+            b"  \n",
+        ] {
+            std::fs::write(&path, damaged).unwrap();
+            let (s, warning) = State::open(&path, &cap).unwrap();
+            assert_eq!(s, State::new(&cap));
+            let w = warning.expect("a warning");
+            assert!(w.contains("state.json") && w.contains(".corrupt"), "{w}");
+            assert!(!w.contains('\n'), "one line: {w}");
+            assert_eq!(std::fs::read(&kept).unwrap(), damaged);
+            assert!(!path.exists());
+        }
+        // A readable file of another capture stays an error and stays in place.
+        let mut other = State::new(&dir.path().join("other"));
+        let e = entry("leak", 1.0);
+        other.alerted.insert((e.metric.clone(), e.site.clone()), e);
+        other.save(&path).unwrap();
+        assert!(State::open(&path, &cap).is_err());
+        assert!(path.exists());
+        // Saved through a temporary file that does not stay behind.
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(names.iter().all(|n| !n.ends_with(".tmp")), "{names:?}");
     }
 
     #[test]

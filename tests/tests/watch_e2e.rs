@@ -643,3 +643,126 @@ fn bad_input_is_one_line_with_exit_2() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(stderr(&o).contains("waiting for data"), "{}", stderr(&o));
 }
+
+#[test]
+fn damaged_state_file_is_kept_aside_and_watch_starts_fresh() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("watch-state.json");
+    let kept = dir.path().join("watch-state.json.corrupt");
+    // What a crash mid-write or a full disk could leave: nothing, or half a document.
+    for damaged in ["", "{\"version\": 1, \"capture\": \"/x\", \"alert"] {
+        std::fs::write(&state, damaged).unwrap();
+        let rx = Receiver::start(&[]);
+        let o = leakscope(&[
+            "watch",
+            &s(&demo_capture()),
+            "--once",
+            "--webhook",
+            &rx.url(),
+            "--state",
+            &s(&state),
+        ]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "alerts posted: {err}");
+        let warnings: Vec<&str> = err.lines().filter(|l| l.contains("warning")).collect();
+        assert_eq!(warnings.len(), 1, "{err}");
+        assert!(
+            warnings[0].contains(&s(&state)) && warnings[0].contains(&s(&kept)),
+            "{}",
+            warnings[0]
+        );
+        assert_eq!(std::fs::read_to_string(&kept).unwrap(), damaged);
+        assert_eq!(rx.requests().len(), 1, "alerted again from an empty state");
+        let saved: Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap())
+            .expect("a whole state file was written");
+        assert!(!saved["alerted"].as_array().unwrap().is_empty());
+    }
+}
+
+#[test]
+fn control_characters_in_sites_reach_webhooks_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let evil = common::build::stack(
+        "main.evil\u{1b}[2J\nnext\r`x`\u{202e}gnp.exe",
+        "/src/app/evil.go",
+        "main.main",
+    );
+    let profiles: Vec<common::build::HeapProfile> = (0..8)
+        .map(|i| common::build::HeapProfile {
+            time_ns: 1_796_083_200_000_000_000 + i * 10_000_000_000,
+            samples: vec![(&evil[..], (i + 1) * 4 * 1_048_576)],
+        })
+        .collect();
+    // Glob characters in the capture's path are a name, not a pattern.
+    let cap = dir.path().join("cap [1]*?");
+    common::build::write_heap_capture(&cap, &profiles, None);
+    // A control character in the path: object_store refuses such paths, so the capture is
+    // refused with one escaped error line.
+    let bad = dir.path().join("cap\u{1b}[2J");
+    common::build::write_heap_capture(&bad, &profiles[..2], None);
+    let o = leakscope(&["rank", &s(&bad)]);
+    assert_one_line_error(&o, &["cap\\x1b[2J"]);
+    assert!(!stderr(&o).contains('\u{1b}'), "{}", stderr(&o));
+    for body in ["slack", "generic"] {
+        let rx = Receiver::start(&[]);
+        let o = leakscope(&[
+            "watch",
+            &s(&cap),
+            "--once",
+            "--body",
+            body,
+            "--webhook",
+            &rx.url(),
+            "--max-growth",
+            "1B/h",
+            "--min-confidence",
+            "0",
+        ]);
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            !out.contains('\u{1b}') && !out.contains('\u{202e}'),
+            "{out:?}"
+        );
+        let sent = rx.requests()[0].json();
+        // Every text meant for people (Slack's text and blocks, the generic summary) holds
+        // no raw control or bidi character; Slack fields start with our own `*Name*\n`.
+        let people = if body == "slack" {
+            vec![sent["text"].clone(), sent["blocks"].clone()]
+        } else {
+            vec![sent["summary"].clone()]
+        };
+        let mut texts = Vec::new();
+        strings(&Value::Array(people), &mut texts);
+        for t in &texts {
+            let value = t.split_once("*\n").map_or(t.as_str(), |(_, v)| v);
+            assert!(
+                !value.chars().any(|c| c.is_control() || c == '\u{202e}'),
+                "{body}: {t:?}"
+            );
+        }
+        assert!(
+            texts
+                .iter()
+                .any(|t| t.contains("main.evil\\x1b[2J\\nnext\\r")),
+            "{body}: {texts:?}"
+        );
+        if body == "generic" {
+            // The findings keep the exact name for programs.
+            assert!(
+                sent["findings"].to_string().contains("\\u001b[2J\\nnext"),
+                "{sent}"
+            );
+        }
+    }
+}
+
+/// Every string in a JSON value.
+fn strings(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::String(s) => out.push(s.clone()),
+        Value::Array(a) => a.iter().for_each(|x| strings(x, out)),
+        Value::Object(o) => o.values().for_each(|x| strings(x, out)),
+        _ => {}
+    }
+}

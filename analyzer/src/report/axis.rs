@@ -1,10 +1,18 @@
 //! Axes shared by every chart of a report: a time axis that compresses long idle spans
 //! (between captures, or a long outage) into a marked break, and "nice" value ticks.
+//!
+//! Any input is safe: times anywhere in `i64` (a profile stamped `i64::MAX` included) are
+//! subtracted in `i128`, and values that are NaN or infinite are replaced by finite ones,
+//! so no arithmetic overflows and every tick generator stops after a bounded number of
+//! ticks ([`MAX_TICKS`]).
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
 /// Nanoseconds per second.
 pub const SEC: i64 = 1_000_000_000;
+
+/// The most ticks any generator returns (and the most it tries).
+pub const MAX_TICKS: usize = 200;
 
 /// Share of the axis width a compressed break takes.
 const BREAK: f64 = 0.03;
@@ -38,6 +46,11 @@ impl Unit {
             }
         }
     }
+}
+
+/// `b - a` in ns as a float, exact in sign and never overflowing.
+fn diff(a: i64, b: i64) -> f64 {
+    (i128::from(b) - i128::from(a)) as f64
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -99,23 +112,23 @@ impl TimeAxis {
                 }],
             };
         }
-        let covered: i64 = merged.iter().map(|(a, b)| b - a).sum();
-        let limit = (covered as f64 * COMPRESS_GAP) as i64;
+        let covered: f64 = merged.iter().map(|&(a, b)| diff(a, b)).sum();
+        let limit = covered * COMPRESS_GAP;
         let mut joined: Vec<(i64, i64)> = Vec::new();
         for (a, b) in merged {
             match joined.last_mut() {
-                Some(last) if a - last.1 <= limit => last.1 = b,
+                Some(last) if diff(last.1, a) <= limit => last.1 = b,
                 _ => joined.push((a, b)),
             }
         }
         let n = joined.len();
         let free = 1.0 - BREAK * (n - 1) as f64;
-        let total: i64 = joined.iter().map(|(a, b)| b - a).sum();
+        let total: f64 = joined.iter().map(|&(a, b)| diff(a, b)).sum();
         let mut widths: Vec<f64> = joined
             .iter()
-            .map(|(a, b)| {
-                if total > 0 {
-                    (b - a) as f64 / total as f64
+            .map(|&(a, b)| {
+                if total > 0.0 {
+                    diff(a, b) / total
                 } else {
                     1.0 / n as f64
                 }
@@ -159,7 +172,7 @@ impl TimeAxis {
                 return match i.checked_sub(1).map(|p| self.segs[p]) {
                     None => s.u0,
                     Some(p) => {
-                        let f = (t - p.t1) as f64 / (s.t0 - p.t1).max(1) as f64;
+                        let f = diff(p.t1, t) / diff(p.t1, s.t0).max(1.0);
                         p.u1 + f * (s.u0 - p.u1)
                     }
                 };
@@ -172,27 +185,46 @@ impl TimeAxis {
     pub fn breaks(&self) -> Vec<(f64, f64, i64)> {
         self.segs
             .windows(2)
-            .map(|w| (w[0].u1, w[1].u0, w[1].t0 - w[0].t1))
+            .map(|w| (w[0].u1, w[1].u0, w[1].t0.saturating_sub(w[0].t1)))
             .collect()
     }
 
     /// Tick marks for an axis `width_px` wide, at least `min_px` apart: (position, label).
+    /// At most [`MAX_TICKS`], whatever the span (centuries included) and sizes.
     pub fn ticks(&self, width_px: f64, min_px: f64) -> Vec<(f64, String)> {
         const STEPS: &[i64] = &[
             1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200,
             86400, 172_800, 604_800, 2_592_000,
         ];
+        const YEAR: i64 = 31_536_000;
+        const YEARS: &[i64] = &[1, 2, 5, 10, 20, 50, 100, 200];
+        let width_px = if width_px.is_finite() {
+            width_px.max(1.0)
+        } else {
+            1.0
+        };
+        let min_px = if min_px.is_finite() {
+            min_px.max(1.0)
+        } else {
+            1.0
+        };
         let ns_per_px = self
             .segs
             .iter()
-            .map(|s| (s.t1 - s.t0) as f64 / ((s.u1 - s.u0) * width_px).max(1e-9))
+            .map(|s| diff(s.t0, s.t1) / ((s.u1 - s.u0) * width_px).max(1e-9))
             .fold(0.0, f64::max);
+        // No step smaller than the time the segments cover over the most ticks wanted, so
+        // that the loop below (which walks the segments only) is short even when the pixel
+        // sizes are not.
+        let covered: f64 = self.segs.iter().map(|s| diff(s.t0, s.t1)).sum();
+        let need = (ns_per_px * min_px).max(covered / MAX_TICKS as f64);
+        let (first, last) = self.span();
         let step = STEPS
             .iter()
             .map(|s| s * SEC)
-            .find(|s| *s as f64 >= ns_per_px * min_px)
-            .unwrap_or(2_592_000 * SEC);
-        let (first, last) = self.span();
+            .chain(YEARS.iter().map(|y| y * YEAR * SEC))
+            .find(|s| *s as f64 >= need)
+            .unwrap_or(200 * YEAR * SEC);
         let same_day = first.div_euclid(86_400 * SEC) == last.div_euclid(86_400 * SEC);
         let fmt = if step >= 86_400 * SEC {
             "%Y-%m-%d"
@@ -209,13 +241,19 @@ impl TimeAxis {
                 .to_string()
         };
         let mut out: Vec<(f64, String)> = Vec::new();
+        let mut tried = 0;
         for s in &self.segs {
-            let mut t = s.t0.div_euclid(step) * step;
-            if t < s.t0 {
-                t += step;
-            }
+            // The first multiple of `step` at or after t0 (t0 itself when that overflows).
+            let mut t = s.t0.div_euclid(step).checked_mul(step).map_or(s.t0, |t| {
+                if t < s.t0 {
+                    t.saturating_add(step)
+                } else {
+                    t
+                }
+            });
             let before = out.len();
-            while t <= s.t1 {
+            while t <= s.t1 && tried < MAX_TICKS * 4 && out.len() < MAX_TICKS {
+                tried += 1;
                 let x = self.x(t);
                 if out
                     .last()
@@ -223,9 +261,12 @@ impl TimeAxis {
                 {
                     out.push((x, label(t)));
                 }
-                t += step;
+                match t.checked_add(step) {
+                    Some(next) => t = next,
+                    None => break,
+                }
             }
-            if out.len() == before {
+            if out.len() == before && out.len() < MAX_TICKS {
                 let x = self.x(s.t0);
                 if out
                     .last()
@@ -243,20 +284,43 @@ fn lerp(s: &Seg, t: i64) -> f64 {
     if s.t1 == s.t0 {
         return (s.u0 + s.u1) / 2.0;
     }
-    s.u0 + (t - s.t0) as f64 / (s.t1 - s.t0) as f64 * (s.u1 - s.u0)
+    s.u0 + diff(s.t0, t) / diff(s.t0, s.t1) * (s.u1 - s.u0)
+}
+
+/// Largest magnitude a value axis spans: finite, and its differences finite too.
+const VALUE_LIMIT: f64 = 1e300;
+
+/// A value made finite: NaN is 0, infinities and huge values are clamped to the limit.
+fn finite(v: f64) -> f64 {
+    if v.is_nan() {
+        0.0
+    } else {
+        v.clamp(-VALUE_LIMIT, VALUE_LIMIT)
+    }
 }
 
 /// Value ticks: (axis low, axis high, ticks as (value, label)) covering `lo..=hi`.
+/// NaN and infinite ends are made finite first; at most [`MAX_TICKS`] ticks.
 pub fn value_ticks(
     lo: f64,
     hi: f64,
     unit: Unit,
     max_ticks: usize,
 ) -> (f64, f64, Vec<(f64, String)>) {
+    let max_ticks = max_ticks.clamp(1, MAX_TICKS / 2);
+    let (lo, hi) = (finite(lo), finite(hi));
     let (lo, hi) = if hi > lo {
         (lo, hi)
     } else {
-        (lo, lo + if unit == Unit::Bytes { 1024.0 } else { 1.0 })
+        // An empty range gets a unit's width (or a relative one where a unit is lost in
+        // rounding), widened downwards at the top of the range.
+        let unit_width: f64 = if unit == Unit::Bytes { 1024.0 } else { 1.0 };
+        let w = unit_width.max(lo.abs() * 1e-6);
+        if lo + w <= VALUE_LIMIT {
+            (lo, lo + w)
+        } else {
+            (lo - w, lo)
+        }
     };
     let base = match unit {
         Unit::Bytes => {
@@ -268,7 +332,7 @@ pub fn value_ticks(
         }
         Unit::Count => 1.0,
     };
-    let raw = (hi - lo) / base / max_ticks.max(1) as f64;
+    let raw = (hi - lo) / base / max_ticks as f64;
     let mag = 10f64.powf(raw.log10().floor());
     let step = [1.0, 2.0, 2.5, 5.0, 10.0]
         .iter()
@@ -301,8 +365,7 @@ pub fn value_ticks(
         Unit::Count => "",
     };
     let mut ticks = Vec::new();
-    let mut k = 0;
-    loop {
+    for k in 0..MAX_TICKS {
         let v = first + k as f64 * step;
         if v > last + step * 1e-9 {
             break;
@@ -312,7 +375,6 @@ pub fn value_ticks(
             _ => format!("{:.*}{suffix}", decimals, v / base),
         };
         ticks.push((v, label));
-        k += 1;
     }
     (first, last, ticks)
 }
@@ -361,9 +423,85 @@ mod tests {
     }
 
     #[test]
+    fn extreme_time_ranges_end_with_bounded_ticks() {
+        let normal = 1_796_000_000 * SEC;
+        let cases: &[&[(i64, i64)]] = &[
+            &[(i64::MIN, i64::MAX)],
+            &[(i64::MAX, i64::MAX)],
+            &[(i64::MIN, i64::MIN)],
+            &[(0, 0)],
+            &[(normal, normal + 50 * SEC), (i64::MAX, i64::MAX)],
+            &[(i64::MIN, i64::MIN), (normal, normal + 50 * SEC)],
+            &[(i64::MIN, i64::MIN + 1), (0, 1), (i64::MAX - 1, i64::MAX)],
+        ];
+        for spans in cases {
+            let a = TimeAxis::new(spans);
+            for (w, px) in [
+                (800.0, 70.0),
+                (1.0, 0.0),
+                (0.0, 0.0),
+                (f64::NAN, f64::INFINITY),
+            ] {
+                let ticks = a.ticks(w, px);
+                assert!(
+                    !ticks.is_empty() && ticks.len() <= MAX_TICKS,
+                    "{spans:?}: {ticks:?}"
+                );
+                assert!(
+                    ticks.iter().all(|(x, _)| (0.0..=1.0).contains(x)),
+                    "{spans:?}"
+                );
+            }
+            for t in [i64::MIN, -1, 0, normal, i64::MAX] {
+                let x = a.x(t);
+                assert!((0.0..=1.0).contains(&x), "{spans:?} at {t}: {x}");
+            }
+            assert!(a.breaks().iter().all(|b| b.2 >= 0));
+        }
+        // Six profiles 10 s apart, then one at i64::MAX: the normal span keeps its ticks.
+        let a = TimeAxis::new(&[(normal, normal + 50 * SEC), (i64::MAX, i64::MAX)]);
+        assert_eq!(a.breaks().len(), 1);
+        assert!(a.x(normal + 50 * SEC) < a.x(i64::MAX));
+    }
+
+    #[test]
+    fn value_ticks_of_any_floats_are_finite_and_bounded() {
+        let odd = [
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::MAX,
+            -f64::MAX,
+            0.0,
+            -0.0,
+            1e-300,
+            5.0,
+        ];
+        for unit in [Unit::Bytes, Unit::Count] {
+            for lo in odd {
+                for hi in odd {
+                    for n in [0, 1, 4, usize::MAX] {
+                        let (a, b, t) = value_ticks(lo, hi, unit, n);
+                        assert!(
+                            a.is_finite() && b.is_finite() && a < b,
+                            "{lo} {hi}: {a} {b}"
+                        );
+                        assert!(!t.is_empty() && t.len() <= MAX_TICKS, "{lo} {hi} {n}");
+                        assert!(t.iter().all(|(v, l)| v.is_finite() && !l.contains("NaN")));
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn times_and_durations() {
         assert_eq!(format_time(0), "1970-01-01 00:00:00Z");
         assert_eq!(format_duration(70 * SEC), "1m 10s");
         assert_eq!(format_duration(3 * 3600 * SEC + 5), "3h 0m");
+        assert_eq!(format_duration(i64::MAX), "106751d 23h");
+        assert_eq!(format_duration(i64::MIN), "0ms");
+        assert!(format_time(i64::MAX).starts_with("2262-"));
+        assert!(format_time(i64::MIN).starts_with("1677-"));
     }
 }

@@ -79,7 +79,7 @@ pub fn fitted(series: &[(String, Vec<i64>, Vec<f64>)], rate_per_hour: f64) -> Ve
         .filter(|(_, t, y)| t.len() >= 2 && t.len() == y.len())
         .map(|(_, t, y)| {
             let t0 = t[0];
-            let h = |ti: i64| (ti - t0) as f64 / 3.6e12;
+            let h = |ti: i64| crate::hours_between(t0, ti);
             let mut r: Vec<f64> = t
                 .iter()
                 .zip(y)
@@ -373,7 +373,7 @@ pub fn spark(c: &Chart, width: f64, height: f64) -> Scene {
     scene.text(
         width - 1.0,
         6.0,
-        format_duration(t1 - t0),
+        format_duration(t1.saturating_sub(t0)),
         10.0,
         Anchor::End,
         MUTED,

@@ -307,7 +307,7 @@ pub fn find_gaps(profiles: &[ProfileRef]) -> Vec<(i64, i64, String)> {
         usual
             .entry((cap, kind))
             .or_default()
-            .extend(t.windows(2).map(|w| w[1] - w[0]));
+            .extend(t.windows(2).map(|w| w[1].saturating_sub(w[0])));
     }
     let usual: BTreeMap<(&str, &str), i64> = usual
         .into_iter()
@@ -319,7 +319,8 @@ pub fn find_gaps(profiles: &[ProfileRef]) -> Vec<(i64, i64, String)> {
             continue;
         };
         for w in t.windows(2) {
-            if w[1] - w[0] > 2 * m && w[1] - w[0] > SEC {
+            let gap = w[1].saturating_sub(w[0]);
+            if gap > m.saturating_mul(2) && gap > SEC {
                 gaps.push((w[0], w[1], m));
             }
         }
@@ -343,7 +344,7 @@ pub fn find_gaps(profiles: &[ProfileRef]) -> Vec<(i64, i64, String)> {
                 b,
                 format!(
                     "scrape gap: no profile for {} from {} (usual interval {})",
-                    format_duration(b - a),
+                    format_duration(b.saturating_sub(a)),
                     format_time(a),
                     format_duration(m)
                 ),
@@ -383,7 +384,7 @@ async fn read_scrapes(cat: &Catalog) -> Result<(Vec<ScrapeCount>, Vec<FailureRun
         for r in 0..b.num_rows() {
             let t = time[r].unwrap_or(0);
             match failures.last_mut() {
-                Some(f) if f.capture == cap[r] && t - f.last <= 60 * SEC => {
+                Some(f) if f.capture == cap[r] && t.saturating_sub(f.last) <= 60 * SEC => {
                     f.last = t;
                     f.attempts += 1;
                 }

@@ -31,8 +31,11 @@ pub fn escape(s: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
-            // Control characters other than tab/newline never render usefully.
-            c if c.is_control() && c != '\n' && c != '\t' => out.push('\u{fffd}'),
+            // Control characters other than tab/newline, and bidi overrides, are shown as
+            // escapes (see crate::output).
+            c if c != '\n' && c != '\t' && crate::output::is_unsafe(c) => {
+                crate::output::escape_char(c, &mut out)
+            }
             c => out.push(c),
         }
     }
@@ -129,7 +132,7 @@ pub fn flame_caption(f: &FlameData) -> String {
         f.title,
         format_time(f.before.time),
         format_time(f.after.time),
-        format_duration(f.after.time - f.before.time),
+        format_duration(f.after.time.saturating_sub(f.before.time)),
         f.unit.format(f.tree.growth),
         f.tree.growing_stacks
     )
@@ -236,7 +239,7 @@ fn header(out: &mut String, r: &Report) {
         text(&targets.join(", "), 400),
         format_time(t0),
         format_time(t1),
-        format_duration(t1 - t0),
+        format_duration(t1.saturating_sub(t0)),
         r.data.runs.len(),
     );
 }
@@ -319,7 +322,7 @@ fn timeline(out: &mut String, r: &Report) {
                 run.capture,
                 run.run_id,
                 run.profiles,
-                format_duration(run.last - run.first)
+                format_duration(run.last.saturating_sub(run.first))
             ),
         ));
     }
@@ -459,7 +462,7 @@ fn flames(out: &mut String, r: &Report) {
                  with <code>--from</code>/<code>--to</code> (RFC 3339).</p>",
                 format_time(w.from),
                 format_time(w.to),
-                format_duration(w.to - w.from),
+                format_duration(w.to.saturating_sub(w.from)),
                 escape(&w.how)
             );
             if r.data.flames.is_empty() {
@@ -571,7 +574,7 @@ fn capture(out: &mut String, r: &Report) {
                 text(&run.run_id, 200),
                 format_time(run.first),
                 format_time(run.last),
-                format_duration(run.last - run.first),
+                format_duration(run.last.saturating_sub(run.first)),
                 run.profiles
             );
         }
@@ -651,8 +654,9 @@ mod tests {
     fn escapes_markup_quotes_and_controls() {
         assert_eq!(
             escape("<script>a=\"b\" & 'c'</script>\u{1b}"),
-            "&lt;script&gt;a=&quot;b&quot; &amp; &#39;c&#39;&lt;/script&gt;\u{fffd}"
+            "&lt;script&gt;a=&quot;b&quot; &amp; &#39;c&#39;&lt;/script&gt;\\x1b"
         );
+        assert_eq!(escape("a\u{202e}b\r"), "a\\u{202e}b\\r");
         assert_eq!(text(&"x".repeat(10), 4), "xxx…");
         let long = format!("Top: main.{} grows <fast>", "A".repeat(5000));
         let p = prose(&long, 4000);

@@ -106,7 +106,9 @@ pub fn write_png(scene: &Scene, path: &Path, scale: f64) -> Result<()> {
                     )
                     .color(&rgb(*color))
                     .pos(Pos::new(h, VPos::Center));
-                    root.draw(&Text::new(text.as_str(), p(*x, *y), style))
+                    // Captured names may hold controls or bidi overrides: drawn escaped.
+                    let label = crate::output::escape_control(text);
+                    root.draw(&Text::new(label.as_ref(), p(*x, *y), style))
                 }
             };
             r.map_err(|e| fail("drawing", &e))?;

@@ -3,6 +3,7 @@
 //! policy (fail in CI, skip loudly elsewhere).
 #![allow(dead_code)]
 
+pub mod build;
 pub mod capture;
 
 use std::io::{BufRead, BufReader, Read, Write};
