@@ -399,11 +399,14 @@ mod tests {
                 let b =
                     parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
                         .unwrap();
-                assert_eq!(
-                    judge(b.schema(), &t.schema()),
-                    Ok((Shape::Same, vec![])),
-                    "{t:?}"
-                );
+                // The demo predates `scrapes.clock_offset_ms` (a nullable column added
+                // later): it reads as nulls, still without a cast.
+                let want = if t == Table::Scrapes {
+                    Shape::Widen
+                } else {
+                    Shape::Same
+                };
+                assert_eq!(judge(b.schema(), &t.schema()), Ok((want, vec![])), "{t:?}");
                 seen += 1;
             }
         }
