@@ -191,8 +191,56 @@ pub struct Fit {
     /// evidence that turned growth into a plateau.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retention: Option<Retention>,
+    /// What the verdict rests on, as a stable code (JSON `reason_code`); `reason` words it.
+    #[serde(rename = "reason_code")]
+    pub code: ReasonCode,
     /// Why the verdict was reached, in words.
     pub reason: String,
+}
+
+/// What a verdict rests on: a stable code for scripts and alert state (serialized in
+/// kebab-case, e.g. `sustained-growth`); the finding's `reason` gives the numbers in words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReasonCode {
+    /// Significant growth, still going at the end.
+    SustainedGrowth,
+    /// Significant growth that slowed by more than chance allows (possible leak).
+    Slowing,
+    /// Significant growth too small next to the site's level (possible leak).
+    SmallEffect,
+    /// Grew, but the evidence is short of a leak (`growing`; see the finding's shortfall).
+    TooEarly,
+    /// Not significant once every series ranked together is counted.
+    NotSignificantAcrossSites,
+    /// Go's goroutine leak detector reports these goroutines.
+    RuntimeLeakDetector,
+    /// Growth stopped at a fitted knee (plateau).
+    StoppedAtKnee,
+    /// The last part of the run grows far slower than the rest, beyond chance (plateau).
+    Slowed,
+    /// Allocations continued but were no longer retained (plateau).
+    StoppedRetaining,
+    /// Allocations stopped (plateau).
+    AllocationsStopped,
+    /// Resets to a floor that does not rise (sawtooth).
+    Resets,
+    /// An early peak, then flat or falling (warm-up).
+    PeakedThenFell,
+    /// A significant decrease (shrinking).
+    Decreasing,
+    /// One or two jumps, flat between (steady).
+    OneTimeStep,
+    /// Rose in too few steps to have a median slope (steady).
+    TooFewSteps,
+    /// A level change too small to matter (steady).
+    SmallChange,
+    /// No significant trend (steady).
+    NoTrend,
+    /// Always zero (steady).
+    AlwaysZero,
+    /// Too few points to judge.
+    TooFewPoints,
 }
 
 /// A growth trend whose Benjamini-Hochberg q-value reaches this is no evidence of a leak.
@@ -228,6 +276,7 @@ pub fn adjust_for_multiple_tests(fits: &mut [Fit]) {
                 f.reason
             );
             f.verdict = Verdict::Steady;
+            f.code = ReasonCode::NotSignificantAcrossSites;
             f.confidence = 0.0;
             continue;
         }
@@ -242,6 +291,7 @@ pub fn adjust_for_multiple_tests(fits: &mut [Fit]) {
         f.confidence = (f.confidence * scale).clamp(0.0, 1.0);
         if q >= ALPHA && f.verdict == Verdict::Leak {
             f.verdict = Verdict::PossibleLeak;
+            f.code = ReasonCode::NotSignificantAcrossSites;
             f.reason = format!(
                 "{}; but not significant once {tested} series are tested together (q = {q:.2})",
                 f.reason
@@ -783,6 +833,7 @@ pub fn fit_runs(runs: &[RunView], ctx: &SeriesContext) -> Fit {
             shortfall: None,
             record_more_hours: None,
             retention: None,
+            code: ReasonCode::TooFewPoints,
             reason: format!(
                 "fewer than {MIN_POINTS} points in every run: not enough data to judge"
             ),
@@ -870,17 +921,23 @@ pub fn fit_runs(runs: &[RunView], ctx: &SeriesContext) -> Fit {
         )),
         _ => None,
     };
-    let (verdict, reason) = if peak <= 0.0 {
-        (Verdict::Steady, "always zero".to_string())
+    let (verdict, code, reason) = if peak <= 0.0 {
+        (
+            Verdict::Steady,
+            ReasonCode::AlwaysZero,
+            "always zero".to_string(),
+        )
     } else if p_up >= ALPHA || rate <= 0.0 || growth <= 0.0 {
         if resets >= 3 || (resets >= 2 && !early_peak) {
             (
                 Verdict::Sawtooth,
+                ReasonCode::Resets,
                 format!("{resets} resets to a flat floor, no overall trend"),
             )
         } else if early_peak && peak > 1.25 * start.max(end) && falls_after_peak {
             (
                 Verdict::WarmUp,
+                ReasonCode::PeakedThenFell,
                 format!(
                     "peaked {} of the way through, then fell to {} of the peak",
                     pct(peak_frac),
@@ -888,16 +945,21 @@ pub fn fit_runs(runs: &[RunView], ctx: &SeriesContext) -> Fit {
                 ),
             )
         } else if p_down < ALPHA && rate < 0.0 {
-            (Verdict::Shrinking, "decreasing trend".to_string())
+            (
+                Verdict::Shrinking,
+                ReasonCode::Decreasing,
+                "decreasing trend".to_string(),
+            )
         } else if let Some(reason) = stopped_at_knee.clone().filter(|_| p_up < ALPHA) {
             // Rose for a while then flat for most of the run: the median slope is 0.
-            (Verdict::Plateau, reason)
+            (Verdict::Plateau, ReasonCode::StoppedAtKnee, reason)
         } else if p_up < ALPHA && growth > 0.0 {
             // Mostly flat with a step or two up (typical of one heap-profile sample
             // appearing): the pairs that straddle the step make Mann-Kendall significant,
             // but most slopes are zero, so there is no rate to call a trend.
             (
                 Verdict::Steady,
+                ReasonCode::TooFewSteps,
                 format!(
                     "rose {} in too few steps to call a trend: the median slope is 0 (Mann-Kendall p = {p_up:.2})",
                     compact(growth)
@@ -906,12 +968,14 @@ pub fn fit_runs(runs: &[RunView], ctx: &SeriesContext) -> Fit {
         } else {
             (
                 Verdict::Steady,
+                ReasonCode::NoTrend,
                 format!("no significant trend (Mann-Kendall p = {p_up:.2})"),
             )
         }
     } else if resets >= 2 && !floor_rising {
         (
             Verdict::Sawtooth,
+            ReasonCode::Resets,
             format!(
                 "{resets} resets back to a floor that does not rise: periodic flush, not a leak"
             ),
@@ -919,19 +983,21 @@ pub fn fit_runs(runs: &[RunView], ctx: &SeriesContext) -> Fit {
     } else if early_peak && late <= 0.1 * rate {
         (
             Verdict::WarmUp,
+            ReasonCode::PeakedThenFell,
             format!(
                 "rose early (peak {} of the way through), then flat or falling",
                 pct(peak_frac)
             ),
         )
     } else if let Some(reason) = stopped_at_knee.clone() {
-        (Verdict::Plateau, reason)
+        (Verdict::Plateau, ReasonCode::StoppedAtKnee, reason)
     } else if slowing_beyond_chance
         && ((late_ratio < 0.25 && !late_significant && last_high < 0.75)
             || (decel < 0.2 && late_mk.p_increasing() > 0.01 && last_high < 0.9))
     {
         (
             Verdict::Plateau,
+            ReasonCode::Slowed,
             format!(
                 "grew, then stopped: the last 40% of the run grows at {} of the overall rate and {} of the early rate",
                 pct(late_ratio.max(0.0)),
@@ -941,6 +1007,7 @@ pub fn fit_runs(runs: &[RunView], ctx: &SeriesContext) -> Fit {
     } else if slowing_beyond_chance && (late_ratio < 0.5 || decel < 0.2) && last_high < 0.9 {
         (
             Verdict::PossibleLeak,
+            ReasonCode::Slowing,
             format!(
                 "significant growth (p = {p_up:.1e}) but slowing: late rate is {} of the overall rate",
                 pct(late_ratio)
@@ -958,6 +1025,7 @@ pub fn fit_runs(runs: &[RunView], ctx: &SeriesContext) -> Fit {
         let floor = if floor_rising { ", floor rising" } else { "" };
         (
             Verdict::Leak,
+            ReasonCode::SustainedGrowth,
             format!(
                 "sustained growth (Mann-Kendall p = {p_up:.1e}, tau = {:.2}), {end}{floor}",
                 mk.tau()
@@ -997,11 +1065,12 @@ pub fn fit_runs(runs: &[RunView], ctx: &SeriesContext) -> Fit {
         f64::INFINITY
     };
     let small_effect = verdict.is_leak() && leak_relative < MIN_RELATIVE_GROWTH;
-    let (verdict, reason) = if small_effect {
+    let (verdict, code, reason) = if small_effect {
         let relative = leak_relative;
         confidence *= (relative / MIN_RELATIVE_GROWTH).clamp(0.0, 1.0);
         (
             Verdict::PossibleLeak,
+            ReasonCode::SmallEffect,
             format!(
                 "{reason}; but it grew only {:.1}% over its starting level (under {:.0}%)",
                 relative * 100.0,
@@ -1015,6 +1084,7 @@ pub fn fit_runs(runs: &[RunView], ctx: &SeriesContext) -> Fit {
         confidence = 0.0;
         (
             Verdict::Steady,
+            ReasonCode::SmallChange,
             format!(
                 "level changed by only {:+.1}% from start to end (under {:.0}%): no trend that matters",
                 relative * 100.0,
@@ -1022,7 +1092,7 @@ pub fn fit_runs(runs: &[RunView], ctx: &SeriesContext) -> Fit {
             ),
         )
     } else {
-        (verdict, reason)
+        (verdict, code, reason)
     };
     // A leak's rate is its current one: after the knee when growth began or sped up.
     let recent = wavg(&|f| f.recent_ts);
@@ -1045,6 +1115,7 @@ pub fn fit_runs(runs: &[RunView], ctx: &SeriesContext) -> Fit {
         .unwrap_or(0.0);
     let judged = Judged {
         verdict,
+        code,
         reason,
         confidence,
     };
@@ -1067,6 +1138,7 @@ pub fn fit_runs(runs: &[RunView], ctx: &SeriesContext) -> Fit {
     });
     let Judged {
         verdict,
+        code,
         reason,
         confidence,
     } = judged;
@@ -1094,6 +1166,7 @@ pub fn fit_runs(runs: &[RunView], ctx: &SeriesContext) -> Fit {
         shortfall,
         record_more_hours,
         retention,
+        code,
         reason,
     }
 }
@@ -1101,6 +1174,7 @@ pub fn fit_runs(runs: &[RunView], ctx: &SeriesContext) -> Fit {
 /// A verdict with its reason and confidence, as it stands at one step of the judgement.
 struct Judged {
     verdict: Verdict,
+    code: ReasonCode,
     reason: String,
     confidence: f64,
 }
@@ -1132,6 +1206,7 @@ fn weigh_evidence(j: Judged, e: &EvidenceInput) -> (Judged, Option<Shortfall>, O
     let growing = |j: Judged, s: Shortfall, why: String| {
         let judged = Judged {
             verdict: Verdict::Growing,
+            code: ReasonCode::TooEarly,
             reason: format!("{}; too early to tell: {why}", j.reason),
             confidence: growing_confidence(j.confidence),
         };
@@ -1152,6 +1227,7 @@ fn weigh_evidence(j: Judged, e: &EvidenceInput) -> (Judged, Option<Shortfall>, O
         if !sampled {
             let judged = Judged {
                 verdict: Verdict::Steady,
+                code: ReasonCode::OneTimeStep,
                 reason: format!(
                     "moved in {jumps} jump(s) (the largest {}) and flat between: a one-time change such as a reload or a resize, not a trend",
                     compact(largest)
@@ -1178,6 +1254,11 @@ fn weigh_evidence(j: Judged, e: &EvidenceInput) -> (Judged, Option<Shortfall>, O
         };
         let judged = Judged {
             verdict: Verdict::Plateau,
+            code: if r.allocations_stopped {
+                ReasonCode::AllocationsStopped
+            } else {
+                ReasonCode::StoppedRetaining
+            },
             reason: format!("{why}; chance under a steady share p = {:.1e}", r.p),
             confidence: growing_confidence(j.confidence),
         };

@@ -93,9 +93,16 @@ pub struct Section {
     pub findings: Vec<Finding>,
 }
 
+/// Version of the ranking's JSON (`rank --format json`): 2 added `reason_code`, the
+/// `growing` verdict with `shortfall` and `record_more_hours`, `retention`, `quanta`,
+/// `hours`, and each section's `repeats` and `hours` (docs/cli.md).
+pub const RANKING_SCHEMA_VERSION: u32 = 2;
+
 /// Everything `rank` produces.
 #[derive(Debug, Clone, Serialize)]
 pub struct Ranking {
+    /// [`RANKING_SCHEMA_VERSION`].
+    pub schema_version: u32,
     /// Captures analysed.
     pub captures: Vec<String>,
     /// Segments skipped as corrupt.
@@ -259,6 +266,7 @@ fn finding(
             fit.reason
         );
         fit.verdict = Verdict::Leak;
+        fit.code = crate::fit::ReasonCode::RuntimeLeakDetector;
         fit.confidence = fit.confidence.max(0.99);
     }
     let site_fn = set.stacks[g]
@@ -421,6 +429,7 @@ pub async fn rank(
     log::info!("process memory analysed in {:?}", clock.elapsed());
     let findings = combined(&sections);
     let mut ranking = Ranking {
+        schema_version: RANKING_SCHEMA_VERSION,
         findings,
         captures: cat
             .captures

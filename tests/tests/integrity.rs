@@ -366,7 +366,8 @@ fn one_site_with_100k_distinct_stacks_ranks() {
             )
         })
         .collect();
-    let profiles: Vec<HeapProfile> = (0..6)
+    // 12 profiles: the fewest independent observations a leak verdict rests on.
+    let profiles: Vec<HeapProfile> = (0..12)
         .map(|p| HeapProfile {
             time_ns: T0 + p * 10_000_000_000,
             samples: stacks.iter().map(|s| (&s[..], (p + 1) * 8192)).collect(),

@@ -687,7 +687,8 @@ fn control_characters_in_sites_reach_webhooks_escaped() {
         "/src/app/evil.go",
         "main.main",
     );
-    let profiles: Vec<common::build::HeapProfile> = (0..8)
+    // 12 profiles: the fewest independent observations a leak alert rests on.
+    let profiles: Vec<common::build::HeapProfile> = (0..12)
         .map(|i| common::build::HeapProfile {
             time_ns: 1_796_083_200_000_000_000 + i * 10_000_000_000,
             samples: vec![(&evil[..], (i + 1) * 4 * 1_048_576)],

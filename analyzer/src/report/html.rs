@@ -260,6 +260,8 @@ fn verdict(out: &mut String, r: &Report) {
              <div>{} {} · {} · confidence {:.0}% · now {}</div><div class=\"hint\">{}</div></div>",
             if f.fit.verdict.is_leak() {
                 "Top leak"
+            } else if f.fit.verdict == Verdict::Growing {
+                "Growing, too early to tell (not a confirmed leak)"
             } else {
                 "Largest finding (not a leak)"
             },
