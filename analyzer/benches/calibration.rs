@@ -8,8 +8,7 @@
 use std::collections::BTreeMap;
 
 use leakscope::calibration::{
-    judge, observe, reliability, trials, Recording, Scenario, Shape, Trial, GO_DEFAULT_RATE,
-    PREFIXES,
+    judge, observe, reliability, trials, Recording, Scenario, Trial, GO_DEFAULT_RATE, PREFIXES,
 };
 use leakscope::fit::Verdict;
 
@@ -158,19 +157,8 @@ fn main() {
     );
     println!("|---|---|---|---|---|---|");
     for mib_h in [8.0, 16.0, 64.0, 256.0, 1024.0] {
-        let s = Scenario {
-            shape: Shape::Leak { start_s: 0.0 },
-            rate: mib_h * 1024.0 * 1024.0 / 3600.0,
-            object_size: 1024.0,
-            churn: 0.0,
-        };
-        let rec = Recording {
-            start_s: 0.0,
-            span_s: 600.0,
-            interval_s: 10.0,
-            gc_period_s: 5.0,
-            sampling: GO_DEFAULT_RATE,
-        };
+        let s = Scenario::leak(mib_h * 1024.0 * 1024.0 / 3600.0, 1024.0);
+        let rec = Recording::from_start(600.0, 10.0, 5.0);
         let mut firsts: Vec<f64> = (0..40u64)
             .map(|seed| {
                 let obs = observe(&s, &rec, 1000 + seed);

@@ -95,6 +95,33 @@ pub struct Scenario {
     pub churn: f64,
 }
 
+impl Scenario {
+    /// A leak of `rate` bytes per second from the service's start, in objects of
+    /// `object_size` bytes, with no other allocations at the site.
+    pub fn leak(rate: f64, object_size: f64) -> Scenario {
+        Scenario {
+            shape: Shape::Leak { start_s: 0.0 },
+            rate,
+            object_size,
+            churn: 0.0,
+        }
+    }
+}
+
+impl Recording {
+    /// From the service's start for `span_s`, scraped every `interval_s`, with a GC about
+    /// every `gc_period_s`, at Go's default heap sampling.
+    pub fn from_start(span_s: f64, interval_s: f64, gc_period_s: f64) -> Recording {
+        Recording {
+            start_s: 0.0,
+            span_s,
+            interval_s,
+            gc_period_s,
+            sampling: GO_DEFAULT_RATE,
+        }
+    }
+}
+
 /// How the service is recorded.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Recording {
@@ -628,19 +655,8 @@ mod tests {
 
     #[test]
     fn a_leak_observed_grows_by_its_rate() {
-        let s = Scenario {
-            shape: Shape::Leak { start_s: 0.0 },
-            rate: 100.0 * 1024.0,
-            object_size: 1024.0,
-            churn: 0.0,
-        };
-        let rec = Recording {
-            start_s: 0.0,
-            span_s: 600.0,
-            interval_s: 10.0,
-            gc_period_s: 2.0,
-            sampling: GO_DEFAULT_RATE,
-        };
+        let s = Scenario::leak(100.0 * 1024.0, 1024.0);
+        let rec = Recording::from_start(600.0, 10.0, 2.0);
         let o = observe(&s, &rec, 1);
         assert!(o.hours.len() >= 55, "{}", o.hours.len());
         let grown = o.inuse.last().unwrap();
@@ -657,13 +673,7 @@ mod tests {
             object_size: 1024.0,
             churn: 0.0,
         };
-        let rec = Recording {
-            start_s: 0.0,
-            span_s: 60.0,
-            interval_s: 1.0,
-            gc_period_s: 4.3,
-            sampling: GO_DEFAULT_RATE,
-        };
+        let rec = Recording::from_start(60.0, 1.0, 4.3);
         let n = observe(&s, &rec, 2).hours.len();
         assert!((10..=20).contains(&n), "{n} observations of ~14 GCs");
     }
