@@ -152,11 +152,21 @@ async fn runtime_leaked(
     stacks: &IdMap<Vec<FrameRef>>,
     opts: &RankOptions,
 ) -> Result<std::collections::HashMap<String, f64>> {
-    let sql = "SELECT s.stack_id, SUM(s.goroutines) FROM samples s \
-               JOIN (SELECT capture, MAX(time) AS t FROM profiles WHERE kind = 'goroutineleak' GROUP BY capture) l \
-               ON s.capture = l.capture AND s.time = l.t \
-               WHERE s.kind = 'goroutineleak' GROUP BY s.stack_id";
-    let batches = crate::sql::collect(&cat.ctx, sql).await?;
+    // With --first, the latest leak report within the prefix (from the earliest profile).
+    let within = match opts.first {
+        Some(d) => format!(
+            " AND time <= (SELECT MIN(time) FROM profiles) + INTERVAL '{} milliseconds'",
+            d.as_millis()
+        ),
+        None => String::new(),
+    };
+    let sql = format!(
+        "SELECT s.stack_id, SUM(s.goroutines) FROM samples s \
+         JOIN (SELECT capture, MAX(time) AS t FROM profiles WHERE kind = 'goroutineleak'{within} GROUP BY capture) l \
+         ON s.capture = l.capture AND s.time = l.t \
+         WHERE s.kind = 'goroutineleak' GROUP BY s.stack_id"
+    );
+    let batches = crate::sql::collect(&cat.ctx, &sql).await?;
     let mut out = std::collections::HashMap::new();
     for b in &batches {
         use arrow_array::cast::AsArray;
@@ -267,6 +277,9 @@ fn finding(
         );
         fit.verdict = Verdict::Leak;
         fit.code = crate::fit::ReasonCode::RuntimeLeakDetector;
+        // The runtime's own report is the evidence: nothing is missing any more.
+        fit.shortfall = None;
+        fit.record_more_hours = None;
         fit.confidence = fit.confidence.max(0.99);
     }
     let site_fn = set.stacks[g]

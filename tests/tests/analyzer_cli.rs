@@ -398,3 +398,79 @@ fn export_pprof_opens_in_go_tool_pprof() {
     assert_eq!(o.status.code(), Some(2));
     assert_one_line_error(&o, &["no heap profiles"]);
 }
+
+/// The demo's first 20 seconds (about ten heap profiles) are too little evidence for a
+/// leak: its leaks are `growing` with a shortfall and an estimate of how much longer to
+/// record, `check` passes unless `--fail-on-growing`, and the full capture still fails it.
+#[test]
+fn a_short_prefix_is_growing_not_leak_and_check_passes_unless_asked() {
+    let demo = s(&demo_capture());
+    let o = leakscope(&["rank", &demo, "--first", "20s", "--format", "json"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["schema_version"], 2);
+    let heap = &r["sections"][0];
+    assert!(
+        heap["profiles"].as_u64().unwrap() < 12,
+        "{}",
+        heap["profiles"]
+    );
+    let findings = heap["findings"].as_array().unwrap();
+    assert!(
+        findings.iter().all(|f| f["verdict"] != "leak"),
+        "{findings:?}"
+    );
+    let growing: Vec<&serde_json::Value> = findings
+        .iter()
+        .filter(|f| f["verdict"] == "growing")
+        .collect();
+    assert!(!growing.is_empty(), "{findings:?}");
+    for f in &growing {
+        assert_eq!(f["reason_code"], "too-early", "{f}");
+        assert_eq!(f["shortfall"]["code"], "few-observations", "{f}");
+        assert!(f["record_more_hours"].as_f64().unwrap() > 0.0, "{f}");
+    }
+    let table = leakscope(&["rank", &demo, "--first", "20s"]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.contains("too early to tell") && text.contains("more"),
+        "{text}"
+    );
+    // check on the heap (goroutines that the runtime's own leak detector reports are leaks
+    // at once): growing is no failure by default; it is with --fail-on-growing.
+    let o = leakscope(&["check", &demo, "--first", "20s", "--metric", "inuse_space"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let o = leakscope(&[
+        "check",
+        &demo,
+        "--first",
+        "20s",
+        "--metric",
+        "inuse_space",
+        "--fail-on-growing",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert!(String::from_utf8_lossy(&o.stdout).contains("GROWING "));
+    let o = leakscope(&["check", &demo]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+}
