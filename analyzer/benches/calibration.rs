@@ -111,6 +111,40 @@ fn main() {
         );
     }
 
+    println!("\nStability as the recording grows (each recording judged at every prefix):\n");
+    let mut by_rec: BTreeMap<u64, Vec<&Trial>> = BTreeMap::new();
+    for t in &all {
+        by_rec.entry(t.recording_id).or_default().push(t);
+    }
+    let (mut leaks_flipped, mut leaks_called, mut traps_called, mut traps_kept) = (0, 0, 0, 0);
+    for prefixes in by_rec.values() {
+        let called: Vec<bool> = prefixes
+            .iter()
+            .map(|t| t.fit.verdict == Verdict::Leak)
+            .collect();
+        let Some(first) = called.iter().position(|c| *c) else {
+            continue;
+        };
+        let later_not = called[first..].iter().any(|c| !c);
+        if prefixes[0].scenario.shape.is_leak() {
+            leaks_called += 1;
+            leaks_flipped += usize::from(later_not);
+        } else {
+            traps_called += 1;
+            traps_kept += usize::from(!called[called.len() - 1]);
+        }
+    }
+    println!("| | recordings | share |");
+    println!("|---|---|---|");
+    println!(
+        "| leaks once called `leak`, later not | {leaks_flipped} of {leaks_called} | {} |",
+        pct(leaks_flipped, leaks_called)
+    );
+    println!(
+        "| traps once called `leak`, no longer at 10 min | {traps_kept} of {traps_called} | {} |",
+        pct(traps_kept, traps_called)
+    );
+
     println!("\nTraps that showed their bound before the last 40% of the recording (filled, flushed twice, peaked, replaced):\n");
     println!("| prefix | traps | → leak | → possible leak | → growing |");
     println!("|---|---|---|---|---|");

@@ -473,6 +473,8 @@ pub const PREFIXES: [f64; 5] = [60.0, 120.0, 180.0, 300.0, 600.0];
 /// One judged prefix of one simulated recording.
 #[derive(Debug, Clone)]
 pub struct Trial {
+    /// Which simulated recording the prefix is of.
+    pub recording_id: u64,
     /// The scenario.
     pub scenario: Scenario,
     /// How it was recorded.
@@ -521,6 +523,7 @@ pub fn trials(recordings: usize, seed: u64) -> Vec<Trial> {
                     _ => false,
                 };
                 Trial {
+                    recording_id: i,
                     scenario,
                     recording,
                     prefix_s,
