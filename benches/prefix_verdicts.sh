@@ -48,8 +48,11 @@ prefixes=("$@")
 [[ ${#prefixes[@]} -gt 0 ]] || prefixes=(1m 2m 3m 5m 10m)
 
 for p in "${prefixes[@]}"; do
-    "$LEAKSCOPE" rank "$capture" --metric "$METRIC" --first "$p" --format json 2>/dev/null \
-        >"${TMPDIR:-/tmp}/prefix-$p.json"
+    # A prefix too short to fit anything (fewer than 5 profiles) is an error: shown as "-".
+    if ! "$LEAKSCOPE" rank "$capture" --metric "$METRIC" --first "$p" --format json 2>/dev/null \
+        >"${TMPDIR:-/tmp}/prefix-$p.json"; then
+        echo '{"sections": []}' >"${TMPDIR:-/tmp}/prefix-$p.json"
+    fi
 done
 python3 - "$truth" "$METRIC" "${prefixes[@]}" <<'EOF'
 import json, os, sys
@@ -59,8 +62,10 @@ tmp = os.environ.get("TMPDIR", "/tmp")
 cells = {}
 for pre in prefixes:
     r = json.load(open(f"{tmp}/prefix-{pre}.json"))
-    sec = next(s for s in r["sections"] if s["metric"] == metric)
+    sec = next((s for s in r["sections"] if s["metric"] == metric), None)
     cells[pre] = (sec, {})
+    if sec is None:
+        continue
     for f in sec["findings"]:
         fn = f["site"].split(" ")[0]
         # The first (highest-ranked) finding of a function stands for it.
@@ -86,6 +91,9 @@ print("| prefix | distinct heap profiles | repeats left out |")
 print("|---|---|---|")
 for pre in prefixes:
     sec = cells[pre][0]
-    print(f"| {pre} | {sec['profiles']} | {sec['repeats']} |")
+    if sec is None:
+        print(f"| {pre} | fewer than 5 (not ranked) | - |")
+    else:
+        print(f"| {pre} | {sec['profiles']} | {sec['repeats']} |")
 print(f"\ntraps called leak or possible-leak: {false_alarms}")
 EOF
