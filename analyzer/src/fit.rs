@@ -1237,9 +1237,13 @@ fn weigh_evidence(j: Judged, e: &EvidenceInput) -> (Judged, Option<Shortfall>, O
             return (judged, None, None);
         }
     }
+    // Retention is judged in counts of sampled events: only where the series moves in
+    // whole samples (its quantum is the profile's, not a finer median rise), so that the
+    // binomial model holds; a finer series' noise is no count of events.
+    let counts_events = |q: &f64| e.ctx.quantum().is_some_and(|c| *q >= 0.5 * c);
     if let Some(r) = e
         .quantum
-        .filter(|_| e.ctx.quantum().is_some() && e.allocs.len() == e.fits.len())
+        .filter(|q| counts_events(q) && e.allocs.len() == e.fits.len())
         .and_then(|q| evidence::retention_fall(e.allocs, q))
     {
         let why = if r.allocations_stopped {
