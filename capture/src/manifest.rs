@@ -155,8 +155,8 @@ impl Manifest {
 /// Whether `name` in capture directory `dir` (which has no manifest yet) is what a writer
 /// killed while creating the capture leaves behind: the lock, the temporary manifest, the
 /// temporary or the still empty `_commits` folder. Such a directory is reused, not refused
-/// as foreign (found by tests/tests/crash_injection.rs: a kill between `_commits` and
-/// `manifest.json` left a capture no writer would open again).
+/// as foreign (found while writing tests/tests/crash_injection.rs: a kill between
+/// `_commits` and `manifest.json` left a capture no writer would open again).
 fn is_creation_leftover(dir: &Path, name: &str) -> bool {
     use crate::segment::COMMITS_DIR;
     name == LOCK_FILE
