@@ -46,3 +46,6 @@ log "disk before build: $(df -h --output=avail "$target_dir" | tail -1 | tr -d '
 cargo build --workspace --all-targets
 log "disk after build: $(du -sh "$target_dir" | cut -f1) in $target_dir, $(df -h --output=avail "$target_dir" | tail -1 | tr -d ' ') free"
 cargo test --workspace -- --test-threads=2 "$@"
+# Bounded fuzzing of the capture contract and the recorder's parsers (nightly, cargo-fuzz;
+# FUZZ_SECONDS per target). With CI=true a crash or a missing nightly fails the run.
+tests/fuzz.sh

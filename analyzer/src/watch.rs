@@ -1107,3 +1107,52 @@ mod tests {
         assert!(quiet.alerted.is_empty());
     }
 }
+
+#[cfg(test)]
+mod state_property_tests {
+    //! Randomized property (seeded xorshift; thousands of state files: valid ones mutated
+    //! byte-wise, truncated, or random bytes): loading never panics, and `State::open`
+    //! either reads the file, refuses it, or keeps it aside and starts empty.
+    use super::*;
+
+    #[test]
+    fn random_state_files_load_or_fail_cleanly() {
+        let dir = tempfile::tempdir().unwrap();
+        let capture = dir.path().join("capture");
+        let path = dir.path().join("state.json");
+        State::new(&capture).save(&path).unwrap();
+        let valid = std::fs::read(&path).unwrap();
+        let mut x = 0x5eed_0004_u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..3000 {
+            let mut bytes = valid.clone();
+            match next() % 4 {
+                0 => bytes.truncate((next() as usize) % (bytes.len() + 1)),
+                1 => {
+                    for _ in 0..1 + next() % 4 {
+                        let i = (next() as usize) % bytes.len();
+                        bytes[i] = next() as u8;
+                    }
+                }
+                2 => bytes = (0..next() % 64).map(|_| next() as u8).collect(),
+                _ => {
+                    let i = (next() as usize) % bytes.len();
+                    let junk = ["null", "{}", "[]", "1e999", "\"\\u0000\"", "-0", "{\"a\":"];
+                    bytes.splice(i..i, junk[(next() % 7) as usize].bytes());
+                }
+            }
+            std::fs::write(&path, &bytes).unwrap();
+            let _ = State::load(&path, &capture);
+            match State::open(&path, &capture) {
+                Ok((_, Some(_))) => assert!(!path.exists(), "a damaged file stays in place"),
+                Ok((_, None)) | Err(_) => {}
+            }
+            let _ = std::fs::remove_file(format!("{}.corrupt", path.display()));
+        }
+    }
+}

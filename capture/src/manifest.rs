@@ -123,13 +123,14 @@ impl Manifest {
             let entries = fs::read_dir(dir).map_err(|e| CaptureError::io(dir, e))?;
             let foreign = entries
                 .flatten()
-                .any(|e| e.file_name() != std::ffi::OsStr::new(LOCK_FILE));
+                .any(|e| !is_creation_leftover(dir, &e.file_name().to_string_lossy()));
             if foreign {
                 return Err(not_a_capture(
                     dir,
                     "directory is not empty and is not a leakscope capture (no manifest.json); choose another --out",
                 ));
             }
+            crate::segment::remove_temporaries(dir); // an interrupted creation's
             Manifest::new(session)
         };
         crate::segment::ensure_commit_markers(dir)?;
@@ -151,9 +152,63 @@ impl Manifest {
     }
 }
 
+/// Whether `name` in capture directory `dir` (which has no manifest yet) is what a writer
+/// killed while creating the capture leaves behind: the lock, the temporary manifest, the
+/// temporary or the still empty `_commits` folder. Such a directory is reused, not refused
+/// as foreign (found while writing tests/tests/crash_injection.rs: a kill between
+/// `_commits` and `manifest.json` left a capture no writer would open again).
+fn is_creation_leftover(dir: &Path, name: &str) -> bool {
+    use crate::segment::COMMITS_DIR;
+    name == LOCK_FILE
+        || name == format!(".{MANIFEST_FILE}.tmp")
+        || name == format!(".{COMMITS_DIR}.tmp")
+        || (name == COMMITS_DIR
+            && fs::read_dir(dir.join(COMMITS_DIR)).is_ok_and(|mut e| e.next().is_none()))
+}
+
 fn not_a_capture(path: &Path, reason: &str) -> CaptureError {
     CaptureError::NotACapture {
         path: path.to_path_buf(),
         reason: reason.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session() -> Session {
+        Session {
+            mode: "record".into(),
+            recorder_version: "test".into(),
+            target: "t".into(),
+            host: "h".into(),
+            start_time: "2026-11-28T06:42:29Z".into(),
+            options: serde_json::Value::Null,
+        }
+    }
+
+    #[test]
+    fn a_capture_whose_creation_was_killed_is_created_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let cap = dir.path().join("capture");
+        fs::create_dir_all(cap.join(crate::segment::COMMITS_DIR)).unwrap();
+        fs::create_dir_all(cap.join("._commits.tmp")).unwrap();
+        fs::write(cap.join(LOCK_FILE), "PID 1\n").unwrap();
+        fs::write(cap.join(".manifest.json.tmp"), "{\"form").unwrap();
+        let m = Manifest::open_or_create(&cap, session()).unwrap();
+        assert_eq!(Manifest::read(&cap).unwrap(), m);
+        assert!(!cap.join("._commits.tmp").exists());
+
+        // Markers without a manifest, or any other file: not ours, refused.
+        let other = dir.path().join("other");
+        fs::create_dir_all(other.join("_commits")).unwrap();
+        fs::write(other.join("_commits/x.commit"), "").unwrap();
+        let e = Manifest::open_or_create(&other, session()).unwrap_err();
+        assert!(e.to_string().contains("not a leakscope capture"), "{e}");
+        let other = dir.path().join("third");
+        fs::create_dir_all(&other).unwrap();
+        fs::write(other.join("notes.txt"), "").unwrap();
+        assert!(Manifest::open_or_create(&other, session()).is_err());
     }
 }

@@ -41,6 +41,13 @@ impl Target {
         };
         let (without_userinfo, userinfo) = split_userinfo(&with_scheme);
         let url = &redact(url); // every message below shows the URL without credentials
+        if without_userinfo.contains('@') {
+            // A password with an unencoded `/`, `?` or `#` ends the authority early: the
+            // rest of it would be taken for a port or a path and shown.
+            return Err(TargetError(format!(
+                "target {url:?}: '@' after the host; percent-encode '@', '/', '?' and '#' in the user name and password (%40, %2F, %3F, %23)"
+            )));
+        }
         let uri: Uri = without_userinfo
             .parse()
             .map_err(|e| TargetError(format!("invalid target URL {url:?}: {e}")))?;
@@ -202,7 +209,8 @@ fn split_userinfo(url: &str) -> (String, Option<&str>) {
     }
 }
 
-/// `url` with its user info (everything up to the last `@` of the authority) shown as `***`.
+/// `url` with everything up to its last `@` (the user info, and whatever a password with an
+/// unencoded `/`, `?` or `#` runs into) shown as `***`.
 pub fn redact(url: &str) -> String {
     let with_scheme = url.contains("://");
     let full = if with_scheme {
@@ -211,8 +219,7 @@ pub fn redact(url: &str) -> String {
         format!("//{url}")
     };
     let (scheme, rest) = full.split_once("//").unwrap_or(("", &full));
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let shown = match rest[..end].rfind('@') {
+    let shown = match rest.rfind('@') {
         Some(at) => format!("{scheme}//***@{}", &rest[at + 1..]),
         None => full.clone(),
     };
@@ -367,9 +374,32 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(!e.contains("hunter2") && e.contains("***@h"), "{e}");
-        assert_eq!(redact("u:p@ss@h:1/x@y"), "***@h:1/x@y");
-        assert_eq!(redact("http://h/a@b"), "http://h/a@b");
+        // Up to the last `@` anywhere: a password may hold an unencoded `/`, `?` or `#`.
+        assert_eq!(redact("u:p@ss@h:1/x@y"), "***@y");
+        assert_eq!(redact("http://h/a@b"), "http://***@b");
         assert_eq!(base64(b"ab"), "YWI=");
         assert_eq!(base64(b"abcd"), "YWJjZA==");
+    }
+
+    /// Found by the `target_url` fuzz target (fuzz/): a password with an unencoded `/`,
+    /// `?` or `#` ended the authority early; `http://u:1234/x@h` parsed as host `u`, port
+    /// 1234 and was displayed whole, and `http://u:p/ss2@h:1` was shown in the error.
+    #[test]
+    fn a_password_with_a_slash_is_never_shown() {
+        for url in [
+            "http://u:1234/x@h",
+            "http://u:p/ss2@h:1",
+            "u:12?34@h:1",
+            "https://u:12#34@h",
+            "http://a@b:12/34@h",
+        ] {
+            let e = Target::parse(url, "/p", "/v", &[]).unwrap_err().to_string();
+            assert!(
+                !e.contains("34") && !e.contains("ss2") && !e.contains("/x"),
+                "{e}"
+            );
+            assert!(e.contains("***@h"), "{e}");
+        }
+        assert!(Target::parse("http://u:12%2F34@h:1", "/p", "/v", &[]).is_ok());
     }
 }

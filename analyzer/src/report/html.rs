@@ -665,3 +665,95 @@ mod tests {
         assert!(p.len() < 300 && p.ends_with("grows &lt;fast&gt;"), "{p}");
     }
 }
+
+#[cfg(test)]
+mod escape_property_tests {
+    //! Randomized property (seeded xorshift; thousands of strings mixing markup, quotes,
+    //! controls, bidi overrides and other Unicode): no `<`, `>` or quote from data survives
+    //! [`escape`], every `&` starts an entity, and no unsafe character is left raw.
+    use super::*;
+
+    fn random_text(state: &mut u64) -> String {
+        const PIECES: &[&str] = &[
+            "<",
+            ">",
+            "&",
+            "\"",
+            "'",
+            "<script>",
+            "</div>",
+            "&amp;",
+            "&#",
+            "\n",
+            "\t",
+            "\r",
+            "\x1b[2J",
+            "\u{202e}",
+            "\u{2028}",
+            "\u{0}",
+            "\u{7f}",
+            "\u{85}",
+            "é",
+            "漢",
+            "🦀",
+            "a",
+            "main.(*T).leak",
+            " ",
+            "\\",
+            "`",
+            "|",
+        ];
+        let mut s = String::new();
+        let n = *state % 24;
+        for _ in 0..n {
+            *state ^= *state << 13;
+            *state ^= *state >> 7;
+            *state ^= *state << 17;
+            if *state % 5 == 0 {
+                s.push(char::from_u32((*state >> 8) as u32 % 0x11_0000).unwrap_or('?'));
+            } else {
+                s.push_str(PIECES[(*state % PIECES.len() as u64) as usize]);
+            }
+        }
+        s
+    }
+
+    #[test]
+    fn no_markup_or_unsafe_character_from_data_survives_escaping() {
+        let mut state = 0x5eed_0003_u64;
+        for _ in 0..20_000 {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let data = random_text(&mut state);
+            let html = escape(&data);
+            assert!(
+                !html.contains(['<', '>', '"', '\'']),
+                "{data:?} escaped to {html:?}"
+            );
+            for (i, _) in html.match_indices('&') {
+                let entity = &html[i..];
+                assert!(
+                    ["&amp;", "&lt;", "&gt;", "&quot;", "&#39;"]
+                        .iter()
+                        .any(|e| entity.starts_with(e)),
+                    "{data:?} escaped to {html:?}"
+                );
+            }
+            assert!(
+                !html
+                    .chars()
+                    .any(|c| c != '\n' && c != '\t' && crate::output::is_unsafe(c)),
+                "{data:?} escaped to {html:?}"
+            );
+            let cell = crate::output::markdown_cell(&data);
+            assert!(!cell.contains(['<', '>']), "{data:?} as markdown {cell:?}");
+            assert!(
+                !crate::output::escape_control(&data)
+                    .chars()
+                    .any(crate::output::is_unsafe),
+                "{data:?}"
+            );
+        }
+    }
+}
