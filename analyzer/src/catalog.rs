@@ -100,7 +100,10 @@ pub fn open_capture(dir: &Path) -> Result<Capture> {
 /// value by value (a negative Int64 `stack_id` cannot be a UInt64 id).
 fn check_segment(path: &Path, table: Table) -> std::result::Result<(), String> {
     let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+    // The footer's embedded Arrow schema is not trusted (see scan::open).
+    let options =
+        parquet::arrow::arrow_reader::ArrowReaderOptions::new().with_skip_arrow_metadata(true);
+    let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(file, options)
         .map_err(|e| format!("corrupt ({})", one_line(&e.to_string())))?;
     let want = table.schema();
     let (shape, check) = conform::judge(builder.schema(), &want)

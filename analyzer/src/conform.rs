@@ -396,9 +396,13 @@ mod tests {
         for t in Table::ALL {
             for seg in leakscope_capture::segment::list_segments(&demo, t).unwrap() {
                 let file = std::fs::File::open(&seg.path).unwrap();
-                let b =
-                    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-                        .unwrap();
+                // As the scans open them: without the footer's embedded Arrow schema.
+                let options = parquet::arrow::arrow_reader::ArrowReaderOptions::new()
+                    .with_skip_arrow_metadata(true);
+                let b = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new_with_options(
+                    file, options,
+                )
+                .unwrap();
                 // The demo predates `scrapes.clock_offset_ms` (a nullable column added
                 // later): it reads as nulls, still without a cast.
                 let want = if t == Table::Scrapes {

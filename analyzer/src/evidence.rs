@@ -44,6 +44,12 @@ pub const FLOOR_QUANTA: f64 = 3.0;
 /// Chance under a steady rate below which a fall in retention or allocations is real
 /// (after a Bonferroni correction for the splits tried).
 pub const RETENTION_P: f64 = 0.01;
+/// Smallest share of its allocations a site must have kept before a split for a fall in
+/// that share to mean anything: a cache, ring or pool keeps nearly all it allocates while it
+/// fills; a site that keeps 0.05% of a torrent of short-lived allocations only shows noise
+/// in that share (on the 100M-row synthetic capture such leaks read as stopping).
+pub const MIN_EARLY_RETENTION: f64 = 0.05;
+
 /// Fractions of each run's points where allocation totals are read for the retention
 /// signal: the start, three splits and the end. The early split shows a ring or cache
 /// that filled in the first minute of a ten-minute recording.
@@ -250,6 +256,9 @@ pub fn retention_fall(runs: &[AllocCheckpoints], quantum: f64) -> Option<Retenti
             continue;
         }
         let early = (re / ae).min(1.0);
+        if early < MIN_EARLY_RETENTION {
+            continue;
+        }
         let late = if al > 0.0 { (rl / al).min(1.0) } else { 0.0 };
         // In-use growth itself must have slowed (what the in-use statistics could not
         // settle), and the split's evidence must beat chance.

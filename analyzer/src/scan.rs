@@ -20,7 +20,9 @@ use arrow_array::{Array, RecordBatch};
 use arrow_schema::{DataType, SchemaRef, TimeUnit};
 use leakscope_capture::schema::Table;
 use leakscope_capture::segment::list_segments;
-use parquet::arrow::arrow_reader::{ParquetRecordBatchReaderBuilder, RowSelection};
+use parquet::arrow::arrow_reader::{
+    ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection,
+};
 use parquet::arrow::ProjectionMask;
 use parquet::file::statistics::Statistics;
 use rayon::prelude::*;
@@ -89,7 +91,11 @@ fn open(path: &Path, table: Table, columns: &[&str]) -> Result<Opened> {
             path: path.to_path_buf(),
             source,
         })?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| bad(path, e))?;
+    // The Arrow schema a writer may store in the footer is not trusted (a damaged one
+    // made arrow-ipc panic under fuzzing); the Parquet types are, and conform checks them.
+    let options = ArrowReaderOptions::new().with_skip_arrow_metadata(true);
+    let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(file, options)
+        .map_err(|e| bad(path, e))?;
     let want = conform::project(&table.schema(), columns).map_err(|e| bad(path, e))?;
     let schema = builder.schema().clone();
     let mut roots = Vec::with_capacity(columns.len());
@@ -657,6 +663,18 @@ mod tests {
                 let want = map.get(sid).copied().unwrap_or(NO_STACK);
                 assert_eq!(order.index(j, *sid, &map), want, "{ids:?} at {j}");
             }
+        }
+    }
+
+    /// Regression (found by the capture crate's `capture_read` fuzz target): a segment whose
+    /// footer carries a damaged Arrow schema made arrow-ipc panic; the scans and the
+    /// catalog's check now open it from its Parquet types alone, failing cleanly or reading.
+    #[test]
+    fn a_damaged_embedded_arrow_schema_is_no_panic() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../capture/tests/data/bad-arrow-schema.parquet");
+        for table in Table::ALL {
+            let _ = open(&path, table, &[]).map(|o| batches(&path, o).map(|b| b.count()));
         }
     }
 

@@ -601,7 +601,7 @@ mod property_tests {
         let mut rng = Rng(0x5eed_0002);
         for _ in 0..5000 {
             let (lo, hi) = (rng.float(), rng.float());
-            let unit = if rng.next() % 2 == 0 {
+            let unit = if rng.next().is_multiple_of(2) {
                 Unit::Bytes
             } else {
                 Unit::Count

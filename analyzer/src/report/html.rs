@@ -709,7 +709,7 @@ mod escape_property_tests {
             *state ^= *state << 13;
             *state ^= *state >> 7;
             *state ^= *state << 17;
-            if *state % 5 == 0 {
+            if (*state).is_multiple_of(5) {
                 s.push(char::from_u32((*state >> 8) as u32 % 0x11_0000).unwrap_or('?'));
             } else {
                 s.push_str(PIECES[(*state % PIECES.len() as u64) as usize]);
