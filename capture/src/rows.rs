@@ -241,6 +241,8 @@ pub struct NativeCountersRow {
     pub libraries: String,
     /// Byte sampling threshold R of `--native-sample-bytes` (0: sampling by calls).
     pub sample_bytes: Option<u64>,
+    /// Idle stacks the tracer has forgotten so far (see the recorder's native tracer).
+    pub stacks_evicted: Option<u64>,
 }
 
 fn ts(values: impl Iterator<Item = Option<i64>>) -> ArrayRef {
@@ -482,5 +484,6 @@ pub fn native_counters_batch(rows: &[NativeCountersRow]) -> Result<RecordBatch> 
     cols.push(u32s(rows.iter().map(|r| Some(r.probes))));
     cols.push(strings(rows.iter().map(|r| Some(r.libraries.as_str()))));
     cols.push(u64s(rows.iter().map(|r| r.sample_bytes)));
+    cols.push(u64s(rows.iter().map(|r| r.stacks_evicted)));
     batch(Table::NativeCounters, cols)
 }

@@ -411,6 +411,7 @@ pub fn native_counters_schema() -> SchemaRef {
     fields.push(field("libraries", DataType::Utf8, false));
     // Added after the first native captures: nullable, null in older segments.
     fields.push(field("sample_bytes", DataType::UInt64, true));
+    fields.push(field("stacks_evicted", DataType::UInt64, true));
     Arc::new(Schema::new(fields))
 }
 

@@ -1254,3 +1254,41 @@ fn go_cgo_leak_stack_reaches_the_go_caller() {
         );
     }
 }
+
+/// A process that keeps making new call stacks (each used for a tenth of a second, then
+/// never again) must not grow the tracer's tables without bound: stacks idle for 60
+/// intervals are forgotten and counted in `native_counters.stacks_evicted`.
+#[test]
+fn idle_stacks_are_evicted_and_counted() {
+    if !ready() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = build_c_fixture(dir.path(), "stack_churn");
+    let target = Running::spawn(&fixture, &["30"]);
+    std::thread::sleep(Duration::from_millis(200));
+    let out = dir.path().join("cap");
+    let pid = target.pid().to_string();
+    let rec = run(
+        &recorder(),
+        &[
+            "record",
+            "--pid",
+            &pid,
+            "--native",
+            "--out",
+            out.to_str().unwrap(),
+            "--interval",
+            "100ms",
+            "--duration",
+            "12s",
+        ],
+        Duration::from_secs(60),
+    );
+    let stderr = String::from_utf8_lossy(&rec.stderr);
+    assert!(rec.status.success(), "recorder failed:\n{stderr}");
+    let c = last_counters(&out);
+    // Depths 0..~50 were used in the first 5 s and idle for 60 intervals (6 s) by the end.
+    assert!(c["stacks_evicted"] >= 20, "{c:?}");
+    assert_eq!(c["lost_alloc_events"], 0, "{c:?}");
+}

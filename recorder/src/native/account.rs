@@ -70,6 +70,16 @@ impl Accounting {
         &self.by_stack
     }
 
+    /// Forgets stack `hash` if its totals are still `expected` (no event since they were
+    /// read); returns whether it was forgotten.
+    pub fn forget_if_unchanged(&mut self, hash: u64, expected: &StackTotals) -> bool {
+        let same = self.by_stack.get(&hash).is_some_and(|t| t == expected);
+        if same {
+            self.by_stack.remove(&hash);
+        }
+        same
+    }
+
     /// Outstanding bytes over all stacks.
     pub fn outstanding_bytes(&self) -> i64 {
         self.by_stack.values().map(|t| t.outstanding_bytes).sum()
@@ -79,6 +89,18 @@ impl Accounting {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stack_is_forgotten_only_when_nothing_happened_since_it_was_read() {
+        let mut a = Accounting::new(Sampling::default());
+        a.by_stack.insert(7, StackTotals::default());
+        let seen = a.stacks()[&7];
+        a.by_stack.get_mut(&7).unwrap().allocated_bytes += 1;
+        assert!(!a.forget_if_unchanged(7, &seen));
+        let seen = a.stacks()[&7];
+        assert!(a.forget_if_unchanged(7, &seen));
+        assert!(a.stacks().is_empty());
+    }
 
     fn ev(kind: EventKind, stack: u64, size: u64, weight: u32) -> Event {
         Event {

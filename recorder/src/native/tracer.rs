@@ -95,8 +95,42 @@ pub struct NativeTracer {
     stack_of_hash: HashMap<u64, u64>,
     stack_rows: HashMap<u64, StackRow>,
     last_allocated: HashMap<u64, i64>,
+    /// Intervals in a row each stack (capture id) had nothing outstanding and no new
+    /// allocation.
+    idle: HashMap<u64, u32>,
+    /// Stacks forgotten so far (`native_counters.stacks_evicted`).
+    evicted: u64,
     unsymbolized: u64,
     clock_offset_ns: i64,
+}
+
+/// Intervals a stack must stay idle (nothing outstanding, no new allocation) before the
+/// tracer forgets it. Its tables only grew before: a process that keeps making new stacks
+/// (plugins, JIT, generated code) grew the recorder without bound. At the default 10 s
+/// interval, 10 minutes.
+pub const IDLE_INTERVALS_BEFORE_EVICTION: u32 = 60;
+
+/// Counts one more interval for every stack in `activity` (capture id, whether it was
+/// active) and returns, in id order, those idle for `limit` intervals in a row (they are
+/// dropped from `idle`).
+fn idle_to_evict(
+    idle: &mut HashMap<u64, u32>,
+    activity: impl Iterator<Item = (u64, bool)>,
+    limit: u32,
+) -> Vec<u64> {
+    let mut out = Vec::new();
+    for (id, active) in activity {
+        let n = idle.entry(id).or_insert(0);
+        *n = if active { 0 } else { n.saturating_add(1) };
+        if *n >= limit {
+            out.push(id);
+        }
+    }
+    for id in &out {
+        idle.remove(id);
+    }
+    out.sort_unstable();
+    out
 }
 
 fn clock_ns(clock: libc::clockid_t) -> i64 {
@@ -142,6 +176,8 @@ impl NativeTracer {
             stack_of_hash: HashMap::new(),
             stack_rows: HashMap::new(),
             last_allocated: HashMap::new(),
+            idle: HashMap::new(),
+            evicted: 0,
             unsymbolized: 0,
             clock_offset_ns: clock_ns(libc::CLOCK_REALTIME) - clock_ns(libc::CLOCK_MONOTONIC),
         };
@@ -285,6 +321,7 @@ impl NativeTracer {
         let prof_id = profile_id(target, "native", time_ns, NATIVE_SOURCE);
         let mut snap = NativeSnapshot::default();
         let mut samples = Vec::new();
+        let mut activity = Vec::with_capacity(ids.len());
         for id in ids {
             let t = by_id[&id];
             // Counts are estimates (fractional under byte sampling), rounded per stack.
@@ -296,7 +333,9 @@ impl NativeTracer {
             ];
             snap.outstanding_bytes += v[0];
             let changed = self.last_allocated.insert(id, v[3]) != Some(v[3]);
-            if v[1] == 0 && v[0] == 0 && !changed {
+            let idle = v[1] == 0 && v[0] == 0 && !changed;
+            activity.push((id, !idle));
+            if idle {
                 continue;
             }
             if !w.has_stack(id) {
@@ -406,6 +445,7 @@ impl NativeTracer {
         .filter_map(|n| NATIVE_COUNTERS.iter().position(|c| c.name == *n))
         .map(|i| values[i])
         .sum();
+        self.evict_idle(activity, &acct);
         w.add_native_counters(NativeCountersRow {
             time_ns,
             pid,
@@ -415,8 +455,48 @@ impl NativeTracer {
             probes: self.loaded.probes(),
             libraries: self.libraries.join(" "),
             sample_bytes: Some(self.opts.sampling.sample_bytes()),
+            stacks_evicted: Some(self.evicted),
         });
         snap
+    }
+
+    /// Forgets the stacks idle for [`IDLE_INTERVALS_BEFORE_EVICTION`] intervals: their
+    /// rows, symbols and totals, here and in the reader's tables (which then treat the stack
+    /// as new if it allocates again). `acct` is the snapshot the interval was written from;
+    /// a stack with an event since then is kept.
+    fn evict_idle(&mut self, activity: Vec<(u64, bool)>, acct: &Accounting) {
+        let ids = idle_to_evict(
+            &mut self.idle,
+            activity.into_iter(),
+            IDLE_INTERVALS_BEFORE_EVICTION,
+        );
+        if ids.is_empty() {
+            return;
+        }
+        let gone: HashSet<u64> = ids.into_iter().collect();
+        let hashes: Vec<u64> = self
+            .stack_of_hash
+            .iter()
+            .filter(|(_, id)| gone.contains(id))
+            .map(|(h, _)| *h)
+            .collect();
+        let mut s = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+        let mut kept = HashSet::new();
+        for h in &hashes {
+            let seen = acct.stacks().get(h).copied().unwrap_or_default();
+            if s.acct.forget_if_unchanged(*h, &seen) {
+                s.known_stacks.remove(h);
+                self.stack_of_hash.remove(h);
+            } else if let Some(id) = self.stack_of_hash.get(h) {
+                kept.insert(*id);
+            }
+        }
+        drop(s);
+        for id in gone.difference(&kept) {
+            self.stack_rows.remove(id);
+            self.last_allocated.remove(id);
+            self.evicted += 1;
+        }
     }
 
     /// Stops the reader thread after it drained what the kernel had buffered.
@@ -488,5 +568,25 @@ fn read_loop(
         if stopping {
             break;
         }
+    }
+}
+
+#[cfg(test)]
+mod eviction_tests {
+    use super::*;
+
+    #[test]
+    fn stacks_idle_for_the_limit_are_evicted_and_activity_resets_the_count() {
+        let mut idle = HashMap::new();
+        // Stack 1 stays idle, stack 2 is active every third interval.
+        let mut evicted = Vec::new();
+        for i in 0..5u32 {
+            let act = [(1, false), (2, i % 3 == 0)];
+            evicted.extend(idle_to_evict(&mut idle, act.into_iter(), 3));
+        }
+        assert_eq!(evicted, vec![1]);
+        // Evicted after the third idle interval; its count starts over (2 since).
+        assert_eq!(idle.get(&1), Some(&2), "an evicted stack starts over");
+        assert_eq!(idle.get(&2), Some(&1));
     }
 }
