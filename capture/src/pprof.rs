@@ -72,23 +72,26 @@ pub fn decode(bytes: &[u8]) -> Result<proto::Profile> {
     })
 }
 
+/// Reads one protobuf varint of `b` at `pos`, advancing it; `None` when it runs past the
+/// end or over 64 bits.
+fn varint(b: &[u8], pos: &mut usize) -> Option<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let byte = *b.get(*pos)?;
+        *pos += 1;
+        v |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Some(v);
+        }
+    }
+    None
+}
+
 /// The profile's `time_nanos` (0 when it has none) and its decompressed size, read without
 /// decoding the rest: a cheap first look, e.g. to order files and size batches before
 /// decoding them. `None` when the bytes are not a protobuf message (decode them to learn
 /// why).
 pub fn peek_time(bytes: &[u8]) -> Result<Option<(i64, usize)>> {
-    fn varint(b: &[u8], pos: &mut usize) -> Option<u64> {
-        let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let byte = *b.get(*pos)?;
-            *pos += 1;
-            v |= u64::from(byte & 0x7f) << shift;
-            if byte & 0x80 == 0 {
-                return Some(v);
-            }
-        }
-        None
-    }
     let raw = decompress(bytes)?;
     let (mut pos, mut time) = (0usize, 0i64);
     while pos < raw.len() {
@@ -154,18 +157,6 @@ fn decompress(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>> {
 /// protobuf `Profile`: every field in it has a `Profile` field number and wire type. When
 /// `complete` (`head` is the whole file), no field may run past its end either.
 pub fn starts_like_profile(head: &[u8], complete: bool) -> bool {
-    fn varint(b: &[u8], pos: &mut usize) -> Option<u64> {
-        let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let byte = *b.get(*pos)?;
-            *pos += 1;
-            v |= u64::from(byte & 0x7f) << shift;
-            if byte & 0x80 == 0 {
-                return Some(v);
-            }
-        }
-        None
-    }
     let mut pos = 0;
     let mut fields = 0;
     while pos < head.len() {
