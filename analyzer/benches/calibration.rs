@@ -1,5 +1,5 @@
 //! Prints the calibration tables of docs/accuracy.md from simulated recordings (see
-//! `leakscope::calibration`): the reliability of `leak` verdicts by confidence, verdicts
+//! `leakscope::model::calibration`): the reliability of `leak` verdicts by confidence, verdicts
 //! by recording length for leaks and for traps, false alarms by trap shape, and the
 //! recording time at which leaks of given rates are first called leaks.
 //!
@@ -7,10 +7,10 @@
 
 use std::collections::BTreeMap;
 
-use leakscope::calibration::{
+use leakscope::model::calibration::{
     judge, observe, reliability, trials, Recording, Scenario, Trial, GO_DEFAULT_RATE, PREFIXES,
 };
-use leakscope::fit::Verdict;
+use leakscope::model::fit::Verdict;
 
 fn pct(a: usize, b: usize) -> String {
     if b == 0 {

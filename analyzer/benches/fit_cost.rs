@@ -4,8 +4,8 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use leakscope::fit::{fit_runs, RunView, REDUCED_POINTS};
-use leakscope::stats;
+use leakscope::model::fit::{fit_runs, RunView, REDUCED_POINTS};
+use leakscope::model::stats;
 
 fn main() {
     let n = 10_000;

@@ -1,33 +1,23 @@
 //! leakscope analyzer: SQL over captures, leak ranking of call sites, and reports.
 //!
-//! The pipeline reads top-down: [`catalog`] registers captures in DataFusion, [`load`]
-//! turns samples into per-site series, [`fit`] and [`stats`] judge each series, [`rank`]
-//! orders the findings with [`hints`], and [`render`] writes them for people.
-//! [`alert`] holds the thresholds of `check` and `watch`; [`watch`] turns rounds of ranking
-//! into webhook alerts, one per site until it changes.
+//! The folders show the flow, and which parts do I/O:
+//! - [`source`] reads captures (I/O): [`source::catalog`] registers them in DataFusion,
+//!   [`source::scan`] reads sample columns straight from Parquet, [`source::load`] turns
+//!   samples into per-group series.
+//! - [`sql`] is the DataFusion side: running SQL, and leakscope's SQL functions.
+//! - [`model`] is pure computation on those series: [`model::fit`] and [`model::evidence`]
+//!   judge each series, [`model::hints`] suggests causes, [`model::alert`] holds the
+//!   thresholds of `check` and `watch`.
+//! - [`rank`] runs the pipeline: source, then model, in parallel with rayon.
+//! - [`output`] turns typed results into text, JSON, HTML, PNG and pprof (I/O at the edge).
+//! - [`watch`] turns rounds of ranking into webhook alerts, one per site until it changes.
 
-pub mod alert;
-pub mod calibration;
-pub mod catalog;
-pub mod conform;
 pub mod error;
-pub mod evidence;
-pub mod export;
-pub mod fit;
-pub mod hints;
-pub mod load;
+pub mod model;
 pub mod output;
-pub mod pread;
-pub mod process;
 pub mod rank;
-pub mod render;
-pub mod report;
-pub mod scan;
-pub mod site;
+pub mod source;
 pub mod sql;
-pub mod stats;
-pub mod store;
-pub mod udf;
 pub mod watch;
 
 pub use error::{AnalyzeError, Result};

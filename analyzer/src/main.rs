@@ -10,13 +10,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
-use leakscope::alert::{crossings, Thresholds};
-use leakscope::catalog::{self, Catalog, SkippedSegment};
-use leakscope::load::Metric;
+use leakscope::model::alert::{crossings, Thresholds};
+use leakscope::model::site::{GroupBy, SiteRules};
+use leakscope::output::render;
 use leakscope::output::{escape_control, escape_document};
 use leakscope::rank::{rank, RankOptions, Ranking};
-use leakscope::render;
-use leakscope::site::{GroupBy, SiteRules};
+use leakscope::source::catalog::{self, Catalog, SkippedSegment};
+use leakscope::source::load::Metric;
 use leakscope::sql::{self, OutputFormat, QUERIES};
 use leakscope::watch::{self, BodyFormat, State, Webhook};
 
@@ -252,9 +252,9 @@ async fn run_export(a: &ExportArgs) -> anyhow::Result<()> {
     let from = parse(&a.from, "--from")?;
     let to = parse(&a.to, "--to")?;
     let cat = open(&a.captures, &SiteRules::default()).await?;
-    let w = leakscope::export::choose_window(&cat, a.metric, from, to).await?;
-    let profile = leakscope::export::delta_profile(&cat, a.metric, &w).await?;
-    leakscope::export::write_profile(&profile, &a.output)
+    let w = leakscope::output::export::choose_window(&cat, a.metric, from, to).await?;
+    let profile = leakscope::output::export::delta_profile(&cat, a.metric, &w).await?;
+    leakscope::output::export::write_profile(&profile, &a.output)
         .with_context(|| format!("{}: cannot write", a.output.display()))?;
     eprintln!(
         "wrote {} ({} stacks changed between {} and {})",
@@ -288,16 +288,16 @@ struct ReportArgs {
 }
 
 async fn run_report(a: &ReportArgs) -> anyhow::Result<()> {
-    let ranking = run_rank(&a.sel, a.top.max(leakscope::report::PNG_SITES)).await?;
+    let ranking = run_rank(&a.sel, a.top.max(leakscope::output::report::PNG_SITES)).await?;
     let cat = catalog::open(&a.sel.captures, &rules(&a.sel.group.skip)?).await?;
-    let opts = leakscope::report::ReportOptions {
+    let opts = leakscope::output::report::ReportOptions {
         from: a.from,
         to: a.to,
         top: a.top,
-        command: leakscope::report::command_line(std::env::args_os()),
+        command: leakscope::output::report::command_line(std::env::args_os()),
     };
-    let report = leakscope::report::Report::build(&cat, &ranking, opts).await?;
-    for path in leakscope::report::write(&report, &a.output, a.png.as_deref())? {
+    let report = leakscope::output::report::Report::build(&cat, &ranking, opts).await?;
+    for path in leakscope::output::report::write(&report, &a.output, a.png.as_deref())? {
         println!("{}", path.display());
     }
     Ok(())
@@ -387,7 +387,7 @@ async fn rank_captures(
         by: g.by,
         metrics: g.metric.clone(),
         rules,
-        sources: leakscope::hints::SourceRoots(g.source.clone()),
+        sources: leakscope::model::hints::SourceRoots(g.source.clone()),
         keep_series,
         first: g.first,
     };
@@ -421,7 +421,7 @@ fn lacks_data(ranking: &Ranking, captures: &[PathBuf]) -> Option<String> {
         .map(|s| s.longest_run)
         .max()
         .unwrap_or(0);
-    if longest < leakscope::fit::MIN_POINTS {
+    if longest < leakscope::model::fit::MIN_POINTS {
         let counts = ranking
             .sections
             .iter()
@@ -430,7 +430,7 @@ fn lacks_data(ranking: &Ranking, captures: &[PathBuf]) -> Option<String> {
             .join(", ");
         return Some(format!(
             "{names}: not enough profiles to fit a trend ({counts}; need at least {} in one run)",
-            leakscope::fit::MIN_POINTS
+            leakscope::model::fit::MIN_POINTS
         ));
     }
     None

@@ -6,14 +6,14 @@ use std::collections::HashSet;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::catalog::Catalog;
 use crate::error::Result;
-use crate::evidence::SeriesContext;
-use crate::fit::{adjust_for_multiple_tests, fit_runs, Fit, RunView, Verdict};
-use crate::hints::{hints, is_timer_function, HintInput};
-use crate::load::{load_series, load_stacks, IdMap, Metric, SeriesSet};
-use crate::process::{analyze_process, ProcessSummary};
-use crate::site::{FrameRef, GroupBy, SiteRules};
+use crate::model::evidence::SeriesContext;
+use crate::model::fit::{adjust_for_multiple_tests, fit_runs, Fit, RunView, Verdict};
+use crate::model::hints::{hints, is_timer_function, HintInput};
+use crate::model::site::{FrameRef, GroupBy, SiteRules};
+use crate::source::catalog::Catalog;
+use crate::source::load::{load_series, load_stacks, IdMap, Metric, SeriesSet};
+use crate::source::process::{analyze_process, ProcessSummary};
 
 /// What to rank and how.
 #[derive(Debug, Clone)]
@@ -25,7 +25,7 @@ pub struct RankOptions {
     /// Call-site rules.
     pub rules: SiteRules,
     /// Where to find source files for hints.
-    pub sources: crate::hints::SourceRoots,
+    pub sources: crate::model::hints::SourceRoots,
     /// Findings that keep their series for charts: this many at the top of the combined
     /// list and of each section (0: none, for `rank` and `check`).
     pub keep_series: usize,
@@ -59,7 +59,7 @@ pub struct Finding {
     /// The series: (time ns, value), all runs, for charts; only kept for the top findings
     /// (see [`RankOptions::keep_series`]).
     #[serde(skip)]
-    pub series: crate::load::RunPoints,
+    pub series: crate::source::load::RunPoints,
     /// Row of the group in its metric's series set.
     #[serde(skip)]
     pub group: usize,
@@ -106,7 +106,7 @@ pub struct Ranking {
     /// Captures analysed.
     pub captures: Vec<String>,
     /// Segments skipped as corrupt.
-    pub skipped: Vec<crate::catalog::SkippedSegment>,
+    pub skipped: Vec<crate::source::catalog::SkippedSegment>,
     /// Grouping used.
     pub by: GroupBy,
     /// Every finding of every metric in one list: leaks first (most confident, byte
@@ -205,7 +205,7 @@ fn fit_groups(
     metric: Metric,
     leaked: &std::collections::HashMap<String, f64>,
     timer_sites: &HashSet<String>,
-    sources: &crate::hints::SourceRoots,
+    sources: &crate::model::hints::SourceRoots,
 ) -> Vec<Finding> {
     let hours = set.run_hours();
     let chunks: Vec<std::ops::Range<usize>> = (0..set.keys.len())
@@ -264,7 +264,7 @@ fn finding(
     metric: Metric,
     leaked: &std::collections::HashMap<String, f64>,
     timer_sites: &HashSet<String>,
-    sources: &crate::hints::SourceRoots,
+    sources: &crate::model::hints::SourceRoots,
 ) -> Finding {
     let runtime_leaked = leaked.get(&set.keys[g]).copied().unwrap_or(0.0);
     if metric == Metric::Goroutines
@@ -276,14 +276,14 @@ fn finding(
             fit.reason
         );
         fit.verdict = Verdict::Leak;
-        fit.code = crate::fit::ReasonCode::RuntimeLeakDetector;
+        fit.code = crate::model::fit::ReasonCode::RuntimeLeakDetector;
         // The runtime's own report is the evidence: nothing is missing any more.
         fit.shortfall = None;
         fit.record_more_hours = None;
         fit.confidence = fit.confidence.max(0.99);
     }
     let site_fn = set.stacks[g]
-        .get(crate::site::SiteRules::default().site_index(&set.stacks[g]))
+        .get(crate::model::site::SiteRules::default().site_index(&set.stacks[g]))
         .map(|f| f.function.clone())
         .unwrap_or_default();
     let hint_list = hints(&HintInput {
@@ -455,6 +455,6 @@ pub async fn rank(
         process,
         verdict: String::new(),
     };
-    ranking.verdict = crate::render::verdict(&ranking);
+    ranking.verdict = crate::output::render::verdict(&ranking);
     Ok(ranking)
 }

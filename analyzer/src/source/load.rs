@@ -12,12 +12,12 @@ use arrow_array::types::{Int64Type, TimestampNanosecondType, UInt64Type};
 use datafusion::prelude::SessionContext;
 use rayon::prelude::*;
 
-use crate::catalog::Catalog;
 use crate::error::{AnalyzeError, Result};
-use crate::evidence;
-use crate::fit::RunSeries;
-use crate::site::{FrameRef, GroupBy, SiteRules};
-use crate::stats;
+use crate::model::evidence;
+use crate::model::fit::RunSeries;
+use crate::model::site::{FrameRef, GroupBy, SiteRules};
+use crate::model::stats;
+use crate::source::catalog::Catalog;
 use leakscope_capture::schema::Table;
 
 /// Hasher for keys that already are uniform 64-bit hashes (stack ids, profile ids).
@@ -132,7 +132,7 @@ pub struct SeriesSet {
     /// Stacks in each group.
     pub stack_counts: Vec<usize>,
     /// The value of every group in every profile, profile by profile.
-    pub matrix: crate::scan::Matrix,
+    pub matrix: crate::source::scan::Matrix,
     /// Mean bytes per object of each group at the end of each run (heap only; 0 otherwise).
     pub object_size: Vec<f64>,
     /// Sample rows read.
@@ -333,7 +333,7 @@ pub async fn load_profiles(
 
 /// Loads every stack's frames (one copy per stack id) with a direct parallel scan.
 pub fn load_stacks(cat: &Catalog) -> Result<IdMap<Vec<FrameRef>>> {
-    crate::scan::read_stacks(&crate::scan::segments(cat, Table::Stacks)?)
+    crate::source::scan::read_stacks(&crate::source::scan::segments(cat, Table::Stacks)?)
 }
 
 /// Assigns every stack to a group; returns stack -> group index and the group keys.
@@ -400,10 +400,10 @@ pub async fn load_series(
         .iter()
         .map(|p| capture_index.get(p.capture.as_str()).copied().unwrap_or(0))
         .collect();
-    let segs = crate::scan::segments(cat, Table::Samples)?;
-    let matrix = crate::scan::scan_samples(
+    let segs = crate::source::scan::segments(cat, Table::Samples)?;
+    let matrix = crate::source::scan::scan_samples(
         &segs,
-        &crate::scan::SampleScan {
+        &crate::source::scan::SampleScan {
             kind: metric.kind(),
             column: metric.column(),
             profile_pos: &pos,
@@ -505,7 +505,7 @@ pub async fn load_series(
 /// values differ from the previous column of its run (a heap profile that no GC changed is
 /// the same observation again).
 fn distinct_observations(
-    m: &crate::scan::Matrix,
+    m: &crate::source::scan::Matrix,
     runs: &[(String, std::ops::Range<usize>)],
 ) -> Vec<bool> {
     let mut keep = vec![true; m.profiles()];
@@ -522,7 +522,7 @@ fn distinct_observations(
 /// bytes of each group at every checkpoint (`slot * groups + group`, slot = run * k +
 /// checkpoint), and the profile position of each slot.
 fn heap_checkpoints(
-    segs: &[crate::scan::Segment],
+    segs: &[crate::source::scan::Segment],
     profiles: &[ProfileCol],
     runs: &[(String, std::ops::Range<usize>)],
     stack_index: &IdMap<u32>,
@@ -540,9 +540,9 @@ fn heap_checkpoints(
         .map(|(slot, &p)| (profiles[p].profile_id, slot))
         .collect();
     let times: Vec<i64> = cols.iter().map(|&p| profiles[p].time_ns).collect();
-    let sums = crate::scan::sums_at(
+    let sums = crate::source::scan::sums_at(
         segs,
-        &crate::scan::SumsAt {
+        &crate::source::scan::SumsAt {
             slots: &slots,
             nslots: cols.len(),
             times: &times,
@@ -608,7 +608,7 @@ mod tests {
             [1.0, 3.0],
             [4.0, 3.0],
         ];
-        let m = crate::scan::Matrix::from_columns(2, cols.concat());
+        let m = crate::source::scan::Matrix::from_columns(2, cols.concat());
         let runs = vec![("a".to_string(), 0..3), ("b".to_string(), 3..6)];
         assert_eq!(
             distinct_observations(&m, &runs),
@@ -621,7 +621,7 @@ mod tests {
         for (groups, profiles) in [(5, 19), (3, 8), (1, 1), (4, 0)] {
             let data: Vec<f64> = (0..groups * profiles).map(|i| i as f64).collect();
             let set = SeriesSet {
-                matrix: crate::scan::Matrix::from_columns(groups, data),
+                matrix: crate::source::scan::Matrix::from_columns(groups, data),
                 ..SeriesSet::default()
             };
             let mut out = vec![-1.0; 7];

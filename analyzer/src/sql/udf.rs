@@ -11,8 +11,8 @@ use datafusion::common::{DataFusionError, Result, ScalarValue};
 use datafusion::logical_expr::{create_udaf, create_udf, Accumulator, ColumnarValue, Volatility};
 use datafusion::prelude::SessionContext;
 
-use crate::site::{FrameRef, SiteRules};
-use crate::stats;
+use crate::model::site::{FrameRef, SiteRules};
+use crate::model::stats;
 
 /// Formats a byte count with binary units (`1.5 MiB`); used by SQL and the renderers.
 pub fn format_bytes(v: f64) -> String {
@@ -53,9 +53,9 @@ pub fn frames_of(list: &ListArray, row: usize) -> Vec<FrameRef> {
 }
 
 /// The type of `stacks.frames` as the SQL tables have it (nested fields nullable, see
-/// [`crate::conform::relaxed`]).
+/// [`crate::source::conform::relaxed`]).
 fn frames_type() -> DataType {
-    let table = crate::conform::relaxed(&leakscope_capture::schema::stacks_schema());
+    let table = crate::source::conform::relaxed(&leakscope_capture::schema::stacks_schema());
     table
         .field_with_name("frames")
         .map(|f| f.data_type().clone())

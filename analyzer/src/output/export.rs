@@ -12,10 +12,10 @@ use arrow_array::Array;
 use leakscope_capture::pprof::proto;
 use prost::Message;
 
-use crate::catalog::Catalog;
 use crate::error::{AnalyzeError, Result};
-use crate::load::{load_profiles, load_stacks, Metric, ProfileCol};
-use crate::site::FrameRef;
+use crate::model::site::FrameRef;
+use crate::source::catalog::Catalog;
+use crate::source::load::{load_profiles, load_stacks, Metric, ProfileCol};
 
 /// The two profiles a delta is taken between.
 #[derive(Debug, Clone)]

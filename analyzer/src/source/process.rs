@@ -7,10 +7,10 @@ use arrow_array::types::{Int64Type, TimestampNanosecondType};
 use arrow_array::Array;
 use serde::Serialize;
 
-use crate::catalog::Catalog;
 use crate::error::Result;
-use crate::fit::{fit_series, Fit, RunSeries};
-use crate::udf::format_bytes;
+use crate::model::fit::{fit_series, Fit, RunSeries};
+use crate::source::catalog::Catalog;
+use crate::sql::udf::format_bytes;
 
 /// Process metrics fitted, as (column, label).
 pub const PROCESS_SERIES: [(&str, &str); 4] = [

@@ -1,5 +1,5 @@
 //! `leakscope watch`: re-ranks a capture while it is recorded and posts an alert to a
-//! webhook when a call site crosses the [`Thresholds`](crate::alert::Thresholds).
+//! webhook when a call site crosses the [`Thresholds`](crate::model::alert::Thresholds).
 //!
 //! One alert per site until it changes: [`State`] remembers what was posted (keyed by
 //! metric and site) and a round posts only sites that are new, whose verdict changed or
@@ -17,10 +17,10 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::alert::{Crossing, Thresholds};
-use crate::load::Metric;
+use crate::model::alert::{Crossing, Thresholds};
+use crate::output::render::{format_rate, short_site};
 use crate::rank::{Finding, Ranking};
-use crate::render::{format_rate, short_site};
+use crate::source::load::Metric;
 
 /// Rounds in a row a previously alerted site must stay below the thresholds to be resolved.
 pub const RESOLVE_AFTER: u32 = 2;

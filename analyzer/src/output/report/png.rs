@@ -13,7 +13,7 @@ use super::scene::{Anchor, Color, Scene, Shape};
 use crate::error::{AnalyzeError, Result};
 
 /// DejaVu Sans (Bitstream Vera license, see `assets/DejaVuSans-LICENSE.txt`).
-static FONT: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
+static FONT: &[u8] = include_bytes!("../../../assets/DejaVuSans.ttf");
 /// Family name the bundled font is registered under.
 const FAMILY: &str = "leakscope-sans";
 

@@ -4,11 +4,11 @@ use std::fmt::Write as _;
 
 use comfy_table::{presets, ContentArrangement, Table};
 
-use crate::fit::Verdict;
-use crate::load::Metric;
+use crate::model::fit::Verdict;
 use crate::output::escape_control;
 use crate::rank::{Finding, Ranking};
-use crate::udf::format_bytes;
+use crate::source::load::Metric;
+use crate::sql::udf::format_bytes;
 
 /// A value in the metric's unit, human readable.
 pub fn format_value(metric: Metric, v: f64) -> String {

@@ -17,10 +17,10 @@ pub mod scene;
 
 use std::path::{Path, PathBuf};
 
-use crate::catalog::{Capture, Catalog, SkippedSegment};
 use crate::error::{AnalyzeError, Result};
-use crate::load::Metric;
 use crate::rank::{Finding, Ranking};
+use crate::source::catalog::{Capture, Catalog, SkippedSegment};
+use crate::source::load::Metric;
 use axis::{TimeAxis, Unit};
 use charts::{Chart, Markers, Series, FIT, PALETTE};
 use data::ReportData;
@@ -226,7 +226,7 @@ impl<'a> Report<'a> {
 
     /// One finding's series with its fitted trend: a full chart or a sparkline.
     pub fn site_chart(&self, f: &Finding, width: f64, height: f64, spark: bool) -> Scene {
-        let name = crate::render::short_site(&f.site);
+        let name = crate::output::render::short_site(&f.site);
         let c = Chart {
             title: if spark {
                 format!(
@@ -238,7 +238,7 @@ impl<'a> Report<'a> {
                     "{} — {} {} ({}, {:.0}% confidence)",
                     scene::clip(&name, 200),
                     f.metric.title(),
-                    crate::render::format_rate(f.metric, f.fit.rate_per_hour),
+                    crate::output::render::format_rate(f.metric, f.fit.rate_per_hour),
                     f.fit.verdict.label(),
                     f.fit.confidence * 100.0
                 )
@@ -255,7 +255,7 @@ impl<'a> Report<'a> {
                 Series {
                     label: format!(
                         "fitted trend {}",
-                        crate::render::format_rate(f.metric, f.fit.rate_per_hour)
+                        crate::output::render::format_rate(f.metric, f.fit.rate_per_hour)
                     ),
                     color: FIT,
                     runs: charts::fitted(&f.series, f.fit.rate_per_hour),
@@ -357,13 +357,13 @@ pub fn write(report: &Report, html_path: &Path, png_dir: Option<&Path>) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hints::SourceRoots;
+    use crate::model::hints::SourceRoots;
+    use crate::model::site::{GroupBy, SiteRules};
     use crate::rank::{rank, RankOptions};
-    use crate::site::{GroupBy, SiteRules};
 
     async fn demo(opts: ReportOptions) -> (String, Vec<(String, Scene)>, Vec<String>) {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/captures/demo");
-        let cat = crate::catalog::open(&[dir], &SiteRules::default())
+        let cat = crate::source::catalog::open(&[dir], &SiteRules::default())
             .await
             .unwrap();
         let ranking = rank(

@@ -10,8 +10,8 @@
 //! `cargo bench -p leakscope --bench calibration` (docs/accuracy.md) run thousands of these
 //! over prefixes of each recording: the first 1, 2, 3, 5 and 10 minutes.
 
-use crate::evidence::{checkpoint_index, AllocCheckpoints, SeriesContext, CHECKPOINTS};
-use crate::fit::{fit_runs, Fit, RunView};
+use crate::model::evidence::{checkpoint_index, AllocCheckpoints, SeriesContext, CHECKPOINTS};
+use crate::model::fit::{fit_runs, Fit, RunView};
 
 /// Go's default heap sampling rate (`runtime.MemProfileRate`), bytes.
 pub const GO_DEFAULT_RATE: f64 = 512.0 * 1024.0;
@@ -579,7 +579,7 @@ pub fn reliability(trials: &[Trial]) -> Vec<Reliability> {
         .map(|&(lo, hi)| {
             let called: Vec<&Trial> = trials
                 .iter()
-                .filter(|t| t.fit.verdict == crate::fit::Verdict::Leak)
+                .filter(|t| t.fit.verdict == crate::model::fit::Verdict::Leak)
                 .filter(|t| t.fit.confidence >= lo && t.fit.confidence < hi)
                 .collect();
             Reliability {
@@ -595,7 +595,7 @@ pub fn reliability(trials: &[Trial]) -> Vec<Reliability> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fit::Verdict;
+    use crate::model::fit::Verdict;
 
     #[test]
     fn leak_verdicts_are_calibrated_and_traps_that_showed_their_bound_are_never_leaks() {

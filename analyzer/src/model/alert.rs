@@ -1,10 +1,10 @@
 //! Alert thresholds shared by `check` and `watch`: which findings of a [`Ranking`] are
 //! leaks fast and certain enough to fail a check or to post an alert.
 
-use crate::fit::Verdict;
-use crate::load::Metric;
+use crate::model::fit::Verdict;
+use crate::output::render::format_rate;
 use crate::rank::{Finding, Ranking};
-use crate::render::format_rate;
+use crate::source::load::Metric;
 
 /// A threshold flag whose value does not parse or is out of range.
 #[derive(Debug, thiserror::Error)]

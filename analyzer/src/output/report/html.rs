@@ -9,10 +9,10 @@ use super::axis::{format_duration, format_time};
 use super::data::FlameData;
 use super::scene::clip;
 use super::{Report, CHART_WIDTH};
-use crate::fit::Verdict;
-use crate::load::Metric;
+use crate::model::fit::Verdict;
+use crate::output::render::{format_rate, format_value, short_site};
 use crate::rank::Finding;
-use crate::render::{format_rate, format_value, short_site};
+use crate::source::load::Metric;
 
 /// Longest site name shown in a table row (the full name is in the row's details).
 const SITE_CHARS: usize = 160;
@@ -199,7 +199,7 @@ fn site_rows(out: &mut String, r: &Report, findings: &[Finding], top: usize, id_
              <td class=\"num\">{:.0}%</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
             badge(f.fit.verdict),
             metric_label(f.metric),
-            escape(&crate::render::evidence_note(f)),
+            escape(&crate::output::render::evidence_note(f)),
             escape(&format_rate(f.metric, f.fit.rate_per_hour)),
             f.fit.confidence * 100.0,
             escape(&format_value(f.metric, f.fit.growth)),
@@ -374,9 +374,9 @@ fn sites(out: &mut String, r: &Report) {
          metrics before goroutines, then fastest). Grouped by {}. Rates are per hour; growth sums each run's rise; \
          the chart shows every run on the report's time axis with the fitted trend (dashed).</p>",
         match r.ranking.by {
-            crate::site::GroupBy::Site => "call site (first frame outside the runtime and standard library, with its line)",
-            crate::site::GroupBy::Function => "call-site function",
-            crate::site::GroupBy::Stack => "whole stack",
+            crate::model::site::GroupBy::Site => "call site (first frame outside the runtime and standard library, with its line)",
+            crate::model::site::GroupBy::Function => "call-site function",
+            crate::model::site::GroupBy::Stack => "whole stack",
         }
     );
     if r.ranking.findings.is_empty() {
@@ -422,7 +422,7 @@ fn goroutines(out: &mut String, r: &Report) {
                 let _ = write!(
                     out,
                     "<p>Goroutine stack memory: {}/h ({}).</p>",
-                    escape(&crate::udf::format_bytes(stacks.fit.rate_per_hour)),
+                    escape(&crate::sql::udf::format_bytes(stacks.fit.rate_per_hour)),
                     stacks.fit.verdict.label()
                 );
             }

@@ -1,8 +1,8 @@
 //! Actionable hints from stacks and shapes, worded as likelihoods, never as certainties.
 
-use crate::load::Metric;
-use crate::site::FrameRef;
-use crate::udf::format_bytes;
+use crate::model::site::FrameRef;
+use crate::source::load::Metric;
+use crate::sql::udf::format_bytes;
 
 /// What the hint generator knows about one group.
 pub struct HintInput<'a> {

@@ -12,9 +12,9 @@ use arrow_schema::DataType;
 
 use super::axis::{format_duration, format_time, Unit, SEC};
 use super::flame::FlameTree;
-use crate::catalog::{literal, Catalog};
 use crate::error::{AnalyzeError, Result};
-use crate::load::{load_stacks, Metric};
+use crate::source::catalog::{literal, Catalog};
+use crate::source::load::{load_stacks, Metric};
 
 /// One profile.
 #[derive(Debug, Clone, PartialEq)]
@@ -614,7 +614,7 @@ async fn read_flames(cat: &Catalog, profiles: &[ProfileRef], w: &Window) -> Resu
         ids.sort_unstable();
         ids.dedup();
         let empty = Vec::new();
-        let deltas: Vec<(&[crate::site::FrameRef], f64)> = ids
+        let deltas: Vec<(&[crate::model::site::FrameRef], f64)> = ids
             .iter()
             .map(|id| {
                 let d = v2.get(id).copied().unwrap_or(0.0) - v1.get(id).copied().unwrap_or(0.0);

@@ -1,11 +1,11 @@
 //! How much evidence a growing series holds, and whether it is enough to call a leak.
 //!
-//! The trend statistics of [`crate::fit`] say whether a series grew. Calling it a leak
+//! The trend statistics of [`crate::model::fit`] say whether a series grew. Calling it a leak
 //! claims more: that it will keep growing. That needs evidence the points may not hold:
 //!
 //! - **Independent observations.** A heap profile changes only when a GC completes, so
 //!   scrapes within one GC cycle repeat one observation (the ranking drops such repeats
-//!   before fitting, see [`crate::load`]); a 60 s recording at 1 s of a service that ran
+//!   before fitting, see [`crate::source::load`]); a 60 s recording at 1 s of a service that ran
 //!   14 GCs holds 14 observations, not 60.
 //! - **Sampling quanta.** At Go's default 512 KiB heap sampling a 2 MiB rise is four
 //!   sampled allocations. Growth is counted in quanta of `max(sampling period, object
@@ -19,13 +19,13 @@
 //!   Δ in-use / Δ allocated): a cache, pool or ring at capacity keeps allocating while its
 //!   in-use stops following; a leak keeps retaining a steady share.
 //!
-//! A series that grew but falls short is [`crate::fit::Verdict::Growing`]: too early to
+//! A series that grew but falls short is [`crate::model::fit::Verdict::Growing`]: too early to
 //! tell, with the [`Shortfall`] that kept it from being a leak and an estimate of how much
 //! longer to record.
 
 use serde::Serialize;
 
-use crate::stats;
+use crate::model::stats;
 
 /// Fewest independent observations (distinct heap profiles, goroutine or native scrapes)
 /// for a leak verdict; below it growth is `growing`. Six points can give a Mann-Kendall

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use super::axis::Unit;
 use super::scene::{clip, Anchor, Color, Scene, Shape, CHAR_WIDTH};
-use crate::site::{is_go_std, FrameRef};
+use crate::model::site::{is_go_std, FrameRef};
 
 /// Deepest stack level drawn.
 pub const MAX_DEPTH: usize = 200;

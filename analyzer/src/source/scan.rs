@@ -27,13 +27,13 @@ use parquet::arrow::ProjectionMask;
 use parquet::file::statistics::Statistics;
 use rayon::prelude::*;
 
-use crate::catalog::Catalog;
-use crate::conform;
 use crate::error::{AnalyzeError, Result};
-use crate::load::IdMap;
-use crate::pread::PreadFile;
-use crate::site::FrameRef;
-use crate::udf::frames_of;
+use crate::model::site::FrameRef;
+use crate::source::catalog::Catalog;
+use crate::source::conform;
+use crate::source::load::IdMap;
+use crate::source::pread::PreadFile;
+use crate::sql::udf::frames_of;
 
 /// Rows per record batch read from a segment.
 const BATCH_ROWS: usize = 16 * 1024;
@@ -114,7 +114,7 @@ fn open(path: &Path, table: Table, columns: &[&str]) -> Result<Opened> {
 }
 
 /// Reads every batch of a built reader as the table's types (a foreign writer's are cast,
-/// see [`crate::conform`]), naming the file on failure.
+/// see [`crate::source::conform`]), naming the file on failure.
 fn batches(path: &Path, opened: Opened) -> Result<impl Iterator<Item = Result<RecordBatch>> + '_> {
     let Opened { builder, want } = opened;
     let reader = builder.build().map_err(|e| bad(path, e))?;

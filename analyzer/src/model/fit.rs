@@ -8,8 +8,8 @@
 
 use serde::Serialize;
 
-use crate::evidence::{self, AllocCheckpoints, Retention, SeriesContext, Shortfall};
-use crate::stats::{self, KendallS};
+use crate::model::evidence::{self, AllocCheckpoints, Retention, SeriesContext, Shortfall};
+use crate::model::stats::{self, KendallS};
 
 /// Fewest points per run for a run to be fitted.
 pub const MIN_POINTS: usize = 5;
@@ -50,7 +50,7 @@ pub enum Verdict {
     PossibleLeak,
     /// Grew, but the data cannot yet tell a leak from a cache still filling or a batch not
     /// yet flushed: too few observations or sampling quanta, no clear growth at the end, or
-    /// one cycle of a possible batch (see [`crate::evidence`]).
+    /// one cycle of a possible batch (see [`crate::model::evidence`]).
     Growing,
     /// Grew, then stopped growing (a bounded cache filling up).
     Plateau,
@@ -178,7 +178,7 @@ pub struct Fit {
     pub points: usize,
     /// Hours covered by fitted runs.
     pub hours: f64,
-    /// Growth in quanta of one sampled allocation (see [`crate::evidence`]); 0 when the
+    /// Growth in quanta of one sampled allocation (see [`crate::model::evidence`]); 0 when the
     /// series did not grow.
     pub quanta: f64,
     /// What kept a growing series from being called a leak (verdict `growing`).
@@ -1195,7 +1195,7 @@ fn growing_confidence(c: f64) -> f64 {
     (c * 0.5).min(0.49)
 }
 
-/// Checks a leak verdict against the evidence behind it (see [`crate::evidence`]): growth
+/// Checks a leak verdict against the evidence behind it (see [`crate::model::evidence`]): growth
 /// in one or two jumps is a step, not a trend; a site that kept allocating but stopped
 /// retaining is a plateau; too few observations or quanta, one cycle of a possible batch,
 /// or no clear growth at the end make it `growing`.
@@ -1359,7 +1359,7 @@ mod tests {
 
     /// A series with roughly normal noise of standard deviation `sd` (sum of 12 uniforms).
     fn noisy(f: impl Fn(f64) -> f64, n: usize, sd: f64, seed: u64) -> RunSeries {
-        let mut uniform = crate::stats::test_uniforms(
+        let mut uniform = crate::model::stats::test_uniforms(
             0x9e37_79b9_7f4a_7c15 ^ seed.wrapping_mul(0x2545_f491_4f6c_dd1d),
         );
         RunSeries {

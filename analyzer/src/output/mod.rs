@@ -22,6 +22,10 @@
 //! Slack its `&<>`. Machine formats (JSON, CSV, Parquet, pprof) carry the exact values:
 //! JSON escapes control characters itself, and CSV quotes fields as RFC 4180 says.
 
+pub mod export;
+pub mod render;
+pub mod report;
+
 use std::borrow::Cow;
 use std::fmt::Write as _;
 

@@ -1,5 +1,7 @@
 //! `leakscope sql`: run SQL (typed or shipped in `queries/`) and print results.
 
+pub mod udf;
+
 use std::io::Write;
 use std::path::Path;
 
@@ -31,7 +33,7 @@ impl CannedQuery {
 
 macro_rules! canned {
     ($($name:literal),* $(,)?) => {
-        &[$(CannedQuery { name: $name, sql: include_str!(concat!("../../queries/", $name, ".sql")) }),*]
+        &[$(CannedQuery { name: $name, sql: include_str!(concat!("../../../queries/", $name, ".sql")) }),*]
     };
 }
 

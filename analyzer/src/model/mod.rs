@@ -1,0 +1,10 @@
+//! Pure computation on series: statistics, fits, evidence, verdicts, hints and alert
+//! thresholds. Nothing here reads files or the network.
+
+pub mod alert;
+pub mod calibration;
+pub mod evidence;
+pub mod fit;
+pub mod hints;
+pub mod site;
+pub mod stats;

@@ -1,0 +1,11 @@
+//! Reading captures: the catalog of committed segments registered in DataFusion, direct
+//! Parquet scans of the sample columns, and the per-group series built from them. Every
+//! module here does I/O.
+
+pub mod catalog;
+pub mod conform;
+pub mod load;
+pub mod pread;
+pub mod process;
+pub mod scan;
+pub mod store;
