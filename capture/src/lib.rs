@@ -10,6 +10,7 @@
 
 pub mod durable;
 pub mod error;
+pub mod exit;
 pub mod lock;
 pub mod manifest;
 pub mod pprof;

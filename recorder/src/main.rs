@@ -208,7 +208,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("leakscope-recorder: error: {}", one_line(&format!("{e:#}")));
-            ExitCode::from(1)
+            ExitCode::from(leakscope_capture::exit::ERROR)
         }
     }
 }
@@ -365,7 +365,7 @@ fn import_cmd(a: ImportArgs) -> anyhow::Result<ExitCode> {
     Ok(if s.failed.is_empty() {
         ExitCode::SUCCESS
     } else {
-        ExitCode::from(1)
+        ExitCode::from(leakscope_capture::exit::FOUND)
     })
 }
 

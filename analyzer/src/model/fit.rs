@@ -35,7 +35,7 @@ impl RunSeries {
         let t0 = self.time_ns.first().copied().unwrap_or(0);
         self.time_ns
             .iter()
-            .map(|t| crate::hours_between(t0, *t))
+            .map(|t| crate::units::hours_between(t0, *t))
             .collect()
     }
 }
@@ -70,6 +70,21 @@ impl Verdict {
     /// Whether the verdict counts as a leak finding.
     pub fn is_leak(self) -> bool {
         matches!(self, Verdict::Leak | Verdict::PossibleLeak)
+    }
+
+    /// Stable code, as in JSON and alert state (`leak`, `possible-leak`, `growing`, ...).
+    pub fn code(self) -> &'static str {
+        match self {
+            Verdict::Leak => "leak",
+            Verdict::PossibleLeak => "possible-leak",
+            Verdict::Growing => "growing",
+            Verdict::Plateau => "plateau",
+            Verdict::Sawtooth => "sawtooth",
+            Verdict::WarmUp => "warm-up",
+            Verdict::Shrinking => "shrinking",
+            Verdict::Steady => "steady",
+            Verdict::TooShort => "too-short",
+        }
     }
 
     /// Human label.
@@ -300,22 +315,7 @@ pub fn adjust_for_multiple_tests(fits: &mut [Fit]) {
     }
 }
 
-/// A number in 3 significant digits with a k/M/G suffix (unit-free).
-pub fn compact(v: f64) -> String {
-    let a = v.abs();
-    let (d, suffix) = if a >= 1e9 {
-        (1e9, "G")
-    } else if a >= 1e6 {
-        (1e6, "M")
-    } else if a >= 1e3 {
-        (1e3, "k")
-    } else {
-        (1.0, "")
-    };
-    let text = format!("{:.3}", v / d);
-    let text = text.trim_end_matches('0').trim_end_matches('.');
-    format!("{text}{suffix}")
-}
+use crate::units::compact;
 
 fn edge_level(y: &[f64], head: bool) -> f64 {
     let k = (y.len() / 5).max(2).min(y.len());

@@ -1,8 +1,8 @@
 //! Actionable hints from stacks and shapes, worded as likelihoods, never as certainties.
 
+use crate::model::metric::Metric;
 use crate::model::site::FrameRef;
-use crate::source::load::Metric;
-use crate::sql::udf::format_bytes;
+use crate::units::format_bytes;
 
 /// What the hint generator knows about one group.
 pub struct HintInput<'a> {
@@ -21,61 +21,19 @@ pub struct HintInput<'a> {
     /// The group's call-site frames (to look at their source lines when available).
     pub site_frames: &'a [FrameRef],
     /// Where source files may be found.
-    pub sources: &'a SourceRoots,
+    pub sources: &'a dyn SourceLines,
 }
 
-/// Where to look for source files named in stacks: the recorded path first, then the
-/// path's trailing components under each root (like a debugger's substitute-path).
-#[derive(Debug, Clone, Default)]
-pub struct SourceRoots(pub Vec<std::path::PathBuf>);
+/// Where hints read Go source lines from (on this machine:
+/// [`crate::source::go_source::SourceRoots`]); a trait so the hints stay pure.
+pub trait SourceLines: Sync {
+    /// The source lines of a Go frame from its line to the end of its function, trimmed,
+    /// when its file can be found.
+    fn rest_of_function(&self, f: &FrameRef) -> Option<Vec<String>>;
 
-impl SourceRoots {
-    /// The readable local file for a recorded source path, if any.
-    pub fn locate(&self, recorded: &str) -> Option<std::path::PathBuf> {
-        let p = std::path::Path::new(recorded);
-        if p.is_file() {
-            return Some(p.to_path_buf());
-        }
-        let parts: Vec<_> = p.components().collect();
-        for root in &self.0 {
-            for k in (1..=parts.len()).rev() {
-                let cand = parts[parts.len() - k..]
-                    .iter()
-                    .fold(root.clone(), |acc, c| acc.join(c));
-                if cand.is_file() {
-                    return Some(cand);
-                }
-            }
-        }
-        None
-    }
-
-    /// The source line of a Go frame, when its file can be found on this machine.
-    pub fn line(&self, f: &FrameRef) -> Option<String> {
+    /// The source line of a Go frame, when its file can be found.
+    fn line(&self, f: &FrameRef) -> Option<String> {
         self.rest_of_function(f)?.into_iter().next()
-    }
-
-    /// The source lines of a Go frame from its line to the end of its function (a line
-    /// that is a lone `}`; at most 200 lines), trimmed, when its file can be found.
-    pub fn rest_of_function(&self, f: &FrameRef) -> Option<Vec<String>> {
-        if !f.file.ends_with(".go") || f.line <= 0 {
-            return None;
-        }
-        let path = self.locate(&f.file)?;
-        let meta = std::fs::metadata(&path).ok()?;
-        if meta.len() > 8 << 20 {
-            return None;
-        }
-        let text = std::fs::read_to_string(&path).ok()?;
-        let first = usize::try_from(f.line - 1).ok()?;
-        let mut out = Vec::new();
-        for l in text.lines().skip(first).take(200) {
-            if l == "}" && !out.is_empty() {
-                break;
-            }
-            out.push(l.trim().to_string());
-        }
-        (!out.is_empty()).then_some(out)
     }
 }
 
@@ -92,7 +50,7 @@ pub enum SubSlice {
 
 /// Whether the buffer allocated at `f` (`buf := make(...)` or `buf = make(...)`) is
 /// sliced (`buf[i:j]`) further down its function, as a sub-slice that outlives it would be.
-pub fn sub_slice_at(sources: &SourceRoots, f: &FrameRef) -> SubSlice {
+pub fn sub_slice_at(sources: &dyn SourceLines, f: &FrameRef) -> SubSlice {
     static ALLOC: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
     let Some(lines) = sources.rest_of_function(f) else {
         return SubSlice::Unknown;
@@ -256,6 +214,7 @@ pub fn hints(h: &HintInput<'_>) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::go_source::SourceRoots;
 
     fn names(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()

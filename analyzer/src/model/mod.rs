@@ -1,10 +1,11 @@
 //! Pure computation on series: statistics, fits, evidence, verdicts, hints and alert
 //! thresholds. Nothing here reads files or the network.
 
-pub mod alert;
 pub mod calibration;
 pub mod evidence;
 pub mod fit;
 pub mod hints;
+pub mod ids;
+pub mod metric;
 pub mod site;
 pub mod stats;

@@ -8,7 +8,7 @@
 use regex::Regex;
 
 /// How stacks are grouped for ranking.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum GroupBy {
     /// First frame outside the runtime/standard library, with file and line.

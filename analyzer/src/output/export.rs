@@ -241,9 +241,9 @@ pub async fn delta_profile(cat: &Catalog, metric: Metric, w: &Window) -> Result<
     let comment = b.string(&format!(
         "leakscope delta: {} at {} minus {} at {}",
         metric.kind(),
-        crate::report_time(w.to.1.time_ns),
+        crate::units::report_time(w.to.1.time_ns),
         metric.kind(),
-        crate::report_time(w.from.1.time_ns)
+        crate::units::report_time(w.from.1.time_ns)
     ));
     let period_type = proto::ValueType {
         r#type: sample_type.last().map(|t| t.r#type).unwrap_or(0),

@@ -23,8 +23,10 @@
 //! JSON escapes control characters itself, and CSV quotes fields as RFC 4180 says.
 
 pub mod export;
+pub mod json;
 pub mod render;
 pub mod report;
+pub mod results;
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
@@ -108,6 +110,25 @@ pub fn markdown_cell(s: &str) -> String {
             '`' => out.push_str("\\`"),
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Escapes text for HTML element content and quoted attribute values.
+pub fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            // Control characters other than tab/newline, and bidi overrides, are shown as
+            // escapes (see the module docs).
+            c if c != '\n' && c != '\t' && is_unsafe(c) => escape_char(c, &mut out),
             c => out.push(c),
         }
     }

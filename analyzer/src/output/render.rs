@@ -8,7 +8,7 @@ use crate::model::fit::Verdict;
 use crate::output::escape_control;
 use crate::rank::{Finding, Ranking};
 use crate::source::load::Metric;
-use crate::sql::udf::format_bytes;
+use crate::units::format_bytes;
 
 /// A value in the metric's unit, human readable.
 pub fn format_value(metric: Metric, v: f64) -> String {
@@ -25,6 +25,45 @@ pub fn format_rate(metric: Metric, v: f64) -> String {
         Metric::Goroutines => format!("{v:.0} goroutines/h"),
         Metric::InuseObjects => format!("{v:.0} objects/h"),
     }
+}
+
+/// Why a ranking of `names` (the captures, comma-separated) cannot be trusted yet, in words.
+pub fn shortage(names: &str, s: &crate::rank::Shortage) -> String {
+    match s {
+        crate::rank::Shortage::Empty => {
+            format!("{names}: empty capture: no profiles or process samples to analyse")
+        }
+        crate::rank::Shortage::TooFewProfiles { profiles, need } => {
+            let counts = profiles
+                .iter()
+                .map(|(m, n)| format!("{n} {} profile(s)", m.kind()))
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!(
+                "{names}: not enough profiles to fit a trend ({counts}; need at least {need} in one run)"
+            )
+        }
+    }
+}
+
+/// One line of text: every run of whitespace (newlines included) collapsed to one space,
+/// and any other control or bidi character shown escaped (see [`crate::output`]).
+pub fn one_line(s: &str) -> String {
+    let joined = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    escape_control(&joined).into_owned()
+}
+
+/// A finding above the thresholds in one line: `unit site: rate (confidence N%, limit L)`.
+pub fn crossing(c: &crate::rank::alert::Crossing) -> String {
+    let f = c.finding;
+    format!(
+        "{} {}: {} (confidence {:.0}%, limit {})",
+        f.metric.unit(),
+        f.site,
+        format_rate(f.metric, f.fit.rate_per_hour),
+        f.fit.confidence * 100.0,
+        format_rate(f.metric, c.limit)
+    )
 }
 
 /// A duration given in hours, for people: `45s`, `3m20s`, `2h05m`, `3d4h`.
@@ -242,7 +281,7 @@ pub fn short_site(site: &str) -> String {
 /// Terminal rendering: verdict, then one table per section, then process memory.
 pub fn text(r: &Ranking, top: usize) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "{}\n", escape_control(&r.verdict));
+    let _ = writeln!(out, "{}\n", escape_control(&verdict(r)));
     for s in &r.sections {
         let _ = writeln!(out, "== {} — {}", s.title, section_span(s));
         if s.findings.is_empty() {
@@ -281,7 +320,7 @@ pub fn markdown(r: &Ranking, top: usize) -> String {
     let _ = writeln!(
         out,
         "## leakscope verdict\n\n{}\n",
-        crate::output::markdown_cell(&r.verdict)
+        crate::output::markdown_cell(&verdict(r))
     );
     for s in &r.sections {
         let _ = writeln!(out, "### {} ({})\n", s.title, section_span(s));

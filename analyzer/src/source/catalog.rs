@@ -4,7 +4,7 @@
 //! pruned by DataFusion). With several captures, the public table `samples` is the union of
 //! every capture's samples with a `capture` column naming the source. Segments whose
 //! Parquet footer cannot be read, or whose columns do not read losslessly as the table's
-//! (a foreign writer's types, see [`crate::source::conform`]), are reported and hidden from the
+//! (a foreign writer's types, see [`crate::sql::conform`]), are reported and hidden from the
 //! listing; the others are cast to the table's types by DataFusion and the direct scans.
 
 use std::collections::{HashMap, HashSet};
@@ -28,8 +28,8 @@ use rayon::prelude::*;
 
 use crate::error::{AnalyzeError, Result};
 use crate::model::site::SiteRules;
-use crate::source::conform::{self, Shape};
 use crate::source::store::HidingStore;
+use crate::sql::conform::{self, Shape};
 use crate::sql::udf;
 
 /// One opened capture.
@@ -95,7 +95,7 @@ pub fn open_capture(dir: &Path) -> Result<Capture> {
 }
 
 /// Checks that a segment's Parquet footer is readable and that its columns read as the
-/// table's: the same types, or a lossless cast (see [`crate::source::conform`]). A segment written
+/// table's: the same types, or a lossless cast (see [`crate::sql::conform`]). A segment written
 /// by another tool whose types differ has the columns that need it read once and checked
 /// value by value (a negative Int64 `stack_id` cannot be a UInt64 id).
 fn check_segment(path: &Path, table: Table) -> std::result::Result<(), String> {

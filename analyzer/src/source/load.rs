@@ -5,7 +5,6 @@
 //! `groups x profiles` values plus one record batch at a time.
 
 use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasherDefault, Hasher};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int64Type, TimestampNanosecondType, UInt64Type};
@@ -15,86 +14,12 @@ use rayon::prelude::*;
 use crate::error::{AnalyzeError, Result};
 use crate::model::evidence;
 use crate::model::fit::RunSeries;
+pub use crate::model::ids::{IdHasher, IdMap};
+pub use crate::model::metric::Metric;
 use crate::model::site::{FrameRef, GroupBy, SiteRules};
 use crate::model::stats;
 use crate::source::catalog::Catalog;
 use leakscope_capture::schema::Table;
-
-/// Hasher for keys that already are uniform 64-bit hashes (stack ids, profile ids).
-#[derive(Default, Clone, Copy)]
-pub struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = v;
-    }
-}
-
-/// Map keyed by 64-bit ids.
-pub type IdMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
-
-/// A sample value column and the profile kind it comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Metric {
-    /// Go heap bytes in use (heap profile, as of the last GC).
-    #[value(name = "inuse_space", alias = "inuse-space")]
-    InuseSpace,
-    /// Go heap objects in use.
-    #[value(name = "inuse_objects", alias = "inuse-objects")]
-    InuseObjects,
-    /// Goroutines (goroutine profile).
-    Goroutines,
-    /// Native (C) bytes outstanding, traced with eBPF.
-    Native,
-}
-
-impl Metric {
-    /// `profiles.kind` holding this metric.
-    pub fn kind(self) -> &'static str {
-        match self {
-            Metric::InuseSpace | Metric::InuseObjects => "heap",
-            Metric::Goroutines => "goroutine",
-            Metric::Native => "native",
-        }
-    }
-
-    /// `samples` column holding this metric.
-    pub fn column(self) -> &'static str {
-        match self {
-            Metric::InuseSpace | Metric::Native => "inuse_bytes",
-            Metric::InuseObjects => "inuse_objects",
-            Metric::Goroutines => "goroutines",
-        }
-    }
-
-    /// Unit of the metric's values.
-    pub fn unit(self) -> &'static str {
-        match self {
-            Metric::InuseSpace | Metric::Native => "bytes",
-            Metric::InuseObjects => "objects",
-            Metric::Goroutines => "goroutines",
-        }
-    }
-
-    /// Section title.
-    pub fn title(self) -> &'static str {
-        match self {
-            Metric::InuseSpace => "Go heap (bytes in use)",
-            Metric::InuseObjects => "Go heap (objects in use)",
-            Metric::Goroutines => "Goroutines",
-            Metric::Native => "Native (C) memory outstanding",
-        }
-    }
-}
 
 /// A profile column of the matrix.
 #[derive(Debug, Clone)]
@@ -221,7 +146,7 @@ impl SeriesSet {
         for (_, r) in &self.runs {
             let t0 = self.profiles[r.start].time_ns;
             for p in r.clone() {
-                out[p] = crate::hours_between(t0, self.profiles[p].time_ns);
+                out[p] = crate::units::hours_between(t0, self.profiles[p].time_ns);
             }
         }
         out

@@ -3,7 +3,7 @@
 //! module here does I/O.
 
 pub mod catalog;
-pub mod conform;
+pub mod go_source;
 pub mod load;
 pub mod pread;
 pub mod process;

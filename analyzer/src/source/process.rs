@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::error::Result;
 use crate::model::fit::{fit_series, Fit, RunSeries};
 use crate::source::catalog::Catalog;
-use crate::sql::udf::format_bytes;
+use crate::units::format_bytes;
 
 /// Process metrics fitted, as (column, label).
 pub const PROCESS_SERIES: [(&str, &str); 4] = [

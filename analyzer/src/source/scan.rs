@@ -28,11 +28,11 @@ use parquet::file::statistics::Statistics;
 use rayon::prelude::*;
 
 use crate::error::{AnalyzeError, Result};
+use crate::model::ids::IdMap;
 use crate::model::site::FrameRef;
 use crate::source::catalog::Catalog;
-use crate::source::conform;
-use crate::source::load::IdMap;
 use crate::source::pread::PreadFile;
+use crate::sql::conform;
 use crate::sql::udf::frames_of;
 
 /// Rows per record batch read from a segment.
@@ -114,7 +114,7 @@ fn open(path: &Path, table: Table, columns: &[&str]) -> Result<Opened> {
 }
 
 /// Reads every batch of a built reader as the table's types (a foreign writer's are cast,
-/// see [`crate::source::conform`]), naming the file on failure.
+/// see [`crate::sql::conform`]), naming the file on failure.
 fn batches(path: &Path, opened: Opened) -> Result<impl Iterator<Item = Result<RecordBatch>> + '_> {
     let Opened { builder, want } = opened;
     let reader = builder.build().map_err(|e| bad(path, e))?;

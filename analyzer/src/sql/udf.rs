@@ -14,22 +14,7 @@ use datafusion::prelude::SessionContext;
 use crate::model::site::{FrameRef, SiteRules};
 use crate::model::stats;
 
-/// Formats a byte count with binary units (`1.5 MiB`); used by SQL and the renderers.
-pub fn format_bytes(v: f64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let sign = if v < 0.0 { "-" } else { "" };
-    let mut x = v.abs();
-    let mut u = 0;
-    while x >= 1024.0 && u < UNITS.len() - 1 {
-        x /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{sign}{x:.0} B")
-    } else {
-        format!("{sign}{x:.1} {}", UNITS[u])
-    }
-}
+pub use crate::units::format_bytes;
 
 /// Decodes one `stacks.frames` list value into frames, leaf first.
 pub fn frames_of(list: &ListArray, row: usize) -> Vec<FrameRef> {
@@ -53,9 +38,9 @@ pub fn frames_of(list: &ListArray, row: usize) -> Vec<FrameRef> {
 }
 
 /// The type of `stacks.frames` as the SQL tables have it (nested fields nullable, see
-/// [`crate::source::conform::relaxed`]).
+/// [`crate::sql::conform::relaxed`]).
 fn frames_type() -> DataType {
-    let table = crate::source::conform::relaxed(&leakscope_capture::schema::stacks_schema());
+    let table = crate::sql::conform::relaxed(&leakscope_capture::schema::stacks_schema());
     table
         .field_with_name("frames")
         .map(|f| f.data_type().clone())

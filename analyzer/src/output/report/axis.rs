@@ -34,10 +34,10 @@ impl Unit {
     /// A value in this unit, for labels.
     pub fn format(self, v: f64) -> String {
         match self {
-            Unit::Bytes => crate::sql::udf::format_bytes(v),
+            Unit::Bytes => crate::units::format_bytes(v),
             Unit::Count => {
                 if v.abs() >= 10_000.0 {
-                    crate::model::fit::compact(v)
+                    crate::units::compact(v)
                 } else if v.fract() == 0.0 {
                     format!("{v:.0}")
                 } else {
@@ -371,7 +371,7 @@ pub fn value_ticks(
             break;
         }
         let label = match unit {
-            Unit::Count if v.abs() >= 10_000.0 => crate::model::fit::compact(v),
+            Unit::Count if v.abs() >= 10_000.0 => crate::units::compact(v),
             _ => format!("{:.*}{suffix}", decimals, v / base),
         };
         ticks.push((v, label));

@@ -79,7 +79,7 @@ pub fn fitted(series: &[(String, Vec<i64>, Vec<f64>)], rate_per_hour: f64) -> Ve
         .filter(|(_, t, y)| t.len() >= 2 && t.len() == y.len())
         .map(|(_, t, y)| {
             let t0 = t[0];
-            let h = |ti: i64| crate::hours_between(t0, ti);
+            let h = |ti: i64| crate::units::hours_between(t0, ti);
             let mut r: Vec<f64> = t
                 .iter()
                 .zip(y)

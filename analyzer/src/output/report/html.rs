@@ -21,26 +21,7 @@ const TEXT_CHARS: usize = 600;
 /// Rows of the events table.
 const EVENT_ROWS: usize = 100;
 
-/// Escapes text for HTML element content and quoted attribute values.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            // Control characters other than tab/newline, and bidi overrides, are shown as
-            // escapes (see crate::output).
-            c if c != '\n' && c != '\t' && crate::output::is_unsafe(c) => {
-                crate::output::escape_char(c, &mut out)
-            }
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub use crate::output::escape_html as escape;
 
 /// Clipped and escaped.
 fn text(s: &str, max: usize) -> String {
@@ -250,7 +231,7 @@ fn verdict(out: &mut String, r: &Report) {
         out,
         "<section id=\"verdict\" class=\"verdict{}\"><h2>Verdict</h2><p class=\"text\">{}</p>",
         if leaks.is_empty() { "" } else { " leak" },
-        prose(&r.ranking.verdict, 4000)
+        prose(&crate::output::render::verdict(&r.ranking), 4000)
     );
     let top = r.top_findings(1);
     if let Some(f) = top.first() {
@@ -422,7 +403,7 @@ fn goroutines(out: &mut String, r: &Report) {
                 let _ = write!(
                     out,
                     "<p>Goroutine stack memory: {}/h ({}).</p>",
-                    escape(&crate::sql::udf::format_bytes(stacks.fit.rate_per_hour)),
+                    escape(&crate::units::format_bytes(stacks.fit.rate_per_hour)),
                     stacks.fit.verdict.label()
                 );
             }

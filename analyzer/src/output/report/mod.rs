@@ -357,9 +357,9 @@ pub fn write(report: &Report, html_path: &Path, png_dir: Option<&Path>) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::hints::SourceRoots;
     use crate::model::site::{GroupBy, SiteRules};
     use crate::rank::{rank, RankOptions};
+    use crate::source::go_source::SourceRoots;
 
     async fn demo(opts: ReportOptions) -> (String, Vec<(String, Scene)>, Vec<String>) {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/captures/demo");
@@ -437,8 +437,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread")]
     async fn a_window_across_the_restart_is_flagged() {
         let o = ReportOptions {
-            from: crate::parse_time("2026-11-28T06:42:40Z").ok(),
-            to: crate::parse_time("2026-11-28T06:44:00Z").ok(),
+            from: crate::units::parse_time("2026-11-28T06:42:40Z").ok(),
+            to: crate::units::parse_time("2026-11-28T06:44:00Z").ok(),
             ..opts()
         };
         let (html, _, notes) = demo(o).await;

@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use super::html::escape;
+use crate::output::escape_html as escape;
 
 /// An opaque RGB color.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

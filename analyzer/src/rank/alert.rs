@@ -1,10 +1,9 @@
 //! Alert thresholds shared by `check` and `watch`: which findings of a [`Ranking`] are
 //! leaks fast and certain enough to fail a check or to post an alert.
 
+use super::{Finding, Ranking};
 use crate::model::fit::Verdict;
-use crate::output::render::format_rate;
-use crate::rank::{Finding, Ranking};
-use crate::source::load::Metric;
+use crate::model::metric::Metric;
 
 /// A threshold flag whose value does not parse or is out of range.
 #[derive(Debug, thiserror::Error)]
@@ -38,7 +37,8 @@ impl Thresholds {
         min_confidence: f64,
     ) -> Result<Thresholds, ThresholdError> {
         let rate = |flag: &'static str, text: &str| {
-            let v = crate::parse_rate(text).map_err(|reason| ThresholdError { flag, reason })?;
+            let v =
+                crate::units::parse_rate(text).map_err(|reason| ThresholdError { flag, reason })?;
             if v.is_nan() || v < 0.0 {
                 return Err(ThresholdError {
                     flag,
@@ -89,21 +89,6 @@ pub struct Crossing<'a> {
     pub finding: &'a Finding,
     /// The limit of its metric, units per hour.
     pub limit: f64,
-}
-
-impl Crossing<'_> {
-    /// One line for people: `unit site: rate (confidence N%, limit L)`.
-    pub fn describe(&self) -> String {
-        let f = self.finding;
-        format!(
-            "{} {}: {} (confidence {:.0}%, limit {})",
-            f.metric.unit(),
-            f.site,
-            format_rate(f.metric, f.fit.rate_per_hour),
-            f.fit.confidence * 100.0,
-            format_rate(f.metric, self.limit)
-        )
-    }
 }
 
 /// Every leak finding above the thresholds, in the ranking's combined order.

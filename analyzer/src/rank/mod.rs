@@ -1,6 +1,8 @@
 //! Ranks call sites by leak rate: loads each metric's series, fits every group in parallel
 //! (rayon), attaches hints, and orders leaks first by rate.
 
+pub mod alert;
+
 use std::collections::HashSet;
 
 use rayon::prelude::*;
@@ -25,7 +27,7 @@ pub struct RankOptions {
     /// Call-site rules.
     pub rules: SiteRules,
     /// Where to find source files for hints.
-    pub sources: crate::model::hints::SourceRoots,
+    pub sources: crate::source::go_source::SourceRoots,
     /// Findings that keep their series for charts: this many at the top of the combined
     /// list and of each section (0: none, for `rank` and `check`).
     pub keep_series: usize,
@@ -116,11 +118,49 @@ pub struct Ranking {
     pub sections: Vec<Section>,
     /// Process-level memory (RSS vs Go heap vs stacks).
     pub process: Option<ProcessSummary>,
-    /// One-paragraph verdict.
-    pub verdict: String,
+}
+
+/// Why a ranking cannot be trusted yet.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Shortage {
+    /// No profiles and no process samples at all.
+    Empty,
+    /// No run has enough profiles to fit a trend: profiles per metric, and the points
+    /// one run needs ([`crate::model::fit::MIN_POINTS`]).
+    TooFewProfiles {
+        /// Profiles of each ranked metric.
+        profiles: Vec<(Metric, usize)>,
+        /// Profiles one run needs.
+        need: usize,
+    },
 }
 
 impl Ranking {
+    /// Why this ranking cannot be trusted yet (no data, or too few profiles for a trend).
+    pub fn shortage(&self) -> Option<Shortage> {
+        let profiles: usize = self.sections.iter().map(|s| s.profiles).sum();
+        if profiles == 0 && self.process.is_none() {
+            return Some(Shortage::Empty);
+        }
+        let longest = self
+            .sections
+            .iter()
+            .map(|s| s.longest_run)
+            .max()
+            .unwrap_or(0);
+        if longest < crate::model::fit::MIN_POINTS {
+            return Some(Shortage::TooFewProfiles {
+                profiles: self
+                    .sections
+                    .iter()
+                    .map(|s| (s.metric, s.profiles))
+                    .collect(),
+                need: crate::model::fit::MIN_POINTS,
+            });
+        }
+        None
+    }
+
     /// Every leak finding, in the combined order of [`Ranking::findings`].
     pub fn leaks(&self) -> Vec<&Finding> {
         self.findings
@@ -205,7 +245,7 @@ fn fit_groups(
     metric: Metric,
     leaked: &std::collections::HashMap<String, f64>,
     timer_sites: &HashSet<String>,
-    sources: &crate::model::hints::SourceRoots,
+    sources: &crate::source::go_source::SourceRoots,
 ) -> Vec<Finding> {
     let hours = set.run_hours();
     let chunks: Vec<std::ops::Range<usize>> = (0..set.keys.len())
@@ -264,7 +304,7 @@ fn finding(
     metric: Metric,
     leaked: &std::collections::HashMap<String, f64>,
     timer_sites: &HashSet<String>,
-    sources: &crate::model::hints::SourceRoots,
+    sources: &crate::source::go_source::SourceRoots,
 ) -> Finding {
     let runtime_leaked = leaked.get(&set.keys[g]).copied().unwrap_or(0.0);
     if metric == Metric::Goroutines
@@ -441,7 +481,7 @@ pub async fn rank(
     let process = analyze_process(cat).await?;
     log::info!("process memory analysed in {:?}", clock.elapsed());
     let findings = combined(&sections);
-    let mut ranking = Ranking {
+    let ranking = Ranking {
         schema_version: RANKING_SCHEMA_VERSION,
         findings,
         captures: cat
@@ -453,8 +493,6 @@ pub async fn rank(
         by: opts.by,
         sections,
         process,
-        verdict: String::new(),
     };
-    ranking.verdict = crate::output::render::verdict(&ranking);
     Ok(ranking)
 }

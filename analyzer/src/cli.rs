@@ -1,0 +1,327 @@
+//! The command line of `leakscope` (binary-only): clap's argument types, and the value
+//! enums that map onto the library's types (the library itself does not depend on clap).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use leakscope::model::metric::Metric;
+use leakscope::model::site::GroupBy;
+use leakscope::output::results::OutputFormat;
+use leakscope::rank::alert::Thresholds;
+use leakscope::watch::BodyFormat;
+
+/// Declares a clap value enum that mirrors a library enum variant for variant (same
+/// names, same help), with the conversion into it.
+macro_rules! value_enum {
+    ($(#[$doc:meta])* $name:ident => $target:ty { $($(#[$vdoc:meta])* $variant:ident),* $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+        pub(crate) enum $name {
+            $($(#[$vdoc])* $variant),*
+        }
+        impl From<$name> for $target {
+            fn from(v: $name) -> $target {
+                match v {
+                    $($name::$variant => <$target>::$variant),*
+                }
+            }
+        }
+    };
+}
+
+value_enum! {
+    /// `--metric`: a sample value column and the profile kind it comes from.
+    MetricArg => Metric {
+        /// Go heap bytes in use (heap profile, as of the last GC).
+        #[value(name = "inuse_space", alias = "inuse-space")]
+        InuseSpace,
+        /// Go heap objects in use.
+        #[value(name = "inuse_objects", alias = "inuse-objects")]
+        InuseObjects,
+        /// Goroutines (goroutine profile).
+        Goroutines,
+        /// Native (C) bytes outstanding, traced with eBPF.
+        Native,
+    }
+}
+
+value_enum! {
+    /// `--by`: how stacks are grouped for ranking.
+    GroupByArg => GroupBy {
+        /// First frame outside the runtime/standard library, with file and line.
+        Site,
+        /// The whole stack (stack id).
+        Stack,
+        /// First frame outside the runtime/standard library, function name only.
+        Function,
+    }
+}
+
+value_enum! {
+    /// `sql --format`: output format of query results.
+    OutputFormatArg => OutputFormat {
+        /// Aligned text table.
+        Table,
+        /// CSV with a header row.
+        Csv,
+        /// JSON array of objects.
+        Json,
+        /// Parquet file (requires --output).
+        Parquet,
+    }
+}
+
+value_enum! {
+    /// `watch --body`: shape of the JSON posted to the webhook.
+    BodyFormatArg => BodyFormat {
+        /// Slack incoming-webhook message: `text` plus `blocks` with one section of fields per site.
+        Slack,
+        /// A plain document: capture, time and an array of findings.
+        Generic,
+    }
+}
+
+pub(crate) const EXAMPLES: &str = "Examples:
+  leakscope rank fixtures/captures/demo
+  leakscope rank cap --metric goroutines --format markdown > ticket.md
+  leakscope sql cap \"SELECT site, SUM(inuse_bytes) FROM sample_stacks GROUP BY site\"
+  leakscope sql before after --query top_growth
+  leakscope check cap --max-growth 5MiB/h --min-confidence 0.9
+  leakscope watch cap --every 5m --webhook https://hooks.slack.com/services/... --state watch.json
+  leakscope report cap -o report.html --png charts";
+
+/// Finds what leaks in a leakscope capture, and lets you ask your own questions in SQL.
+#[derive(Parser)]
+#[command(name = "leakscope", version, after_help = EXAMPLES)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum Command {
+    /// Run SQL over one or more captures (tables: profiles, samples, stacks, process, scrapes;
+    /// views: stack_info, sample_stacks).
+    Sql(SqlArgs),
+    /// Rank call sites by leak rate, with confidence, shape and hints.
+    Rank(RankArgs),
+    /// Exit 1 when a leak above the thresholds is found, 0 when clean, 2 on bad input.
+    Check(CheckArgs),
+    /// Write the growth between two profiles as a pprof file (`go tool pprof` opens it).
+    ExportPprof(ExportArgs),
+    /// Write a self-contained HTML report (verdict, memory timeline, ranked sites with stacks
+    /// and charts, goroutines, flame graphs of growth); optionally PNG charts.
+    Report(ReportArgs),
+    /// Re-rank a capture while it is recorded and post an alert to a webhook (Slack or
+    /// generic JSON) when a site crosses the thresholds; one alert per site until it changes.
+    #[command(after_help = WATCH_EXAMPLES)]
+    Watch(WatchArgs),
+}
+
+pub(crate) const WATCH_EXAMPLES: &str =
+    "Exit status with --once: 0 nothing above the thresholds (or no data yet), \
+1 a site is above them (alerted now or before), 2 bad input, 3 the alert could not be posted.
+Without --once: runs until SIGINT/SIGTERM, then exits 0.
+
+Examples:
+  leakscope watch cap --webhook https://hooks.slack.com/services/T0/B0/XXXX
+  LEAKSCOPE_WEBHOOK=https://alerts.internal/hook leakscope watch cap --body generic --every 1m \\
+      --max-growth 20MiB/h --state /var/lib/leakscope/watch-api.json
+  leakscope watch cap --once --webhook http://127.0.0.1:9000/ --state watch.json   # from cron";
+
+#[derive(Args)]
+pub(crate) struct SqlArgs {
+    /// Capture directories, then optionally the SQL text (the last argument if it contains a space).
+    #[arg(value_name = "CAPTURE... [SQL]")]
+    pub(crate) args: Vec<String>,
+    /// Run a shipped query by name (see --list).
+    #[arg(long, short)]
+    pub(crate) query: Option<String>,
+    /// List shipped queries with descriptions.
+    #[arg(long)]
+    pub(crate) list: bool,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value = "table")]
+    pub(crate) format: OutputFormatArg,
+    /// Write results to this file instead of stdout (required for parquet).
+    #[arg(long, short)]
+    pub(crate) output: Option<PathBuf>,
+}
+
+#[derive(Args, Clone)]
+pub(crate) struct Selection {
+    /// Capture directories (several: before/after, many hosts).
+    #[arg(required = true)]
+    pub(crate) captures: Vec<PathBuf>,
+    #[command(flatten)]
+    pub(crate) group: Grouping,
+}
+
+/// How to group and rank (shared by every ranking command).
+#[derive(Args, Clone)]
+pub(crate) struct Grouping {
+    /// How to group stacks.
+    #[arg(long, value_enum, default_value = "site")]
+    pub(crate) by: GroupByArg,
+    /// Metrics to rank (repeatable); default: every metric the capture has.
+    #[arg(long, value_enum)]
+    pub(crate) metric: Vec<MetricArg>,
+    /// Extra frames (regex on function names) that are never a call site, e.g. an in-house pool.
+    #[arg(long, value_name = "REGEX")]
+    pub(crate) skip: Vec<String>,
+    /// Directories to find Go sources in (for hints quoting the growing line); the recorded
+    /// path is tried first, then its trailing components under each directory.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub(crate) source: Vec<PathBuf>,
+    /// Judge only the first DURATION of the recording (e.g. 2m): the verdicts as they
+    /// stood then. Process memory is still summarised over the whole capture.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub(crate) first: Option<Duration>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum RankFormat {
+    Table,
+    Json,
+    Markdown,
+}
+
+#[derive(Args)]
+pub(crate) struct RankArgs {
+    #[command(flatten)]
+    pub(crate) sel: Selection,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value = "table")]
+    pub(crate) format: RankFormat,
+    /// Rows per section in table/markdown output.
+    #[arg(long, default_value_t = 15)]
+    pub(crate) top: usize,
+}
+
+#[derive(Args)]
+pub(crate) struct CheckArgs {
+    #[command(flatten)]
+    pub(crate) sel: Selection,
+    #[command(flatten)]
+    pub(crate) limits: Limits,
+}
+
+/// Alert thresholds (`check` and `watch`).
+#[derive(Args)]
+pub(crate) struct Limits {
+    /// Largest acceptable growth of a byte metric, e.g. 5MiB/h.
+    #[arg(long, default_value = "5MiB/h")]
+    pub(crate) max_growth: String,
+    /// Largest acceptable goroutine growth, e.g. 100/h.
+    #[arg(long, default_value = "100/h")]
+    pub(crate) max_goroutine_growth: String,
+    /// Smallest confidence (0..1) for a finding to count. Confidence is calibrated (a leak
+    /// at confidence c was a real leak at least a share c of the time on simulated
+    /// recordings, docs/accuracy.md), so 0.9 already means at most one false alarm in ten.
+    #[arg(long, default_value_t = 0.9)]
+    pub(crate) min_confidence: f64,
+    /// Also count sites that are `growing` (too early to tell) above the growth limits:
+    /// `check` fails on them, `watch` alerts on them.
+    #[arg(long, alias = "alert-on-growing")]
+    pub(crate) fail_on_growing: bool,
+}
+
+impl Limits {
+    pub(crate) fn parse(&self) -> anyhow::Result<Thresholds> {
+        let mut t = Thresholds::parse(
+            &self.max_growth,
+            &self.max_goroutine_growth,
+            self.min_confidence,
+        )?;
+        t.include_growing = self.fail_on_growing;
+        Ok(t)
+    }
+}
+
+#[derive(Args)]
+pub(crate) struct WatchArgs {
+    /// Capture directory, usually one a recorder is still writing.
+    pub(crate) capture: PathBuf,
+    #[command(flatten)]
+    pub(crate) group: Grouping,
+    #[command(flatten)]
+    pub(crate) limits: Limits,
+    /// Webhook to POST alerts to (Slack incoming webhook, or any HTTP(S) endpoint taking JSON).
+    #[arg(
+        long,
+        env = "LEAKSCOPE_WEBHOOK",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub(crate) webhook: String,
+    /// Time between rounds (from the start of one to the start of the next), e.g. 30s, 5m.
+    #[arg(long, default_value = "5m", value_parser = parse_duration, value_name = "DURATION")]
+    pub(crate) every: Duration,
+    /// Body of the POST: Slack message (text + blocks with fields) or a generic JSON document.
+    #[arg(long, value_enum, default_value = "slack")]
+    pub(crate) body: BodyFormatArg,
+    /// Run one round and exit (status 0 clean, 1 above the thresholds, 3 post failed).
+    #[arg(long)]
+    pub(crate) once: bool,
+    /// Remember alerted sites in this JSON file across restarts (default: in memory only).
+    /// Must not be inside the capture directory.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) state: Option<PathBuf>,
+    /// Do not post "resolved" when an alerted site stays below the thresholds.
+    #[arg(long)]
+    pub(crate) no_resolved: bool,
+    /// Timeout of each POST attempt (connecting: at most 5s of it).
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    pub(crate) timeout: Duration,
+}
+
+/// A humantime duration (`30s`, `5m`, `1h30m`), longer than zero.
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s.trim())
+        .map_err(|e| format!("{s:?}: {e} (e.g. 30s, 5m, 1h)"))?;
+    if d.is_zero() {
+        return Err(format!("{s:?}: must be longer than zero"));
+    }
+    Ok(d)
+}
+
+#[derive(Args)]
+pub(crate) struct ExportArgs {
+    /// Capture directories.
+    #[arg(required = true)]
+    pub(crate) captures: Vec<PathBuf>,
+    /// Start of the window (RFC 3339); default: first profile of the latest run.
+    #[arg(long)]
+    pub(crate) from: Option<String>,
+    /// End of the window (RFC 3339); default: last profile of the latest run.
+    #[arg(long)]
+    pub(crate) to: Option<String>,
+    /// What to export: heap (inuse_space, with inuse_objects) or goroutines.
+    #[arg(long, value_enum, default_value = "inuse_space")]
+    pub(crate) metric: MetricArg,
+    /// Output file (gzip-compressed pprof protobuf).
+    #[arg(long, short, required = true)]
+    pub(crate) output: PathBuf,
+}
+
+#[derive(Args)]
+pub(crate) struct ReportArgs {
+    #[command(flatten)]
+    pub(crate) sel: Selection,
+    /// HTML file to write.
+    #[arg(long, short, required = true, value_name = "FILE")]
+    pub(crate) output: PathBuf,
+    /// Also write PNG charts (timeline, top sites, flame graphs) into this directory.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) png: Option<PathBuf>,
+    /// Start of the flame graphs' growth window (RFC 3339); default: the latest run's first profile.
+    #[arg(long, value_parser = leakscope::units::parse_time)]
+    pub(crate) from: Option<i64>,
+    /// End of the growth window (RFC 3339); default: the latest run's last profile.
+    #[arg(long, value_parser = leakscope::units::parse_time)]
+    pub(crate) to: Option<i64>,
+    /// Rows of the ranked-sites tables.
+    #[arg(long, default_value_t = 30)]
+    pub(crate) top: usize,
+}

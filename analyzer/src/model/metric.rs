@@ -1,0 +1,64 @@
+//! The metrics a capture holds: which profile kind and sample column each comes from.
+
+/// A sample value column and the profile kind it comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    /// Go heap bytes in use (heap profile, as of the last GC).
+    InuseSpace,
+    /// Go heap objects in use.
+    InuseObjects,
+    /// Goroutines (goroutine profile).
+    Goroutines,
+    /// Native (C) bytes outstanding, traced with eBPF.
+    Native,
+}
+
+impl Metric {
+    /// Stable name, as in JSON and alert state (`inuse_space`, `goroutines`, ...).
+    pub fn code(self) -> &'static str {
+        match self {
+            Metric::InuseSpace => "inuse_space",
+            Metric::InuseObjects => "inuse_objects",
+            Metric::Goroutines => "goroutines",
+            Metric::Native => "native",
+        }
+    }
+
+    /// `profiles.kind` holding this metric.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Metric::InuseSpace | Metric::InuseObjects => "heap",
+            Metric::Goroutines => "goroutine",
+            Metric::Native => "native",
+        }
+    }
+
+    /// `samples` column holding this metric.
+    pub fn column(self) -> &'static str {
+        match self {
+            Metric::InuseSpace | Metric::Native => "inuse_bytes",
+            Metric::InuseObjects => "inuse_objects",
+            Metric::Goroutines => "goroutines",
+        }
+    }
+
+    /// Unit of the metric's values.
+    pub fn unit(self) -> &'static str {
+        match self {
+            Metric::InuseSpace | Metric::Native => "bytes",
+            Metric::InuseObjects => "objects",
+            Metric::Goroutines => "goroutines",
+        }
+    }
+
+    /// Section title.
+    pub fn title(self) -> &'static str {
+        match self {
+            Metric::InuseSpace => "Go heap (bytes in use)",
+            Metric::InuseObjects => "Go heap (objects in use)",
+            Metric::Goroutines => "Goroutines",
+            Metric::Native => "Native (C) memory outstanding",
+        }
+    }
+}

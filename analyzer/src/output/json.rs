@@ -1,0 +1,27 @@
+//! The ranking as JSON (`rank --format json`): the typed ranking plus the words people
+//! read (the one-paragraph verdict), in the layout docs/cli.md documents, versioned by
+//! [`crate::rank::RANKING_SCHEMA_VERSION`].
+
+use std::io::Write;
+
+use serde::Serialize;
+
+use crate::rank::Ranking;
+
+/// The JSON document: every field of the ranking, then its verdict in words.
+#[derive(Serialize)]
+struct RankingDocument<'a> {
+    #[serde(flatten)]
+    ranking: &'a Ranking,
+    /// One-paragraph verdict.
+    verdict: String,
+}
+
+/// Writes `r` as pretty-printed JSON to `out` (no trailing newline).
+pub fn write_ranking(out: &mut impl Write, r: &Ranking) -> serde_json::Result<()> {
+    let doc = RankingDocument {
+        ranking: r,
+        verdict: crate::output::render::verdict(r),
+    };
+    serde_json::to_writer_pretty(out, &doc)
+}
