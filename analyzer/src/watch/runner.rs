@@ -451,7 +451,7 @@ mod tests {
         Look::Ranked(Box::new(ranking), origin)
     }
 
-    fn runner<'a>(looks: Vec<Look>, notifier: &'a Recorded) -> Runner<Scripted, &'a Recorded> {
+    fn runner(looks: Vec<Look>, notifier: &Recorded) -> Runner<Scripted, &Recorded> {
         let thresholds = Thresholds::parse("1KiB/h", "1/h", 0.0).unwrap();
         Runner::new(
             Scripted(looks),

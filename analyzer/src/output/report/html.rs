@@ -231,7 +231,7 @@ fn verdict(out: &mut String, r: &Report) {
         out,
         "<section id=\"verdict\" class=\"verdict{}\"><h2>Verdict</h2><p class=\"text\">{}</p>",
         if leaks.is_empty() { "" } else { " leak" },
-        prose(&crate::output::render::verdict(&r.ranking), 4000)
+        prose(&crate::output::render::verdict(r.ranking), 4000)
     );
     let top = r.top_findings(1);
     if let Some(f) = top.first() {
