@@ -55,7 +55,7 @@ fn main() {
                 t.fit.verdict,
                 t.fit.points,
                 t.fit.quanta,
-                t.fit.reason
+                leakscope::output::words::reason(&t.fit.reason)
             );
         }
     }
@@ -244,7 +244,7 @@ fn dump(all: &[Trial]) {
             t.fit.points,
             t.fit.quanta,
             t.fit.confidence,
-            t.fit.reason
+            leakscope::output::words::reason(&t.fit.reason)
         );
     }
 }

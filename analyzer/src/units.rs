@@ -86,6 +86,13 @@ pub fn parse_rate(s: &str) -> std::result::Result<f64, String> {
 #[cfg(test)]
 mod tests {
     #[test]
+    fn compact_numbers() {
+        assert_eq!(super::compact(142_600_000.0), "142.6M");
+        assert_eq!(super::compact(0.0), "0");
+        assert_eq!(super::compact(-1500.0), "-1.5k");
+    }
+
+    #[test]
     fn rates() {
         assert_eq!(super::parse_rate("5MiB/h").unwrap(), 5.0 * 1024.0 * 1024.0);
         assert_eq!(super::parse_rate("100/h").unwrap(), 100.0);

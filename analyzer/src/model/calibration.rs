@@ -625,7 +625,9 @@ mod tests {
             .map(|t| {
                 format!(
                     "{:?} at {} s: {}",
-                    t.scenario.shape, t.prefix_s, t.fit.reason
+                    t.scenario.shape,
+                    t.prefix_s,
+                    crate::output::words::reason(&t.fit.reason)
                 )
             })
             .collect();

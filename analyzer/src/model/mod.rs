@@ -7,5 +7,6 @@ pub mod fit;
 pub mod hints;
 pub mod ids;
 pub mod metric;
+pub mod reason;
 pub mod site;
 pub mod stats;

@@ -4,7 +4,10 @@
 
 use std::io::Write;
 
-use serde::Serialize;
+use serde::ser::SerializeMap;
+use serde::{Serialize, Serializer};
+
+use crate::model::reason::Reason;
 
 use crate::rank::Ranking;
 
@@ -24,4 +27,15 @@ pub fn write_ranking(out: &mut impl Write, r: &Ranking) -> serde_json::Result<()
         verdict: crate::output::render::verdict(r),
     };
     serde_json::to_writer_pretty(out, &doc)
+}
+
+/// A reason in JSON: its stable code (`reason_code`) and its words (`reason`), as two
+/// fields of the finding it belongs to.
+impl Serialize for Reason {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(2))?;
+        map.serialize_entry("reason_code", &self.code())?;
+        map.serialize_entry("reason", &crate::output::words::reason(self))?;
+        map.end()
+    }
 }

@@ -27,6 +27,7 @@ pub mod json;
 pub mod render;
 pub mod report;
 pub mod results;
+pub mod words;
 
 use std::borrow::Cow;
 use std::fmt::Write as _;

@@ -235,7 +235,7 @@ fn section_table(findings: &[Finding], top: usize, markdown: bool) -> String {
             .hints
             .first()
             .cloned()
-            .unwrap_or_else(|| f.fit.reason.clone());
+            .unwrap_or_else(|| crate::output::words::reason(&f.fit.reason));
         t.add_row(vec![
             f.rank.to_string(),
             verdict_cell(f),

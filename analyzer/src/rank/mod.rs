@@ -311,12 +311,12 @@ fn finding(
         && runtime_leaked > 0.0
         && !matches!(fit.verdict, Verdict::Shrinking | Verdict::Leak)
     {
-        fit.reason = format!(
-            "{}; the runtime's goroutine leak detector reports {runtime_leaked:.0} leaked",
-            fit.reason
-        );
+        fit.reason
+            .qualifiers
+            .push(crate::model::reason::Qualifier::RuntimeLeakDetector {
+                leaked: runtime_leaked,
+            });
         fit.verdict = Verdict::Leak;
-        fit.code = crate::model::fit::ReasonCode::RuntimeLeakDetector;
         // The runtime's own report is the evidence: nothing is missing any more.
         fit.shortfall = None;
         fit.record_more_hours = None;

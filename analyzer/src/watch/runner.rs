@@ -418,7 +418,7 @@ mod tests {
             y: (0..points).map(|i| (i as f64 + 1.0) * 1048576.0).collect(),
         };
         let fit = fit_series(&[series]);
-        assert_eq!(fit.verdict, Verdict::Leak, "{}", fit.reason);
+        assert_eq!(fit.verdict, Verdict::Leak, "{:?}", fit.reason);
         let finding = Finding {
             rank: 1,
             metric: Metric::InuseSpace,

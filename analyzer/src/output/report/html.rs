@@ -132,7 +132,7 @@ fn site_rows(out: &mut String, r: &Report, findings: &[Finding], top: usize, id_
             .hints
             .first()
             .cloned()
-            .unwrap_or_else(|| f.fit.reason.clone());
+            .unwrap_or_else(|| crate::output::words::reason(&f.fit.reason));
         let _ = write!(
             out,
             "<tr id=\"{id_prefix}-{}\"><td class=\"num\">{}</td><td><div class=\"site mono\" title=\"{}\">{}</div>\
@@ -157,7 +157,7 @@ fn site_rows(out: &mut String, r: &Report, findings: &[Finding], top: usize, id_
         let _ = write!(
             out,
             "</ol><p class=\"muted\">{}. {} point(s) in {} run(s) over {}; start {}, end {}, peak {}; Mann-Kendall p = {:.2e}, R² = {:.2}.</p>",
-            prose(&f.fit.reason, TEXT_CHARS),
+            prose(&crate::output::words::reason(&f.fit.reason), TEXT_CHARS),
             f.fit.points,
             f.fit.runs,
             format_duration((f.fit.hours * 3.6e12) as i64),
@@ -254,7 +254,7 @@ fn verdict(out: &mut String, r: &Report) {
             f.fit.confidence * 100.0,
             escape(&format_value(f.metric, f.fit.end)),
             prose(
-                &f.hints.first().cloned().unwrap_or_else(|| f.fit.reason.clone()),
+                &f.hints.first().cloned().unwrap_or_else(|| crate::output::words::reason(&f.fit.reason)),
                 TEXT_CHARS
             ),
         );

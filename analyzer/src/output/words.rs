@@ -1,0 +1,178 @@
+//! Typed results in words: why a verdict was reached ([`reason`]) and what is missing
+//! for a decision ([`shortfall`]). Every sentence people read about a verdict is written
+//! here, from the numbers the model returns.
+
+use std::fmt::Write as _;
+
+use crate::model::evidence::{Shortfall, LATE_SHARE};
+use crate::model::reason::{Basis, Qualifier, Reason};
+use crate::units::compact;
+
+/// A share as a whole percentage (`0.4` is `40%`).
+fn pct(v: f64) -> String {
+    format!("{:.0}%", v * 100.0)
+}
+
+/// Why a verdict was reached: its basis, then each qualification in order.
+pub fn reason(r: &Reason) -> String {
+    let mut out = basis(&r.basis);
+    for q in &r.qualifiers {
+        qualifier(q, &mut out);
+    }
+    out
+}
+
+/// The basis of a verdict in words.
+pub fn basis(b: &Basis) -> String {
+    match b {
+        Basis::AlwaysZero => "always zero".to_string(),
+        Basis::ResetsWithoutTrend { resets } => {
+            format!("{resets} resets to a flat floor, no overall trend")
+        }
+        Basis::ResetsToFlatFloor { resets } => format!(
+            "{resets} resets back to a floor that does not rise: periodic flush, not a leak"
+        ),
+        Basis::PeakedThenFell {
+            peak_at,
+            end_of_peak,
+        } => format!(
+            "peaked {} of the way through, then fell to {} of the peak",
+            pct(*peak_at),
+            pct(*end_of_peak)
+        ),
+        Basis::RoseEarly { peak_at } => format!(
+            "rose early (peak {} of the way through), then flat or falling",
+            pct(*peak_at)
+        ),
+        Basis::Decreasing => "decreasing trend".to_string(),
+        Basis::StoppedAtKnee { at, before, after } => format!(
+            "grew, then stopped: {} of the way through the run the slope fell from {}/h to {}/h",
+            pct(*at),
+            compact(*before),
+            compact(*after)
+        ),
+        Basis::TooFewSteps { growth, p } => format!(
+            "rose {} in too few steps to call a trend: the median slope is 0 (Mann-Kendall p = {p:.2})",
+            compact(*growth)
+        ),
+        Basis::NoTrend { p } => format!("no significant trend (Mann-Kendall p = {p:.2})"),
+        Basis::Slowed { late_ratio, decel } => format!(
+            "grew, then stopped: the last 40% of the run grows at {} of the overall rate and {} of the early rate",
+            pct(late_ratio.max(0.0)),
+            pct(decel.clamp(0.0, 9.99))
+        ),
+        Basis::Slowing { p, late_ratio } => format!(
+            "significant growth (p = {p:.1e}) but slowing: late rate is {} of the overall rate",
+            pct(*late_ratio)
+        ),
+        Basis::SustainedGrowth {
+            p,
+            tau,
+            slower_at_end,
+            floor_rising,
+        } => {
+            let end = match slower_at_end {
+                None => "still growing at the end".to_string(),
+                Some(late_ratio) => format!(
+                    "slower at the end ({} of the overall rate) but no more than sampling noise allows",
+                    pct(late_ratio.max(0.0))
+                ),
+            };
+            let floor = if *floor_rising { ", floor rising" } else { "" };
+            format!("sustained growth (Mann-Kendall p = {p:.1e}, tau = {tau:.2}), {end}{floor}")
+        }
+        Basis::SmallChange { relative, floor } => format!(
+            "level changed by only {:+.1}% from start to end (under {:.0}%): no trend that matters",
+            relative * 100.0,
+            floor * 100.0
+        ),
+        Basis::OneTimeStep { jumps, largest } => format!(
+            "moved in {jumps} jump(s) (the largest {}) and flat between: a one-time change such as a reload or a resize, not a trend",
+            compact(*largest)
+        ),
+        Basis::StoppedRetaining(r) => {
+            let why = if r.allocations_stopped {
+                "grew, then its allocations stopped".to_string()
+            } else {
+                format!(
+                    "grew, then kept allocating ({:.0} sampled allocations) but stopped retaining: {:.0}% kept before, {:.0}% after (a cache, pool or ring at capacity)",
+                    r.late_allocated,
+                    r.early * 100.0,
+                    r.late * 100.0
+                )
+            };
+            format!("{why}; chance under a steady share p = {:.1e}", r.p)
+        }
+        Basis::TooFewPoints { need } => {
+            format!("fewer than {need} points in every run: not enough data to judge")
+        }
+    }
+}
+
+/// Appends a qualification in words to `out`.
+fn qualifier(q: &Qualifier, out: &mut String) {
+    let _ = match q {
+        Qualifier::SmallEffect { relative, floor } => write!(
+            out,
+            "; but it grew only {:.1}% over its starting level (under {:.0}%)",
+            relative * 100.0,
+            floor * 100.0
+        ),
+        Qualifier::SpedUp { recent, whole } => write!(
+            out,
+            "; growth sped up part-way: {}/h since then, {}/h over the whole run",
+            compact(*recent),
+            compact(*whole)
+        ),
+        Qualifier::TooEarly(s) => write!(out, "; too early to tell: {}", shortfall(s)),
+        Qualifier::NotSignificantAcrossSites {
+            tested,
+            q,
+            steady: true,
+        } => write!(
+            out,
+            ", but not significant once {tested} series are tested together (q = {q:.2}): steady"
+        ),
+        Qualifier::NotSignificantAcrossSites {
+            tested,
+            q,
+            steady: false,
+        } => write!(
+            out,
+            "; but not significant once {tested} series are tested together (q = {q:.2})"
+        ),
+        Qualifier::RuntimeLeakDetector { leaked } => write!(
+            out,
+            "; the runtime's goroutine leak detector reports {leaked:.0} leaked"
+        ),
+    };
+}
+
+/// What kept a growing series from being called a leak, in words.
+pub fn shortfall(s: &Shortfall) -> String {
+    match s {
+        Shortfall::FewObservations { have, need } => format!(
+            "{have} independent observations (distinct heap profiles or scrapes), {need} needed"
+        ),
+        Shortfall::OneCycle { period_hours } => format!(
+            "one drop seen, {:.0} s in: a batch flushed that often needs two cycles to show whether its floor rises",
+            period_hours * 3600.0
+        ),
+        Shortfall::DippedMidRun { dip_hours } => format!(
+            "it fell well below its starting level {:.0} s in, then rose: memory that follows load swings like this, and another swing tells",
+            dip_hours * 3600.0
+        ),
+        Shortfall::FewQuanta {
+            have,
+            need,
+            quantum,
+        } => format!(
+            "it grew by {have:.1} sampling quanta of {} ({need} needed)",
+            compact(*quantum)
+        ),
+        Shortfall::NoLateGrowth { late_quanta } => format!(
+            "the last {:.0}% of the recording rose by {late_quanta:.1} quanta, too few to tell a stop from a gap between samples",
+            LATE_SHARE * 100.0
+        ),
+    }
+}
