@@ -249,11 +249,13 @@ pub fn adjust_for_multiple_tests(fits: &mut [Fit]) {
             _ => None,
         };
         if let Some(tq) = trend_q.filter(|tq| *tq >= ALPHA) {
-            f.reason.qualifiers.push(Qualifier::NotSignificantAcrossSites {
-                tested,
-                q: tq,
-                steady: true,
-            });
+            f.reason
+                .qualifiers
+                .push(Qualifier::NotSignificantAcrossSites {
+                    tested,
+                    q: tq,
+                    steady: true,
+                });
             f.verdict = Verdict::Steady;
             f.confidence = 0.0;
             continue;
@@ -269,11 +271,13 @@ pub fn adjust_for_multiple_tests(fits: &mut [Fit]) {
         f.confidence = (f.confidence * scale).clamp(0.0, 1.0);
         if q >= ALPHA && f.verdict == Verdict::Leak {
             f.verdict = Verdict::PossibleLeak;
-            f.reason.qualifiers.push(Qualifier::NotSignificantAcrossSites {
-                tested,
-                q,
-                steady: false,
-            });
+            f.reason
+                .qualifiers
+                .push(Qualifier::NotSignificantAcrossSites {
+                    tested,
+                    q,
+                    steady: false,
+                });
         }
     }
 }
@@ -1387,7 +1391,8 @@ mod tests {
                     0.8
                 }
             })]);
-            if f.verdict == Verdict::Leak && f.reason.has(|q| matches!(q, Qualifier::SpedUp { .. })) {
+            if f.verdict == Verdict::Leak && f.reason.has(|q| matches!(q, Qualifier::SpedUp { .. }))
+            {
                 sped_up += 1;
             }
         }
