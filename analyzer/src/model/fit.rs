@@ -1666,6 +1666,23 @@ mod tests {
     }
 
     #[test]
+    fn verdict_codes_are_the_json_names() {
+        for v in [
+            Verdict::Leak,
+            Verdict::PossibleLeak,
+            Verdict::Growing,
+            Verdict::Plateau,
+            Verdict::Sawtooth,
+            Verdict::WarmUp,
+            Verdict::Shrinking,
+            Verdict::Steady,
+            Verdict::TooShort,
+        ] {
+            assert_eq!(serde_json::to_value(v).unwrap(), v.code());
+        }
+    }
+
+    #[test]
     fn too_few_points() {
         let f = fit_series(&[series(|i| i, 3)]);
         assert_eq!(f.verdict, Verdict::TooShort);

@@ -1,8 +1,9 @@
-//! Actionable hints from stacks and shapes, worded as likelihoods, never as certainties.
+//! Actionable hints from stacks and shapes: what a growing group's stacks suggest, as
+//! typed [`Hint`]s with stable codes. They are worded as likelihoods, never as certainties,
+//! by [`crate::output::words::hint`].
 
 use crate::model::metric::Metric;
 use crate::model::site::FrameRef;
-use crate::units::format_bytes;
 
 /// What the hint generator knows about one group.
 pub struct HintInput<'a> {
@@ -95,6 +96,97 @@ fn has(functions: &[String], pred: impl Fn(&str) -> bool) -> bool {
     functions.iter().any(|f| pred(f))
 }
 
+/// What a group's stacks suggest about its growth.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Hint {
+    /// Go's goroutine leak detector reports this many goroutines of the group.
+    RuntimeReportedLeaked {
+        /// Goroutines reported.
+        goroutines: f64,
+    },
+    /// Goroutines of HTTP client connections accumulate.
+    HttpClientConnections,
+    /// Goroutines parked on a channel receive (or a select) accumulate.
+    ParkedOnChannel {
+        /// Parked in a select rather than a plain receive.
+        select: bool,
+    },
+    /// Goroutines blocked sending on a channel accumulate.
+    BlockedSending,
+    /// Goroutines blocked on a lock or WaitGroup accumulate.
+    BlockedOnLock,
+    /// Goroutines waiting on network I/O accumulate.
+    WaitingOnNetwork,
+    /// Goroutines sleeping in a loop accumulate.
+    SleepingInLoop,
+    /// The goroutines' code also creates tickers or timers.
+    TickerNeverStopped,
+    /// Heap growth is goroutine descriptors and stacks.
+    GoroutineDescriptors,
+    /// Heap growth comes from creating tickers or timers.
+    TimerAllocations,
+    /// The growth is map storage.
+    MapOnlyGrows,
+    /// The growing allocation is an indexed store (`m[k] = v`) at this source line.
+    MapAssignment {
+        /// Source line number.
+        line: i64,
+        /// The line, trimmed.
+        text: String,
+    },
+    /// Live objects are large; what the source says about sub-slices of them.
+    LargeObjects {
+        /// Mean bytes per live object.
+        size: f64,
+        /// Source evidence of sub-slice retention.
+        evidence: SubSlice,
+    },
+    /// The stack crosses into C (cgo): Go-side wrappers grow.
+    CgoWrappers,
+    /// C memory allocated without a matching free.
+    NativeUnfreed,
+    /// The C memory is allocated from Go through cgo.
+    CgoMissingFree,
+}
+
+impl Hint {
+    /// Stable code for scripts (JSON `hint_codes`), kebab-case.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Hint::RuntimeReportedLeaked { .. } => "runtime-leak-report",
+            Hint::HttpClientConnections => "http-client-connections",
+            Hint::ParkedOnChannel { .. } => "parked-on-channel",
+            Hint::BlockedSending => "blocked-sending",
+            Hint::BlockedOnLock => "blocked-on-lock",
+            Hint::WaitingOnNetwork => "waiting-on-network",
+            Hint::SleepingInLoop => "sleeping-in-loop",
+            Hint::TickerNeverStopped => "ticker-never-stopped",
+            Hint::GoroutineDescriptors => "goroutine-descriptors",
+            Hint::TimerAllocations => "timers-never-stopped",
+            Hint::MapOnlyGrows | Hint::MapAssignment { .. } => "map-only-grows",
+            Hint::LargeObjects {
+                evidence: SubSlice::Sliced(..),
+                ..
+            } => "sub-slice-retention",
+            Hint::LargeObjects {
+                evidence: SubSlice::NotSliced,
+                ..
+            } => "large-buffers-kept",
+            Hint::LargeObjects {
+                evidence: SubSlice::Unknown,
+                ..
+            } => "large-objects",
+            Hint::CgoWrappers => "cgo-go-side",
+            Hint::NativeUnfreed => "native-unfreed",
+            Hint::CgoMissingFree => "cgo-missing-free",
+        }
+    }
+}
+
+/// A finding's hints, most specific first (JSON: `hints`, the words, and `hint_codes`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Hints(pub Vec<Hint>);
+
 /// Functions that create timers or tickers.
 pub fn is_timer_function(f: &str) -> bool {
     matches!(
@@ -104,14 +196,13 @@ pub fn is_timer_function(f: &str) -> bool {
 }
 
 /// Hints for one group, most specific first.
-pub fn hints(h: &HintInput<'_>) -> Vec<String> {
+pub fn hints(h: &HintInput<'_>) -> Vec<Hint> {
     let f = h.functions;
     let mut out = Vec::new();
     if h.runtime_leaked > 0.0 {
-        out.push(format!(
-            "Go's goroutine leak detector (goroutineleak profile) reports {:.0} of these goroutines as blocked forever on unreachable synchronization",
-            h.runtime_leaked
-        ));
+        out.push(Hint::RuntimeReportedLeaked {
+            goroutines: h.runtime_leaked,
+        });
     }
     if !h.growing {
         return out;
@@ -122,37 +213,34 @@ pub fn hints(h: &HintInput<'_>) -> Vec<String> {
             let select = has(f, |s| s == "runtime.selectgo");
             let send = has(f, |s| s.starts_with("runtime.chansend"));
             if has(f, |s| s.starts_with("net/http.(*persistConn)")) {
-                out.push("goroutines of HTTP client connections keep accumulating: likely response bodies never closed (defer resp.Body.Close()) or a new http.Transport per request".into());
+                out.push(Hint::HttpClientConnections);
             } else if recv || select {
-                out.push(format!(
-                    "goroutines parked on a channel {} keep accumulating: likely nobody ever sends or closes (add a done/context case or close the channel)",
-                    if select { "select" } else { "receive" }
-                ));
+                out.push(Hint::ParkedOnChannel { select });
             } else if send {
-                out.push("goroutines blocked sending on a channel keep accumulating: likely the receiver is gone (buffer the channel or select on a done channel)".into());
+                out.push(Hint::BlockedSending);
             } else if has(f, |s| {
                 s.starts_with("sync.(*Mutex)")
                     || s.contains("semacquire")
                     || s == "sync.(*WaitGroup).Wait"
             }) {
-                out.push("goroutines blocked on a lock or WaitGroup keep accumulating: likely a missing Unlock/Done".into());
+                out.push(Hint::BlockedOnLock);
             } else if has(f, |s| {
                 s.starts_with("internal/poll.") || s.starts_with("net.")
             }) {
-                out.push("goroutines waiting on network I/O keep accumulating: likely connections or response bodies never closed, or no read deadline".into());
+                out.push(Hint::WaitingOnNetwork);
             } else if has(f, |s| s == "time.Sleep") {
-                out.push("goroutines sleeping in a loop keep accumulating: likely workers started per request without a stop condition".into());
+                out.push(Hint::SleepingInLoop);
             }
             if h.allocates_timers || has(f, is_timer_function) {
-                out.push("the same code creates time.Ticker/Timer values: likely a ticker never stopped (defer ticker.Stop()) or a goroutine looping on ticker.C with no exit".into());
+                out.push(Hint::TickerNeverStopped);
             }
         }
         Metric::InuseSpace | Metric::InuseObjects => {
             if has(f, |s| s == "runtime.malg" || s == "runtime.allgadd") {
-                out.push("these are goroutine descriptors and stacks made by `go` statements (runtime.newproc): likely goroutines that never exit; the goroutine section shows where they are blocked".into());
+                out.push(Hint::GoroutineDescriptors);
             }
             if has(f, is_timer_function) {
-                out.push("allocations come from time.NewTicker/time.After: likely tickers or timers created repeatedly and never stopped".into());
+                out.push(Hint::TimerAllocations);
             }
             if has(f, |s| {
                 s.starts_with("runtime.mapassign")
@@ -160,17 +248,17 @@ pub fn hints(h: &HintInput<'_>) -> Vec<String> {
                     || s == "runtime.hashGrow"
                     || s == "runtime.makemap"
             }) {
-                out.push("the growth is map storage: likely a map that only grows (entries added, never deleted); bound it or evict".into());
+                out.push(Hint::MapOnlyGrows);
             } else if let Some((f, line)) = h.site_frames.iter().find_map(|f| {
                 h.sources
                     .line(f)
                     .filter(|l| is_index_assignment(l))
                     .map(|l| (f, l))
             }) {
-                out.push(format!(
-                    "the growing allocation is at `{line}` (line {}): likely a map that only grows (entries added, never deleted); bound it or evict",
-                    f.line
-                ));
+                out.push(Hint::MapAssignment {
+                    line: f.line,
+                    text: line,
+                });
             }
             if h.object_size >= 32.0 * 1024.0 {
                 let evidence = h
@@ -179,32 +267,21 @@ pub fn hints(h: &HintInput<'_>) -> Vec<String> {
                     .map(|f| sub_slice_at(h.sources, f))
                     .min()
                     .unwrap_or(SubSlice::Unknown);
-                let size = format_bytes(h.object_size);
-                match evidence {
-                    SubSlice::Sliced(line, text) => out.push(format!(
-                        "live objects here average {size} each and `{text}` (line {line}) keeps a slice of the buffer: likely sub-slice retention, the whole backing array stays alive as long as the small slice does (copy the bytes you keep with bytes.Clone or append([]byte(nil), b[i:j]...))"
-                    )),
-                    SubSlice::NotSliced => out.push(format!(
-                        "live objects here average {size} each and the allocating function keeps them whole: likely large buffers held in a collection that only grows; if callers keep only small sub-slices of them, copy those bytes instead"
-                    )),
-                    SubSlice::Unknown => out.push(format!(
-                        "live objects here average {size} each: if callers keep only small sub-slices of these buffers, the whole backing array stays alive (copy the bytes you keep with bytes.Clone or append([]byte(nil), b[i:j]...))"
-                    )),
-                }
+                out.push(Hint::LargeObjects {
+                    size: h.object_size,
+                    evidence,
+                });
             }
             if has(f, |s| s.contains("_Cfunc_") || s == "runtime.cgocall") {
-                out.push("the stack crosses into C (cgo): Go-side wrappers grow here; check the C side with --native".into());
+                out.push(Hint::CgoWrappers);
             }
         }
         Metric::Native => {
-            out.push(
-                "C memory allocated without a matching free: invisible to Go's GC and to pprof"
-                    .into(),
-            );
+            out.push(Hint::NativeUnfreed);
             if has(f, |s| {
                 s.contains("_Cfunc_") || s == "runtime.cgocall" || s == "runtime.asmcgocall"
             }) {
-                out.push("called from Go through cgo: check that every C.malloc/C.CString result is passed to C.free".into());
+                out.push(Hint::CgoMissingFree);
             }
         }
     }
@@ -282,7 +359,7 @@ mod tests {
             site_frames: &[],
             sources: &SourceRoots::default(),
         });
-        assert!(h[0].contains("channel receive"), "{h:?}");
+        assert_eq!(h[0], Hint::ParkedOnChannel { select: false }, "{h:?}");
         let f = names(&[
             "runtime.mallocgc",
             "runtime.mapassign_faststr",
@@ -298,7 +375,7 @@ mod tests {
             site_frames: &[],
             sources: &SourceRoots::default(),
         });
-        assert!(h.iter().any(|s| s.contains("map that only grows")), "{h:?}");
+        assert!(h.contains(&Hint::MapOnlyGrows), "{h:?}");
         let h = hints(&HintInput {
             metric: Metric::InuseSpace,
             functions: &f,
@@ -327,9 +404,6 @@ mod tests {
             site_frames: &[],
             sources: &SourceRoots::default(),
         });
-        assert!(
-            h.iter().any(|s| s.contains("goroutine descriptors")),
-            "{h:?}"
-        );
+        assert!(h.contains(&Hint::GoroutineDescriptors), "{h:?}");
     }
 }

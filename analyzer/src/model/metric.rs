@@ -62,3 +62,20 @@ impl Metric {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Metric;
+
+    #[test]
+    fn codes_are_the_json_names() {
+        for m in [
+            Metric::InuseSpace,
+            Metric::InuseObjects,
+            Metric::Goroutines,
+            Metric::Native,
+        ] {
+            assert_eq!(serde_json::to_value(m).unwrap(), m.code());
+        }
+    }
+}

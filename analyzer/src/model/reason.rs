@@ -264,3 +264,55 @@ impl Qualifier {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_code_is_the_last_qualifier_that_changed_the_verdict() {
+        let r = Reason::new(Basis::SustainedGrowth {
+            p: 1e-6,
+            tau: 0.9,
+            slower_at_end: None,
+            floor_rising: false,
+        });
+        assert_eq!(r.code(), ReasonCode::SustainedGrowth);
+        let r = r.with(Qualifier::SpedUp {
+            recent: 2.0,
+            whole: 1.0,
+        });
+        assert_eq!(
+            r.code(),
+            ReasonCode::SustainedGrowth,
+            "a speed-up keeps the code"
+        );
+        let r = r.with(Qualifier::TooEarly(Shortfall::NoLateGrowth {
+            late_quanta: 1.0,
+        }));
+        assert_eq!(r.code(), ReasonCode::TooEarly);
+        let r = r.with(Qualifier::RuntimeLeakDetector { leaked: 3.0 });
+        assert_eq!(r.code(), ReasonCode::RuntimeLeakDetector);
+        assert!(r.has(|q| matches!(q, Qualifier::SpedUp { .. })));
+    }
+
+    #[test]
+    fn retention_codes_follow_whether_allocations_stopped() {
+        let mut ret = Retention {
+            early: 0.5,
+            late: 0.0,
+            late_allocated: 40.0,
+            p: 1e-5,
+            allocations_stopped: false,
+        };
+        assert_eq!(
+            Basis::StoppedRetaining(ret).code(),
+            ReasonCode::StoppedRetaining
+        );
+        ret.allocations_stopped = true;
+        assert_eq!(
+            Basis::StoppedRetaining(ret).code(),
+            ReasonCode::AllocationsStopped
+        );
+    }
+}

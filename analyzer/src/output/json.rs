@@ -7,6 +7,7 @@ use std::io::Write;
 use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 
+use crate::model::hints::Hints;
 use crate::model::reason::Reason;
 
 use crate::rank::Ranking;
@@ -36,6 +37,18 @@ impl Serialize for Reason {
         let mut map = s.serialize_map(Some(2))?;
         map.serialize_entry("reason_code", &self.code())?;
         map.serialize_entry("reason", &crate::output::words::reason(self))?;
+        map.end()
+    }
+}
+
+/// A finding's hints in JSON: their words (`hints`) and, added in schema 3, their stable
+/// codes (`hint_codes`), as two fields of the finding.
+impl Serialize for Hints {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(2))?;
+        map.serialize_entry("hints", &crate::output::words::hints(self))?;
+        let codes: Vec<&str> = self.0.iter().map(|h| h.code()).collect();
+        map.serialize_entry("hint_codes", &codes)?;
         map.end()
     }
 }

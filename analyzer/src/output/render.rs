@@ -105,8 +105,8 @@ fn describe(f: &Finding) -> String {
         f.fit.confidence * 100.0,
         format_value(f.metric, f.fit.end)
     );
-    if let Some(h) = f.hints.first() {
-        let _ = write!(s, ": {h}");
+    if let Some(h) = f.hints.0.first() {
+        let _ = write!(s, ": {}", crate::output::words::hint(h));
     }
     s
 }
@@ -231,11 +231,7 @@ fn section_table(findings: &[Finding], top: usize, markdown: bool) -> String {
         }
     };
     for f in findings.iter().take(top) {
-        let why = f
-            .hints
-            .first()
-            .cloned()
-            .unwrap_or_else(|| crate::output::words::reason(&f.fit.reason));
+        let why = crate::output::words::why(f);
         t.add_row(vec![
             f.rank.to_string(),
             verdict_cell(f),

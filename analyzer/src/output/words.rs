@@ -1,12 +1,13 @@
-//! Typed results in words: why a verdict was reached ([`reason`]) and what is missing
-//! for a decision ([`shortfall`]). Every sentence people read about a verdict is written
+//! Typed results in words: why a verdict was reached ([`reason`]), what is missing for a
+//! decision ([`shortfall`]) and what the stacks suggest ([`hint`]), as likelihoods. Every sentence people read about a verdict is written
 //! here, from the numbers the model returns.
 
 use std::fmt::Write as _;
 
 use crate::model::evidence::{Shortfall, LATE_SHARE};
+use crate::model::hints::{Hint, SubSlice};
 use crate::model::reason::{Basis, Qualifier, Reason};
-use crate::units::compact;
+use crate::units::{compact, format_bytes};
 
 /// A share as a whole percentage (`0.4` is `40%`).
 fn pct(v: f64) -> String {
@@ -174,5 +175,110 @@ pub fn shortfall(s: &Shortfall) -> String {
             "the last {:.0}% of the recording rose by {late_quanta:.1} quanta, too few to tell a stop from a gap between samples",
             LATE_SHARE * 100.0
         ),
+    }
+}
+
+/// A hint in words, as a likelihood.
+pub fn hint(h: &Hint) -> String {
+    match h {
+        Hint::RuntimeReportedLeaked { goroutines } => format!(
+            "Go's goroutine leak detector (goroutineleak profile) reports {goroutines:.0} of these goroutines as blocked forever on unreachable synchronization"
+        ),
+        Hint::HttpClientConnections => "goroutines of HTTP client connections keep accumulating: likely response bodies never closed (defer resp.Body.Close()) or a new http.Transport per request".into(),
+        Hint::ParkedOnChannel { select } => format!(
+            "goroutines parked on a channel {} keep accumulating: likely nobody ever sends or closes (add a done/context case or close the channel)",
+            if *select { "select" } else { "receive" }
+        ),
+        Hint::BlockedSending => "goroutines blocked sending on a channel keep accumulating: likely the receiver is gone (buffer the channel or select on a done channel)".into(),
+        Hint::BlockedOnLock => "goroutines blocked on a lock or WaitGroup keep accumulating: likely a missing Unlock/Done".into(),
+        Hint::WaitingOnNetwork => "goroutines waiting on network I/O keep accumulating: likely connections or response bodies never closed, or no read deadline".into(),
+        Hint::SleepingInLoop => "goroutines sleeping in a loop keep accumulating: likely workers started per request without a stop condition".into(),
+        Hint::TickerNeverStopped => "the same code creates time.Ticker/Timer values: likely a ticker never stopped (defer ticker.Stop()) or a goroutine looping on ticker.C with no exit".into(),
+        Hint::GoroutineDescriptors => "these are goroutine descriptors and stacks made by `go` statements (runtime.newproc): likely goroutines that never exit; the goroutine section shows where they are blocked".into(),
+        Hint::TimerAllocations => "allocations come from time.NewTicker/time.After: likely tickers or timers created repeatedly and never stopped".into(),
+        Hint::MapOnlyGrows => "the growth is map storage: likely a map that only grows (entries added, never deleted); bound it or evict".into(),
+        Hint::MapAssignment { line, text } => format!(
+            "the growing allocation is at `{text}` (line {line}): likely a map that only grows (entries added, never deleted); bound it or evict"
+        ),
+        Hint::LargeObjects { size, evidence } => {
+            let size = format_bytes(*size);
+            match evidence {
+                SubSlice::Sliced(line, text) => format!(
+                    "live objects here average {size} each and `{text}` (line {line}) keeps a slice of the buffer: likely sub-slice retention, the whole backing array stays alive as long as the small slice does (copy the bytes you keep with bytes.Clone or append([]byte(nil), b[i:j]...))"
+                ),
+                SubSlice::NotSliced => format!(
+                    "live objects here average {size} each and the allocating function keeps them whole: likely large buffers held in a collection that only grows; if callers keep only small sub-slices of them, copy those bytes instead"
+                ),
+                SubSlice::Unknown => format!(
+                    "live objects here average {size} each: if callers keep only small sub-slices of these buffers, the whole backing array stays alive (copy the bytes you keep with bytes.Clone or append([]byte(nil), b[i:j]...))"
+                ),
+            }
+        }
+        Hint::CgoWrappers => "the stack crosses into C (cgo): Go-side wrappers grow here; check the C side with --native".into(),
+        Hint::NativeUnfreed => "C memory allocated without a matching free: invisible to Go's GC and to pprof".into(),
+        Hint::CgoMissingFree => "called from Go through cgo: check that every C.malloc/C.CString result is passed to C.free".into(),
+    }
+}
+
+/// Every hint of a finding in words, most specific first.
+pub fn hints(h: &crate::model::hints::Hints) -> Vec<String> {
+    h.0.iter().map(hint).collect()
+}
+
+/// The one line that best says why a finding matters: its most specific hint, else the
+/// reason for its verdict.
+pub fn why(f: &crate::rank::Finding) -> String {
+    f.hints
+        .0
+        .first()
+        .map_or_else(|| reason(&f.fit.reason), hint)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::reason::{Basis, Qualifier, Reason};
+
+    #[test]
+    fn a_reason_reads_as_its_basis_then_its_qualifications() {
+        let r = Reason::new(Basis::SustainedGrowth {
+            p: 1.5e-7,
+            tau: 0.83,
+            slower_at_end: None,
+            floor_rising: true,
+        })
+        .with(Qualifier::SpedUp {
+            recent: 2_500_000.0,
+            whole: 1_000_000.0,
+        })
+        .with(Qualifier::TooEarly(Shortfall::FewObservations {
+            have: 9,
+            need: 12,
+        }));
+        assert_eq!(
+            reason(&r),
+            "sustained growth (Mann-Kendall p = 1.5e-7, tau = 0.83), still growing at the end, floor rising; \
+             growth sped up part-way: 2.5M/h since then, 1M/h over the whole run; \
+             too early to tell: 9 independent observations (distinct heap profiles or scrapes), 12 needed"
+        );
+    }
+
+    #[test]
+    fn hints_have_words_and_distinct_codes_per_diagnosis() {
+        let h = Hint::LargeObjects {
+            size: 65536.0,
+            evidence: SubSlice::Sliced(12, "return buf[:16]".into()),
+        };
+        assert!(
+            hint(&h).contains("`return buf[:16]` (line 12)"),
+            "{}",
+            hint(&h)
+        );
+        assert_eq!(h.code(), "sub-slice-retention");
+        assert_eq!(
+            Hint::ParkedOnChannel { select: true }.code(),
+            Hint::ParkedOnChannel { select: false }.code()
+        );
+        assert!(hint(&Hint::ParkedOnChannel { select: true }).contains("channel select"));
     }
 }

@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::error::Result;
 use crate::model::evidence::SeriesContext;
 use crate::model::fit::{adjust_for_multiple_tests, fit_runs, Fit, RunView, Verdict};
-use crate::model::hints::{hints, is_timer_function, HintInput};
+use crate::model::hints::{hints, is_timer_function, HintInput, Hints};
 use crate::model::site::{FrameRef, GroupBy, SiteRules};
 use crate::source::catalog::Catalog;
 use crate::source::load::{load_series, load_stacks, IdMap, Metric, SeriesSet};
@@ -49,8 +49,9 @@ pub struct Finding {
     /// The fit and verdict.
     #[serde(flatten)]
     pub fit: Fit,
-    /// Hints, worded as likelihoods.
-    pub hints: Vec<String>,
+    /// Hints, most specific first (JSON: `hints` in words and `hint_codes`).
+    #[serde(flatten)]
+    pub hints: Hints,
     /// Representative stack, leaf first, as `function file:line`.
     pub stack: Vec<String>,
     /// Distinct stacks in the group.
@@ -95,10 +96,11 @@ pub struct Section {
     pub findings: Vec<Finding>,
 }
 
-/// Version of the ranking's JSON (`rank --format json`): 2 added `reason_code`, the
-/// `growing` verdict with `shortfall` and `record_more_hours`, `retention`, `quanta`,
-/// `hours`, and each section's `repeats` and `hours` (docs/cli.md).
-pub const RANKING_SCHEMA_VERSION: u32 = 2;
+/// Version of the ranking's JSON (`rank --format json`, docs/ranking-json.md): 2 added
+/// `reason_code`, the `growing` verdict with `shortfall` and `record_more_hours`,
+/// `retention`, `quanta`, `hours`, and each section's `repeats` and `hours`; 3 added each
+/// finding's `hint_codes`.
+pub const RANKING_SCHEMA_VERSION: u32 = 3;
 
 /// Everything `rank` produces.
 #[derive(Debug, Clone, Serialize)]
@@ -342,7 +344,7 @@ fn finding(
         unit: metric.unit(),
         site: set.keys[g].clone(),
         fit,
-        hints: hint_list,
+        hints: Hints(hint_list),
         stack: set.stacks[g].iter().map(FrameRef::display).collect(),
         stacks: set.stack_counts[g],
         object_size: set.object_size[g],

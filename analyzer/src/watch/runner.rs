@@ -425,7 +425,7 @@ mod tests {
             unit: "bytes",
             site: "main.leak main.go:10".into(),
             fit,
-            hints: Vec::new(),
+            hints: Default::default(),
             stack: Vec::new(),
             stacks: 1,
             object_size: 0.0,

@@ -132,7 +132,7 @@ fn alert_of(status: Status, f: &Finding, limit: f64) -> Alert {
         confidence: f.fit.confidence,
         previous_rate_per_hour: None,
         change: String::new(),
-        hints: f.hints.clone(),
+        hints: crate::output::words::hints(&f.hints),
         stack: f.stack.clone(),
         rate_text: format_rate(f.metric, f.fit.rate_per_hour),
         limit_text: format_rate(f.metric, limit),

@@ -128,11 +128,7 @@ fn site_rows(out: &mut String, r: &Report, findings: &[Finding], top: usize, id_
          <th class=\"num\">now</th><th>series and fitted trend</th></tr></thead><tbody>",
     );
     for (i, f) in findings.iter().take(top).enumerate() {
-        let why = f
-            .hints
-            .first()
-            .cloned()
-            .unwrap_or_else(|| crate::output::words::reason(&f.fit.reason));
+        let why = crate::output::words::why(f);
         let _ = write!(
             out,
             "<tr id=\"{id_prefix}-{}\"><td class=\"num\">{}</td><td><div class=\"site mono\" title=\"{}\">{}</div>\
@@ -167,10 +163,11 @@ fn site_rows(out: &mut String, r: &Report, findings: &[Finding], top: usize, id_
             f.fit.mk_p,
             f.fit.r2,
         );
-        if f.hints.len() > 1 {
+        if f.hints.0.len() > 1 {
             out.push_str("<ul>");
-            for h in &f.hints[1..] {
-                let _ = write!(out, "<li class=\"hint\">{}</li>", prose(h, TEXT_CHARS));
+            for h in &f.hints.0[1..] {
+                let h = crate::output::words::hint(h);
+                let _ = write!(out, "<li class=\"hint\">{}</li>", prose(&h, TEXT_CHARS));
             }
             out.push_str("</ul>");
         }
@@ -254,7 +251,7 @@ fn verdict(out: &mut String, r: &Report) {
             f.fit.confidence * 100.0,
             escape(&format_value(f.metric, f.fit.end)),
             prose(
-                &f.hints.first().cloned().unwrap_or_else(|| crate::output::words::reason(&f.fit.reason)),
+                &crate::output::words::why(f),
                 TEXT_CHARS
             ),
         );
