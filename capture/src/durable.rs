@@ -66,14 +66,45 @@ pub fn write_atomically(
     path: &Path,
     fill: impl FnOnce(&mut BufWriter<File>) -> std::io::Result<()>,
 ) -> Result<()> {
-    let result = (|| -> std::io::Result<()> {
+    let filled = (|| -> std::io::Result<()> {
         let mut w = BufWriter::new(File::create(tmp)?);
         fill(&mut w)?;
-        w.flush()?;
-        w.get_ref().sync_all()?;
-        drop(w);
-        fs::rename(tmp, path)
+        w.flush()
     })();
+    if let Err(e) = filled {
+        let _ = fs::remove_file(tmp);
+        return Err(CaptureError::io(path, e));
+    }
+    commit_file(tmp, path)
+}
+
+/// [`write_atomically`] through the temporary file [`temp_path_for`] `path`: the one way
+/// every leakscope file that is not a segment (manifest, watch state, reports, charts,
+/// exported profiles) reaches the disk.
+pub fn replace_file(
+    path: &Path,
+    fill: impl FnOnce(&mut BufWriter<File>) -> std::io::Result<()>,
+) -> Result<()> {
+    write_atomically(&temp_path_for(path), path, fill)
+}
+
+/// The temporary file that stands in for `path` while it is written: `.NAME.tmp` in the
+/// same directory (so the rename is atomic).
+pub fn temp_path_for(path: &Path) -> std::path::PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "file".into());
+    path.with_file_name(format!(".{name}.tmp"))
+}
+
+/// Makes `tmp` (already written) the file `path`: fsyncs it, renames it over `path`, and
+/// fsyncs the directory. On error `tmp` is removed and `path` is untouched. For writers
+/// that can only write to a path (an image encoder); the rest use [`write_atomically`].
+pub fn commit_file(tmp: &Path, path: &Path) -> Result<()> {
+    let result = File::open(tmp)
+        .and_then(|f| f.sync_all())
+        .and_then(|()| fs::rename(tmp, path));
     if let Err(e) = result {
         let _ = fs::remove_file(tmp);
         return Err(CaptureError::io(path, e));
@@ -87,6 +118,25 @@ pub fn write_atomically(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replace_file_leaves_the_old_file_on_failure_and_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        replace_file(&path, |w| w.write_all(b"one")).unwrap();
+        let failed = replace_file(&path, |w| {
+            w.write_all(b"half")?;
+            Err(std::io::Error::other("disk full"))
+        });
+        assert!(failed.unwrap_err().to_string().contains("state.json"));
+        assert_eq!(fs::read(&path).unwrap(), b"one");
+        assert!(!temp_path_for(&path).exists());
+        let tmp = temp_path_for(&path);
+        fs::write(&tmp, b"two").unwrap();
+        commit_file(&tmp, &path).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"two");
+        assert!(!tmp.exists());
+    }
 
     #[test]
     fn creates_nested_directories_and_writes_atomically() {

@@ -332,9 +332,6 @@ impl SegmentWriter {
     }
 }
 
-/// Writes `path` atomically (see [`crate::durable::write_atomically`]).
-pub use crate::durable::write_atomically;
-
 /// Creates the empty commit marker of set `stem` and fsyncs its directory: from then on
 /// readers take the set.
 fn write_marker(dir: &Path, stem: &str) -> Result<()> {

@@ -267,15 +267,16 @@ pub async fn delta_profile(cat: &Catalog, metric: Metric, w: &Window) -> Result<
     })
 }
 
-/// Writes `profile` gzip-compressed to `path` (atomically: temp file, then rename).
+/// Writes `profile` gzip-compressed to `path` (atomically and durably, see
+/// [`leakscope_capture::durable::replace_file`]).
 pub fn write_profile(profile: &proto::Profile, path: &Path) -> std::io::Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
-    let tmp = tempfile::NamedTempFile::new_in(dir.unwrap_or(Path::new(".")))?;
-    {
-        let mut gz = flate2::write::GzEncoder::new(tmp.as_file(), flate2::Compression::default());
+    leakscope_capture::durable::replace_file(path, |w| {
+        let mut gz = flate2::write::GzEncoder::new(w, flate2::Compression::default());
         gz.write_all(&profile.encode_to_vec())?;
-        gz.finish()?;
-    }
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
+        gz.finish().map(|_| ())
+    })
+    .map_err(|e| match e {
+        leakscope_capture::CaptureError::Io { source, .. } => source,
+        other => std::io::Error::other(other.to_string()),
+    })
 }

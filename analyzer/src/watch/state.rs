@@ -320,14 +320,10 @@ impl State {
             alerted: self.alerted.values().cloned().collect(),
         };
         let text = serde_json::to_string_pretty(&file).map_err(|e| err(e.to_string()))?;
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .ok_or_else(|| err("not a file name".into()))?;
-        // Absolute, so that the directory fsynced is the real one for a bare file name.
-        let path = std::path::absolute(path).map_err(|e| err(format!("cannot write: {e}")))?;
-        let tmp = path.with_file_name(format!(".{name}.tmp"));
-        leakscope_capture::segment::write_atomically(&tmp, &path, |f| {
+        if path.file_name().is_none() {
+            return Err(err("not a file name".into()));
+        }
+        leakscope_capture::durable::replace_file(path, |f| {
             use std::io::Write;
             f.write_all(text.as_bytes())?;
             f.write_all(b"\n")

@@ -313,32 +313,19 @@ impl<'a> Report<'a> {
     }
 }
 
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let io = |source| AnalyzeError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "report".into());
-    let tmp = dir.join(format!(".{name}.tmp"));
-    std::fs::write(&tmp, bytes).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        io(e)
-    })
+/// `AnalyzeError` of a failed durable write.
+fn write_error(e: leakscope_capture::CaptureError) -> AnalyzeError {
+    AnalyzeError::Report(e.to_string())
 }
 
 /// Writes the HTML report to `html_path` and, with `png_dir`, the PNG charts into that
 /// directory (created if missing). Returns every file written, HTML first.
 pub fn write(report: &Report, html_path: &Path, png_dir: Option<&Path>) -> Result<Vec<PathBuf>> {
     let text = html::render(report);
-    write_atomically(html_path, text.as_bytes())?;
+    leakscope_capture::durable::replace_file(html_path, |w| {
+        std::io::Write::write_all(w, text.as_bytes())
+    })
+    .map_err(write_error)?;
     let mut written = vec![html_path.to_path_buf()];
     if let Some(dir) = png_dir {
         std::fs::create_dir_all(dir).map_err(|source| AnalyzeError::Io {
@@ -347,7 +334,12 @@ pub fn write(report: &Report, html_path: &Path, png_dir: Option<&Path>) -> Resul
         })?;
         for (name, scene) in report.png_charts() {
             let path = dir.join(name);
-            png::write_png(&scene, &path, PNG_SCALE)?;
+            let tmp = leakscope_capture::durable::temp_path_for(&path);
+            if let Err(e) = png::write_png(&scene, &tmp, PNG_SCALE) {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e);
+            }
+            leakscope_capture::durable::commit_file(&tmp, &path).map_err(write_error)?;
             written.push(path);
         }
     }
