@@ -15,6 +15,7 @@ pub mod lock;
 pub mod manifest;
 pub mod pprof;
 pub mod read;
+pub mod retry;
 pub mod rows;
 pub mod schema;
 pub mod segment;

@@ -91,26 +91,35 @@ impl Fetcher {
     /// GETs `url`, retrying transport errors, timeouts, 429 and 5xx until it succeeds, the
     /// retries are used up, or `deadline` would be passed.
     pub fn get(&self, url: &str, deadline: Instant) -> Fetched {
+        use leakscope_capture::retry::{Backoff, Outcome};
+        let policy = Backoff {
+            retries: self.retries,
+            first: self.backoff,
+            jitter: true,
+        };
         let mut attempts = Vec::new();
-        for n in 0..=self.retries {
-            let (attempt, body, retryable) = self.try_once(url);
-            attempts.push(attempt);
-            if body.is_some() {
-                return Fetched { attempts, body };
-            }
-            if !retryable || n == self.retries {
-                break;
-            }
-            let cap = self.backoff.saturating_mul(1 << n.min(10));
-            let pause = cap.mul_f64(fastrand::f64());
-            if Instant::now() + pause + self.timeout.min(Duration::from_secs(1)) > deadline {
-                break;
-            }
-            std::thread::sleep(pause);
-        }
+        let (body, _) = policy.run(
+            |_| {
+                let (attempt, body, retryable) = self.try_once(url);
+                attempts.push(attempt);
+                match body {
+                    Some(b) => Outcome::Done(b),
+                    None if retryable => Outcome::Retry(()),
+                    None => Outcome::Fail(()),
+                }
+            },
+            // Give up rather than start an attempt that the deadline would cut short.
+            |pause| {
+                if Instant::now() + pause + self.timeout.min(Duration::from_secs(1)) > deadline {
+                    return false;
+                }
+                std::thread::sleep(pause);
+                true
+            },
+        );
         Fetched {
             attempts,
-            body: None,
+            body: body.ok(),
         }
     }
 
@@ -203,7 +212,7 @@ impl Fetcher {
             if !first.is_empty() && first != reason {
                 msg.push_str(&format!(": {first}"));
             }
-            let retryable = status == 429 || status >= 500;
+            let retryable = leakscope_capture::retry::is_retryable_status(status);
             return (done(Some(status), Some(len), Some(msg)), None, retryable);
         }
         (done(Some(status), Some(len), None), Some(body), false)

@@ -118,41 +118,48 @@ impl Webhook {
     /// POSTs `body` as JSON. Connection errors, timeouts, 429 and 5xx are retried; any
     /// other non-2xx answer fails at once. `stop` cuts the backoff pauses short.
     pub fn post(&self, body: &Value, stop: &AtomicBool) -> Result<Delivered, DeliveryError> {
+        use leakscope_capture::retry::{Backoff, Outcome};
         let bytes = serde_json::to_vec(body).unwrap_or_default();
-        let mut last = String::new();
-        let mut made = 0;
-        for n in 0..self.attempts {
-            if n > 0 {
-                let pause = self.backoff.saturating_mul(1 << (n - 1).min(10));
+        let policy = Backoff {
+            retries: self.attempts - 1,
+            first: self.backoff,
+            jitter: false,
+        };
+        let mut stopped = false;
+        let (result, made) = policy.run(
+            |_| match self.try_once(&bytes) {
+                Ok(status) => Outcome::Done(status),
+                Err((msg, true)) => Outcome::Retry(msg),
+                Err((msg, false)) => Outcome::Fail(msg),
+            },
+            // Sleep in short slices so that a stop request cuts the pause short.
+            |pause| {
                 let end = Instant::now() + pause;
                 while Instant::now() < end {
                     if stop.load(Ordering::Relaxed) {
-                        last.push_str("; stopped before retrying");
-                        return Err(self.failed(made, last));
+                        stopped = true;
+                        return false;
                     }
                     std::thread::sleep(
                         end.saturating_duration_since(Instant::now())
                             .min(Duration::from_millis(50)),
                     );
                 }
-            }
-            made += 1;
-            match self.try_once(&bytes) {
-                Ok(status) => {
-                    return Ok(Delivered {
-                        attempts: made,
-                        status,
-                    })
+                true
+            },
+        );
+        match result {
+            Ok(status) => Ok(Delivered {
+                attempts: made,
+                status,
+            }),
+            Err(mut last) => {
+                if stopped {
+                    last.push_str("; stopped before retrying");
                 }
-                Err((msg, retryable)) => {
-                    last = msg;
-                    if !retryable {
-                        break;
-                    }
-                }
+                Err(self.failed(made, last))
             }
         }
-        Err(self.failed(made, last))
     }
 
     fn failed(&self, attempts: u32, last: String) -> DeliveryError {
@@ -199,7 +206,7 @@ impl Webhook {
         if !first.is_empty() && first != reason {
             msg.push_str(&format!(": {first}"));
         }
-        Err((msg, status == 429 || status >= 500))
+        Err((msg, leakscope_capture::retry::is_retryable_status(status)))
     }
 
     fn describe(&self, e: &ureq::Error) -> String {
