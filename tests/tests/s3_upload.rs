@@ -33,6 +33,8 @@ struct Moto {
     port: u16,
     key: String,
     secret: String,
+    /// moto's request log (one line per request, in the order served).
+    log: tempfile::NamedTempFile,
 }
 
 impl Moto {
@@ -50,12 +52,13 @@ impl Moto {
             .local_addr()
             .unwrap()
             .port();
+        let log = tempfile::NamedTempFile::new().unwrap();
         let mut child = Command::new("python3")
             .arg(root().join("tests/scripts/moto_s3.py"))
             .args([&port.to_string(), BUCKET])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(log.reopen().unwrap())
             .spawn()
             .expect("starting moto");
         let (tx, rx) = std::sync::mpsc::channel();
@@ -77,6 +80,7 @@ impl Moto {
             port,
             key,
             secret,
+            log,
         })
     }
 
@@ -124,6 +128,41 @@ impl Moto {
             .with_allow_http(true)
             .build()
             .unwrap()
+    }
+
+    /// Asserts from moto's request log that every successful marker upload below `prefix`
+    /// came after the successful uploads of all of its set's data files (`files`: stem ->
+    /// relative paths), and returns how many markers were uploaded.
+    fn assert_markers_last(
+        &self,
+        prefix: &str,
+        files: &BTreeMap<String, BTreeMap<String, u64>>,
+    ) -> usize {
+        let log = std::fs::read_to_string(self.log.path()).unwrap();
+        let puts: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("\"PUT /") && l.contains("\" 200 "))
+            .collect();
+        let is_put = |l: &str, rel: &str| {
+            let encoded = format!("PUT /{BUCKET}/{prefix}/{} ", rel.replace('=', "%3D"));
+            l.contains(&encoded) || l.contains(&format!("PUT /{BUCKET}/{prefix}/{rel} "))
+        };
+        let mut markers = 0;
+        for (stem, rels) in files {
+            let marker_rel = format!("_commits/{stem}.commit");
+            let Some(marker) = puts.iter().position(|l| is_put(l, &marker_rel)) else {
+                continue;
+            };
+            markers += 1;
+            for rel in rels.keys() {
+                // The last upload of each file, even one repeated after a kill.
+                match puts.iter().rposition(|l| is_put(l, rel)) {
+                    Some(i) => assert!(i < marker, "{rel} was uploaded after its marker"),
+                    None => panic!("marker of {stem} uploaded, {rel} never"),
+                }
+            }
+        }
+        markers
     }
 
     /// Stops the server (the store becomes unreachable).
@@ -366,6 +405,9 @@ fn killed_recorders_resume_uploading_without_gaps_or_duplicates() {
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "final run failed:\n{stderr}");
     assert_remote_equals_local(&moto, &url, &out);
+    let local = local_sets(&out);
+    let markers = moto.assert_markers_last("crash", &local);
+    assert_eq!(markers, local.len(), "a set was uploaded without a logged marker");
 }
 
 /// (c) Bad credentials, a wrong key id, a missing bucket, an unreachable endpoint and a
