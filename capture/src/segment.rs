@@ -848,6 +848,44 @@ mod tests {
     }
 
     #[test]
+    fn prune_keeping_never_deletes_a_kept_committed_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = clock_at(T0);
+        let mut w = writer_at(dir.path(), RotationPolicy::default(), &clock);
+        let mut stems = Vec::new();
+        for i in 0..4 {
+            clock.store(
+                T0 + i * 3600 * 1_000_000_000,
+                std::sync::atomic::Ordering::SeqCst,
+            );
+            w.add_stack(stack(1));
+            w.add_sample(sample(T0, 1));
+            let files = w.rotate().unwrap();
+            let name = files[0].file_name().unwrap().to_string_lossy().into_owned();
+            stems.push(name.trim_end_matches(".parquet").to_string());
+        }
+        // Keep the second set (e.g. not uploaded yet): a size limit of 1 byte removes the
+        // others but the newest, and never the kept one.
+        let kept = stems[1].clone();
+        let p = prune_keeping(dir.path(), None, Some(1), T0, &|s| s == kept).unwrap();
+        assert_eq!(p.segment_sets, 2);
+        let left: Vec<String> = committed_sets(dir.path())
+            .unwrap()
+            .into_iter()
+            .map(|s| s.stem)
+            .collect();
+        assert_eq!(left, vec![stems[1].clone(), stems[3].clone()]);
+        assert_eq!(marker_relpath("S"), "_commits/S.commit");
+        assert_eq!(marker_stem("S.commit"), Some("S"));
+        assert_eq!(marker_stem(".S.commit"), None);
+        let set = &committed_sets(dir.path()).unwrap()[0];
+        assert_eq!(
+            relative_key(dir.path(), &set.files[0].path).unwrap(),
+            format!("stacks/date=2025-11-23/{}.parquet", stems[1])
+        );
+    }
+
+    #[test]
     fn a_retry_after_a_failed_commit_keeps_every_stack_its_samples_need() {
         let dir = tempfile::tempdir().unwrap();
         let mut w = SegmentWriter::new(dir.path(), RotationPolicy::default());

@@ -44,7 +44,10 @@ impl Moto {
             .args(["-c", "import moto.server, boto3, flask, werkzeug"])
             .output()
             .is_ok_and(|o| o.status.success());
-        if !require(have, "python3 with moto[server] (pip install 'moto[server]')") {
+        if !require(
+            have,
+            "python3 with moto[server] (pip install 'moto[server]')",
+        ) {
             return None;
         }
         let port = TcpListener::bind("127.0.0.1:0")
@@ -100,7 +103,9 @@ impl Moto {
     /// Lists the remote capture at `url` through the S3 API.
     fn list(&self, url: &RemoteUrl) -> RemoteListing {
         let store = self.store();
-        runtime().block_on(list_remote_capture(&store, url)).unwrap()
+        runtime()
+            .block_on(list_remote_capture(&store, url))
+            .unwrap()
     }
 
     /// The bytes of `key`.
@@ -165,6 +170,22 @@ impl Moto {
         markers
     }
 
+    /// Stores `bytes` at `key` (as an interrupted upload would have left them).
+    fn put(&self, key: &object_store::path::Path, bytes: Vec<u8>) {
+        let store = self.store();
+        runtime().block_on(store.put(key, bytes.into())).unwrap();
+    }
+
+    /// How many successful PUTs of `rel` below `prefix` moto has served.
+    fn put_count(&self, prefix: &str, rel: &str) -> usize {
+        let log = std::fs::read_to_string(self.log.path()).unwrap();
+        let encoded = format!("PUT /{BUCKET}/{prefix}/{} ", rel.replace('=', "%3D"));
+        let plain = format!("PUT /{BUCKET}/{prefix}/{rel} ");
+        log.lines()
+            .filter(|l| (l.contains(&encoded) || l.contains(&plain)) && l.contains("\" 200 "))
+            .count()
+    }
+
     /// Stops the server (the store becomes unreachable).
     fn stop(&mut self) {
         drop(self.child.stdin.take());
@@ -211,7 +232,10 @@ fn local_sets(out: &Path) -> BTreeMap<String, BTreeMap<String, u64>> {
 }
 
 /// Remote committed sets: stem -> (relative path -> size).
-fn remote_sets(listing: &RemoteListing, url: &RemoteUrl) -> BTreeMap<String, BTreeMap<String, u64>> {
+fn remote_sets(
+    listing: &RemoteListing,
+    url: &RemoteUrl,
+) -> BTreeMap<String, BTreeMap<String, u64>> {
     let prefix = format!("{}/", url.prefix);
     listing
         .committed
@@ -221,7 +245,12 @@ fn remote_sets(listing: &RemoteListing, url: &RemoteUrl) -> BTreeMap<String, BTr
                 .files
                 .iter()
                 .map(|m| {
-                    let rel = m.location.as_ref().strip_prefix(&prefix).unwrap().to_string();
+                    let rel = m
+                        .location
+                        .as_ref()
+                        .strip_prefix(&prefix)
+                        .unwrap()
+                        .to_string();
                     (rel, m.size)
                 })
                 .collect();
@@ -299,16 +328,27 @@ fn a_recording_arrives_byte_identical_with_its_manifest() {
     );
     assert_remote_equals_local(&moto, &url, &out);
     let listing = moto.list(&url);
-    assert!(listing.committed.len() >= 3, "{} sets", listing.committed.len());
+    assert!(
+        listing.committed.len() >= 3,
+        "{} sets",
+        listing.committed.len()
+    );
     for set in &listing.committed {
         let newest = set.files.iter().map(|f| f.last_modified).max().unwrap();
-        assert!(set.marker.last_modified >= newest, "{}: marker before a file", set.stem);
+        assert!(
+            set.marker.last_modified >= newest,
+            "{}: marker before a file",
+            set.stem
+        );
     }
     let manifest = std::fs::read_to_string(out.join("manifest.json")).unwrap();
     let m: serde_json::Value = serde_json::from_str(&manifest).unwrap();
     assert_eq!(m["options"]["upload"], "s3://caps/team/api/");
     for secret in [&moto.key, &moto.secret] {
-        assert!(!manifest.contains(secret.as_str()), "credential in the manifest");
+        assert!(
+            !manifest.contains(secret.as_str()),
+            "credential in the manifest"
+        );
         assert!(!stderr.contains(secret.as_str()), "credential in the log");
     }
 }
@@ -407,7 +447,11 @@ fn killed_recorders_resume_uploading_without_gaps_or_duplicates() {
     assert_remote_equals_local(&moto, &url, &out);
     let local = local_sets(&out);
     let markers = moto.assert_markers_last("crash", &local);
-    assert_eq!(markers, local.len(), "a set was uploaded without a logged marker");
+    assert_eq!(
+        markers,
+        local.len(),
+        "a set was uploaded without a logged marker"
+    );
 }
 
 /// (c) Bad credentials, a wrong key id, a missing bucket, an unreachable endpoint and a
@@ -497,7 +541,10 @@ fn bad_credentials_bucket_endpoint_or_url_fail_fast_on_one_line() {
             Duration::from_secs(60),
         );
         let took = started.elapsed();
-        eprintln!("{what}: {took:?}: {}", String::from_utf8_lossy(&o.stderr).trim());
+        eprintln!(
+            "{what}: {took:?}: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        );
         assert_one_line_error(&o, needles);
         assert_eq!(o.status.code(), Some(1), "{what}");
         assert!(took < Duration::from_secs(15), "{what}: took {took:?}");
@@ -582,7 +629,10 @@ fn a_store_outage_loses_nothing_locally_and_retention_waits_for_the_upload() {
     let o = r.wait(Duration::from_secs(30));
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{stderr}");
-    assert!(stderr.contains("WARN") && stderr.contains("upload to s3://caps/outage"), "{stderr}");
+    assert!(
+        stderr.contains("WARN") && stderr.contains("upload to s3://caps/outage"),
+        "{stderr}"
+    );
     let pending_line = stderr
         .lines()
         .find(|l| l.contains("not uploaded to s3://caps/outage"))
@@ -605,9 +655,100 @@ fn a_store_outage_loses_nothing_locally_and_retention_waits_for_the_upload() {
     let retain = args2.iter().position(|a| *a == "--retain").unwrap();
     args2.drain(retain..retain + 2); // keep what is there, to compare
     args2.extend(["--duration", "1s"]);
-    let o = run_env(&recorder(), &args2, &env_refs(&moto2.env()), Duration::from_secs(90));
+    let o = run_env(
+        &recorder(),
+        &args2,
+        &env_refs(&moto2.env()),
+        Duration::from_secs(90),
+    );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let url = RemoteUrl::parse("s3://caps/outage").unwrap();
     assert_remote_equals_local(&moto2, &url, &out);
     let _ = std::io::stderr().flush();
+}
+
+/// An upload interrupted in the middle of a set (one file there whole, one cut short, no
+/// marker) is completed by the next run: the whole file is not sent again, the short one
+/// is replaced, the marker comes last. `import --upload` of the same files again (every
+/// profile a duplicate) uploads nothing twice. No Go needed.
+#[test]
+fn an_interrupted_set_upload_is_completed_and_nothing_is_sent_twice() {
+    let Some(moto) = Moto::start_or_skip() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("capture");
+    let profiles = root().join("fixtures/pprof");
+    let rec = recorder();
+    let o = run(
+        &rec,
+        &["import", s(&profiles), "--out", s(&out)],
+        Duration::from_secs(60),
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let local = local_sets(&out);
+    let (stem, files) = local.iter().next().unwrap();
+    let rels: Vec<&String> = files.keys().collect();
+    assert!(rels.len() >= 3, "{rels:?}");
+    let url = RemoteUrl::parse("s3://caps/partial").unwrap();
+    let whole = std::fs::read(out.join(rels[0])).unwrap();
+    moto.put(&url.key(rels[0]), whole);
+    let cut = std::fs::read(out.join(rels[1])).unwrap();
+    moto.put(&url.key(rels[1]), cut[..cut.len() / 2].to_vec());
+    let listing = moto.list(&url);
+    assert_eq!(listing.incomplete, vec![stem.clone()]);
+    assert!(listing.committed.is_empty());
+
+    let endpoint = moto.endpoint();
+    let env = moto.env();
+    let upload = |what: &str| {
+        let o = run_env(
+            &rec,
+            &[
+                "import",
+                s(&profiles),
+                "--out",
+                s(&out),
+                "--upload",
+                "s3://caps/partial",
+                "--s3-endpoint",
+                &endpoint,
+            ],
+            &env_refs(&env),
+            Duration::from_secs(60),
+        );
+        let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(o.status.success(), "{what}: {stderr}");
+        assert!(
+            stderr.contains("skipped 9 duplicate profile(s)"),
+            "{what}: {stderr}"
+        );
+        assert!(
+            stderr.contains("every committed segment set is in s3://caps/partial"),
+            "{what}: {stderr}"
+        );
+    };
+    upload("first upload");
+    assert_remote_equals_local(&moto, &url, &out);
+    assert_eq!(
+        moto.put_count("partial", rels[0]),
+        1,
+        "a whole file was sent again"
+    );
+    assert_eq!(
+        moto.put_count("partial", rels[1]),
+        2,
+        "the cut file was not replaced"
+    );
+    assert_eq!(moto.assert_markers_last("partial", &local), local.len());
+    upload("second upload");
+    for rel in files.keys() {
+        assert!(moto.put_count("partial", rel) <= 2, "{rel} uploaded again");
+    }
+    assert_eq!(
+        moto.put_count("partial", &format!("_commits/{stem}.commit")),
+        1,
+        "the marker was uploaded twice"
+    );
+    assert_remote_equals_local(&moto, &url, &out);
 }
