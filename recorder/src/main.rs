@@ -606,6 +606,46 @@ mod tests {
     }
 
     #[test]
+    fn upload_urls_are_checked_and_only_the_url_reaches_the_manifest() {
+        let t = upload_target(Some("s3://caps/team/api/"), Some("http://127.0.0.1:9000"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(t.url.to_string(), "s3://caps/team/api");
+        assert!(upload_target(None, None).unwrap().is_none());
+        for (url, endpoint) in [
+            ("s3:/caps", None),
+            ("s3://KEY:hunter2@caps/x", None),
+            ("s3://caps/x", Some("http://KEY:hunter2@127.0.0.1:9000")),
+        ] {
+            let e = format!("{:#}", upload_target(Some(url), endpoint).unwrap_err());
+            assert!(!e.contains("hunter2") && !e.contains('\n'), "{e}");
+        }
+        let a = record_args(&["--upload", "s3://caps/x", "--s3-endpoint", "http://h:1"]);
+        let o = manifest_options(&a, None, Duration::from_secs(1));
+        assert_eq!(
+            (o["upload"].as_str(), o["s3_endpoint"].as_str()),
+            (Some("s3://caps/x"), Some("http://h:1"))
+        );
+        assert!(
+            manifest_options(&record_args(&[]), None, Duration::from_secs(1))
+                .get("upload")
+                .is_none()
+        );
+        // --s3-endpoint needs --upload.
+        assert!(Cli::try_parse_from([
+            "leakscope-recorder",
+            "record",
+            "--target",
+            "h:1",
+            "--out",
+            "c",
+            "--s3-endpoint",
+            "http://h:1"
+        ])
+        .is_err());
+    }
+
+    #[test]
     fn runtime_errors_are_one_line() {
         let e = anyhow::anyhow!("line one\r\nline two\n\nline three\r").context("outer");
         assert_eq!(

@@ -315,6 +315,9 @@ impl Worker {
     async fn run(&mut self) {
         let mut failures: u32 = 0;
         loop {
+            // Stop only after a pass that began once the stop was asked for: an earlier
+            // pass may have listed the sets before the final commit.
+            let stopping = lock(&self.shared).stop_by;
             let result = self.pass().await;
             let stop_by = {
                 let mut s = lock(&self.shared);
@@ -328,7 +331,7 @@ impl Worker {
                         s.last_error = Some(e.clone());
                     }
                 }
-                s.stop_by
+                stopping.or(s.stop_by.filter(|t| Instant::now() >= *t))
             };
             if let Err(e) = &result {
                 let pending = lock(&self.shared).pending;
@@ -405,6 +408,12 @@ impl Worker {
         }
         self.upload_manifest().await?;
         for set in todo {
+            if lock(&self.shared)
+                .stop_by
+                .is_some_and(|t| Instant::now() >= t)
+            {
+                break; // out of time: the rest is reported as pending
+            }
             let (files, bytes) = self.upload_set(&set).await?;
             let pending = {
                 let mut s = lock(&self.shared);

@@ -394,7 +394,7 @@ fn killed_recorders_resume_uploading_without_gaps_or_duplicates() {
         }
         a
     };
-    let mut seed: u64 = 0x5eed_0f_5300;
+    let mut seed: u64 = 0x005e_ed0f_5300;
     let mut uploaded_before_kill = 0;
     for round in 0..8 {
         seed ^= seed << 13;
@@ -454,6 +454,15 @@ fn killed_recorders_resume_uploading_without_gaps_or_duplicates() {
     );
 }
 
+/// A bad-input case: what, environment, `--upload`, `--s3-endpoint`, expected words.
+type Case<'a> = (
+    &'a str,
+    Vec<(&'static str, String)>,
+    &'a str,
+    &'a str,
+    Vec<&'a str>,
+);
+
 /// (c) Bad credentials, a wrong key id, a missing bucket, an unreachable endpoint and a
 /// malformed URL: one error line naming the URL, exit 1, within seconds, before anything
 /// is recorded (the target here does not even exist) and without the secret.
@@ -476,7 +485,7 @@ fn bad_credentials_bucket_endpoint_or_url_fail_fast_on_one_line() {
             ("AWS_REGION", "us-east-1".to_string()),
         ]
     };
-    let cases: Vec<(&str, Vec<(&'static str, String)>, &str, &str, Vec<&str>)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "wrong secret",
             with(&moto.key, "not-the-secret-1234"),
