@@ -23,8 +23,9 @@ use leakscope_capture::remote::{self, Endpoint, RemoteError, RemoteUrl};
 use leakscope_capture::segment::{self, CommittedSet};
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
-/// How often the uploader looks for new committed sets without being woken.
-const POLL: Duration = Duration::from_secs(1);
+/// How often the uploader looks for new committed sets without being woken (each commit
+/// of this process wakes it at once; this catches anything else, e.g. a failed wake-up).
+const POLL: Duration = Duration::from_secs(5);
 /// First wait after a failed upload; doubles per consecutive failure up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 /// Longest wait between two attempts after failures.
