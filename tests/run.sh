@@ -40,6 +40,13 @@ if ! python3 -c 'import pyarrow, duckdb' >/dev/null 2>&1; then
     python3 -m pip install -q pyarrow duckdb
 fi
 
+# moto's S3 server (in memory, with credential checks) for the upload tests
+# (tests/tests/s3_upload.rs, tests/scripts/moto_s3.py); boto3 comes with it.
+if ! python3 -c 'import moto.server, boto3, flask, werkzeug' >/dev/null 2>&1; then
+    log "installing moto[server] from PyPI"
+    python3 -m pip install -q 'moto[server]'
+fi
+
 target_dir="${CARGO_TARGET_DIR:-target}"
 mkdir -p "$target_dir"
 log "disk before build: $(df -h --output=avail "$target_dir" | tail -1 | tr -d ' ') free for $target_dir"

@@ -5,7 +5,8 @@
 //! ([`schema`]), the row types written by the recorder ([`rows`]), the crash-safe segment
 //! writer ([`segment`]), the stable stack id ([`stack`]), the manifest ([`manifest`]), the
 //! one-writer lock ([`lock`]), durable file operations ([`durable`]),
-//! pprof decoding and encoding ([`pprof`]) and a small reader for tests and tools ([`read`]).
+//! pprof decoding and encoding ([`pprof`]), a small reader for tests and tools ([`read`]) and,
+//! with feature `remote`, captures in S3 (`remote`: URL, store, listing of committed sets).
 //! It deliberately does not depend on DataFusion so the recorder stays small.
 
 pub mod durable;
@@ -15,6 +16,8 @@ pub mod lock;
 pub mod manifest;
 pub mod pprof;
 pub mod read;
+#[cfg(feature = "remote")]
+pub mod remote;
 pub mod retry;
 pub mod rows;
 pub mod schema;

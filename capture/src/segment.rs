@@ -38,6 +38,24 @@ pub const COMMITS_DIR: &str = "_commits";
 /// File name ending of a commit marker: `_commits/STEM.commit`.
 pub const COMMIT_SUFFIX: &str = ".commit";
 
+/// Path of set `stem`'s commit marker relative to the capture root, `/`-separated
+/// (`_commits/STEM.commit`): the one place that names markers, locally and under a remote
+/// prefix alike.
+pub fn marker_relpath(stem: &str) -> String {
+    format!("{COMMITS_DIR}/{stem}{COMMIT_SUFFIX}")
+}
+
+/// The set stem named by a commit marker's file name (`STEM.commit`), or `None` for any
+/// other name (temporaries and dot-files included).
+pub fn marker_stem(file_name: &str) -> Option<&str> {
+    if file_name.starts_with('.') {
+        return None;
+    }
+    file_name
+        .strip_suffix(COMMIT_SUFFIX)
+        .filter(|s| !s.is_empty() && !s.contains('/'))
+}
+
 /// The writer's clock: ns since the Unix epoch.
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 
@@ -337,7 +355,7 @@ impl SegmentWriter {
 fn write_marker(dir: &Path, stem: &str) -> Result<()> {
     let commits = dir.join(COMMITS_DIR);
     create_dir_all(&commits)?;
-    let marker = commits.join(format!("{stem}{COMMIT_SUFFIX}"));
+    let marker = dir.join(marker_relpath(stem));
     File::create(&marker)
         .and_then(|f| f.sync_all())
         .map_err(|e| CaptureError::io(&marker, e))?;
@@ -390,11 +408,8 @@ pub fn committed_stems(dir: &Path) -> Result<Option<HashSet<String>>> {
     let mut stems = HashSet::new();
     for e in entries {
         let name = e.map_err(|e| CaptureError::io(&commits, e))?.file_name();
-        let name = name.to_string_lossy();
-        if let Some(stem) = name.strip_suffix(COMMIT_SUFFIX) {
-            if !name.starts_with('.') {
-                stems.insert(stem.to_string());
-            }
+        if let Some(stem) = marker_stem(&name.to_string_lossy()) {
+            stems.insert(stem.to_string());
         }
     }
     Ok(Some(stems))
@@ -416,6 +431,42 @@ pub fn format_stamp(ns: i64) -> String {
     DateTime::<Utc>::from_timestamp_nanos(ns)
         .format("%Y%m%dT%H%M%S%.3fZ")
         .to_string()
+}
+
+/// One committed segment set on disk: its stem and its files, in commit order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommittedSet {
+    /// The stem shared by the set's files (`STAMP-SEQ-TAG`).
+    pub stem: String,
+    /// The set's files, in the order the writer commits tables (stacks first).
+    pub files: Vec<SegmentFile>,
+}
+
+/// Every committed segment set of capture `dir`, oldest first (for a capture from before
+/// commit markers, every set on disk). Sets without a marker are left out silently.
+pub fn committed_sets(dir: &Path) -> Result<Vec<CommittedSet>> {
+    // Not through `list_segments`: a set being committed right now is no news to warn about.
+    let committed = committed_stems(dir)?;
+    let mut by_stem: std::collections::BTreeMap<String, Vec<SegmentFile>> = Default::default();
+    for t in Table::ALL {
+        for f in list_files(dir, t)? {
+            if committed.as_ref().is_none_or(|c| c.contains(&f.stem)) {
+                by_stem.entry(f.stem.clone()).or_default().push(f);
+            }
+        }
+    }
+    Ok(by_stem
+        .into_iter()
+        .map(|(stem, files)| CommittedSet { stem, files })
+        .collect())
+}
+
+/// Path of `file` relative to capture `dir`, `/`-separated (`TABLE/date=D/STEM.parquet`):
+/// the same relative path is the object key below a remote prefix.
+pub fn relative_key(dir: &Path, file: &Path) -> Option<String> {
+    let rel = file.strip_prefix(dir).ok()?;
+    let parts: Option<Vec<&str>> = rel.components().map(|c| c.as_os_str().to_str()).collect();
+    parts.map(|p| p.join("/"))
 }
 
 /// A committed segment file found on disk.
@@ -589,6 +640,18 @@ pub fn prune(
     max_bytes: Option<u64>,
     now_ns: i64,
 ) -> Result<Pruned> {
+    prune_keeping(dir, max_age_ns, max_bytes, now_ns, &|_| false)
+}
+
+/// [`prune`], but a set for whose stem `keep` returns true is never deleted (the recorder's
+/// `--upload` keeps the sets not yet uploaded); it still counts toward `max_bytes`.
+pub fn prune_keeping(
+    dir: &Path,
+    max_age_ns: Option<i64>,
+    max_bytes: Option<u64>,
+    now_ns: i64,
+    keep: &dyn Fn(&str) -> bool,
+) -> Result<Pruned> {
     const DAY_NS: i64 = 86_400 * 1_000_000_000;
     let mut all = Vec::new();
     for t in Table::ALL {
@@ -620,7 +683,10 @@ pub fn prune(
         if !too_old && !too_big {
             continue;
         }
-        let marker = commits.join(format!("{stem}{COMMIT_SUFFIX}"));
+        if is_committed(stem) && keep(stem) {
+            continue; // held back by the caller (e.g. not uploaded yet)
+        }
+        let marker = dir.join(marker_relpath(stem));
         match fs::remove_file(&marker) {
             Ok(()) => sync_dir(&commits)?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -776,6 +842,44 @@ mod tests {
         let p = prune(dir.path(), None, Some(1), now).unwrap();
         assert_eq!(p.segment_sets, 1);
         assert_eq!(list_segments(dir.path(), Table::Samples).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn prune_keeping_never_deletes_a_kept_committed_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = clock_at(T0);
+        let mut w = writer_at(dir.path(), RotationPolicy::default(), &clock);
+        let mut stems = Vec::new();
+        for i in 0..4 {
+            clock.store(
+                T0 + i * 3600 * 1_000_000_000,
+                std::sync::atomic::Ordering::SeqCst,
+            );
+            w.add_stack(stack(1));
+            w.add_sample(sample(T0, 1));
+            let files = w.rotate().unwrap();
+            let name = files[0].file_name().unwrap().to_string_lossy().into_owned();
+            stems.push(name.trim_end_matches(".parquet").to_string());
+        }
+        // Keep the second set (e.g. not uploaded yet): a size limit of 1 byte removes the
+        // others but the newest, and never the kept one.
+        let kept = stems[1].clone();
+        let p = prune_keeping(dir.path(), None, Some(1), T0, &|s| s == kept).unwrap();
+        assert_eq!(p.segment_sets, 2);
+        let left: Vec<String> = committed_sets(dir.path())
+            .unwrap()
+            .into_iter()
+            .map(|s| s.stem)
+            .collect();
+        assert_eq!(left, vec![stems[1].clone(), stems[3].clone()]);
+        assert_eq!(marker_relpath("S"), "_commits/S.commit");
+        assert_eq!(marker_stem("S.commit"), Some("S"));
+        assert_eq!(marker_stem(".S.commit"), None);
+        let set = &committed_sets(dir.path()).unwrap()[0];
+        assert_eq!(
+            relative_key(dir.path(), &set.files[0].path).unwrap(),
+            format!("stacks/date=2025-11-23/{}.parquet", stems[1])
+        );
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! The binary is a thin CLI over these modules: [`target`] (what to scrape), [`fetch`]
 //! (HTTP with timeouts and retries), [`memstats`] and [`procfs`] (process memory),
 //! [`runs`] (restart detection), [`native`] (eBPF tracing of C allocations), [`ingest`] (profiles into capture rows), [`record`] (the
-//! scrape loop), [`import`] (files into a capture) and [`retain`] (retention policy).
+//! scrape loop), [`import`] (files into a capture), [`retain`] (retention policy) and [`upload`]
+//! (`--upload`: committed sets to S3).
 
 pub mod fetch;
 pub mod import;
@@ -16,6 +17,7 @@ pub mod record;
 pub mod retain;
 pub mod runs;
 pub mod target;
+pub mod upload;
 
 /// Version written into capture manifests.
 pub const RECORDER_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -13,6 +13,7 @@ use leakscope_recorder::native::Sampling;
 use leakscope_recorder::record::{self, RecordOptions};
 use leakscope_recorder::retain::Retention;
 use leakscope_recorder::target::Target;
+use leakscope_recorder::upload::{self, UploadTarget};
 
 #[derive(Parser)]
 #[command(
@@ -114,6 +115,18 @@ struct RecordArgs {
     /// With --native: write every traced allocation and free to the native_events table.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     native_events: bool,
+    /// Also upload every committed segment set and the manifest to s3://BUCKET/PREFIX in
+    /// the background (credentials from the AWS environment: AWS_ACCESS_KEY_ID, ...).
+    #[arg(long, value_name = "s3://BUCKET/PREFIX")]
+    upload: Option<String>,
+    /// With --upload: an S3-compatible server instead of AWS (e.g. http://127.0.0.1:9000;
+    /// plain HTTP and path-style requests).
+    #[arg(long, value_name = "URL", requires = "upload")]
+    s3_endpoint: Option<String>,
+    /// With --upload: how long to wait on exit for the sets not uploaded yet (what is left
+    /// is uploaded by the next run with the same --out and --upload).
+    #[arg(long, default_value = "60s", value_parser = parse_wait)]
+    upload_wait: Duration,
 }
 
 #[derive(clap::Args)]
@@ -127,6 +140,18 @@ struct ImportArgs {
     /// Target name for all profiles (default: each file's directory).
     #[arg(long)]
     target: Option<String>,
+    /// Also upload every committed segment set and the manifest to s3://BUCKET/PREFIX in
+    /// the background (credentials from the AWS environment: AWS_ACCESS_KEY_ID, ...).
+    #[arg(long, value_name = "s3://BUCKET/PREFIX")]
+    upload: Option<String>,
+    /// With --upload: an S3-compatible server instead of AWS (e.g. http://127.0.0.1:9000;
+    /// plain HTTP and path-style requests).
+    #[arg(long, value_name = "URL", requires = "upload")]
+    s3_endpoint: Option<String>,
+    /// With --upload: how long to wait on exit for the sets not uploaded yet (what is left
+    /// is uploaded by the next run with the same --out and --upload).
+    #[arg(long, default_value = "60s", value_parser = parse_wait)]
+    upload_wait: Duration,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -135,6 +160,43 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err(format!("{s:?}: must be longer than zero"));
     }
     Ok(d)
+}
+
+fn parse_wait(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e} (e.g. 60s, 5m, 0s)"))
+}
+
+/// `--upload` and `--s3-endpoint` parsed (one-line errors naming the URL).
+fn upload_target(
+    upload: Option<&str>,
+    endpoint: Option<&str>,
+) -> anyhow::Result<Option<UploadTarget>> {
+    let Some(url) = upload else {
+        return Ok(None);
+    };
+    let url = leakscope_capture::remote::RemoteUrl::parse(url)?;
+    let endpoint = endpoint
+        .map(leakscope_capture::remote::Endpoint::parse)
+        .transpose()?;
+    Ok(Some(UploadTarget { url, endpoint }))
+}
+
+/// Connects the uploader (checking the bucket: fails fast on bad credentials, a missing
+/// bucket or an unreachable endpoint) and starts it on capture `out`.
+fn start_upload(
+    target: Option<UploadTarget>,
+    out: &std::path::Path,
+) -> anyhow::Result<Option<upload::Uploader>> {
+    let Some(target) = target else {
+        return Ok(None);
+    };
+    let url = target.url.clone();
+    let connected = upload::connect(target)?;
+    log::info!(
+        "uploading committed segment sets to {url} ({} already there)",
+        connected.already_uploaded()
+    );
+    Ok(Some(connected.start(out)))
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
@@ -243,6 +305,11 @@ fn manifest_options(
         "gc": a.gc,
         "header_names": target.map(|t| t.header_names()).unwrap_or_default(),
     });
+    if let Some(u) = &a.upload {
+        // The URL and endpoint only: credentials come from the environment, never stored.
+        o["upload"] = serde_json::json!(u);
+        o["s3_endpoint"] = serde_json::json!(a.s3_endpoint);
+    }
     if a.native {
         o["native"] = serde_json::json!(true);
         o["native_sample"] = serde_json::json!(a.native_sample);
@@ -261,6 +328,7 @@ fn record_cmd(a: RecordArgs) -> anyhow::Result<ExitCode> {
     let timeout = a
         .timeout
         .unwrap_or_else(|| a.interval.min(Duration::from_secs(30)));
+    let upload_target = upload_target(a.upload.as_deref(), a.s3_endpoint.as_deref())?;
     let manifest_options = manifest_options(&a, target.as_ref(), timeout);
     let sampling = native_sampling(&a).map_err(anyhow::Error::msg)?;
     let native = a.native.then(|| leakscope_recorder::native::NativeOptions {
@@ -270,7 +338,10 @@ fn record_cmd(a: RecordArgs) -> anyhow::Result<ExitCode> {
         write_events: a.native_events,
         ..Default::default()
     });
+    let uploader = start_upload(upload_target, &a.out)?;
+    let upload_wait = a.upload_wait;
     let opts = RecordOptions {
+        upload: uploader.as_ref().map(|u| u.handle()),
         target,
         out: a.out,
         interval: a.interval,
@@ -303,7 +374,12 @@ fn record_cmd(a: RecordArgs) -> anyhow::Result<ExitCode> {
         }
     });
     let out = opts.out.clone();
-    let s = record::run(opts, rx)?;
+    let result = record::run(opts, rx);
+    let report = uploader.map(|u| match &result {
+        Ok(_) => u.finish(upload_wait),
+        Err(_) => u.abort(),
+    });
+    let s = result?;
     let mut kinds: Vec<_> = s.profiles.iter().map(|(k, n)| format!("{n} {k}")).collect();
     kinds.sort();
     if s.native_snapshots > 0 {
@@ -323,11 +399,15 @@ fn record_cmd(a: RecordArgs) -> anyhow::Result<ExitCode> {
         s.segments,
         out.display()
     );
+    let _ = report; // pending sets were logged by finish(); the capture is complete locally
     Ok(ExitCode::SUCCESS)
 }
 
 fn import_cmd(a: ImportArgs) -> anyhow::Result<ExitCode> {
     use std::io::IsTerminal;
+    let upload_target = upload_target(a.upload.as_deref(), a.s3_endpoint.as_deref())?;
+    // Checked before importing (fails fast); started once the import has committed.
+    let connected = upload_target.map(upload::connect).transpose()?;
     let opts = ImportOptions {
         paths: a.paths,
         out: a.out,
@@ -335,6 +415,15 @@ fn import_cmd(a: ImportArgs) -> anyhow::Result<ExitCode> {
         progress: std::io::stderr().is_terminal(),
     };
     let s = import::run(&opts)?;
+    if let Some(c) = connected {
+        if opts
+            .out
+            .join(leakscope_capture::manifest::MANIFEST_FILE)
+            .exists()
+        {
+            c.start(&opts.out).finish(a.upload_wait);
+        }
+    }
     for (path, reason) in &s.failed {
         eprintln!(
             "leakscope-recorder: error: {}: {}",
@@ -514,6 +603,46 @@ mod tests {
         assert!(
             manifest_options(&a, None, Duration::from_secs(1))["native_sample_bytes"].is_null()
         );
+    }
+
+    #[test]
+    fn upload_urls_are_checked_and_only_the_url_reaches_the_manifest() {
+        let t = upload_target(Some("s3://caps/team/api/"), Some("http://127.0.0.1:9000"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(t.url.to_string(), "s3://caps/team/api");
+        assert!(upload_target(None, None).unwrap().is_none());
+        for (url, endpoint) in [
+            ("s3:/caps", None),
+            ("s3://KEY:hunter2@caps/x", None),
+            ("s3://caps/x", Some("http://KEY:hunter2@127.0.0.1:9000")),
+        ] {
+            let e = format!("{:#}", upload_target(Some(url), endpoint).unwrap_err());
+            assert!(!e.contains("hunter2") && !e.contains('\n'), "{e}");
+        }
+        let a = record_args(&["--upload", "s3://caps/x", "--s3-endpoint", "http://h:1"]);
+        let o = manifest_options(&a, None, Duration::from_secs(1));
+        assert_eq!(
+            (o["upload"].as_str(), o["s3_endpoint"].as_str()),
+            (Some("s3://caps/x"), Some("http://h:1"))
+        );
+        assert!(
+            manifest_options(&record_args(&[]), None, Duration::from_secs(1))
+                .get("upload")
+                .is_none()
+        );
+        // --s3-endpoint needs --upload.
+        assert!(Cli::try_parse_from([
+            "leakscope-recorder",
+            "record",
+            "--target",
+            "h:1",
+            "--out",
+            "c",
+            "--s3-endpoint",
+            "http://h:1"
+        ])
+        .is_err());
     }
 
     #[test]

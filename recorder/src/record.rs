@@ -58,6 +58,8 @@ pub struct RecordOptions {
     pub manifest_options: serde_json::Value,
     /// Trace native (C) allocations of a PID with eBPF (`--native`).
     pub native: Option<NativeOptions>,
+    /// `--upload`: woken after each commit; retention keeps the sets not uploaded yet.
+    pub upload: Option<crate::upload::UploadHandle>,
 }
 
 /// What a recording did.
@@ -320,8 +322,13 @@ impl Recorder {
             Ok(files) => {
                 self.summary.segments += files.len();
                 self.commit_failures = 0;
+                let upload = self.opts.upload.as_ref();
+                if let Some(u) = upload {
+                    u.notify();
+                }
                 if let Some(r) = self.opts.retain {
-                    match r.apply(&self.opts.out, now_ns()) {
+                    let keep = |stem: &str| upload.is_some_and(|u| u.keep(stem));
+                    match r.apply_keeping(&self.opts.out, now_ns(), &keep) {
                         Ok(p) if p.segment_sets > 0 => {
                             log::info!(
                                 "retention removed {} segment sets ({} bytes)",
@@ -806,6 +813,7 @@ mod tests {
             wait: false,
             manifest_options: serde_json::json!({}),
             native: None,
+            upload: None,
         }
     }
 

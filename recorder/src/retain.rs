@@ -43,6 +43,21 @@ impl Retention {
             Retention::Size(b) => leakscope_capture::segment::prune(dir, None, Some(b), now_ns),
         }
     }
+
+    /// [`Self::apply`], but never deletes a committed set for whose stem `keep` is true
+    /// (with `--upload`: not uploaded yet).
+    pub fn apply_keeping(
+        self,
+        dir: &std::path::Path,
+        now_ns: i64,
+        keep: &dyn Fn(&str) -> bool,
+    ) -> leakscope_capture::Result<leakscope_capture::segment::Pruned> {
+        use leakscope_capture::segment::prune_keeping;
+        match self {
+            Retention::Age(a) => prune_keeping(dir, Some(a), None, now_ns, keep),
+            Retention::Size(b) => prune_keeping(dir, None, Some(b), now_ns, keep),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -239,8 +239,14 @@ impl Drop for Service {
 /// Runs a binary to completion with a timeout, returning its output. Both pipes are drained
 /// by threads while waiting, so large outputs never block the child.
 pub fn run(bin: &Path, args: &[&str], timeout: Duration) -> Output {
+    run_env(bin, args, &[], timeout)
+}
+
+/// [`run`] with extra environment variables.
+pub fn run_env(bin: &Path, args: &[&str], env: &[(&str, &str)], timeout: Duration) -> Output {
     let mut child = Command::new(bin)
         .args(args)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -381,8 +387,14 @@ pub struct Running {
 impl Running {
     /// Spawns `bin args` with stderr captured (stdout discarded).
     pub fn spawn(bin: &Path, args: &[&str]) -> Running {
+        Running::spawn_env(bin, args, &[])
+    }
+
+    /// [`Running::spawn`] with extra environment variables.
+    pub fn spawn_env(bin: &Path, args: &[&str], env: &[(&str, &str)]) -> Running {
         let mut child = Command::new(bin)
             .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
