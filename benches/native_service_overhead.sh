@@ -10,7 +10,7 @@
 #   WARMUP=3s          load before each timed run (after the recorder attached), not counted
 #   CONC=4             load generator's concurrent connections
 #   ALLOCS=4           C malloc/free pairs per request (service -allocs)
-#   WORKLOAD=32        SHA-256 rounds over 4 KiB per request (service -work: Go CPU per request)
+#   WORKLOAD=400       SHA-256 rounds over 4 KiB per request (service -work: Go CPU per request)
 #   SAMPLE_BYTES=512KiB  --native-sample-bytes of the sampled run
 #   INTERVAL=10s       recorder --interval (the default)
 #   ROUNDS=3           rounds; each runs every mode once, the order rotating from round to
@@ -32,7 +32,7 @@ DURATION=${DURATION:-20s}
 WARMUP=${WARMUP:-3s}
 CONC=${CONC:-4}
 ALLOCS=${ALLOCS:-4}
-WORKLOAD=${WORKLOAD:-32}
+WORKLOAD=${WORKLOAD:-400}
 SAMPLE_BYTES=${SAMPLE_BYTES:-512KiB}
 INTERVAL=${INTERVAL:-10s}
 ROUNDS=${ROUNDS:-3}

@@ -109,6 +109,9 @@ pub struct SegmentWriter {
     encoded: [Option<Encoded>; 8],
     /// Per table: estimated bytes of the rows still held as structs.
     pending_bytes: [usize; 8],
+    /// Close a table's in-memory row group once the Parquet writer holds this much (see
+    /// [`Self::set_row_group_memory`]); None: one row group per 1M rows.
+    row_group_memory: Option<usize>,
     props: Arc<WriterProperties>,
     clock: Clock,
 }
@@ -141,9 +144,20 @@ impl SegmentWriter {
             buffered_bytes: 0,
             encoded: Default::default(),
             pending_bytes: [0; 8],
+            row_group_memory: None,
             props: Arc::new(props),
             clock: Arc::new(system_now_ns),
         }
+    }
+
+    /// Closes a table's row group whenever its in-memory Parquet writer holds more than
+    /// `bytes` (open pages, dictionaries), for a long-lived writer whose sets are small:
+    /// the recorder. Until a row group closes, its column dictionaries and uncompressed pages
+    /// stay in memory; a minute of 1 s scrapes grew them to several MiB (docs/performance.md).
+    /// Smaller row groups compress a little less, so `import` and bulk writers keep the
+    /// default (one row group per 1M rows).
+    pub fn set_row_group_memory(&mut self, bytes: usize) {
+        self.row_group_memory = Some(bytes);
     }
 
     /// Replaces the writer's clock (this machine's by default); for tests.
@@ -229,6 +243,10 @@ impl SegmentWriter {
         };
         let mut writer = writer;
         let written = writer.write(&batch);
+        let flushed = match (&written, self.row_group_memory) {
+            (Ok(()), Some(limit)) if writer.memory_size() > limit => writer.flush(),
+            _ => Ok(()),
+        };
         // A failed write leaves the writer unusable for this batch, but what it wrote before
         // is intact; the rows stay held as structs for the next attempt.
         self.encoded[i] = Some(Encoded::Open(writer));
@@ -244,7 +262,9 @@ impl SegmentWriter {
             Table::NativeCounters => self.native_counters.clear(),
         }
         self.pending_bytes[i] = 0;
-        Ok(())
+        // The rows are in the writer whatever the flush did; a writer that failed to close
+        // its row group fails again at the commit, which then retries.
+        flushed.map_err(|e| CaptureError::parquet(&name, e))
     }
 
     /// `table`'s finished Parquet file of the open set, or None when it has no rows.

@@ -4,11 +4,12 @@
 //! The binary is a thin CLI over these modules: [`target`] (what to scrape), [`fetch`]
 //! (HTTP with timeouts and retries), [`memstats`] and [`procfs`] (process memory),
 //! [`runs`] (restart detection), [`native`] (eBPF tracing of C allocations), [`ingest`] (profiles into capture rows), [`record`] (the
-//! scrape loop), [`import`] (files into a capture) and [`retain`] (retention policy).
+//! scrape loop), [`import`] (files into a capture) and [`retain`] (retention policy); [`malloc`] tunes glibc malloc for `record`.
 
 pub mod fetch;
 pub mod import;
 pub mod ingest;
+pub mod malloc;
 pub mod memstats;
 pub mod native;
 pub mod procfs;
