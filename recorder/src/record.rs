@@ -79,12 +79,6 @@ pub struct Summary {
     pub native_losses: u64,
 }
 
-/// In-memory Parquet held per table before its row group is closed (see
-/// `SegmentWriter::set_row_group_memory`). At `--interval 1s` the open row groups' dictionaries
-/// and pages grew to several MiB per minute; 1 MiB keeps each table's share small while a
-/// row group still holds about 10,000 sample rows.
-const ROW_GROUP_MEMORY: usize = 1 << 20;
-
 /// Consecutive failed segment commits tolerated before recording stops.
 const MAX_COMMIT_FAILURES: u32 = 3;
 
@@ -156,7 +150,7 @@ pub fn run(opts: RecordOptions, stop: Receiver<()>) -> anyhow::Result<Summary> {
         }
     };
     let mut writer = SegmentWriter::new(&opts.out, opts.rotation);
-    writer.set_row_group_memory(ROW_GROUP_MEMORY);
+    writer.set_low_memory_encoding();
     let mut rec = Recorder {
         pid: opts.pid,
         opts,
