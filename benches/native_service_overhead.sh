@@ -24,7 +24,10 @@
 # Each run starts a fresh service, attaches the recorder (waits for its "recording" line),
 # loads the service for WARMUP, then measures requests/s for DURATION.
 # Target (from the project issue): throughput drop with native tracing <= 5%, measured as
-# 1 - (mean requests/s of the mode) / (mean requests/s untraced); exit status 1 when missed.
+# 1 - (mean requests/s of the mode) / (mean requests/s untraced) and as the median over
+# rounds of the same ratio within a round; exit status 1 when either misses. Also printed:
+# the service's CPU time per request (user + sys: uprobe traps are charged to it), steadier
+# than requests/s when other work shares the machine, and the cost per malloc/free pair.
 # Needs root (eBPF uprobes), Go with cgo and a C compiler, python3 with pyarrow (losses).
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
