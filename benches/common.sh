@@ -4,7 +4,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-RECORDER="$ROOT/target/release/leakscope-recorder"
+RECORDER=${RECORDER:-"$ROOT/target/release/leakscope-recorder"}
 GO=${GO:-go}
 
 log() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark: `leakscope rank` against a bare DataFusion `GROUP BY stack_id` over the same
-# synthetic capture (docs/performance.md, "Analyzer").
+# synthetic capture, and against DuckDB (a peer engine) running the same GROUP BYs over the
+# same committed Parquet files (docs/performance.md, "Analyzer").
 #
 #   benches/rank_vs_groupby.sh                      # 10000 profiles x 10000 stacks = 100M rows
 #   PROFILES=500 STACKS=1000 benches/rank_vs_groupby.sh
@@ -15,6 +16,11 @@
 #   PROFILE_DIR        release (default) or debug: which target/ directory's binaries to use
 #   REGEN=1            regenerate the capture even if it exists
 #   REPEAT             runs of each measurement; the fastest counts (default 1)
+#   CAPTURE            an existing capture directory to measure instead of generating one
+#                      (e.g. /work/main/target/bench/analyzer/synth-10000x10000-s1-r1); it is
+#                      only read. Logs still go to WORKDIR.
+#   DUCKDB=0           skip the DuckDB peer (default 1: installs PyPI `duckdb` when missing)
+#   DUCKDB_THREADS     DuckDB's threads (default 2, the machine's cores)
 #
 # Targets: rank (each --by) within 2x the GROUP BY's wall time, peak RSS <= 4 GiB; the exit
 # status is 1 when a target is missed. CPU time is shown too: it is less disturbed than wall
@@ -51,9 +57,20 @@ LEAKSCOPE=target/$PROFILE_DIR/leakscope
 SYNTH=target/$PROFILE_DIR/leakscope-synth
 [ -x "$LEAKSCOPE" ] && [ -x "$SYNTH" ] || { log "missing $LEAKSCOPE or $SYNTH (BUILD=1 builds them)"; exit 2; }
 
+DUCKDB=${DUCKDB:-1}
+DUCKDB_THREADS=${DUCKDB_THREADS:-2}
+if [ "$DUCKDB" = 1 ] && ! python3 -c 'import duckdb' 2>/dev/null; then
+    log "installing PyPI duckdb"
+    python3 -m pip install -q duckdb || python3 -m pip install -q --break-system-packages duckdb
+fi
+
 CAP=$WORKDIR/synth-${PROFILES}x${STACKS}-s${SEED}-r${RUNS}
 [ "$ROTATE_SIZE" != 64MiB ] && CAP=$CAP-rot$ROTATE_SIZE
-if [ "$REGEN" = 1 ] || [ ! -f "$CAP/manifest.json" ] || [ ! -f "$CAP.done" ]; then
+if [ -n "${CAPTURE:-}" ]; then
+    CAP=${CAPTURE%/}
+    [ -f "$CAP/manifest.json" ] || { log "CAPTURE=$CAP has no manifest.json"; exit 2; }
+    log "using CAPTURE=$CAP (read only; PROFILES x STACKS are taken as given for the row count)"
+elif [ "$REGEN" = 1 ] || [ ! -f "$CAP/manifest.json" ] || [ ! -f "$CAP.done" ]; then
     rm -rf "$CAP" "$CAP.done" "$CAP.ground-truth.json" "$CAP.synth.time"
     log "generating $CAP"
     /usr/bin/time -f '%e %M' -o "$CAP.synth.time" \
@@ -71,7 +88,7 @@ log "capture: $(du -sh "$CAP" | cut -f1), $(find "$CAP" -name '*.parquet' | wc -
 cat "$CAP"/*/*/*.parquet > /dev/null
 
 GROUPBY_SQL="SELECT stack_id, SUM(inuse_bytes) FROM samples GROUP BY stack_id"
-declare -A WALL CPU RSS
+declare -A WALL CPU RSS QUERY
 TOTAL_CPU=0
 cpu_busy() { # jiffies spent by everything on the machine (user+nice+system+irq+softirq+steal)
     awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat
@@ -94,6 +111,11 @@ measure() { # name, command...: best (lowest wall) of $REPEAT runs
             WALL[$name]=$wall; CPU[$name]=$cpu
         fi
         if [ -z "${RSS[$name]:-}" ] || [ "$kb" -gt "${RSS[$name]}" ]; then RSS[$name]=$kb; fi
+        # DuckDB's time in the query alone (without Python's and DuckDB's start): the fastest.
+        q=$(sed -n 's/.* query \([0-9.]*\) s$/\1/p' "$WORKDIR/$name.stderr" | tail -1)
+        if [ -n "$q" ] && { [ -z "${QUERY[$name]:-}" ] || awk "BEGIN { exit !($q < ${QUERY[$name]}) }"; }; then
+            QUERY[$name]=$q
+        fi
     done
 }
 
@@ -102,15 +124,35 @@ busy0=$(cpu_busy); t0=$(date +%s.%N)
 measure groupby "$LEAKSCOPE" sql "$CAP" "$GROUPBY_SQL" --format csv
 measure rank_stack "$LEAKSCOPE" rank "$CAP" --by stack --format json
 measure rank_site "$LEAKSCOPE" rank "$CAP" --by site --format json
+if [ "$DUCKDB" = 1 ]; then
+    # Same committed files as the analyzer (benches/duckdb_groupby.py lists them the way
+    # capture/src/segment.rs does); the sums are consumed so DuckDB cannot drop them.
+    measure duckdb_stack python3 benches/duckdb_groupby.py "$CAP" stack "$DUCKDB_THREADS"
+    measure duckdb_matrix python3 benches/duckdb_groupby.py "$CAP" matrix "$DUCKDB_THREADS"
+fi
 busy1=$(cpu_busy); t1=$(date +%s.%N)
 
 rows=$((PROFILES * STACKS))
-printf '\n%-12s %10s %10s %14s %14s %12s\n' "step" "wall (s)" "CPU (s)" "peak RSS (MiB)" "wall vs GROUP BY" "CPU vs GROUP BY"
-for n in groupby rank_stack rank_site; do
-    printf '%-12s %10.2f %10.2f %14d %15.2fx %14.2fx\n' "$n" "${WALL[$n]}" "${CPU[$n]}" $((RSS[$n] / 1024)) \
-        "$(echo "${WALL[$n]} ${WALL[groupby]}" | awk '{ printf "%.4f", $1 / $2 }')" \
-        "$(echo "${CPU[$n]} ${CPU[groupby]}" | awk '{ printf "%.4f", $1 / $2 }')"
+steps="groupby rank_stack rank_site"
+[ "$DUCKDB" = 1 ] && steps="$steps duckdb_stack duckdb_matrix"
+ratio() { echo "$1 $2" | awk '{ if ($2 > 0) printf "%.2fx", $1 / $2; else print "-" }'; }
+printf '\n%-14s %9s %9s %9s %11s %11s %11s %11s\n' "step" "wall (s)" "CPU (s)" "RSS (MiB)" "wall/ls GB" "CPU/ls GB" "wall/dd GB" "wall/dd mx"
+for n in $steps; do
+    dd_gb=-; dd_mx=-
+    if [ "$DUCKDB" = 1 ]; then
+        dd_gb=$(ratio "${WALL[$n]}" "${WALL[duckdb_stack]}"); dd_mx=$(ratio "${WALL[$n]}" "${WALL[duckdb_matrix]}")
+    fi
+    printf '%-14s %9.2f %9.2f %9d %11s %11s %11s %11s\n' "$n" "${WALL[$n]}" "${CPU[$n]}" $((RSS[$n] / 1024)) \
+        "$(ratio "${WALL[$n]}" "${WALL[groupby]}")" "$(ratio "${CPU[$n]}" "${CPU[groupby]}")" "$dd_gb" "$dd_mx"
 done
+echo "(ls GB = leakscope sql GROUP BY stack_id; dd GB = DuckDB GROUP BY stack_id; dd mx = DuckDB GROUP BY stack_id, profile_id)"
+if [ "$DUCKDB" = 1 ]; then
+    for n in duckdb_stack duckdb_matrix; do
+        echo "$n: fastest query alone ${QUERY[$n]} s (wall includes Python + DuckDB start); last run: $(tail -1 "$WORKDIR/$n.stderr"); result $(python3 benches/duckdb_groupby.py "$CAP" "${n#duckdb_}" "$DUCKDB_THREADS" 2>/dev/null) (groups, sum)"
+    done
+    echo "wall ratios to DuckDB's query alone: rank_stack $(ratio "${WALL[rank_stack]}" "${QUERY[duckdb_stack]}") / $(ratio "${WALL[rank_stack]}" "${QUERY[duckdb_matrix]}"), rank_site $(ratio "${WALL[rank_site]}" "${QUERY[duckdb_stack]}") / $(ratio "${WALL[rank_site]}" "${QUERY[duckdb_matrix]}"), ls GROUP BY $(ratio "${WALL[groupby]}" "${QUERY[duckdb_stack]}") (vs GROUP BY stack_id / vs matrix)"
+    echo "CPU ratios to DuckDB: rank_stack $(ratio "${CPU[rank_stack]}" "${CPU[duckdb_stack]}") / $(ratio "${CPU[rank_stack]}" "${CPU[duckdb_matrix]}"), rank_site $(ratio "${CPU[rank_site]}" "${CPU[duckdb_stack]}") / $(ratio "${CPU[rank_site]}" "${CPU[duckdb_matrix]}"), ls GROUP BY $(ratio "${CPU[groupby]}" "${CPU[duckdb_stack]}") (vs GROUP BY stack_id / vs matrix)"
+fi
 echo
 echo "capture: $CAP ($PROFILES profiles x $STACKS stacks = $rows sample rows, $RUNS run(s), seed $SEED, segment sets of $ROTATE_SIZE: $(find "$CAP/samples" -name '*.parquet' | wc -l))"
 if [ -f "$CAP.synth.time" ]; then

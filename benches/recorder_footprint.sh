@@ -12,8 +12,11 @@
 #   SERVICE_FLAGS=  extra leaky-service flags, e.g. "-leaks none" for a target whose
 #                   profiles do not grow (default: all leaks and traps, as in its README)
 #   GO=go           Go toolchain used to build the fixture service
-# Prints a results table; raw samples are in $WORK/samples.tsv.
-# Targets (from the project issue): steady RSS <= 20 MiB, CPU <= 1% of one core.
+#   BUILD=0         use target/release/leakscope-recorder as it is
+#   CPU_TARGET=1    CPU target in % of one core (the issue: 1% at 10s, 2% at 1s)
+# Prints a results table; raw samples are in $WORK/samples.tsv, and the recorder's last
+# /proc/PID/smaps_rollup (where the RSS is: anonymous memory or mapped files) is summarized.
+# Targets (from the project issue): steady RSS <= 20 MiB, CPU <= CPU_TARGET% of one core.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 DURATION=${DURATION:-5m}
@@ -31,7 +34,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-build_recorder
+if [[ ${BUILD:-1} == 1 ]]; then build_recorder; fi
+[[ -x $RECORDER ]] || die "$RECORDER missing (BUILD=1 builds it)"
 log "loadavg before measuring: $(cut -d" " -f1-3 /proc/loadavg)"
 build_service "$WORK"
 
@@ -63,6 +67,7 @@ while kill -0 "$REC_PID" 2>/dev/null; do
     read -r -a f <<<"${stat##*) }"   # f[0] is field 3 (state); utime = field 14, stime = 15
     ticks=$((f[11] + f[12]))
     cap=$(du -sb "$CAPTURE" 2>/dev/null | cut -f1 || echo 0)
+    cp "/proc/$REC_PID/smaps_rollup" "$WORK/smaps_rollup.tmp" 2>/dev/null && mv "$WORK/smaps_rollup.tmp" "$WORK/smaps_rollup.txt" || true
     t=$(awk -v a="$(now)" -v b="$t0" 'BEGIN{printf "%.2f", a-b}')
     [[ -n $rss ]] && printf '%s\t%s\t%s\t%s\t%s\n' "$t" "$rss" "$hwm" "$ticks" "${cap:-0}" >>"$WORK/samples.tsv"
     sleep "$SAMPLE"
@@ -84,7 +89,7 @@ median_rss=$(awk -F'\t' -v warm="$WARMUP" 'NR > 1 && $1 >= warm {print $2}' "$WO
     awk '{v[NR] = $1} END {if (NR) print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}')
 awk -F'\t' -v warm="$WARMUP" -v med="${median_rss:-0}" -v hz="$HZ" -v final_bytes="$final_bytes" -v elapsed="$elapsed" \
     -v size="$size_bytes" -v stripped="$stripped" -v df="$df_count" -v ndeps="$arrow_count" \
-    -v interval="$INTERVAL" -v duration="$DURATION" -v heap_gz="$heap_gz" -v svc_rss="$svc_rss" '
+    -v interval="$INTERVAL" -v duration="$DURATION" -v heap_gz="$heap_gz" -v svc_rss="$svc_rss" -v cput="${CPU_TARGET:-1}" '
 NR == 1 { next }
 { n++; t[n] = $1; rss[n] = $2; hwm = $3; tk[n] = $4 }
 $1 >= warm { s++; if (!first) first = n; if ($2 > smax) smax = $2 }
@@ -105,8 +110,11 @@ END {
     printf "%-44s %.2f MiB after %s s = %.1f MiB/hour\n", "capture size", final_bytes / 1048576, elapsed, final_bytes / 1048576 / elapsed * 3600
     printf "%-44s %d bytes gz; service VmRSS %.0f MiB\n", "target at the end: heap profile", heap_gz, svc_rss / mib
     printf "\nRSS target <= 20 MiB: %s (median %.1f / max %.1f MiB = %.2fx / %.2fx of target)\n", (smax / mib <= 20 ? "met" : "NOT met"), med / mib, smax / mib, med / mib / 20, smax / mib / 20
-    printf "CPU target <= 1%%: %s (%.3f %%)\n", (cpu_steady <= 1 ? "met" : "NOT met"), cpu_steady
+    printf "CPU target <= %s%%: %s (%.3f %%)\n", cput, (cpu_steady <= cput ? "met" : "NOT met"), cpu_steady
 }' "$WORK/samples.tsv"
 echo "recorder summary: $summary"
+if [[ -f $WORK/smaps_rollup.txt ]]; then
+    echo "last smaps_rollup of the recorder: $(awk '/^(Rss|Anonymous|Rss_Anon|Rss_File|Private_Dirty):/ {printf "%s %.1f MiB  ", $1, $2 / 1024}' "$WORK/smaps_rollup.txt")"
+fi
 echo "raw samples: $WORK/samples.tsv"
 machine_line

@@ -5,11 +5,12 @@
 //! (HTTP with timeouts and retries), [`memstats`] and [`procfs`] (process memory),
 //! [`runs`] (restart detection), [`native`] (eBPF tracing of C allocations), [`ingest`] (profiles into capture rows), [`record`] (the
 //! scrape loop), [`import`] (files into a capture), [`retain`] (retention policy) and [`upload`]
-//! (`--upload`: committed sets to S3).
+//! (`--upload`: committed sets to S3); [`malloc`] tunes glibc malloc for `record`.
 
 pub mod fetch;
 pub mod import;
 pub mod ingest;
+pub mod malloc;
 pub mod memstats;
 pub mod native;
 pub mod procfs;

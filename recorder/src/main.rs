@@ -321,6 +321,7 @@ fn manifest_options(
 }
 
 fn record_cmd(a: RecordArgs) -> anyhow::Result<ExitCode> {
+    leakscope_recorder::malloc::tune_for_recording();
     let target = match &a.target {
         Some(t) => Some(Target::parse(t, &a.pprof_path, &a.vars_path, &a.headers)?),
         None => None,

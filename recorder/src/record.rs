@@ -151,7 +151,8 @@ pub fn run(opts: RecordOptions, stop: Receiver<()>) -> anyhow::Result<Summary> {
             return Err(e);
         }
     };
-    let writer = SegmentWriter::new(&opts.out, opts.rotation);
+    let mut writer = SegmentWriter::new(&opts.out, opts.rotation);
+    writer.set_low_memory_encoding();
     let mut rec = Recorder {
         pid: opts.pid,
         opts,
