@@ -1,0 +1,493 @@
+//! Features of one run of a series: slopes (Theil-Sen early, late, overall, of the floor),
+//! trend tests, resets, peaks, knees, growth quanta and how growth splits over the run.
+//! [`super::features`] combines the runs of a series.
+
+use super::{ALPHA, MIN_POINTS};
+use crate::model::evidence;
+use crate::model::stats::{self, KendallS};
+
+/// Features of one run.
+#[derive(Debug, Clone, Default)]
+pub(super) struct RunFit {
+    pub(super) hours: f64,
+    pub(super) ts: f64,
+    pub(super) early_ts: f64,
+    pub(super) late_ts: f64,
+    pub(super) floor_ts: f64,
+    pub(super) ols_slope: f64,
+    pub(super) ols_r2: f64,
+    pub(super) mk: KendallS,
+    pub(super) late_mk: KendallS,
+    /// Growth in quanta before and after each of [`SLOWING_SPLITS`].
+    pub(super) split_quanta: [QuantaSplit; SLOWING_SPLITS.len()],
+    pub(super) floor_mk: KendallS,
+    /// The run peaked early and came down for real (see [`falls_from_peak`]).
+    pub(super) falls_from_peak: bool,
+    /// Theil-Sen slope after a knee where growth began or sped up; else `ts`.
+    pub(super) recent_ts: f64,
+    /// Level of the last 10% of points (at least 5).
+    pub(super) recent_end: f64,
+    pub(super) start: f64,
+    pub(super) end: f64,
+    pub(super) peak: f64,
+    pub(super) peak_frac: f64,
+    pub(super) last_high_frac: f64,
+    pub(super) resets: usize,
+    /// Growth stopped at a knee: (knee position 0..1, slope before, slope after).
+    pub(super) stopped: Option<(f64, f64, f64)>,
+    /// Points of the run (before any reduction).
+    pub(super) points: usize,
+    /// The median rise between neighbouring points, when anything rose.
+    pub(super) quantum: Option<f64>,
+    /// Rise of the level over the last [`evidence::LATE_SHARE`] of the run (0 if it fell).
+    pub(super) late_rise: f64,
+    /// The run rose in one or two jumps (see [`evidence::steps`]).
+    pub(super) steps: Option<evidence::Steps>,
+    /// Rise of the floor (Theil-Sen over the troughs) across the run.
+    pub(super) floor_rise: f64,
+    /// Hours from the run's start to its first reset.
+    pub(super) first_reset_hours: Option<f64>,
+    /// Hours from the run's start to a mid-run low well below the starting level (see
+    /// [`Shortfall::DippedMidRun`]).
+    pub(super) dip_hours: Option<f64>,
+}
+
+fn edge_level(y: &[f64], head: bool) -> f64 {
+    let k = (y.len() / 5).max(2).min(y.len());
+    let part = if head { &y[..k] } else { &y[y.len() - k..] };
+    stats::median(part).unwrap_or(0.0)
+}
+
+/// Index of the last point that set a new high by more than 10% of the series' range: for a
+/// leak (even one growing in coarse sampled steps) this is near the end; for a filled
+/// cache it is where the plateau began.
+fn last_new_high(y: &[f64]) -> usize {
+    let lo = y.iter().copied().fold(f64::MAX, f64::min);
+    let hi = y.iter().copied().fold(f64::MIN, f64::max);
+    let step = 0.1 * (hi - lo);
+    let mut best = f64::MIN;
+    let mut at = 0;
+    for (i, v) in y.iter().enumerate() {
+        if i == 0 || *v > best + step {
+            at = i;
+        }
+        best = best.max(*v);
+    }
+    at
+}
+
+/// Runs longer than this are judged on [`REDUCED_POINTS`] bucket medians for the pairwise,
+/// break-point and level statistics (OLS, peak, floor and reset features still use every
+/// point). This bounds the cost per series: 10,000-point runs fit in tens of microseconds.
+pub const REDUCE_ABOVE: usize = 256;
+/// Most floor points (cycle troughs or chunk minima) per run.
+const MAX_FLOOR_POINTS: usize = 32;
+
+/// A drop counts as a reset only when it is at least this many standard deviations of the
+/// series' step noise ([`stats::step_noise_sd`]): iid noise of sd 1 makes a one-step drop
+/// of 5 (a difference of 3.5 sd) about once in 4,000 steps.
+const RESET_NOISE_SIGMAS: f64 = 5.0;
+
+/// The largest step up a sawtooth cycle may take, as a fraction of its drop.
+const MAX_UP_STEP_OF_DROP: f64 = 0.6;
+/// Points a long run is reduced to.
+pub const REDUCED_POINTS: usize = 64;
+
+/// Whether the cycles between drops build up: in at least two thirds of them the mean of
+/// the last third exceeds the mean of the first third by a quarter of the series' range,
+/// and at least a third of them climb gradually, no single step up more than
+/// [`MAX_UP_STEP_OF_DROP`] of the drop that ends the cycle (of the drop that starts it, for
+/// the last cycle). Noise, and values quantized to two levels, jump up as far as they drop
+/// in every cycle; a sawtooth climbs in smaller steps than its flush at least some of the
+/// time (seen through sparse heap sampling, some of its cycles are single jumps too).
+/// Cycles of fewer than 4 points skip the thirds test; with fewer than two cycles of 2
+/// points or more the drops are kept as they are.
+fn builds_up_between(y: &[f64], drops: &[usize], range: f64) -> bool {
+    if drops.len() < 2 {
+        return true;
+    }
+    let mean = |s: &[f64]| s.iter().sum::<f64>() / s.len().max(1) as f64;
+    let drop_at = |i: usize| y[i - 1] - y[i];
+    let (mut cycles, mut rising, mut gradual) = (0usize, 0usize, 0usize);
+    let ends = drops.iter().copied().chain(std::iter::once(y.len()));
+    for (lo, hi) in std::iter::once(0).chain(drops.iter().copied()).zip(ends) {
+        let c = &y[lo..hi];
+        if c.len() < 2 {
+            continue;
+        }
+        let drop = if hi < y.len() {
+            drop_at(hi)
+        } else {
+            drop_at(lo)
+        };
+        let max_up = c.windows(2).map(|w| w[1] - w[0]).fold(0.0, f64::max);
+        let third = c.len() / 3;
+        cycles += 1;
+        let climbs = c.len() < 4 || mean(&c[c.len() - third..]) - mean(&c[..third]) >= 0.25 * range;
+        rising += usize::from(climbs);
+        gradual += usize::from(max_up <= MAX_UP_STEP_OF_DROP * drop);
+    }
+    cycles < 2 || (3 * rising >= 2 * cycles && 3 * gradual >= cycles)
+}
+
+/// Whether a run that peaked early came down from its peak for real, not by one noise
+/// spike: the points from the peak on fall significantly (Mann-Kendall), or the peak is a
+/// short high stretch (the peak and a neighbour in the upper half between the end level and
+/// the peak, no point of the run's second half there) and the fall is
+/// [`RESET_NOISE_SIGMAS`] times the step noise. `peak_i` indexes all the points `y_all`;
+/// `x`, `y` are the judged points (bucket medians of long runs).
+fn falls_from_peak(
+    x: &[f64],
+    y: &[f64],
+    y_all: &[f64],
+    peak_i: usize,
+    end: f64,
+    noise_sd: Option<f64>,
+) -> bool {
+    let peak_at = (peak_i * y.len() / y_all.len()).min(y.len() - 1);
+    if stats::mann_kendall(&x[peak_at..], &y[peak_at..]).p_decreasing() < ALPHA {
+        return true;
+    }
+    let peak = y_all[peak_i];
+    let mid = (peak + end) / 2.0;
+    let high = |i: usize| y_all.get(i).is_some_and(|v| *v >= mid);
+    let stretch = (peak_i > 0 && high(peak_i - 1)) || high(peak_i + 1);
+    let late_high = y_all[y_all.len() / 2..].iter().any(|v| *v >= mid);
+    let sd = noise_sd.unwrap_or_else(|| stats::step_noise_sd(y_all));
+    stretch && !late_high && peak - end >= RESET_NOISE_SIGMAS * sd
+}
+
+pub(super) fn fit_run(x_all: &[f64], y_all: &[f64]) -> Option<RunFit> {
+    let n_all = y_all.len().min(x_all.len());
+    if n_all < MIN_POINTS {
+        return None;
+    }
+    let hours = x_all[n_all - 1] - x_all[0];
+    if hours <= 0.0 {
+        return None;
+    }
+    let reduced;
+    let (x, y): (&[f64], &[f64]) = if n_all > REDUCE_ABOVE {
+        reduced = stats::bucket_medians(x_all, y_all, REDUCED_POINTS);
+        (&reduced.0, &reduced.1)
+    } else {
+        (x_all, y_all)
+    };
+    let n = y.len();
+    let ts = stats::theil_sen(x, y).unwrap_or(0.0);
+    let ols = stats::ols(x_all, y_all);
+    let late_from = n - ((n * 2) / 5).max(4).min(n);
+    let late_ts = stats::theil_sen(&x[late_from..], &y[late_from..]).unwrap_or(0.0);
+    let late_mk = stats::mann_kendall(&x[late_from..], &y[late_from..]);
+    let quantum = growth_quantum(&y[..x.len().min(n)]);
+    let split_at = |k: usize| quantum.and_then(|q| QuantaSplit::at(x, y, k, q));
+    let split_quanta =
+        SLOWING_SPLITS.map(|f| split_at((f * (n - 1) as f64).round() as usize).unwrap_or_default());
+    let early_to = n - late_from;
+    let early_ts = stats::theil_sen(&x[..early_to], &y[..early_to]).unwrap_or(0.0);
+    let (mut peak, mut peak_i) = (f64::MIN, 0);
+    let mut lo = f64::MAX;
+    for (i, v) in y_all.iter().enumerate() {
+        if *v > peak {
+            peak = *v;
+            peak_i = i;
+        }
+        lo = lo.min(*v);
+    }
+    let range = peak - lo;
+    // Resets: drops of at least half the range (and 10% of the peak, and
+    // RESET_NOISE_SIGMAS times the step noise) in one step that stay down: the two points
+    // before are high and the two from the drop on are low. A lone noise dip in a long,
+    // noisy series is not a reset.
+    let mut noise_sd = None;
+    let reset_at: Vec<usize> = if range > 0.0 {
+        (1..n_all)
+            .filter(|&i| {
+                let d = y_all[i - 1] - y_all[i];
+                if d < 0.5 * range || d < 0.1 * peak.abs() {
+                    return false;
+                }
+                let sd = *noise_sd.get_or_insert_with(|| stats::step_noise_sd(y_all));
+                if d < RESET_NOISE_SIGMAS * sd {
+                    return false;
+                }
+                let before = y_all[i.saturating_sub(2)..i]
+                    .iter()
+                    .copied()
+                    .fold(f64::MAX, f64::min);
+                let after = y_all[i..(i + 2).min(n_all)]
+                    .iter()
+                    .copied()
+                    .fold(f64::MIN, f64::max);
+                before - after >= 0.3 * range
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    // A sawtooth builds up between resets: most cycles must end higher than they start.
+    // Drops in a noisy but flat series do not pass, so they are not counted as resets.
+    let reset_at = if builds_up_between(y_all, &reset_at, range) {
+        reset_at
+    } else {
+        Vec::new()
+    };
+    let resets = reset_at.len();
+    // Floor: the trough of every cycle between resets when the series resets periodically
+    // (equal chunks shorter than the period would see mid-ramp minima as a rising floor);
+    // otherwise the minimum of each of k equal-count chunks.
+    let bounds: Vec<(usize, usize)> = if resets >= 2 {
+        std::iter::once(0)
+            .chain(reset_at.iter().copied())
+            .zip(reset_at.iter().copied().chain(std::iter::once(n_all)))
+            .collect()
+    } else {
+        let k = (n_all / 4).clamp(3, 8);
+        (0..k)
+            .map(|c| {
+                let lo = c * n_all / k;
+                (lo, ((c + 1) * n_all / k).max(lo + 1))
+            })
+            .collect()
+    };
+    // At most MAX_FLOOR_POINTS troughs: neighbouring cycles merge (bounds the cost).
+    let bounds: Vec<(usize, usize)> = if bounds.len() > MAX_FLOOR_POINTS {
+        (0..MAX_FLOOR_POINTS)
+            .map(|c| {
+                let a = c * bounds.len() / MAX_FLOOR_POINTS;
+                let b = ((c + 1) * bounds.len() / MAX_FLOOR_POINTS).max(a + 1);
+                (bounds[a].0, bounds[b - 1].1)
+            })
+            .collect()
+    } else {
+        bounds
+    };
+    let (mut fx, mut fy) = (
+        Vec::with_capacity(bounds.len()),
+        Vec::with_capacity(bounds.len()),
+    );
+    for (lo, hi) in bounds {
+        let (i, v) = y_all[lo..hi]
+            .iter()
+            .enumerate()
+            .min_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(i, v)| (lo + i, *v))
+            .unwrap_or((lo, 0.0));
+        fx.push(x_all[i]);
+        fy.push(v);
+    }
+    let floor_ts = stats::theil_sen(&fx, &fy).unwrap_or(0.0);
+    let floor_mk = stats::mann_kendall(&fx, &fy);
+    // Broken-stick fit: did growth stop (slow down 5x or more) at some point and stay
+    // stopped? Judged on the post-knee segment as a whole, which is robust to noise.
+    // Theil-Sen slopes of the two segments at the knee, and the growth in quanta either
+    // side of it: (knee, before, after, split).
+    let segments = stats::knee(x, y, (n / 6).max(3)).and_then(|k| {
+        let before = stats::theil_sen(&x[..=k.index], &y[..=k.index])?;
+        let after = stats::theil_sen(&x[k.index..], &y[k.index..])?;
+        let split = split_at(k.index);
+        Some((k, before, after, split))
+    });
+    let stopped = segments
+        .as_ref()
+        .and_then(|&(ref k, before, after, split)| {
+            let pre_growth = before * (x[k.index] - x[0]);
+            let post_growth = after.max(0.0) * (x[n - 1] - x[k.index]);
+            let at = k.index as f64 / (n - 1) as f64;
+            (at <= 0.7
+                && before > 0.0
+                && after < 0.2 * before
+                && post_growth < 0.25 * pre_growth
+                && split.is_some_and(|q| q.p_slower() < KNEE_P))
+            .then_some((k.index as f64 / (n - 1) as f64, before, after))
+        });
+    // The other way round: growth that began (or sped up 2x or more) part-way through. Its
+    // current rate is the slope after the knee; the whole-run slope dilutes it.
+    let recent_ts = segments
+        .as_ref()
+        .and_then(|&(_, before, after, split)| {
+            (after > 0.0
+                && after > 2.0 * before.max(0.0)
+                && split.is_some_and(|q| q.p_faster() < KNEE_P))
+            .then_some(after)
+        })
+        .unwrap_or(ts)
+        .max(ts);
+    // Mann-Kendall with its variance widened for noise with memory, judged on the residuals
+    // of a two-segment fit whose break may sit near either end (a leak that starts late is
+    // a bend, not correlated noise); of the Theil-Sen line when there is none.
+    let bend = stats::knee(x, y, (n / 20).max(3));
+    let residuals: Vec<f64> = x
+        .iter()
+        .zip(y)
+        .map(|(x, y)| match &bend {
+            Some(k) => y - k.at(*x),
+            None => y - ts * x,
+        })
+        .collect();
+    let mk = stats::mann_kendall(x, y).corrected_for_autocorrelation(&residuals);
+    let recent_end = stats::median(&y[n - (n / 10).max(5).min(n)..]).unwrap_or(0.0);
+    let start = edge_level(y, true);
+    let end = edge_level(y, false);
+    let peak_frac = peak_i as f64 / (n_all - 1) as f64;
+    let falls_from_peak = peak_frac < 0.5
+        && end < 0.8 * peak
+        && falls_from_peak(x, y, &y_all[..n_all], peak_i, end, noise_sd);
+    // Levels as medians of three neighbours, as in QuantaSplit: exact on a staircase.
+    let level = |i: usize| stats::median(&y[i.saturating_sub(1)..(i + 2).min(n)]).unwrap_or(y[i]);
+    let late_at = (((1.0 - evidence::LATE_SHARE) * (n - 1) as f64).round() as usize).min(n - 1);
+    let late_rise = (level(n - 1) - level(late_at)).max(0.0);
+    let floor_span = fx.last().copied().unwrap_or(0.0) - fx.first().copied().unwrap_or(0.0);
+    // A low in the middle of the run well below where it started, by half the run's net
+    // growth and by RESET_NOISE_SIGMAS of step noise (one noisy point is no dip).
+    let dip_hours = {
+        let (lo, hi) = (n_all / 10, n_all - n_all / 10);
+        let (i, low) = y_all[lo..hi]
+            .iter()
+            .enumerate()
+            .min_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(i, v)| (lo + i, *v))
+            .unwrap_or((0, start));
+        let sd = noise_sd.unwrap_or_else(|| stats::step_noise_sd(y_all));
+        let depth = start - low;
+        (end > start && depth > 0.5 * (end - start) && depth > RESET_NOISE_SIGMAS * sd)
+            .then(|| x_all[i] - x_all[0])
+    };
+    Some(RunFit {
+        dip_hours,
+        points: n_all,
+        quantum,
+        late_rise,
+        steps: evidence::steps(y_all),
+        floor_rise: floor_ts * floor_span,
+        // Only a drop back to where the run began looks like a batch's first flush; one
+        // that leaves the level well above it (a partial clean-up) does not.
+        first_reset_hours: reset_at
+            .first()
+            .filter(|&&i| {
+                let drop = y_all[i - 1] - y_all[i];
+                let low = y_all[i..(i + 2).min(n_all)]
+                    .iter()
+                    .copied()
+                    .fold(f64::MAX, f64::min);
+                low - y_all[..i].iter().copied().fold(f64::MAX, f64::min) <= 0.25 * drop
+            })
+            .map(|&i| x_all[i] - x_all[0]),
+        recent_ts,
+        recent_end,
+        falls_from_peak,
+        stopped,
+        hours,
+        ts,
+        early_ts,
+        late_ts,
+        floor_ts,
+        ols_slope: ols.map(|o| o.slope).unwrap_or(0.0),
+        ols_r2: ols.map(|o| o.r2).unwrap_or(0.0),
+        mk,
+        late_mk,
+        split_quanta,
+        floor_mk,
+        start,
+        end,
+        peak,
+        peak_frac,
+        last_high_frac: last_new_high(y) as f64 / (n - 1).max(1) as f64,
+        resets,
+    })
+}
+
+/// Chance, under a constant rate, of growth after a fitted knee as far from the
+/// expected share as observed, below which the rate changed at the knee (either way).
+const KNEE_P: f64 = 0.01;
+
+/// The same for growth that slowed after any of [`SLOWING_SPLITS`] (fixed splits, not
+/// chosen to fit; corrected for their number). Early splits matter: a cache that fills in
+/// a few sampled steps shows its stop as little growth over most of the run.
+pub(super) const SLOWING_P: f64 = 0.05;
+
+/// Where growth is split to ask whether it slowed: fractions of each run's points.
+pub(super) const SLOWING_SPLITS: [f64; 3] = [0.2, 0.4, 0.6];
+
+/// The median rise between neighbouring points (one sampling period in a sampled heap
+/// profile); `None` when nothing rose.
+fn growth_quantum(y: &[f64]) -> Option<f64> {
+    let rises: Vec<f64> = y
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .filter(|d| *d > 0.0)
+        .collect();
+    stats::median(&rises).filter(|q| *q > 0.0)
+}
+
+/// Growth on either side of a split, counted in quanta, against a constant rate.
+///
+/// A quantum is the median rise between neighbouring points. In a sampled heap profile
+/// that is one sampling period, and rises arrive like a Poisson process, so a constant rate
+/// can bunch its steps into an apparent speed-up, or leave a long flat gap that looks like
+/// growth stopped. Under a constant rate the quanta after the split are Binomial(all
+/// quanta, share of the time after the split). Splits of several runs add up (their
+/// shares averaged, weighted by quanta).
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct QuantaSplit {
+    /// Quanta of growth after the split.
+    after: f64,
+    /// Quanta of growth on both sides.
+    all: f64,
+    /// Quanta expected after the split under a constant rate.
+    expected: f64,
+}
+
+impl QuantaSplit {
+    /// The split of `y` at index `k` in quanta of [`growth_quantum`]; `None` when nothing
+    /// rose or a side is empty.
+    fn at(x: &[f64], y: &[f64], k: usize, quantum: f64) -> Option<Self> {
+        let n = x.len().min(y.len());
+        if k == 0 || k + 1 >= n {
+            return None;
+        }
+        // Levels as medians of three neighbours: exact on a staircase, robust to a spike.
+        let level =
+            |i: usize| stats::median(&y[i.saturating_sub(1)..(i + 2).min(n)]).unwrap_or(y[i]);
+        let (span_before, span_after) = (x[k] - x[0], x[n - 1] - x[k]);
+        let before = (level(k) - level(0)).max(0.0) / quantum;
+        let after = (level(n - 1) - level(k)).max(0.0) / quantum;
+        let all = before + after;
+        let share = span_after / (span_before + span_after);
+        (all > 0.0 && share > 0.0 && share < 1.0).then_some(QuantaSplit {
+            after,
+            all,
+            expected: all * share,
+        })
+    }
+
+    /// Sum of two runs' splits.
+    pub(super) fn combine(self, other: Self) -> Self {
+        QuantaSplit {
+            after: self.after + other.after,
+            all: self.all + other.all,
+            expected: self.expected + other.expected,
+        }
+    }
+
+    /// Chance under a constant rate of this little growth after the split, or less
+    /// (1 when there is no growth to judge).
+    pub(super) fn p_slower(&self) -> f64 {
+        self.tail(true)
+    }
+
+    /// Chance under a constant rate of this much growth after the split, or more.
+    fn p_faster(&self) -> f64 {
+        self.tail(false)
+    }
+
+    fn tail(&self, lower: bool) -> f64 {
+        let n = self.all.round();
+        if n < 1.0 || self.expected <= 0.0 {
+            return 1.0;
+        }
+        let share = (self.expected / self.all).clamp(1e-9, 1.0 - 1e-9);
+        let k = self.after.round().clamp(0.0, n);
+        stats::binomial_tail(n as u64, k as u64, share, lower)
+    }
+}

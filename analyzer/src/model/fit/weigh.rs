@@ -1,0 +1,129 @@
+//! Weighing a would-be leak against the evidence behind it (see [`crate::model::evidence`]):
+//! growth in one or two jumps is a step; a site that kept allocating but stopped retaining
+//! is a plateau; too few observations or quanta, one cycle of a possible batch, a load
+//! wave or no clear growth at the end make it `growing`.
+
+use super::run::RunFit;
+use super::Verdict;
+use crate::model::evidence::{self, AllocCheckpoints, Retention, SeriesContext, Shortfall};
+use crate::model::reason::{Basis, Qualifier, Reason};
+
+/// A verdict with its reason and confidence, as it stands at one step of the judgement.
+pub(super) struct Judged {
+    pub(super) verdict: Verdict,
+    pub(super) reason: Reason,
+    pub(super) confidence: f64,
+}
+
+/// What [`weigh_evidence`] looks at beyond the verdict.
+pub(super) struct EvidenceInput<'a> {
+    pub(super) fits: &'a [RunFit],
+    pub(super) allocs: &'a [AllocCheckpoints],
+    pub(super) ctx: &'a SeriesContext,
+    pub(super) quantum: Option<f64>,
+    pub(super) quanta: f64,
+    pub(super) observations: usize,
+    pub(super) late_significant: bool,
+}
+
+/// Checks a leak verdict against the evidence behind it (see [`crate::model::evidence`]): growth
+/// in one or two jumps is a step, not a trend; a site that kept allocating but stopped
+/// retaining is a plateau; too few observations or quanta, one cycle of a possible batch,
+/// or no clear growth at the end make it `growing`.
+pub(super) fn weigh_evidence(
+    j: Judged,
+    e: &EvidenceInput,
+) -> (Judged, Option<Shortfall>, Option<Retention>) {
+    if !j.verdict.is_leak() {
+        return (j, None, None);
+    }
+    let growing = |j: Judged, s: Shortfall| {
+        let judged = Judged {
+            verdict: Verdict::Growing,
+            reason: j.reason.with(Qualifier::TooEarly(s)),
+            confidence: super::confidence::capped(j.confidence),
+        };
+        (judged, Some(s), None)
+    };
+    // One or two jumps, flat between (every fitted run that grew did so in steps).
+    let grew: Vec<&RunFit> = e.fits.iter().filter(|f| f.end > f.start).collect();
+    let jumps: usize = grew
+        .iter()
+        .map(|f| f.steps.map_or(usize::MAX, |s| s.count))
+        .fold(0, usize::saturating_add);
+    if !grew.is_empty() && jumps <= 2 {
+        let largest = grew
+            .iter()
+            .filter_map(|f| f.steps.map(|s| s.largest))
+            .fold(0.0, f64::max);
+        let sampled = e.ctx.sampling_period.is_some_and(|p| largest <= 2.0 * p);
+        if !sampled {
+            let judged = Judged {
+                verdict: Verdict::Steady,
+                reason: Reason::new(Basis::OneTimeStep { jumps, largest }),
+                confidence: 0.0,
+            };
+            return (judged, None, None);
+        }
+    }
+    // Retention is judged in counts of sampled events: only where the series moves in
+    // whole samples (its quantum is the profile's, not a finer median rise), so that the
+    // binomial model holds; a finer series' noise is no count of events.
+    let counts_events = |q: &f64| e.ctx.quantum().is_some_and(|c| *q >= 0.5 * c);
+    if let Some(r) = e
+        .quantum
+        .filter(|q| counts_events(q) && e.allocs.len() == e.fits.len())
+        .and_then(|q| evidence::retention_fall(e.allocs, q))
+    {
+        let judged = Judged {
+            verdict: Verdict::Plateau,
+            reason: Reason::new(Basis::StoppedRetaining(r)),
+            confidence: super::confidence::capped(j.confidence),
+        };
+        return (judged, None, Some(r));
+    }
+    if e.observations < evidence::MIN_OBSERVATIONS {
+        let s = Shortfall::FewObservations {
+            have: e.observations,
+            need: evidence::MIN_OBSERVATIONS,
+        };
+        return growing(j, s);
+    }
+    if let Some(period) = e
+        .fits
+        .iter()
+        .filter(|f| f.resets == 1)
+        .find_map(|f| f.first_reset_hours)
+    {
+        let s = Shortfall::OneCycle {
+            period_hours: period,
+        };
+        return growing(j, s);
+    }
+    // Quanta of sampled events only where the sampling is known (heap, goroutines): the
+    // median rise of an unsampled series is no count of events.
+    if let Some(dip) = e.fits.iter().find_map(|f| f.dip_hours) {
+        let s = Shortfall::DippedMidRun { dip_hours: dip };
+        return growing(j, s);
+    }
+    if let Some(q) = e
+        .quantum
+        .filter(|_| e.ctx.quantum().is_some() && e.quanta < evidence::MIN_QUANTA)
+    {
+        let s = Shortfall::FewQuanta {
+            have: e.quanta,
+            need: evidence::MIN_QUANTA,
+            quantum: q,
+        };
+        return growing(j, s);
+    }
+    let late_quanta = e
+        .quantum
+        .map(|q| e.fits.iter().map(|f| f.late_rise).sum::<f64>() / q)
+        .unwrap_or(f64::INFINITY);
+    if late_quanta < evidence::LATE_QUANTA && !e.late_significant {
+        let s = Shortfall::NoLateGrowth { late_quanta };
+        return growing(j, s);
+    }
+    (j, None, None)
+}
