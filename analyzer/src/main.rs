@@ -58,8 +58,8 @@ async fn run_export(a: &ExportArgs) -> anyhow::Result<()> {
 }
 
 async fn run_report(a: &ReportArgs) -> anyhow::Result<()> {
-    let ranking = run_rank(&a.sel, a.top.max(leakscope::output::report::PNG_SITES)).await?;
-    let cat = catalog::open(&a.sel.captures, &rules(&a.sel.group.skip)?).await?;
+    let (cat, ranking) =
+        open_and_rank(&a.sel, a.top.max(leakscope::output::report::PNG_SITES)).await?;
     let opts = leakscope::output::report::ReportOptions {
         from: a.from,
         to: a.to,
@@ -115,18 +115,31 @@ fn progress_bar() -> indicatif::ProgressBar {
 }
 
 async fn run_rank(sel: &Selection, keep_series: usize) -> anyhow::Result<Ranking> {
-    let ranking = rank_captures(
-        &sel.captures,
-        &sel.group,
-        keep_series,
-        true,
-        &mut HashSet::new(),
-    )
+    open_and_rank(sel, keep_series)
+        .await
+        .map(|(_, ranking)| ranking)
+}
+
+/// Opens the captures once (warning about unreadable segments), ranks them keeping the
+/// series of the first `keep_series` findings, and refuses a ranking without enough data;
+/// the catalog is returned for commands that read more of it (`report`).
+async fn open_and_rank(sel: &Selection, keep_series: usize) -> anyhow::Result<(Catalog, Ranking)> {
+    let rules = rules(&sel.group.skip)?;
+    let cat = open(&sel.captures, &rules).await?;
+    let pb = progress_bar();
+    let opts = rank_options(&sel.group, rules, keep_series);
+    let ranking = rank(&cat, &opts, &|rows| {
+        if rows % 65_536 < 8192 {
+            pb.set_message(format!("{rows} sample rows read"));
+            pb.tick();
+        }
+    })
     .await?;
+    pb.finish_and_clear();
     if let Some(problem) = lacks_data(&ranking, &sel.captures) {
         bail!(problem);
     }
-    Ok(ranking)
+    Ok((cat, ranking))
 }
 
 /// How to rank, from the grouping flags.
@@ -139,35 +152,6 @@ fn rank_options(g: &Grouping, rules: SiteRules, keep_series: usize) -> RankOptio
         keep_series,
         first: g.first,
     }
-}
-
-/// Opens the captures (warning about corrupt segments not in `warned` yet) and ranks them,
-/// keeping the series of the first `keep_series` findings.
-async fn rank_captures(
-    captures: &[PathBuf],
-    g: &Grouping,
-    keep_series: usize,
-    progress: bool,
-    warned: &mut HashSet<PathBuf>,
-) -> anyhow::Result<Ranking> {
-    let rules = rules(&g.skip)?;
-    let cat = catalog::open(captures, &rules).await?;
-    warn_skipped(&cat.skipped, warned);
-    let pb = if progress {
-        progress_bar()
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    let opts = rank_options(g, rules, keep_series);
-    let ranking = rank(&cat, &opts, &|rows| {
-        if rows % 65_536 < 8192 {
-            pb.set_message(format!("{rows} sample rows read"));
-            pb.tick();
-        }
-    })
-    .await?;
-    pb.finish_and_clear();
-    Ok(ranking)
 }
 
 /// Why a ranking of `captures` cannot be trusted yet, in words, if so.

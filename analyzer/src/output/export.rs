@@ -6,9 +6,6 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::{Int64Type, UInt64Type};
-use arrow_array::Array;
 use leakscope_capture::pprof::proto;
 use prost::Message;
 
@@ -16,6 +13,7 @@ use crate::error::{AnalyzeError, Result};
 use crate::model::site::FrameRef;
 use crate::source::catalog::Catalog;
 use crate::source::load::{load_profiles, load_stacks, Metric, ProfileCol};
+use crate::source::values::{stack_values, ProfileKey};
 
 /// The two profiles a delta is taken between.
 #[derive(Debug, Clone)]
@@ -87,36 +85,21 @@ pub async fn choose_window(
     })
 }
 
-/// Per-stack values of one profile: stack id -> values in `columns` order.
+/// Per-stack values of the window's profile `p` (see [`stack_values`]).
 async fn values_of(
     cat: &Catalog,
-    profile_id: u64,
+    metric: Metric,
+    p: &ProfileCol,
+    id: u64,
     columns: &[&str],
 ) -> Result<HashMap<u64, Vec<i64>>> {
-    let sql = format!(
-        "SELECT stack_id, {} FROM samples WHERE profile_id = {profile_id}",
-        columns
-            .iter()
-            .map(|c| format!("COALESCE({c}, 0)"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    let mut out: HashMap<u64, Vec<i64>> = HashMap::new();
-    for b in crate::sql::collect(&cat.ctx, &sql).await? {
-        let ids = b.column(0).as_primitive::<UInt64Type>();
-        for i in 0..b.num_rows() {
-            let e = out
-                .entry(ids.value(i))
-                .or_insert_with(|| vec![0; columns.len()]);
-            for (k, slot) in e.iter_mut().enumerate() {
-                let a = b.column(1 + k).as_primitive::<Int64Type>();
-                if a.is_valid(i) {
-                    *slot = slot.saturating_add(a.value(i));
-                }
-            }
-        }
-    }
-    Ok(out)
+    let key = ProfileKey {
+        capture: &p.capture,
+        kind: metric.kind(),
+        time_ns: p.time_ns,
+        profile_id: id,
+    };
+    stack_values(cat, &key, columns).await
 }
 
 /// Builds pprof's string table, functions and locations from frames.
@@ -205,8 +188,8 @@ fn sample_types(metric: Metric) -> Vec<(&'static str, &'static str, &'static str
 pub async fn delta_profile(cat: &Catalog, metric: Metric, w: &Window) -> Result<proto::Profile> {
     let types = sample_types(metric);
     let columns: Vec<&str> = types.iter().map(|t| t.2).collect();
-    let before = values_of(cat, w.from.0, &columns).await?;
-    let after = values_of(cat, w.to.0, &columns).await?;
+    let before = values_of(cat, metric, &w.from.1, w.from.0, &columns).await?;
+    let after = values_of(cat, metric, &w.to.1, w.to.0, &columns).await?;
     let stacks = load_stacks(cat)?;
     let mut b = Builder::new();
     let sample_type: Vec<proto::ValueType> = types

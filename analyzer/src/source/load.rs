@@ -11,7 +11,7 @@ use arrow_array::types::{Int64Type, TimestampNanosecondType, UInt64Type};
 use datafusion::prelude::SessionContext;
 use rayon::prelude::*;
 
-use crate::error::{AnalyzeError, Result};
+use crate::error::Result;
 use crate::model::evidence;
 use crate::model::fit::RunSeries;
 pub use crate::model::ids::{IdHasher, IdMap};
@@ -174,15 +174,6 @@ impl SeriesSet {
     }
 }
 
-async fn collect(ctx: &SessionContext, sql: &str) -> Result<Vec<arrow_array::RecordBatch>> {
-    ctx.sql(sql)
-        .await
-        .map_err(AnalyzeError::df(format!("planning {sql}")))?
-        .collect()
-        .await
-        .map_err(AnalyzeError::df(format!("running {sql}")))
-}
-
 /// Loads the profile timeline of `kind`: columns sorted by run (in time order), then time.
 ///
 /// With `first`, only the profiles within that long of the earliest one are kept: the
@@ -196,7 +187,7 @@ pub async fn load_profiles(
     Vec<(String, std::ops::Range<usize>)>,
     IdMap<usize>,
 )> {
-    let batches = collect(
+    let batches = crate::sql::collect(
         ctx,
         &format!(
             "SELECT capture, run_id, profile_id, time, period FROM profiles WHERE kind = '{kind}'"

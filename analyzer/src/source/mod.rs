@@ -9,3 +9,4 @@ pub mod pread;
 pub mod process;
 pub mod scan;
 pub mod store;
+pub mod values;

@@ -13,7 +13,7 @@ use arrow_schema::DataType;
 use super::axis::{format_duration, format_time, Unit, SEC};
 use super::flame::FlameTree;
 use crate::error::{AnalyzeError, Result};
-use crate::source::catalog::{literal, Catalog};
+use crate::source::catalog::Catalog;
 use crate::source::load::{load_stacks, Metric};
 
 /// One profile.
@@ -183,18 +183,9 @@ fn u64s(b: &RecordBatch, i: usize) -> Result<Vec<u64>> {
         .collect())
 }
 
-async fn query(cat: &Catalog, sql: &str) -> Result<Vec<RecordBatch>> {
-    crate::sql::collect(&cat.ctx, sql)
-        .await
-        .map_err(|e| match e {
-            AnalyzeError::Sql(m) => AnalyzeError::Sql(format!("report query ({sql}): {m}")),
-            other => other,
-        })
-}
-
 async fn read_profiles(cat: &Catalog) -> Result<Vec<ProfileRef>> {
-    let batches = query(
-        cat,
+    let batches = crate::sql::collect(
+        &cat.ctx,
         "SELECT capture, run_id, kind, time, profile_id FROM profiles \
          ORDER BY time, capture, kind, profile_id",
     )
@@ -234,8 +225,7 @@ async fn read_runs(cat: &Catalog, profiles: &[ProfileRef]) -> Result<Vec<RunSpan
         r.profile_span = r.profile_span.map(|(a, b)| (a.min(p.time), b.max(p.time)));
         r.profiles += 1;
     }
-    let batches = query(
-        cat,
+    let batches = crate::sql::collect(&cat.ctx,
         "SELECT capture, COALESCE(run_id, 'unknown'), MIN(time), MAX(time) FROM process GROUP BY 1, 2",
     )
     .await?;
@@ -354,8 +344,8 @@ pub fn find_gaps(profiles: &[ProfileRef]) -> Vec<(i64, i64, String)> {
 }
 
 async fn read_scrapes(cat: &Catalog) -> Result<(Vec<ScrapeCount>, Vec<FailureRun>)> {
-    let batches = query(
-        cat,
+    let batches = crate::sql::collect(
+        &cat.ctx,
         "SELECT capture, COUNT(*), SUM(CASE WHEN ok THEN 0 ELSE 1 END) FROM scrapes \
          GROUP BY capture ORDER BY capture",
     )
@@ -371,8 +361,7 @@ async fn read_scrapes(cat: &Catalog) -> Result<(Vec<ScrapeCount>, Vec<FailureRun
             });
         }
     }
-    let batches = query(
-        cat,
+    let batches = crate::sql::collect(&cat.ctx,
         "SELECT capture, time, endpoint, COALESCE(error, CASE WHEN http_status IS NULL THEN 'failed' \
          ELSE 'HTTP ' || CAST(http_status AS VARCHAR) END) FROM scrapes WHERE NOT ok \
          ORDER BY capture, time, endpoint",
@@ -404,8 +393,8 @@ async fn read_scrapes(cat: &Catalog) -> Result<(Vec<ScrapeCount>, Vec<FailureRun
 
 async fn read_totals(cat: &Catalog, profiles: &[ProfileRef]) -> Result<(Totals, Totals, Totals)> {
     // Grouped by profile only (no strings per row); the profile list gives run, kind and time.
-    let batches = query(
-        cat,
+    let batches = crate::sql::collect(
+        &cat.ctx,
         "SELECT capture, profile_id, SUM(goroutines), SUM(inuse_bytes) FROM samples \
          GROUP BY capture, profile_id",
     )
@@ -449,8 +438,8 @@ async fn read_native_outstanding(cat: &Catalog) -> Result<Totals> {
     if !cat.ctx.table_exist("native_outstanding").unwrap_or(false) {
         return Ok(Vec::new());
     }
-    let batches = query(
-        cat,
+    let batches = crate::sql::collect(
+        &cat.ctx,
         "SELECT capture, run_id, time, SUM(outstanding_bytes) FROM native_outstanding \
          GROUP BY capture, run_id, time ORDER BY capture, run_id, time",
     )
@@ -470,8 +459,7 @@ async fn read_native_outstanding(cat: &Catalog) -> Result<Totals> {
 }
 
 async fn read_leak_detector(cat: &Catalog) -> Result<Vec<(String, i64)>> {
-    let batches = query(
-        cat,
+    let batches = crate::sql::collect(&cat.ctx,
         "SELECT i.site, SUM(s.goroutines) FROM samples s \
          JOIN (SELECT capture, MAX(time) AS t FROM profiles WHERE kind = 'goroutineleak' GROUP BY capture) l \
          ON s.capture = l.capture AND s.time = l.t \
@@ -559,26 +547,19 @@ pub fn window_profiles<'a>(
     (before.time < after.time).then_some((before, *after))
 }
 
+/// One column's per-stack values of profile `p` (see [`crate::source::values`]).
 async fn stack_values(cat: &Catalog, p: &ProfileRef, column: &str) -> Result<BTreeMap<u64, f64>> {
-    let sql = format!(
-        // The time filter lets the scan skip row groups by their statistics.
-        "SELECT stack_id, SUM({column}) FROM samples WHERE capture = {} AND kind = {} \
-         AND time = arrow_cast({}, 'Timestamp(Nanosecond, Some(\"UTC\"))') \
-         AND profile_id = CAST('{}' AS BIGINT UNSIGNED) GROUP BY stack_id",
-        literal(&p.capture),
-        literal(&p.kind),
-        p.time,
-        p.profile_id
-    );
-    let batches = query(cat, &sql).await?;
-    let mut out = BTreeMap::new();
-    for b in &batches {
-        let (ids, v) = (u64s(b, 0)?, ints(b, 1)?);
-        for r in 0..b.num_rows() {
-            out.insert(ids[r], v[r].unwrap_or(0) as f64);
-        }
-    }
-    Ok(out)
+    let key = crate::source::values::ProfileKey {
+        capture: &p.capture,
+        kind: &p.kind,
+        time_ns: p.time,
+        profile_id: p.profile_id,
+    };
+    let values = crate::source::values::stack_values(cat, &key, &[column]).await?;
+    Ok(values
+        .into_iter()
+        .map(|(id, v)| (id, v.first().copied().unwrap_or(0) as f64))
+        .collect())
 }
 
 async fn read_flames(cat: &Catalog, profiles: &[ProfileRef], w: &Window) -> Result<Vec<FlameData>> {
