@@ -413,7 +413,7 @@ fn a_short_prefix_is_growing_not_leak_and_check_passes_unless_asked() {
         String::from_utf8_lossy(&o.stderr)
     );
     let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(r["schema_version"], 2);
+    assert_eq!(r["schema_version"], 3);
     let heap = &r["sections"][0];
     assert!(
         heap["profiles"].as_u64().unwrap() < 12,

@@ -333,8 +333,9 @@ pub fn write(report: &Report, html_path: &Path, png_dir: Option<&Path>) -> Resul
             source,
         })?;
         for (name, scene) in report.png_charts() {
+            // The encoder picks the format from the extension: keep `.png` last.
+            let tmp = dir.join(format!(".{name}.tmp.png"));
             let path = dir.join(name);
-            let tmp = leakscope_capture::durable::temp_path_for(&path);
             if let Err(e) = png::write_png(&scene, &tmp, PNG_SCALE) {
                 let _ = std::fs::remove_file(&tmp);
                 return Err(e);
