@@ -9,6 +9,7 @@
 pub mod alert;
 pub mod calibration;
 pub mod catalog;
+pub mod cluster;
 pub mod conform;
 pub mod error;
 pub mod evidence;

@@ -85,6 +85,10 @@ struct SqlArgs {
     /// Write results to this file instead of stdout (required for parquet).
     #[arg(long, short)]
     output: Option<PathBuf>,
+    /// Run on a Ballista cluster (leakscope-scheduler and leakscope-executor, see
+    /// docs/cluster.md) instead of in this process; executors read the same capture paths.
+    #[arg(long, value_name = "df://HOST:PORT")]
+    cluster: Option<String>,
 }
 
 #[derive(Args, Clone)]
@@ -461,7 +465,14 @@ async fn run_sql(a: SqlArgs) -> anyhow::Result<()> {
     if captures.is_empty() {
         bail!("no capture given (usage: leakscope sql CAPTURE... \"SELECT ...\")");
     }
-    let cat = open(&captures, &SiteRules::default()).await?;
+    let cat = match &a.cluster {
+        Some(url) => {
+            let cat = leakscope::cluster::open(url, &captures, &SiteRules::default()).await?;
+            warn_skipped(&cat.skipped, &mut HashSet::new());
+            cat
+        }
+        None => open(&captures, &SiteRules::default()).await?,
+    };
     match query {
         Some(q) => run_one(&cat, &q, a.format, a.output.as_deref()).await,
         None if std::io::stdin().is_terminal() => repl(&cat, a.format).await,
