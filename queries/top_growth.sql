@@ -15,5 +15,5 @@ SELECT
     COUNT(*) AS points
 FROM per_profile
 GROUP BY site
-ORDER BY theil_sen(to_unixtime(time) / 3600.0, CAST(bytes AS DOUBLE)) DESC NULLS LAST
+ORDER BY theil_sen(to_unixtime(time) / 3600.0, CAST(bytes AS DOUBLE)) DESC NULLS LAST, site
 LIMIT 20

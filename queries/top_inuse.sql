@@ -9,5 +9,5 @@ JOIN latest l ON s.capture = l.capture AND s.time = l.time
 JOIN stack_info i ON s.stack_id = i.stack_id
 WHERE s.kind = 'heap'
 GROUP BY s.capture, i.site
-ORDER BY SUM(s.inuse_bytes) DESC
+ORDER BY SUM(s.inuse_bytes) DESC, s.capture, i.site
 LIMIT 30

@@ -18,7 +18,11 @@
 //! The returned [`Catalog`] runs every query of its context on the cluster, so any code
 //! that queries `Catalog::ctx` (a ranking's GROUP BY over `samples`, say) can be sent there.
 //! The SQL functions use the default [`SiteRules`] everywhere: `--skip` patterns do not
-//! travel to the cluster (yet).
+//! travel to the cluster (yet; user_frame, user_function and blocked_in would need to carry
+//! their patterns, e.g. through `try_encode_udf` of both codecs).
+//!
+//! Plans use Ballista's static distributed planner with one extra physical rule on the
+//! scheduler, [`SortConstantsFirst`]; see there and [`session_config`] for why.
 
 use std::any::Any;
 use std::collections::HashSet;
@@ -56,7 +60,14 @@ use datafusion::logical_expr::{
     AggregateUDF, Expr, Extension, LogicalPlan, ScalarUDF, TableProviderFilterPushDown,
     TableType, WindowUDF,
 };
-use datafusion::physical_plan::ExecutionPlan;
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
+use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_expr::{AcrossPartitions, LexOrdering, PhysicalSortExpr};
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_plan::sorts::sort::SortExec;
+use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMergeExec;
+use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion_proto::logical_plan::LogicalExtensionCodec;
 use datafusion_proto::physical_plan::PhysicalExtensionCodec;
@@ -162,20 +173,99 @@ pub fn physical_codec() -> Arc<dyn PhysicalExtensionCodec> {
     Arc::new(BallistaPhysicalExtensionCodec::default())
 }
 
-/// The session configuration of every part: Ballista's, with [`logical_codec`].
+/// The session configuration of every part: Ballista's, with [`logical_codec`] and the
+/// static distributed planner.
+///
+/// Ballista's adaptive planner (the default) optimizes with a fixed list of rules that
+/// [`SortConstantsFirst`] cannot join, and its plans of window functions partitioned by a
+/// constant column fail (see there); the static planner runs the session's rules.
 pub fn session_config() -> SessionConfig {
     SessionConfig::new_with_ballista()
         .with_information_schema(true)
         .with_ballista_logical_extension_codec(logical_codec())
         .with_ballista_physical_extension_codec(physical_codec())
+        .set_bool(ballista_core::config::BALLISTA_ADAPTIVE_PLANNER_ENABLED, false)
 }
 
 /// The scheduler's session builder: Ballista's default session with leakscope's functions,
-/// so that it can decode and plan the client's logical plans.
+/// so that it can decode and plan the client's logical plans, and [`SortConstantsFirst`].
 pub fn scheduler_session(config: SessionConfig) -> datafusion::common::Result<SessionState> {
-    Ok(with_functions(
-        ballista_core::utils::default_session_builder(config)?,
-    ))
+    let state = with_functions(ballista_core::utils::default_session_builder(config)?);
+    Ok(SessionStateBuilder::new_from_existing(state)
+        .with_physical_optimizer_rule(Arc::new(SortConstantsFirst))
+        .build())
+}
+
+/// A physical optimizer rule for plans that Ballista cuts into stages: every sort (and
+/// sorted merge) also sorts by the columns its input holds constant (the same value in
+/// every partition), first.
+///
+/// DataFusion leaves constant columns out of sort keys (the per-capture `'demo' AS capture`
+/// of the `profiles` view sorts as nothing). Ballista then cuts the plan at the shuffle
+/// below the sort, and the stage above no longer knows that the column is constant: a
+/// window function partitioned by it fails with "Expects PARTITION BY expression to be
+/// ordered" (the shipped `gaps_and_restarts` query did). Sorting by a constant costs one
+/// comparison of equal values and keeps the ordering explicit across stages.
+#[derive(Debug, Default)]
+pub struct SortConstantsFirst;
+
+impl SortConstantsFirst {
+    /// `ordering` with the constant columns of `input` that it lacks put first.
+    fn with_constants(
+        input: &Arc<dyn ExecutionPlan>,
+        ordering: &LexOrdering,
+    ) -> Option<LexOrdering> {
+        let constants: Vec<PhysicalSortExpr> = input
+            .equivalence_properties()
+            .constants()
+            .into_iter()
+            // Only columns with one value in every partition: a column constant within
+            // each partition but not across them would reorder a merge.
+            .filter(|c| matches!(c.across_partitions, AcrossPartitions::Uniform(_)))
+            .filter(|c| c.expr.downcast_ref::<Column>().is_some())
+            .filter(|c| !ordering.iter().any(|e| e.expr.as_ref() == c.expr.as_ref()))
+            .map(|c| PhysicalSortExpr::new_default(c.expr))
+            .collect();
+        if constants.is_empty() {
+            return None;
+        }
+        LexOrdering::new(constants.into_iter().chain(ordering.iter().cloned()))
+    }
+}
+
+impl PhysicalOptimizerRule for SortConstantsFirst {
+    fn optimize(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        _config: &ConfigOptions,
+    ) -> datafusion::common::Result<Arc<dyn ExecutionPlan>> {
+        plan.transform_up(|node| {
+            if let Some(sort) = node.downcast_ref::<SortExec>() {
+                if let Some(ordering) = Self::with_constants(sort.input(), sort.expr()) {
+                    let new = SortExec::new(ordering, Arc::clone(sort.input()))
+                        .with_preserve_partitioning(sort.preserve_partitioning())
+                        .with_fetch(sort.fetch());
+                    return Ok(Transformed::yes(Arc::new(new) as Arc<dyn ExecutionPlan>));
+                }
+            } else if let Some(merge) = node.downcast_ref::<SortPreservingMergeExec>() {
+                if let Some(ordering) = Self::with_constants(merge.input(), merge.expr()) {
+                    let new = SortPreservingMergeExec::new(ordering, Arc::clone(merge.input()))
+                        .with_fetch(merge.fetch());
+                    return Ok(Transformed::yes(Arc::new(new) as Arc<dyn ExecutionPlan>));
+                }
+            }
+            Ok(Transformed::no(node))
+        })
+        .data()
+    }
+
+    fn name(&self) -> &str {
+        "leakscope_sort_constants_first"
+    }
+
+    fn schema_check(&self) -> bool {
+        true
+    }
 }
 
 /// Wraps Ballista's logical codec and adds [`SegmentTable`] (as JSON after a magic prefix).
