@@ -193,9 +193,16 @@ const AD_HOC: &[&str] = &[
     "SELECT stack_id, leaf_function(frames) AS leaf, user_frame(frames) AS site, \
      user_function(frames) AS site_function, blocked_in(frames) AS blocked, \
      render_stack(frames) AS stack_text FROM stacks",
+    // One point per profile, and raw samples (many points share an x).
+    "WITH per AS (SELECT i.site, s.time, SUM(s.inuse_bytes) AS bytes FROM samples s \
+     JOIN stack_info i ON s.stack_id = i.stack_id WHERE s.kind = 'heap' GROUP BY i.site, s.time) \
+     SELECT site, theil_sen(to_unixtime(time) / 3600.0, CAST(bytes AS DOUBLE)) AS slope, \
+     mann_kendall_p(to_unixtime(time) / 3600.0, CAST(bytes AS DOUBLE)) AS p, COUNT(*) AS n \
+     FROM per GROUP BY site",
     "SELECT i.site, theil_sen(to_unixtime(s.time) / 3600.0, CAST(s.inuse_bytes AS DOUBLE)) AS slope, \
-     mann_kendall_p(to_unixtime(s.time) / 3600.0, CAST(s.inuse_bytes AS DOUBLE)) AS p, COUNT(*) AS n \
-     FROM samples s JOIN stack_info i ON s.stack_id = i.stack_id WHERE s.kind = 'heap' GROUP BY i.site",
+     mann_kendall_p(to_unixtime(s.time) / 3600.0, CAST(s.inuse_bytes AS DOUBLE)) AS p, \
+     COUNT(*) AS n FROM samples s JOIN stack_info i ON s.stack_id = i.stack_id \
+     WHERE s.kind = 'heap' GROUP BY i.site",
     "SELECT site_function, format_bytes(CAST(SUM(inuse_bytes) AS DOUBLE)) AS b FROM sample_stacks \
      WHERE kind = 'heap' GROUP BY site_function ORDER BY SUM(inuse_bytes) DESC, site_function",
     "SELECT capture, date, kind, COUNT(*) AS n, SUM(inuse_bytes) AS bytes FROM samples \
@@ -220,6 +227,15 @@ fn query_text(name: &str) -> String {
     std::fs::read_to_string(root().join("queries").join(format!("{name}.sql"))).unwrap()
 }
 
+/// Runs the shipped query `name` on `cap` in `format`, locally or on the cluster at `url`.
+fn shipped(cap: &str, name: &str, format: &str, url: Option<&str>) -> std::process::Output {
+    let mut args = vec!["sql", cap, "--query", name, "--format", format];
+    if let Some(u) = url {
+        args.extend(["--cluster", u]);
+    }
+    leakscope(&args)
+}
+
 /// Every shipped query (by --query, in each of `formats`) and every ad-hoc query.
 fn check_capture(cap: &Path, url: &str, formats: &[&str]) {
     let queries = shipped_queries();
@@ -228,15 +244,8 @@ fn check_capture(cap: &Path, url: &str, formats: &[&str]) {
         let ordered = has_order_by(&query_text(q));
         let cap_s = cap.display().to_string();
         for &format in formats {
-            let args = |cluster: Option<&str>| {
-                let mut a = vec!["sql", cap_s.as_str(), "--query", q.as_str(), "--format", format];
-                if let Some(u) = cluster {
-                    a.extend(["--cluster", u]);
-                }
-                a
-            };
-            let local = leakscope(&args(None));
-            let remote = leakscope(&args(Some(url)));
+            let local = shipped(&cap_s, q, format, None);
+            let remote = shipped(&cap_s, q, format, Some(url));
             assert!(local.status.success(), "{q}: {}", String::from_utf8_lossy(&local.stderr));
             assert!(remote.status.success(), "{q} on the cluster: {}", String::from_utf8_lossy(&remote.stderr));
             let (l, r) = (String::from_utf8_lossy(&local.stdout), String::from_utf8_lossy(&remote.stdout));
