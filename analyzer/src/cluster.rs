@@ -37,15 +37,17 @@ use arrow_schema::{Schema, SchemaRef};
 use async_trait::async_trait;
 use ballista::prelude::SessionContextExt;
 use ballista_core::extension::SessionConfigExt;
-use ballista_core::ConfigProducer;
 use ballista_core::registry::BallistaFunctionRegistry;
 use ballista_core::serde::{BallistaLogicalExtensionCodec, BallistaPhysicalExtensionCodec};
+use ballista_core::ConfigProducer;
 use ballista_executor::executor_process::{start_executor_process, ExecutorProcessConfig};
 use ballista_scheduler::cluster::BallistaCluster;
 use ballista_scheduler::config::SchedulerConfig;
 use ballista_scheduler::scheduler_process::{create_scheduler, start_grpc_service_with_listener};
 use bytes::Bytes;
 use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
 use datafusion::common::{DataFusionError, TableReference};
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
@@ -57,11 +59,9 @@ use datafusion::execution::object_store::{DefaultObjectStoreRegistry, ObjectStor
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::{SessionState, SessionStateBuilder, TaskContext};
 use datafusion::logical_expr::{
-    AggregateUDF, Expr, Extension, LogicalPlan, ScalarUDF, TableProviderFilterPushDown,
-    TableType, WindowUDF,
+    AggregateUDF, Expr, Extension, LogicalPlan, ScalarUDF, TableProviderFilterPushDown, TableType,
+    WindowUDF,
 };
-use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
 use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::{AcrossPartitions, LexOrdering, PhysicalSortExpr};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
@@ -184,7 +184,10 @@ pub fn session_config() -> SessionConfig {
         .with_information_schema(true)
         .with_ballista_logical_extension_codec(logical_codec())
         .with_ballista_physical_extension_codec(physical_codec())
-        .set_bool(ballista_core::config::BALLISTA_ADAPTIVE_PLANNER_ENABLED, false)
+        .set_bool(
+            ballista_core::config::BALLISTA_ADAPTIVE_PLANNER_ENABLED,
+            false,
+        )
 }
 
 /// The scheduler's session builder: Ballista's default session with leakscope's functions,
@@ -349,7 +352,11 @@ impl LogicalExtensionCodec for LeakscopeLogicalCodec {
         self.inner.try_decode_udf(name, buf)
     }
 
-    fn try_encode_udf(&self, node: &ScalarUDF, buf: &mut Vec<u8>) -> datafusion::common::Result<()> {
+    fn try_encode_udf(
+        &self,
+        node: &ScalarUDF,
+        buf: &mut Vec<u8>,
+    ) -> datafusion::common::Result<()> {
         self.inner.try_encode_udf(node, buf)
     }
 
@@ -369,11 +376,19 @@ impl LogicalExtensionCodec for LeakscopeLogicalCodec {
         self.inner.try_encode_udaf(node, buf)
     }
 
-    fn try_decode_udwf(&self, name: &str, buf: &[u8]) -> datafusion::common::Result<Arc<WindowUDF>> {
+    fn try_decode_udwf(
+        &self,
+        name: &str,
+        buf: &[u8],
+    ) -> datafusion::common::Result<Arc<WindowUDF>> {
         self.inner.try_decode_udwf(name, buf)
     }
 
-    fn try_encode_udwf(&self, node: &WindowUDF, buf: &mut Vec<u8>) -> datafusion::common::Result<()> {
+    fn try_encode_udwf(
+        &self,
+        node: &WindowUDF,
+        buf: &mut Vec<u8>,
+    ) -> datafusion::common::Result<()> {
         self.inner.try_encode_udwf(node, buf)
     }
 }
@@ -418,8 +433,13 @@ impl SegmentTable {
             reason,
         };
         let options = listing.options();
-        if (options.format.as_ref() as &dyn Any).downcast_ref::<ParquetFormat>().is_none() {
-            return Err(mirror("only Parquet listing tables can run on a cluster".into()));
+        if (options.format.as_ref() as &dyn Any)
+            .downcast_ref::<ParquetFormat>()
+            .is_none()
+        {
+            return Err(mirror(
+                "only Parquet listing tables can run on a cluster".into(),
+            ));
         }
         let listed = listing
             .list_files_for_scan(session, &[], None)
@@ -434,7 +454,11 @@ impl SegmentTable {
         files.sort();
         files.dedup();
         let spec = SegmentSpec {
-            table_paths: listing.table_paths().iter().map(|u| u.to_string()).collect(),
+            table_paths: listing
+                .table_paths()
+                .iter()
+                .map(|u| u.to_string())
+                .collect(),
             file_extension: options.file_extension.clone(),
             partition_cols: options
                 .table_partition_cols
@@ -443,7 +467,8 @@ impl SegmentTable {
                 .collect(),
             files,
         };
-        SegmentTable::from_spec(spec, listing.schema()).map_err(|e| mirror(one_line(&e.to_string())))
+        SegmentTable::from_spec(spec, listing.schema())
+            .map_err(|e| mirror(one_line(&e.to_string())))
     }
 
     /// Rebuilds the table from its spec and its schema (partition columns last).
@@ -465,7 +490,7 @@ impl SegmentTable {
         let urls = spec
             .table_paths
             .iter()
-            .map(|u| ListingTableUrl::parse(u))
+            .map(ListingTableUrl::parse)
             .collect::<datafusion::common::Result<Vec<_>>>()?;
         let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
             .with_file_extension(spec.file_extension.clone())
@@ -477,7 +502,7 @@ impl SegmentTable {
         let files = spec
             .files
             .iter()
-            .map(|f| StorePath::parse(f))
+            .map(StorePath::parse)
             .collect::<std::result::Result<HashSet<_>, _>>()
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
         Ok(SegmentTable {
@@ -899,10 +924,7 @@ pub fn executor_config(options: &ExecutorOptions) -> Result<ExecutorProcessConfi
         scheduler_port,
         scheduler_connect_timeout_seconds: options.scheduler_connect_timeout_seconds,
         vcores: options.concurrent_tasks,
-        work_dir: options
-            .work_dir
-            .as_ref()
-            .map(|p| p.display().to_string()),
+        work_dir: options.work_dir.as_ref().map(|p| p.display().to_string()),
         override_function_registry: Some(function_registry()),
         override_config_producer: Some(Arc::new(session_config) as ConfigProducer),
         override_logical_codec: Some(logical_codec()),
@@ -953,7 +975,12 @@ mod tests {
         for name in state.aggregate_functions().keys() {
             assert!(registry.udaf(name).is_ok(), "{name}");
         }
-        for name in ["format_bytes", "render_stack", "user_frame", "user_function"] {
+        for name in [
+            "format_bytes",
+            "render_stack",
+            "user_frame",
+            "user_function",
+        ] {
             assert!(registry.udf(name).is_ok(), "{name}");
         }
         for name in ["theil_sen", "mann_kendall_p"] {
@@ -963,11 +990,14 @@ mod tests {
 
     #[tokio::test]
     async fn segment_tables_keep_the_schema_and_only_the_listed_files() {
-        let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/captures/demo");
+        let demo =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/captures/demo");
         let local = catalog::open(&[demo], &SiteRules::default()).await.unwrap();
         let state = local.ctx.state();
         let table = local.ctx.table_provider("__c0_samples").await.unwrap();
-        let listing = (table.as_ref() as &dyn Any).downcast_ref::<ListingTable>().unwrap();
+        let listing = (table.as_ref() as &dyn Any)
+            .downcast_ref::<ListingTable>()
+            .unwrap();
         let segments = SegmentTable::from_listing(listing, &state).await.unwrap();
         assert_eq!(segments.schema(), listing.schema());
         assert!(!segments.spec().files.is_empty());
@@ -981,8 +1011,16 @@ mod tests {
         let back = codec
             .try_decode_table_provider(&buf, &"t".into(), provider.schema(), &state.task_ctx())
             .unwrap();
-        let back = (back.as_ref() as &dyn Any).downcast_ref::<SegmentTable>().unwrap();
-        assert_eq!(back.spec(), (provider.as_ref() as &dyn Any).downcast_ref::<SegmentTable>().unwrap().spec());
+        let back = (back.as_ref() as &dyn Any)
+            .downcast_ref::<SegmentTable>()
+            .unwrap();
+        assert_eq!(
+            back.spec(),
+            (provider.as_ref() as &dyn Any)
+                .downcast_ref::<SegmentTable>()
+                .unwrap()
+                .spec()
+        );
         assert_eq!(back.schema(), provider.schema());
     }
 }

@@ -66,7 +66,10 @@ impl Server {
         let end = Instant::now() + timeout;
         loop {
             let left = end.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left.min(Duration::from_millis(200))) {
+            match self
+                .lines
+                .recv_timeout(left.min(Duration::from_millis(200)))
+            {
                 Ok(line) if line.contains(needle) => return line,
                 Ok(_) => {}
                 Err(_) if Instant::now() >= end => panic!(
@@ -169,7 +172,8 @@ fn run_sql(cap: &Path, cluster: Option<&str>, sql: &str, format: &str) -> String
 fn same_output(cap: &Path, url: &str, sql: &str, format: &str, ordered: bool) -> usize {
     let local = run_sql(cap, None, sql, format);
     let remote = run_sql(cap, Some(url), sql, format);
-    let (mut l, mut r): (Vec<&str>, Vec<&str>) = (local.lines().collect(), remote.lines().collect());
+    let (mut l, mut r): (Vec<&str>, Vec<&str>) =
+        (local.lines().collect(), remote.lines().collect());
     if !ordered {
         l.sort();
         r.sort();
@@ -246,19 +250,37 @@ fn check_capture(cap: &Path, url: &str, formats: &[&str]) {
         for &format in formats {
             let local = shipped(&cap_s, q, format, None);
             let remote = shipped(&cap_s, q, format, Some(url));
-            assert!(local.status.success(), "{q}: {}", String::from_utf8_lossy(&local.stderr));
-            assert!(remote.status.success(), "{q} on the cluster: {}", String::from_utf8_lossy(&remote.stderr));
-            let (l, r) = (String::from_utf8_lossy(&local.stdout), String::from_utf8_lossy(&remote.stdout));
+            assert!(
+                local.status.success(),
+                "{q}: {}",
+                String::from_utf8_lossy(&local.stderr)
+            );
+            assert!(
+                remote.status.success(),
+                "{q} on the cluster: {}",
+                String::from_utf8_lossy(&remote.stderr)
+            );
+            let (l, r) = (
+                String::from_utf8_lossy(&local.stdout),
+                String::from_utf8_lossy(&remote.stdout),
+            );
             if ordered {
-                assert_eq!(l, r, "{q} ({format}) on {cap_s}: cluster output differs from local");
+                assert_eq!(
+                    l, r,
+                    "{q} ({format}) on {cap_s}: cluster output differs from local"
+                );
             } else {
-                let (mut l, mut r): (Vec<&str>, Vec<&str>) = (l.lines().collect(), r.lines().collect());
+                let (mut l, mut r): (Vec<&str>, Vec<&str>) =
+                    (l.lines().collect(), r.lines().collect());
                 l.sort();
                 r.sort();
                 assert_eq!(l, r, "{q} ({format}) on {cap_s}");
             }
             if format == "csv" {
-                eprintln!("{cap_s}: {q}: {} rows, same on the cluster", l.lines().count().saturating_sub(1));
+                eprintln!(
+                    "{cap_s}: {q}: {} rows, same on the cluster",
+                    l.lines().count().saturating_sub(1)
+                );
             }
         }
     }
@@ -341,7 +363,10 @@ fn the_cluster_answers_like_the_local_engine() {
     let local = run_sql(&cap, None, counts, "csv");
     let remote = run_sql(&cap, Some(&url), counts, "csv");
     assert_eq!(local, remote);
-    assert_ne!(before, remote, "the uncommitted set is visible on the cluster");
+    assert_ne!(
+        before, remote,
+        "the uncommitted set is visible on the cluster"
+    );
 
     // Every process is still up (none crashed on a query).
     let mut cluster = cluster;
@@ -368,7 +393,11 @@ fn an_unreachable_scheduler_is_a_one_line_error() {
         &url,
     ]);
     assert_one_line_error(&o, &[&url, "cannot reach"]);
-    assert!(started.elapsed() < Duration::from_secs(30), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
 
     let o = leakscope(&[
         "sql",

@@ -25,7 +25,11 @@ the same absolute paths (the same machine, or a shared file system).";
 #[command(name = "leakscope-executor", version, after_help = EXAMPLES)]
 struct Args {
     /// The scheduler to register with.
-    #[arg(long, default_value = "df://127.0.0.1:50050", value_name = "df://HOST:PORT")]
+    #[arg(
+        long,
+        default_value = "df://127.0.0.1:50050",
+        value_name = "df://HOST:PORT"
+    )]
     scheduler: String,
     /// Address to listen on (IP; 0.0.0.0 for every interface).
     #[arg(long, default_value = "127.0.0.1", value_name = "IP")]
@@ -53,9 +57,7 @@ struct Args {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let options = ExecutorOptions {
-        external_host: args
-            .external_host
-            .unwrap_or_else(|| args.bind_host.clone()),
+        external_host: args.external_host.unwrap_or_else(|| args.bind_host.clone()),
         scheduler: args.scheduler,
         bind_host: args.bind_host,
         flight_port: args.port,
