@@ -724,26 +724,11 @@ pub fn parse_url(url: &str) -> Result<(String, u16)> {
 /// leakscope's SQL functions. Fails within [`CONNECT_TIMEOUT`] when the scheduler's port
 /// does not answer. Tables are registered by [`mirror`].
 pub async fn connect(url: &str) -> Result<SessionContext> {
-    let (host, port) = parse_url(url)?;
+    connect_tcp(url).await?;
     let unreachable = |reason: String| ClusterError::Unreachable {
         url: url.to_string(),
         reason,
     };
-    match tokio::time::timeout(
-        CONNECT_TIMEOUT,
-        tokio::net::TcpStream::connect((host.as_str(), port)),
-    )
-    .await
-    {
-        Err(_) => {
-            return Err(unreachable(format!(
-                "no answer within {}s",
-                CONNECT_TIMEOUT.as_secs()
-            )))
-        }
-        Ok(Err(e)) => return Err(unreachable(e.to_string())),
-        Ok(Ok(_)) => {}
-    }
     let state = SessionStateBuilder::new()
         .with_default_features()
         .with_config(session_config())
@@ -891,6 +876,41 @@ pub async fn run_scheduler(
         .map_err(|e| server_error(format!("scheduler on {addr}"))(e.to_string()))
 }
 
+/// Waits until the scheduler at `url` accepts TCP connections, trying every half second
+/// for up to `timeout` (at least once).
+pub async fn wait_for_scheduler(url: &str, timeout: Duration) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match connect_tcp(url).await {
+            Ok(()) => return Ok(()),
+            Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+}
+
+/// One TCP connection to the scheduler at `url`, within [`CONNECT_TIMEOUT`].
+async fn connect_tcp(url: &str) -> Result<()> {
+    let (host, port) = parse_url(url)?;
+    let unreachable = |reason: String| ClusterError::Unreachable {
+        url: url.to_string(),
+        reason,
+    };
+    match tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        tokio::net::TcpStream::connect((host.as_str(), port)),
+    )
+    .await
+    {
+        Err(_) => Err(unreachable(format!(
+            "no answer within {}s",
+            CONNECT_TIMEOUT.as_secs()
+        ))),
+        Ok(Err(e)) => Err(unreachable(e.to_string())),
+        Ok(Ok(_)) => Ok(()),
+    }
+}
+
 /// How to run an executor.
 #[derive(Debug, Clone)]
 pub struct ExecutorOptions {
@@ -908,8 +928,8 @@ pub struct ExecutorOptions {
     pub concurrent_tasks: usize,
     /// Directory for shuffle files (default: a temporary directory).
     pub work_dir: Option<PathBuf>,
-    /// Seconds to keep trying to reach the scheduler at start-up.
-    pub scheduler_connect_timeout_seconds: u16,
+    /// How long to keep trying to reach the scheduler at start-up (zero: one try).
+    pub connect_timeout: Duration,
 }
 
 /// The Ballista executor configuration of `options`, with leakscope's functions and codecs.
@@ -922,7 +942,9 @@ pub fn executor_config(options: &ExecutorOptions) -> Result<ExecutorProcessConfi
         grpc_port: options.grpc_port,
         scheduler_host,
         scheduler_port,
-        scheduler_connect_timeout_seconds: options.scheduler_connect_timeout_seconds,
+        // One try: run_executor waits for the scheduler itself (Ballista 55's own retry
+        // loop measures `Instant::now().elapsed()` and never gives up).
+        scheduler_connect_timeout_seconds: 0,
         vcores: options.concurrent_tasks,
         work_dir: options.work_dir.as_ref().map(|p| p.display().to_string()),
         override_function_registry: Some(function_registry()),
@@ -937,6 +959,7 @@ pub fn executor_config(options: &ExecutorOptions) -> Result<ExecutorProcessConfi
 /// scheduler, until the process is stopped (SIGINT, SIGTERM) or the scheduler stops it.
 pub async fn run_executor(options: ExecutorOptions) -> Result<()> {
     let config = executor_config(&options)?;
+    wait_for_scheduler(&options.scheduler, options.connect_timeout).await?;
     start_executor_process(Arc::new(config)).await.map_err(|e| {
         server_error(format!("executor (scheduler {})", options.scheduler))(e.to_string())
     })

@@ -64,8 +64,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         grpc_port: args.grpc_port,
         concurrent_tasks: args.concurrent_tasks,
         work_dir: args.work_dir,
-        scheduler_connect_timeout_seconds: u16::try_from(args.connect_timeout.as_secs())
-            .unwrap_or(u16::MAX),
+        connect_timeout: args.connect_timeout,
     };
     cluster::run_executor(options).await?;
     Ok(())
