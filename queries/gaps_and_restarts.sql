@@ -17,4 +17,4 @@ WHERE i.gap_s > 2 * u.median_s
 UNION ALL
 SELECT MIN(time) AS time, capture, 'run started' AS event, run_id AS detail
 FROM profiles GROUP BY capture, run_id
-ORDER BY time
+ORDER BY time, capture, event, detail

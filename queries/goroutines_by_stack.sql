@@ -15,5 +15,5 @@ SELECT c.capture, i.site, blocked_in(i.frames) AS blocked_in, c.first_count, c.l
        c.last_count - c.first_count AS growth, i.stack_text
 FROM counts c JOIN stack_info i ON c.stack_id = i.stack_id
 WHERE c.last_count > 0 OR c.first_count > 0
-ORDER BY growth DESC, last_count DESC, c.capture, c.stack_id
+ORDER BY growth DESC, last_count DESC, c.capture, i.site, c.stack_id
 LIMIT 50

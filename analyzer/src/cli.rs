@@ -147,6 +147,10 @@ pub(crate) struct SqlArgs {
     /// Write results to this file instead of stdout (required for parquet).
     #[arg(long, short)]
     pub(crate) output: Option<PathBuf>,
+    /// Run on a Ballista cluster (leakscope-scheduler and leakscope-executor, see
+    /// docs/cluster.md) instead of in this process; executors read the same capture paths.
+    #[arg(long, value_name = "df://HOST:PORT")]
+    pub(crate) cluster: Option<String>,
 }
 
 #[derive(Args, Clone)]

@@ -189,7 +189,15 @@ async fn run_sql(a: SqlArgs) -> anyhow::Result<()> {
     if captures.is_empty() {
         bail!("no capture given (usage: leakscope sql CAPTURE... \"SELECT ...\")");
     }
-    let cat = open(&captures, &SiteRules::default()).await?;
+    let cat = match &a.cluster {
+        Some(url) => {
+            let cat =
+                leakscope::source::cluster::open(url, &captures, &SiteRules::default()).await?;
+            warn_skipped(&cat.skipped, &mut HashSet::new());
+            cat
+        }
+        None => open(&captures, &SiteRules::default()).await?,
+    };
     match query {
         Some(q) => run_one(&cat, &q, a.format.into(), a.output.as_deref()).await,
         None if std::io::stdin().is_terminal() => repl(&cat, a.format.into()).await,

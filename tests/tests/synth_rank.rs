@@ -282,7 +282,7 @@ fn planted_leaks_rank_above_traps_across_restarts() {
 
 // Regression: a sawtooth whose period (10 or 12 points in a 60-point run) is shorter than
 // the equal floor chunks used to read as a rising floor when the run ended on a ramp. The
-// floor of a resetting series is now the trough of each cycle (analyzer/src/fit.rs).
+// floor of a resetting series is now the trough of each cycle (analyzer/src/model/fit/).
 #[test]
 fn short_period_sawtooth_ending_on_a_ramp_is_not_a_leak() {
     assert_ranking(

@@ -3,6 +3,7 @@
 //! module here does I/O.
 
 pub mod catalog;
+pub mod cluster;
 pub mod go_source;
 pub mod load;
 pub mod pread;

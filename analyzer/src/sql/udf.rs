@@ -226,7 +226,13 @@ impl Accumulator for PointsAccumulator {
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
         let mut idx: Vec<usize> = (0..self.x.len()).collect();
-        idx.sort_by(|&a, &b| self.x[a].total_cmp(&self.x[b]));
+        // By x, then y: points arrive in any order (partitions, a cluster's tasks), and
+        // with repeated x values the statistics must not depend on it.
+        idx.sort_by(|&a, &b| {
+            self.x[a]
+                .total_cmp(&self.x[b])
+                .then(self.y[a].total_cmp(&self.y[b]))
+        });
         let x: Vec<f64> = idx.iter().map(|&i| self.x[i]).collect();
         let y: Vec<f64> = idx.iter().map(|&i| self.y[i]).collect();
         let v = match self.stat {

@@ -15,6 +15,7 @@ mod run;
 mod weigh;
 
 use run::{fit_run, RunFit};
+pub use run::{REDUCED_POINTS, REDUCE_ABOVE};
 use weigh::{weigh_evidence, EvidenceInput, Judged};
 
 use crate::model::evidence::{self, AllocCheckpoints, Retention, SeriesContext, Shortfall};

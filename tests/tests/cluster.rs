@@ -1,0 +1,410 @@
+//! `leakscope sql --cluster` on a real Ballista cluster: one `leakscope-scheduler` and two
+//! `leakscope-executor` processes on free local ports answer every shipped query, and ad-hoc
+//! queries with leakscope's SQL functions, exactly as the local `leakscope sql` does (on the
+//! demo capture, a synthetic capture with several segment sets and dates, and a capture with
+//! an uncommitted set); an unreachable scheduler is a one-line error in bounded time.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// A server process of the cluster; its stderr is collected, and it is killed on drop (and
+/// by the kernel if the test process dies first).
+struct Server {
+    name: String,
+    child: Child,
+    lines: Receiver<String>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Server {
+    fn spawn(name: &str, args: &[&str]) -> Server {
+        let mut cmd = Command::new(bin(name));
+        cmd.args(args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        // SAFETY: prctl(2) only, between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
+        let (tx, lines) = channel();
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let (pipe, all) = (child.stderr.take().unwrap(), stderr.clone());
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                all.lock().unwrap().push_str(&format!("{line}\n"));
+                let _ = tx.send(line);
+            }
+        });
+        Server {
+            name: name.to_string(),
+            child,
+            lines,
+            stderr,
+        }
+    }
+
+    /// Waits for a stderr line containing `needle`; panics with the stderr on timeout or exit.
+    fn wait_for(&mut self, needle: &str, timeout: Duration) -> String {
+        let end = Instant::now() + timeout;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match self
+                .lines
+                .recv_timeout(left.min(Duration::from_millis(200)))
+            {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(_) if Instant::now() >= end => panic!(
+                    "{}: no line with {needle:?} within {timeout:?}; stderr:\n{}",
+                    self.name,
+                    self.stderr.lock().unwrap()
+                ),
+                Err(_) => {
+                    if let Ok(Some(status)) = self.child.try_wait() {
+                        panic!(
+                            "{} exited ({status}) before printing {needle:?}; stderr:\n{}",
+                            self.name,
+                            self.stderr.lock().unwrap()
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A free local TCP port (bound, then released for the executor to take).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A scheduler and two executors, all registered; every process is killed on drop.
+struct Cluster {
+    url: String,
+    // Dropped in field order: executors first, then the scheduler.
+    executors: Vec<Server>,
+    scheduler: Server,
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        let mut scheduler = Server::spawn("leakscope-scheduler", &["--port", "0"]);
+        let line = scheduler.wait_for("listening on", Duration::from_secs(60));
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("df://"))
+            .unwrap_or_else(|| panic!("no df:// URL in {line:?}"))
+            .trim_end_matches(')')
+            .to_string();
+        let mut executors = Vec::new();
+        for _ in 0..2 {
+            let (flight, grpc) = (free_port().to_string(), free_port().to_string());
+            let args = [
+                "--scheduler",
+                url.as_str(),
+                "--port",
+                flight.as_str(),
+                "--grpc-port",
+                grpc.as_str(),
+                "--concurrent-tasks",
+                "2",
+            ];
+            executors.push(Server::spawn("leakscope-executor", &args));
+        }
+        for e in &mut executors {
+            e.wait_for("Executor registration succeed", Duration::from_secs(60));
+        }
+        Cluster {
+            url,
+            executors,
+            scheduler,
+        }
+    }
+}
+
+fn run_sql(cap: &Path, cluster: Option<&str>, sql: &str, format: &str) -> String {
+    let cap = cap.display().to_string();
+    let mut args = vec!["sql", cap.as_str(), sql, "--format", format];
+    if let Some(url) = cluster {
+        args.extend(["--cluster", url]);
+    }
+    let o = leakscope(&args);
+    let where_ = cluster.unwrap_or("local");
+    assert!(
+        o.status.success(),
+        "{where_}: {sql}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
+/// Compares local and cluster output of `sql` on `cap`; rows sorted first when the query
+/// fixes no order. Returns the number of data rows.
+fn same_output(cap: &Path, url: &str, sql: &str, format: &str, ordered: bool) -> usize {
+    let local = run_sql(cap, None, sql, format);
+    let remote = run_sql(cap, Some(url), sql, format);
+    let (mut l, mut r): (Vec<&str>, Vec<&str>) =
+        (local.lines().collect(), remote.lines().collect());
+    if !ordered {
+        l.sort();
+        r.sort();
+    }
+    assert_eq!(
+        l,
+        r,
+        "{} {sql} ({format}): cluster output differs from local",
+        cap.display()
+    );
+    l.len().saturating_sub(1)
+}
+
+fn has_order_by(sql: &str) -> bool {
+    sql.to_ascii_uppercase().contains("ORDER BY")
+}
+
+/// Ad-hoc queries over every table and view, using every leakscope SQL function; none of
+/// them fixes the row order unless it says ORDER BY.
+const AD_HOC: &[&str] = &[
+    "SELECT stack_id, leaf_function(frames) AS leaf, user_frame(frames) AS site, \
+     user_function(frames) AS site_function, blocked_in(frames) AS blocked, \
+     render_stack(frames) AS stack_text FROM stacks",
+    // One point per profile, and raw samples (many points share an x).
+    "WITH per AS (SELECT i.site, s.time, SUM(s.inuse_bytes) AS bytes FROM samples s \
+     JOIN stack_info i ON s.stack_id = i.stack_id WHERE s.kind = 'heap' GROUP BY i.site, s.time) \
+     SELECT site, theil_sen(to_unixtime(time) / 3600.0, CAST(bytes AS DOUBLE)) AS slope, \
+     mann_kendall_p(to_unixtime(time) / 3600.0, CAST(bytes AS DOUBLE)) AS p, COUNT(*) AS n \
+     FROM per GROUP BY site",
+    "SELECT i.site, theil_sen(to_unixtime(s.time) / 3600.0, CAST(s.inuse_bytes AS DOUBLE)) AS slope, \
+     mann_kendall_p(to_unixtime(s.time) / 3600.0, CAST(s.inuse_bytes AS DOUBLE)) AS p, \
+     COUNT(*) AS n FROM samples s JOIN stack_info i ON s.stack_id = i.stack_id \
+     WHERE s.kind = 'heap' GROUP BY i.site",
+    "SELECT site_function, format_bytes(CAST(SUM(inuse_bytes) AS DOUBLE)) AS b FROM sample_stacks \
+     WHERE kind = 'heap' GROUP BY site_function ORDER BY SUM(inuse_bytes) DESC, site_function",
+    "SELECT capture, date, kind, COUNT(*) AS n, SUM(inuse_bytes) AS bytes FROM samples \
+     GROUP BY capture, date, kind ORDER BY capture, date, kind",
+    "SELECT COUNT(*) AS n FROM samples WHERE date = '1999-01-01'",
+    "SELECT (SELECT COUNT(*) FROM profiles) AS profiles, (SELECT COUNT(*) FROM process) AS process, \
+     (SELECT COUNT(*) FROM scrapes) AS scrapes, (SELECT COUNT(*) FROM stacks) AS stacks",
+    "SELECT table_name, column_name, data_type, is_nullable FROM information_schema.columns \
+     WHERE table_schema = 'public' ORDER BY table_name, ordinal_position",
+];
+
+fn shipped_queries() -> Vec<String> {
+    let o = leakscope(&["sql", "--list"]);
+    assert!(o.status.success());
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap().to_string())
+        .collect()
+}
+
+fn query_text(name: &str) -> String {
+    std::fs::read_to_string(root().join("queries").join(format!("{name}.sql"))).unwrap()
+}
+
+/// Runs the shipped query `name` on `cap` in `format`, locally or on the cluster at `url`.
+fn shipped(cap: &str, name: &str, format: &str, url: Option<&str>) -> std::process::Output {
+    let mut args = vec!["sql", cap, "--query", name, "--format", format];
+    if let Some(u) = url {
+        args.extend(["--cluster", u]);
+    }
+    leakscope(&args)
+}
+
+/// Every shipped query (by --query, in each of `formats`) and every ad-hoc query.
+fn check_capture(cap: &Path, url: &str, formats: &[&str]) {
+    let queries = shipped_queries();
+    assert!(queries.len() >= 6, "{queries:?}");
+    for q in &queries {
+        let ordered = has_order_by(&query_text(q));
+        let cap_s = cap.display().to_string();
+        for &format in formats {
+            let local = shipped(&cap_s, q, format, None);
+            let remote = shipped(&cap_s, q, format, Some(url));
+            assert!(
+                local.status.success(),
+                "{q}: {}",
+                String::from_utf8_lossy(&local.stderr)
+            );
+            assert!(
+                remote.status.success(),
+                "{q} on the cluster: {}",
+                String::from_utf8_lossy(&remote.stderr)
+            );
+            let (l, r) = (
+                String::from_utf8_lossy(&local.stdout),
+                String::from_utf8_lossy(&remote.stdout),
+            );
+            if ordered {
+                assert_eq!(
+                    l, r,
+                    "{q} ({format}) on {cap_s}: cluster output differs from local"
+                );
+            } else {
+                let (mut l, mut r): (Vec<&str>, Vec<&str>) =
+                    (l.lines().collect(), r.lines().collect());
+                l.sort();
+                r.sort();
+                assert_eq!(l, r, "{q} ({format}) on {cap_s}");
+            }
+            if format == "csv" {
+                eprintln!(
+                    "{cap_s}: {q}: {} rows, same on the cluster",
+                    l.lines().count().saturating_sub(1)
+                );
+            }
+        }
+    }
+    for sql in AD_HOC {
+        let n = same_output(cap, url, sql, "csv", has_order_by(sql));
+        eprintln!("{}: {} rows, same on the cluster: {sql}", cap.display(), n);
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dst = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dst);
+        } else {
+            std::fs::copy(e.path(), dst).unwrap();
+        }
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+fn synthetic_capture(dir: &Path) -> PathBuf {
+    let cap = dir.join("synth");
+    let synth = PathBuf::from(env!("CARGO_BIN_EXE_leakscope-synth"));
+    let args = [
+        "--out",
+        cap.to_str().unwrap(),
+        "--profiles",
+        "40",
+        "--stacks",
+        "150",
+        "--runs",
+        "2",
+        "--rotate-size",
+        "256KiB",
+        "--start",
+        "2026-01-05T23:55:00Z",
+        "--writers",
+        "2",
+    ];
+    let o = run(&synth, &args, Duration::from_secs(120));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    cap
+}
+
+#[test]
+fn the_cluster_answers_like_the_local_engine() {
+    let cluster = Cluster::start();
+    let url = cluster.url.clone();
+    check_capture(&demo_capture(), &url, &["csv", "table", "json"]);
+
+    let dir = tempfile::tempdir().unwrap();
+    let synth = synthetic_capture(dir.path());
+    check_capture(&synth, &url, &["csv"]);
+
+    // A set without its commit marker is left out on the cluster too.
+    let cap = dir.path().join("demo");
+    copy_dir(&demo_capture(), &cap);
+    leakscope_capture::segment::ensure_commit_markers(&cap).unwrap();
+    let counts = "SELECT (SELECT COUNT(*) FROM profiles) AS p, (SELECT COUNT(*) FROM samples) AS s";
+    let before = run_sql(&cap, Some(&url), counts, "csv");
+    let mut segs = walk(&cap.join("samples"));
+    segs.sort();
+    let stem = segs[1].file_stem().unwrap().to_str().unwrap().to_string();
+    std::fs::remove_file(cap.join("_commits").join(format!("{stem}.commit"))).unwrap();
+    let local = run_sql(&cap, None, counts, "csv");
+    let remote = run_sql(&cap, Some(&url), counts, "csv");
+    assert_eq!(local, remote);
+    assert_ne!(
+        before, remote,
+        "the uncommitted set is visible on the cluster"
+    );
+
+    // Every process is still up (none crashed on a query).
+    let mut cluster = cluster;
+    for s in cluster.executors.iter_mut().chain([&mut cluster.scheduler]) {
+        assert!(
+            s.child.try_wait().unwrap().is_none(),
+            "{} exited; stderr:\n{}",
+            s.name,
+            s.stderr.lock().unwrap()
+        );
+    }
+}
+
+#[test]
+fn an_unreachable_scheduler_is_a_one_line_error() {
+    let port = free_port();
+    let url = format!("df://127.0.0.1:{port}");
+    let started = Instant::now();
+    let o = leakscope(&[
+        "sql",
+        &demo_capture().display().to_string(),
+        "SELECT COUNT(*) AS n FROM samples",
+        "--cluster",
+        &url,
+    ]);
+    assert_one_line_error(&o, &[&url, "cannot reach"]);
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let o = leakscope(&[
+        "sql",
+        &demo_capture().display().to_string(),
+        "SELECT 1 AS x",
+        "--cluster",
+        "http://127.0.0.1:1",
+    ]);
+    assert_one_line_error(&o, &["http://127.0.0.1:1", "df://HOST:PORT"]);
+}
