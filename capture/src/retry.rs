@@ -110,9 +110,9 @@ mod tests {
         };
         let (r, made) = b.run(|_| Outcome::<(), _>::Fail("404"), |_| true);
         assert_eq!((r, made), (Err("404"), 1));
-        let (r, made) = b.run(|n| Outcome::<(), _>::Retry(n), |_| true);
+        let (r, made) = b.run(Outcome::<(), _>::Retry, |_| true);
         assert_eq!((r, made), (Err(3), 3));
-        let (r, made) = b.run(|n| Outcome::<(), _>::Retry(n), |_| false);
+        let (r, made) = b.run(Outcome::<(), _>::Retry, |_| false);
         assert_eq!((r, made), (Err(1), 1));
         assert!(b.pause(5) <= Duration::from_millis(16));
         assert!(is_retryable_status(503) && is_retryable_status(429) && !is_retryable_status(404));
