@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::Parser;
 use leakscope::source::cluster::{self, ExecutorOptions};
 
@@ -71,22 +70,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let args = Args::parse();
-    let result = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")
-        .and_then(|rt| rt.block_on(run(args)));
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            let text = format!("{e:#}");
-            eprintln!(
-                "leakscope-executor: error: {}",
-                text.split_whitespace().collect::<Vec<_>>().join(" ")
-            );
-            ExitCode::from(leakscope_capture::exit::ERROR)
-        }
-    }
+    cluster::run_binary("leakscope-executor", run(args))
 }

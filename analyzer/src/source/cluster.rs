@@ -696,6 +696,30 @@ impl ObjectStore for OnlyStore {
 // The client
 // ---------------------------------------------------------------------------------------
 
+/// The `main` of a cluster binary named `name`: logs at `info` unless `RUST_LOG` says
+/// otherwise, runs `work` on a multi-threaded runtime, and turns an error into one line on
+/// stderr and the error exit status ([`leakscope_capture::exit::ERROR`]).
+pub fn run_binary<F>(name: &str, work: F) -> std::process::ExitCode
+where
+    F: std::future::Future<Output = anyhow::Result<()>>,
+{
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::Error::new(e).context("starting the async runtime"))
+        .and_then(|rt| rt.block_on(work));
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            let text = format!("{e:#}");
+            let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+            eprintln!("{name}: error: {line}");
+            std::process::ExitCode::from(leakscope_capture::exit::ERROR)
+        }
+    }
+}
+
 /// Host and port of a `df://HOST[:PORT]` scheduler URL.
 pub fn parse_url(url: &str) -> Result<(String, u16)> {
     let bad = |reason: &str| ClusterError::BadUrl {

@@ -91,8 +91,11 @@ impl Rounds for CaptureRounds {
             let names = self.capture.display().to_string();
             return Ok(Look::Waiting(crate::output::render::shortage(&names, &s)));
         }
-        let (target, host) = catalog::open_capture(&self.capture)
-            .map(|c| (c.manifest.target, c.manifest.host))
+        // The catalog already read the manifest: no second read per round.
+        let (target, host) = cat
+            .captures
+            .first()
+            .map(|c| (c.manifest.target.clone(), c.manifest.host.clone()))
             .unwrap_or_default();
         let origin = Origin {
             name: self

@@ -83,18 +83,7 @@ footer{margin-top:30px;color:var(--muted);font-size:12px}
 "#;
 
 fn badge(v: Verdict) -> String {
-    let class = match v {
-        Verdict::Leak => "leak",
-        Verdict::PossibleLeak => "possible-leak",
-        Verdict::Growing => "growing",
-        Verdict::Plateau => "plateau",
-        Verdict::Sawtooth => "sawtooth",
-        Verdict::WarmUp => "warm-up",
-        Verdict::Shrinking => "shrinking",
-        Verdict::Steady => "steady",
-        Verdict::TooShort => "too-short",
-    };
-    format!("<span class=\"badge {class}\">{}</span>", v.label())
+    format!("<span class=\"badge {}\">{}</span>", v.code(), v.label())
 }
 
 fn metric_label(m: Metric) -> &'static str {
