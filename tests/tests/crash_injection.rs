@@ -315,7 +315,13 @@ fn import_survives_sigkill_and_completes_on_rerun() {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let mut profiles = 0;
         for k in 0..4 {
-            let delay = rng.millis(0, whole + whole / 10);
+            // A rerun resumes, so it only has the files not yet imported to
+            // do: aim the kill inside that remaining time, not the whole
+            // import's (CI once landed only 15 of 32 kills that way, because
+            // late kills found a resumed import already finished).
+            let remaining = FILES as u64 - profiles as u64;
+            let aim = (whole * remaining / FILES as u64).max(10);
+            let delay = rng.millis(0, aim);
             let rec = Running::spawn(&recorder(), &args);
             std::thread::sleep(delay);
             let stderr = rec.stderr();
