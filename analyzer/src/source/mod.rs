@@ -7,5 +7,6 @@ pub mod go_source;
 pub mod load;
 pub mod pread;
 pub mod process;
+pub mod remote;
 pub mod scan;
 pub mod store;
