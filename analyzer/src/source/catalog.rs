@@ -234,7 +234,10 @@ pub async fn open(dirs: &[PathBuf], rules: &SiteRules) -> Result<Catalog> {
     let store = HidingStore::new(Arc::new(LocalFileSystem::new()), hidden);
     let file_url = url::Url::parse("file://").expect("static URL");
     ctx.register_object_store(&file_url, Arc::new(store));
-    let remotes: Vec<&RemoteCapture> = captures.iter().filter_map(|c| c.remote.as_deref()).collect();
+    let remotes: Vec<&RemoteCapture> = captures
+        .iter()
+        .filter_map(|c| c.remote.as_deref())
+        .collect();
     remote::register_stores(&ctx, &remotes);
     udf::register(&ctx, rules);
 

@@ -134,7 +134,12 @@ pub struct RemoteCapture {
 
 impl fmt::Debug for RemoteCapture {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "RemoteCapture({}, {} files)", self.url, self.segments.len())
+        write!(
+            f,
+            "RemoteCapture({}, {} files)",
+            self.url,
+            self.segments.len()
+        )
     }
 }
 
@@ -245,18 +250,21 @@ pub async fn open(text: &str) -> Result<OpenedRemote> {
         .flat_map(|s| s.files.iter())
         .filter_map(|m| table_of(&url, &m.location).map(|t| (t, m.clone())))
         .collect();
-    let checked: Vec<(Table, ObjectMeta, std::result::Result<ArrowReaderMetadata, String>)> =
-        stream::iter(files)
-            .map(|(t, m)| {
-                let store = Arc::clone(&counted);
-                async move {
-                    let r = check_segment(store, &m, t).await;
-                    (t, m, r)
-                }
-            })
-            .buffered(FOOTER_READS)
-            .collect()
-            .await;
+    let checked: Vec<(
+        Table,
+        ObjectMeta,
+        std::result::Result<ArrowReaderMetadata, String>,
+    )> = stream::iter(files)
+        .map(|(t, m)| {
+            let store = Arc::clone(&counted);
+            async move {
+                let r = check_segment(store, &m, t).await;
+                (t, m, r)
+            }
+        })
+        .buffered(FOOTER_READS)
+        .collect()
+        .await;
     // The direct scans get their own client: its connections live on the I/O runtime.
     let scan_store: Arc<dyn ObjectStore> = Arc::new(CaptureStore::new(
         store_for(&url)?,
@@ -308,9 +316,7 @@ const STORE_FAILED: &str = "\u{0}store:";
 fn table_of(url: &RemoteUrl, location: &ObjectPath) -> Option<Table> {
     let prefix = url.prefix_path();
     let first = location.prefix_match(&prefix)?.next()?;
-    Table::ALL
-        .into_iter()
-        .find(|t| t.name() == first.as_ref())
+    Table::ALL.into_iter().find(|t| t.name() == first.as_ref())
 }
 
 /// Reads and validates the manifest (the same rules as `Manifest::read` for a directory).
@@ -506,7 +512,10 @@ impl ObjectStore for CaptureStore {
         self.inner.delete_stream(locations)
     }
 
-    fn list(&self, prefix: Option<&ObjectPath>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+    fn list(
+        &self,
+        prefix: Option<&ObjectPath>,
+    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
         match &self.files {
             Some(files) => stream::iter(Self::below(files, prefix).into_iter().map(Ok)).boxed(),
             None => self.inner.list(prefix),

@@ -205,7 +205,11 @@ pub fn read_stacks(segs: &[Segment]) -> Result<IdMap<Vec<FrameRef>>> {
 }
 
 /// Decodes the frames of the given rows (sorted) of one stacks segment.
-fn read_stack_rows(seg: &Segment, rows: &[usize], total: usize) -> Result<Vec<(u64, Vec<FrameRef>)>> {
+fn read_stack_rows(
+    seg: &Segment,
+    rows: &[usize],
+    total: usize,
+) -> Result<Vec<(u64, Vec<FrameRef>)>> {
     let path = &seg.path;
     let mut opened = open_segment(seg, Table::Stacks, &["stack_id", "frames"])?;
     if rows.len() < total {
