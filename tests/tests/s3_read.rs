@@ -279,6 +279,38 @@ fn commands_read_s3_captures_like_local_ones() {
     ] {
         assert_same(&moto, &local, &url, args);
     }
+    // watch --once: the same verdict (here: a leak whose alert cannot be posted, exit 3).
+    let hook = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        drop(l);
+        format!("http://127.0.0.1:{port}/")
+    };
+    let lw = analyzer(
+        &[
+            "watch",
+            local.to_str().unwrap(),
+            "--once",
+            "--webhook",
+            &hook,
+        ],
+        None,
+        &[],
+    );
+    let rw = analyzer(
+        &["watch", &url, "--once", "--webhook", &hook],
+        Some(&moto.endpoint()),
+        &moto.env(),
+    );
+    assert_eq!(
+        lw.status.code(),
+        rw.status.code(),
+        "watch: local {} / s3 {}",
+        String::from_utf8_lossy(&lw.stderr),
+        String::from_utf8_lossy(&rw.stderr)
+    );
+    assert!(!String::from_utf8_lossy(&rw.stderr).contains("panicked"));
+
     // export-pprof: the same profile file, byte for byte.
     let lp = tmp.path().join("local.pb.gz");
     let rp = tmp.path().join("s3.pb.gz");

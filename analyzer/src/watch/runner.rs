@@ -66,10 +66,11 @@ pub struct CaptureRounds {
 
 impl Rounds for CaptureRounds {
     async fn look(&mut self) -> crate::Result<Look> {
+        let remote = crate::source::remote::is_remote(&self.capture);
         let manifest = self
             .capture
             .join(leakscope_capture::manifest::MANIFEST_FILE);
-        if !manifest.exists() {
+        if !remote && !manifest.exists() {
             return Ok(Look::Waiting(format!(
                 "{}: no manifest.json yet",
                 self.capture.display()
@@ -91,9 +92,16 @@ impl Rounds for CaptureRounds {
             let names = self.capture.display().to_string();
             return Ok(Look::Waiting(crate::output::render::shortage(&names, &s)));
         }
-        let (target, host) = catalog::open_capture(&self.capture)
-            .map(|c| (c.manifest.target, c.manifest.host))
-            .unwrap_or_default();
+        let (target, host) = if remote {
+            cat.captures
+                .first()
+                .map(|c| (c.manifest.target.clone(), c.manifest.host.clone()))
+                .unwrap_or_default()
+        } else {
+            catalog::open_capture(&self.capture)
+                .map(|c| (c.manifest.target, c.manifest.host))
+                .unwrap_or_default()
+        };
         let origin = Origin {
             name: self
                 .capture
