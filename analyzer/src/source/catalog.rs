@@ -325,11 +325,17 @@ fn register_url(
     table: Table,
     name: &str,
 ) -> Result<()> {
-    let url = ListingTableUrl::try_new(dir_url, None).map_err(AnalyzeError::df(format!(
+    let url = ListingTableUrl::try_new(dir_url.clone(), None).map_err(AnalyzeError::df(format!(
         "{}: table path",
         table_dir.display()
     )))?;
-    let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+    let mut format = ParquetFormat::default();
+    if dir_url.scheme() == "s3" {
+        // DataFusion's default fetches the last 512 KiB of a file for its footer: a whole
+        // segment of most captures. A capture's footers are a few KiB.
+        format = format.with_metadata_size_hint(Some(remote::FOOTER_HINT));
+    }
+    let options = ListingOptions::new(Arc::new(format))
         .with_file_extension(".parquet")
         .with_table_partition_cols(vec![(PARTITION_COLUMN.to_string(), DataType::Utf8)]);
     let config = ListingTableConfig::new(url)

@@ -12,7 +12,6 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -20,7 +19,6 @@ use std::sync::{Arc, OnceLock};
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use async_trait::async_trait;
-use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt};
 use leakscope_capture::manifest::{Manifest, FORMAT_NAME, MANIFEST_FILE};
 use leakscope_capture::remote::{
@@ -47,6 +45,10 @@ use crate::error::{AnalyzeError, Result};
 use crate::source::catalog::SkippedSegment;
 use crate::source::pread::PreadFile;
 use crate::sql::conform::{self, Shape};
+
+/// Bytes read from the end of a remote segment to get its footer in one request (more
+/// are fetched when the footer is larger).
+pub const FOOTER_HINT: usize = 16 * 1024;
 
 /// Footers read concurrently while a remote capture is opened.
 const FOOTER_READS: usize = 8;
@@ -345,7 +347,9 @@ async fn read_manifest(store: &dyn ObjectStore, url: &RemoteUrl) -> Result<Manif
 }
 
 fn reader(store: Arc<dyn ObjectStore>, meta: &ObjectMeta) -> ParquetObjectReader {
-    ParquetObjectReader::new(store, meta.location.clone()).with_file_size(meta.size)
+    ParquetObjectReader::new(store, meta.location.clone())
+        .with_file_size(meta.size)
+        .with_footer_size_hint(FOOTER_HINT)
 }
 
 fn one_line(s: &str) -> String {
@@ -488,22 +492,15 @@ impl ObjectStore for CaptureStore {
         let head = options.head;
         let r = self.inner.get_opts(location, options).await?;
         if !head {
-            self.stats.add(r.range.end.saturating_sub(r.range.start), 1);
+            let n = r.range.end.saturating_sub(r.range.start);
+            log::trace!("GET {location} {:?}: {n} bytes", r.range);
+            self.stats.add(n, 1);
         }
         Ok(r)
     }
 
-    async fn get_ranges(
-        &self,
-        location: &ObjectPath,
-        ranges: &[Range<u64>],
-    ) -> object_store::Result<Vec<Bytes>> {
-        // The default splits into (coalesced) single-range gets, which count themselves.
-        let r = self.inner.get_ranges(location, ranges).await?;
-        let n: u64 = r.iter().map(|b| b.len() as u64).sum();
-        self.stats.add(n, 0);
-        Ok(r)
-    }
+    // `get_ranges` is the trait's: it coalesces the ranges into `get_opts` calls of this
+    // store, so the bytes counted are the bytes transferred.
 
     fn delete_stream(
         &self,
