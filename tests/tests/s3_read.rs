@@ -368,7 +368,10 @@ fn commands_read_s3_captures_like_local_ones() {
     println!(
         "rank from S3 read {read} bytes in {requests} requests; the capture's Parquet files hold {parquet} bytes (ratio {ratio:.3})"
     );
-    assert!(read > 0 && read < parquet * 3, "read {read} of {parquet}");
+    // The demo's files are 4-43 KiB: each footer tail (16 KiB) is read when the capture is
+    // opened and again by DataFusion, so this tiny capture reads more than its size; see
+    // the synthetic capture below for segments of a realistic size.
+    assert!(read > 0 && read < parquet * 4, "read {read} of {parquet}");
 }
 
 #[test]
@@ -461,4 +464,96 @@ fn bad_credentials_bucket_prefix_or_endpoint_fail_on_one_line_with_status_2() {
     let o = analyzer(&["rank", &url], Some("ftp://x"), &good);
     assert_eq!(o.status.code(), Some(2));
     assert_one_line_error(&o, &["--s3-endpoint"]);
+}
+
+/// The bytes read from S3 by `rank` of the capture at `url` (from the analyzer's debug log).
+fn bytes_read(moto: &Moto, url: &str, by: &str) -> (u64, u64, String) {
+    let mut env = moto.env();
+    env.push(("RUST_LOG", "leakscope::source::remote=debug".into()));
+    let o = analyzer(
+        &["rank", url, "--format", "json", "--by", by],
+        Some(&moto.endpoint()),
+        &env,
+    );
+    let out = ok(&o, "rank with stats");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("bytes from S3"))
+        .unwrap_or_else(|| panic!("no read statistics: {stderr}"));
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let at = words.iter().position(|w| *w == "read").unwrap();
+    (
+        words[at + 1].parse().unwrap(),
+        words[at + 6].parse().unwrap(),
+        out,
+    )
+}
+
+/// On a synthetic capture of 300k sample rows (segments of a few MiB), `rank` from S3 gives
+/// the local ranking and reads less than the capture's Parquet bytes: the scans fetch the
+/// columns they need, DataFusion prunes and range-reads.
+#[test]
+fn rank_of_a_larger_capture_reads_less_than_the_capture_from_s3() {
+    let Some(moto) = Moto::start_or_skip() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let local = tmp.path().join("big");
+    let o = run(
+        Path::new(env!("CARGO_BIN_EXE_leakscope-synth")),
+        &[
+            "--out",
+            local.to_str().unwrap(),
+            "--profiles",
+            "600",
+            "--stacks",
+            "500",
+            "--rotate-size",
+            "2MiB",
+        ],
+        Duration::from_secs(120),
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let store = moto.store();
+    runtime().block_on(async {
+        for (rel, p) in files_below(&local) {
+            let key = object_store::path::Path::from(format!("synth/big/{rel}"));
+            store
+                .put(&key, std::fs::read(p).unwrap().into())
+                .await
+                .unwrap();
+        }
+    });
+    let url = format!("s3://{BUCKET}/synth/big");
+    let parquet: u64 = files_below(&local)
+        .iter()
+        .filter(|(r, _)| r.ends_with(".parquet"))
+        .map(|(_, p)| std::fs::metadata(p).unwrap().len())
+        .sum();
+    for by in ["site", "stack"] {
+        let (read, requests, remote) = bytes_read(&moto, &url, by);
+        let lo = analyzer(
+            &[
+                "rank",
+                local.to_str().unwrap(),
+                "--format",
+                "json",
+                "--by",
+                by,
+            ],
+            None,
+            &[],
+        );
+        let expect = ok(&lo, "local rank").replace(local.to_str().unwrap(), &url);
+        assert_eq!(
+            expect, remote,
+            "rank --by {by}: S3 output differs from local"
+        );
+        let ratio = read as f64 / parquet as f64;
+        println!(
+            "synthetic capture, rank --by {by} from S3 read {read} bytes in {requests} requests; its Parquet files hold {parquet} bytes (ratio {ratio:.3})"
+        );
+        assert!(ratio < 1.0, "read {read} of {parquet}");
+    }
 }

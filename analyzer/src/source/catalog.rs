@@ -325,10 +325,9 @@ fn register_url(
     table: Table,
     name: &str,
 ) -> Result<()> {
-    let url = ListingTableUrl::try_new(dir_url.clone(), None).map_err(AnalyzeError::df(format!(
-        "{}: table path",
-        table_dir.display()
-    )))?;
+    let url = ListingTableUrl::try_new(dir_url.clone(), None).map_err(AnalyzeError::df(
+        format!("{}: table path", table_dir.display()),
+    ))?;
     let mut format = ParquetFormat::default();
     if dir_url.scheme() == "s3" {
         // DataFusion's default fetches the last 512 KiB of a file for its footer: a whole

@@ -696,3 +696,68 @@ impl Iterator for SegmentBatches {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::TryStreamExt;
+
+    fn meta(key: &str) -> ObjectMeta {
+        ObjectMeta {
+            location: ObjectPath::from(key),
+            last_modified: chrono::DateTime::from_timestamp(0, 0).unwrap(),
+            size: 10,
+            e_tag: None,
+            version: None,
+        }
+    }
+
+    #[test]
+    fn s3_arguments_are_told_from_directories() {
+        assert!(is_remote(Path::new("s3://caps/x")));
+        assert!(!is_remote(Path::new("caps/x")));
+        assert!(!is_remote(Path::new("./s3://x")));
+    }
+
+    #[test]
+    fn tables_are_found_below_the_prefix() {
+        let url = RemoteUrl::parse("s3://caps/team/cap").unwrap();
+        let loc = ObjectPath::from("team/cap/samples/date=2026-11-28/S.parquet");
+        assert_eq!(table_of(&url, &loc), Some(Table::Samples));
+        assert_eq!(table_of(&url, &ObjectPath::from("other/samples/x")), None);
+    }
+
+    #[tokio::test]
+    async fn listings_hold_only_the_committed_files() {
+        let files = vec![
+            meta("p/samples/date=2026-11-28/A.parquet"),
+            meta("p/samples/date=2026-11-29/B.parquet"),
+            meta("p/stacks/date=2026-11-28/A.parquet"),
+        ];
+        let inner: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+        let store = CaptureStore::new(inner, Some(files), Arc::default());
+        let listed: Vec<ObjectMeta> = store
+            .list(Some(&ObjectPath::from("p/samples")))
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(listed.len(), 2);
+        let top = store
+            .list_with_delimiter(Some(&ObjectPath::from("p/samples")))
+            .await
+            .unwrap();
+        assert!(top.objects.is_empty());
+        assert_eq!(
+            top.common_prefixes,
+            vec![
+                ObjectPath::from("p/samples/date=2026-11-28"),
+                ObjectPath::from("p/samples/date=2026-11-29")
+            ]
+        );
+        let leaf = store
+            .list_with_delimiter(Some(&ObjectPath::from("p/samples/date=2026-11-29")))
+            .await
+            .unwrap();
+        assert_eq!(leaf.objects.len(), 1);
+    }
+}
