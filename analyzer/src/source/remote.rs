@@ -5,13 +5,10 @@
 //!
 //! The S3 store comes from `leakscope_capture::remote::build_s3`: credentials from the
 //! standard AWS environment only, `--s3-endpoint` (see [`set_endpoint`]) for another server.
-//!
-//! parquet 59 deprecates `ParquetObjectReader` (arrow-rs#10308) in favour of a hand-written
-//! `AsyncFileReader` plus `SpawnedReader`; it still works and is used here for now.
-#![allow(deprecated)]
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -19,6 +16,8 @@ use std::sync::{Arc, OnceLock};
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use async_trait::async_trait;
+use bytes::Bytes;
+use futures::future::{BoxFuture, FutureExt};
 use futures::stream::{self, BoxStream, StreamExt};
 use leakscope_capture::manifest::{Manifest, FORMAT_NAME, MANIFEST_FILE};
 use leakscope_capture::remote::{
@@ -36,9 +35,10 @@ use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
     ParquetRecordBatchReaderBuilder, RowSelection,
 };
-use parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStream};
+use parquet::arrow::async_reader::{AsyncFileReader, ParquetRecordBatchStream, SpawnedReader};
 use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
-use parquet::file::metadata::ParquetMetaData;
+use parquet::errors::ParquetError;
+use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use parquet::schema::types::SchemaDescriptor;
 
 use crate::error::{AnalyzeError, Result};
@@ -346,10 +346,63 @@ async fn read_manifest(store: &dyn ObjectStore, url: &RemoteUrl) -> Result<Manif
     Ok(m)
 }
 
-fn reader(store: Arc<dyn ObjectStore>, meta: &ObjectMeta) -> ParquetObjectReader {
-    ParquetObjectReader::new(store, meta.location.clone())
-        .with_file_size(meta.size)
-        .with_footer_size_hint(FOOTER_HINT)
+/// A segment object as Parquet reads it: ranged GETs through the (counting) store.
+#[derive(Debug, Clone)]
+pub struct ObjectReader {
+    store: Arc<dyn ObjectStore>,
+    meta: ObjectMeta,
+}
+
+fn reader(store: Arc<dyn ObjectStore>, meta: &ObjectMeta) -> ObjectReader {
+    ObjectReader {
+        store,
+        meta: meta.clone(),
+    }
+}
+
+fn external(e: object_store::Error) -> ParquetError {
+    ParquetError::External(Box::new(e))
+}
+
+impl AsyncFileReader for ObjectReader {
+    fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
+        async move {
+            self.store
+                .get_range(&self.meta.location, range)
+                .await
+                .map_err(external)
+        }
+        .boxed()
+    }
+
+    fn get_byte_ranges(
+        &mut self,
+        ranges: Vec<Range<u64>>,
+    ) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
+        async move {
+            self.store
+                .get_ranges(&self.meta.location, &ranges)
+                .await
+                .map_err(external)
+        }
+        .boxed()
+    }
+
+    fn get_metadata<'a>(
+        &'a mut self,
+        options: Option<&'a ArrowReaderOptions>,
+    ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
+        async move {
+            let size = self.meta.size;
+            let m = ParquetMetaDataReader::new()
+                .with_metadata_options(options.map(|o| o.metadata_options().clone()))
+                .with_prefetch_hint(Some(FOOTER_HINT))
+                .load_and_finish(self, size)
+                .await?;
+            Ok(Arc::new(m))
+        }
+        .boxed()
+    }
 }
 
 fn one_line(s: &str) -> String {
@@ -590,7 +643,7 @@ pub enum SegmentBuilder {
     /// A local file read with positioned reads.
     Local(ParquetRecordBatchReaderBuilder<PreadFile>),
     /// An object in S3.
-    Remote(ParquetRecordBatchStreamBuilder<ParquetObjectReader>),
+    Remote(ParquetRecordBatchStreamBuilder<SpawnedReader<ObjectReader>>),
 }
 
 /// Applies the same builder call to either kind.
@@ -607,7 +660,7 @@ impl SegmentBuilder {
     /// The remote builder of `seg`, from its footer read at open time.
     pub fn remote(seg: &RemoteSegment) -> Result<SegmentBuilder> {
         let handle = io_runtime()?.handle().clone();
-        let r = reader(Arc::clone(&seg.store), &seg.meta).with_runtime(handle);
+        let r = SpawnedReader::new(reader(Arc::clone(&seg.store), &seg.meta), handle);
         Ok(SegmentBuilder::Remote(
             ParquetRecordBatchStreamBuilder::new_with_metadata(r, seg.reader_meta.clone()),
         ))
@@ -678,7 +731,7 @@ pub enum SegmentBatches {
     /// A local file.
     Local(ParquetRecordBatchReader),
     /// An object in S3.
-    Remote(Box<ParquetRecordBatchStream<ParquetObjectReader>>),
+    Remote(Box<ParquetRecordBatchStream<SpawnedReader<ObjectReader>>>),
 }
 
 impl Iterator for SegmentBatches {
