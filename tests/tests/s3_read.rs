@@ -311,6 +311,22 @@ fn commands_read_s3_captures_like_local_ones() {
     );
     assert!(!String::from_utf8_lossy(&rw.stderr).contains("panicked"));
 
+    // report: written from S3 too (its HTML holds the command line, so not compared).
+    let html = tmp.path().join("s3-report.html");
+    ok(
+        &analyzer(
+            &["report", &url, "-o", html.to_str().unwrap()],
+            Some(&moto.endpoint()),
+            &moto.env(),
+        ),
+        "s3 report",
+    );
+    let text = std::fs::read_to_string(&html).unwrap();
+    assert!(
+        text.contains(&url) && text.len() > 10_000,
+        "report lacks the capture"
+    );
+
     // export-pprof: the same profile file, byte for byte.
     let lp = tmp.path().join("local.pb.gz");
     let rp = tmp.path().join("s3.pb.gz");
