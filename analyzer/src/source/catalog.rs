@@ -46,14 +46,7 @@ pub struct Capture {
     pub remote: Option<Arc<RemoteCapture>>,
 }
 
-/// A segment that could not be read and was left out.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct SkippedSegment {
-    /// File path.
-    pub path: PathBuf,
-    /// Why it was skipped.
-    pub reason: String,
-}
+pub use super::SkippedSegment;
 
 /// A DataFusion session with every capture registered.
 pub struct Catalog {

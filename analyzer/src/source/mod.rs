@@ -10,3 +10,12 @@ pub mod process;
 pub mod remote;
 pub mod scan;
 pub mod store;
+
+/// A segment that could not be read and was left out.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SkippedSegment {
+    /// File path.
+    pub path: std::path::PathBuf,
+    /// Why it was skipped.
+    pub reason: String,
+}

@@ -42,7 +42,7 @@ use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use parquet::schema::types::SchemaDescriptor;
 
 use crate::error::{AnalyzeError, Result};
-use crate::source::catalog::SkippedSegment;
+use crate::source::SkippedSegment;
 use crate::source::pread::PreadFile;
 use crate::sql::conform::{self, Shape};
 
