@@ -97,6 +97,10 @@ pub(crate) const EXAMPLES: &str = "Examples:
 pub(crate) struct Cli {
     #[command(subcommand)]
     pub(crate) command: Command,
+    /// S3-compatible server for `s3://BUCKET/PREFIX` captures (e.g. http://127.0.0.1:9000;
+    /// plain HTTP allowed, path-style requests). Credentials come from the AWS environment.
+    #[arg(long, global = true, value_name = "URL")]
+    pub(crate) s3_endpoint: Option<String>,
 }
 
 #[derive(Subcommand)]

@@ -53,6 +53,10 @@ pub enum AnalyzeError {
         /// What went wrong.
         reason: String,
     },
+    /// A capture in object storage could not be read (bad URL, credentials, bucket,
+    /// endpoint); one line naming the URL, without credentials.
+    #[error("{0}")]
+    Remote(String),
     /// A report could not be built or written (bad window, chart rendering).
     #[error("{0}")]
     Report(String),

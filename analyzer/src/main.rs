@@ -341,6 +341,9 @@ async fn run_watch(a: WatchArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Some(e) = &cli.s3_endpoint {
+        leakscope::source::remote::set_endpoint(e)?;
+    }
     match cli.command {
         Command::Sql(a) => run_sql(a).await.map(|_| ExitCode::SUCCESS),
         Command::Rank(a) => match run_rank(&a.sel, 0).await {

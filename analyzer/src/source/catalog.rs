@@ -28,6 +28,7 @@ use rayon::prelude::*;
 
 use crate::error::{AnalyzeError, Result};
 use crate::model::site::SiteRules;
+use crate::source::remote::{self, RemoteCapture};
 use crate::source::store::HidingStore;
 use crate::sql::conform::{self, Shape};
 use crate::sql::udf;
@@ -41,16 +42,11 @@ pub struct Capture {
     pub dir: PathBuf,
     /// Its manifest.
     pub manifest: Manifest,
+    /// The capture in S3 when it was given as `s3://BUCKET/PREFIX` (`dir` is then that URL).
+    pub remote: Option<Arc<RemoteCapture>>,
 }
 
-/// A segment that could not be read and was left out.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct SkippedSegment {
-    /// File path.
-    pub path: PathBuf,
-    /// Why it was skipped.
-    pub reason: String,
-}
+pub use super::SkippedSegment;
 
 /// A DataFusion session with every capture registered.
 pub struct Catalog {
@@ -91,6 +87,7 @@ pub fn open_capture(dir: &Path) -> Result<Capture> {
         name,
         dir: abs,
         manifest,
+        remote: None,
     })
 }
 
@@ -193,15 +190,28 @@ pub async fn open(dirs: &[PathBuf], rules: &SiteRules) -> Result<Catalog> {
             reason: "no capture given".into(),
         });
     }
-    let mut captures = dirs
-        .iter()
-        .map(|d| open_capture(d))
-        .collect::<Result<Vec<_>>>()?;
+    let mut captures = Vec::with_capacity(dirs.len());
+    let mut remote_skipped = Vec::new();
+    for d in dirs {
+        if remote::is_remote(d) {
+            let (cap, skipped) = open_remote(d).await?;
+            captures.push(cap);
+            remote_skipped.extend(skipped);
+        } else {
+            captures.push(open_capture(d)?);
+        }
+    }
     unique_names(&mut captures);
-    let skipped = find_unreadable(&captures);
+    let locals: Vec<Capture> = captures
+        .iter()
+        .filter(|c| c.remote.is_none())
+        .cloned()
+        .collect();
+    let mut skipped = find_unreadable(&locals);
+    skipped.extend(remote_skipped);
     // Files of incomplete segment sets (no commit marker) are hidden from SQL too, as
     // `list_segments` hides them from every other reader (it warns about each set).
-    let incomplete: Vec<PathBuf> = captures
+    let incomplete: Vec<PathBuf> = locals
         .iter()
         .flat_map(|c| leakscope_capture::segment::incomplete_files(&c.dir).unwrap_or_default())
         .collect();
@@ -217,11 +227,23 @@ pub async fn open(dirs: &[PathBuf], rules: &SiteRules) -> Result<Catalog> {
     let store = HidingStore::new(Arc::new(LocalFileSystem::new()), hidden);
     let file_url = url::Url::parse("file://").expect("static URL");
     ctx.register_object_store(&file_url, Arc::new(store));
+    let remotes: Vec<&RemoteCapture> = captures
+        .iter()
+        .filter_map(|c| c.remote.as_deref())
+        .collect();
+    remote::register_stores(&ctx, &remotes);
     udf::register(&ctx, rules);
 
     for (i, cap) in captures.iter().enumerate() {
         for table in Table::ALL {
-            register_listing(&ctx, &cap.dir, table, &format!("__c{i}_{}", table.name()))?;
+            let name = format!("__c{i}_{}", table.name());
+            match &cap.remote {
+                None => register_listing(&ctx, &cap.dir, table, &name)?,
+                Some(r) => {
+                    let shown = cap.dir.join(table.name());
+                    register_url(&ctx, r.table_url(table)?, &shown, table, &name)?
+                }
+            }
         }
     }
     for table in Table::ALL {
@@ -284,11 +306,28 @@ fn register_listing(ctx: &SessionContext, dir: &Path, table: Table, name: &str) 
             path: table_dir.clone(),
             reason: "not an absolute path".into(),
         })?;
-    let url = ListingTableUrl::try_new(dir_url, None).map_err(AnalyzeError::df(format!(
-        "{}: table path",
-        table_dir.display()
-    )))?;
-    let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+    register_url(ctx, dir_url, &table_dir, table, name)
+}
+
+/// Registers the listing table `name` of `table` over the directory URL `dir_url`
+/// (`file://` or `s3://`), naming `table_dir` in errors.
+fn register_url(
+    ctx: &SessionContext,
+    dir_url: url::Url,
+    table_dir: &Path,
+    table: Table,
+    name: &str,
+) -> Result<()> {
+    let url = ListingTableUrl::try_new(dir_url.clone(), None).map_err(AnalyzeError::df(
+        format!("{}: table path", table_dir.display()),
+    ))?;
+    let mut format = ParquetFormat::default();
+    if dir_url.scheme() == "s3" {
+        // DataFusion's default fetches the last 512 KiB of a file for its footer: a whole
+        // segment of most captures. A capture's footers are a few KiB.
+        format = format.with_metadata_size_hint(Some(remote::FOOTER_HINT));
+    }
+    let options = ListingOptions::new(Arc::new(format))
         .with_file_extension(".parquet")
         .with_table_partition_cols(vec![(PARTITION_COLUMN.to_string(), DataType::Utf8)]);
     let config = ListingTableConfig::new(url)
@@ -302,4 +341,28 @@ fn register_listing(ctx: &SessionContext, dir: &Path, table: Table, name: &str) 
             table_dir.display()
         )))?;
     Ok(())
+}
+
+/// Opens a capture given as `s3://BUCKET/PREFIX` (see [`remote::open`]), with the segments
+/// it leaves out.
+async fn open_remote(arg: &Path) -> Result<(Capture, Vec<SkippedSegment>)> {
+    let text = arg.to_string_lossy();
+    let opened = remote::open(&text).await?;
+    let url = &opened.capture.url;
+    let name = url
+        .prefix
+        .rsplit('/')
+        .next()
+        .filter(|n| !n.is_empty())
+        .unwrap_or(&url.bucket)
+        .to_string();
+    Ok((
+        Capture {
+            name,
+            dir: PathBuf::from(url.to_string()),
+            manifest: opened.manifest,
+            remote: Some(Arc::clone(&opened.capture)),
+        },
+        opened.skipped,
+    ))
 }

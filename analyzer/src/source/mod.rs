@@ -8,6 +8,16 @@ pub mod go_source;
 pub mod load;
 pub mod pread;
 pub mod process;
+pub mod remote;
 pub mod scan;
 pub mod store;
 pub mod values;
+
+/// A segment that could not be read and was left out.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SkippedSegment {
+    /// File path.
+    pub path: std::path::PathBuf,
+    /// Why it was skipped.
+    pub reason: String,
+}

@@ -32,6 +32,7 @@ use crate::model::ids::IdMap;
 use crate::model::site::FrameRef;
 use crate::source::catalog::Catalog;
 use crate::source::pread::PreadFile;
+use crate::source::remote::{RemoteSegment, SegmentBuilder};
 use crate::sql::conform;
 use crate::sql::udf::frames_of;
 
@@ -43,8 +44,10 @@ const BATCH_ROWS: usize = 16 * 1024;
 pub struct Segment {
     /// Index of its capture in [`Catalog::captures`].
     pub capture: usize,
-    /// Full path.
+    /// Full path (`s3://...` for a remote segment).
     pub path: PathBuf,
+    /// The object when the segment is in S3.
+    pub remote: Option<RemoteSegment>,
 }
 
 /// Every readable segment of `table` in every capture: captures in order, oldest first.
@@ -52,6 +55,18 @@ pub fn segments(cat: &Catalog, table: Table) -> Result<Vec<Segment>> {
     let skipped: HashSet<&Path> = cat.skipped.iter().map(|s| s.path.as_path()).collect();
     let mut out = Vec::new();
     for (i, cap) in cat.captures.iter().enumerate() {
+        if let Some(r) = &cap.remote {
+            out.extend(
+                r.table_segments(table)
+                    .into_iter()
+                    .map(|(path, seg)| Segment {
+                        capture: i,
+                        path,
+                        remote: Some(seg),
+                    }),
+            );
+            continue;
+        }
         let files = list_segments(&cap.dir, table).map_err(|e| AnalyzeError::Segment {
             path: cap.dir.join(table.name()),
             reason: e.to_string(),
@@ -63,6 +78,7 @@ pub fn segments(cat: &Catalog, table: Table) -> Result<Vec<Segment>> {
                 .map(|f| Segment {
                     capture: i,
                     path: f.path,
+                    remote: None,
                 }),
         );
     }
@@ -78,7 +94,7 @@ fn bad(path: &Path, what: impl std::fmt::Display) -> AnalyzeError {
 
 /// A segment opened for reading some columns, with the table types to read them as.
 struct Opened {
-    builder: ParquetRecordBatchReaderBuilder<PreadFile>,
+    builder: SegmentBuilder,
     want: SchemaRef,
 }
 
@@ -96,6 +112,19 @@ fn open(path: &Path, table: Table, columns: &[&str]) -> Result<Opened> {
     let options = ArrowReaderOptions::new().with_skip_arrow_metadata(true);
     let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(file, options)
         .map_err(|e| bad(path, e))?;
+    project(path, SegmentBuilder::Local(builder), table, columns)
+}
+
+/// Opens a segment, local or in S3 (see [`open`]).
+fn open_segment(seg: &Segment, table: Table, columns: &[&str]) -> Result<Opened> {
+    match &seg.remote {
+        None => open(&seg.path, table, columns),
+        Some(r) => project(&seg.path, SegmentBuilder::remote(r)?, table, columns),
+    }
+}
+
+/// Sets up reading `columns` of `table` from an opened segment.
+fn project(path: &Path, builder: SegmentBuilder, table: Table, columns: &[&str]) -> Result<Opened> {
     let want = conform::project(&table.schema(), columns).map_err(|e| bad(path, e))?;
     let schema = builder.schema().clone();
     let mut roots = Vec::with_capacity(columns.len());
@@ -139,7 +168,7 @@ pub fn read_stacks(segs: &[Segment]) -> Result<IdMap<Vec<FrameRef>>> {
         .par_iter()
         .map(|s| {
             let mut out = Vec::new();
-            for b in batches(&s.path, open(&s.path, Table::Stacks, &["stack_id"])?)? {
+            for b in batches(&s.path, open_segment(s, Table::Stacks, &["stack_id"])?)? {
                 let b = b?;
                 let col = column(&b, "stack_id", &s.path)?;
                 out.extend(col.as_primitive::<UInt64Type>().values().iter());
@@ -165,7 +194,7 @@ pub fn read_stacks(segs: &[Segment]) -> Result<IdMap<Vec<FrameRef>>> {
         .zip(&wanted)
         .zip(&ids)
         .filter(|((_, rows), _)| !rows.is_empty())
-        .map(|((s, rows), all)| read_stack_rows(&s.path, rows, all.len()))
+        .map(|((s, rows), all)| read_stack_rows(s, rows, all.len()))
         .collect::<Result<_>>()?;
     let mut out = IdMap::default();
     out.reserve(seen.len());
@@ -176,8 +205,13 @@ pub fn read_stacks(segs: &[Segment]) -> Result<IdMap<Vec<FrameRef>>> {
 }
 
 /// Decodes the frames of the given rows (sorted) of one stacks segment.
-fn read_stack_rows(path: &Path, rows: &[usize], total: usize) -> Result<Vec<(u64, Vec<FrameRef>)>> {
-    let mut opened = open(path, Table::Stacks, &["stack_id", "frames"])?;
+fn read_stack_rows(
+    seg: &Segment,
+    rows: &[usize],
+    total: usize,
+) -> Result<Vec<(u64, Vec<FrameRef>)>> {
+    let path = &seg.path;
+    let mut opened = open_segment(seg, Table::Stacks, &["stack_id", "frames"])?;
     if rows.len() < total {
         opened.builder = opened
             .builder
@@ -343,10 +377,10 @@ impl Partial {
 /// Keeps only the row groups whose statistics of `column` pass `may_hold` (all of them when
 /// the file has no such column); `None` when none is left.
 fn prune_row_groups(
-    builder: ParquetRecordBatchReaderBuilder<PreadFile>,
+    builder: SegmentBuilder,
     column: &str,
     may_hold: impl Fn(Option<&Statistics>) -> bool,
-) -> Option<ParquetRecordBatchReaderBuilder<PreadFile>> {
+) -> Option<SegmentBuilder> {
     let at = builder
         .parquet_schema()
         .columns()
@@ -443,8 +477,8 @@ fn scan_one(
     part: &mut Partial,
 ) -> Result<()> {
     let path = &seg.path;
-    let mut opened = open(
-        path,
+    let mut opened = open_segment(
+        seg,
         Table::Samples,
         &["stack_id", "profile_id", scan.column],
     )?;
@@ -589,7 +623,7 @@ pub fn sums_at(segs: &[Segment], at: &SumsAt) -> Result<Vec<Vec<f64>>> {
             let path = &seg.path;
             let mut wanted = vec!["stack_id", "profile_id"];
             wanted.extend_from_slice(at.columns);
-            let mut opened = open(path, Table::Samples, &wanted)?;
+            let mut opened = open_segment(seg, Table::Samples, &wanted)?;
             // Statistics are in the file's unit: prune only when that is the capture's (ns).
             let ns = opened
                 .builder

@@ -51,6 +51,10 @@ pub enum WatchError {
 /// The watched capture directory, absolute. A directory without manifest.json is accepted
 /// while it is empty (a recorder about to write it); anything else must be a capture.
 pub fn watched_capture(dir: &Path) -> crate::Result<PathBuf> {
+    if crate::source::remote::is_remote(dir) {
+        // Checked when each round opens it (a prefix may still be empty).
+        return Ok(dir.to_path_buf());
+    }
     let manifest = dir.join(leakscope_capture::manifest::MANIFEST_FILE);
     let empty = || std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_none());
     if dir.is_dir() && !manifest.exists() && empty() {

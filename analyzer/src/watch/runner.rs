@@ -66,10 +66,11 @@ pub struct CaptureRounds {
 
 impl Rounds for CaptureRounds {
     async fn look(&mut self) -> crate::Result<Look> {
+        let remote = crate::source::remote::is_remote(&self.capture);
         let manifest = self
             .capture
             .join(leakscope_capture::manifest::MANIFEST_FILE);
-        if !manifest.exists() {
+        if !remote && !manifest.exists() {
             return Ok(Look::Waiting(format!(
                 "{}: no manifest.json yet",
                 self.capture.display()
