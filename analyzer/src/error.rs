@@ -57,7 +57,19 @@ pub enum AnalyzeError {
     /// endpoint); one line naming the URL, without credentials.
     #[error("{0}")]
     Remote(String),
-    /// A report could not be built or written (bad window, chart rendering).
+    /// `--from`/`--to` leave no time between them (ns since the epoch).
+    #[error(
+        "the growth window must start before it ends (--from {}, --to {})",
+        crate::units::report_time(*.from),
+        crate::units::report_time(*.to)
+    )]
+    EmptyWindow {
+        /// Start, ns.
+        from: i64,
+        /// End, ns.
+        to: i64,
+    },
+    /// A report could not be built or written (chart rendering).
     #[error("{0}")]
     Report(String),
 }

@@ -43,7 +43,7 @@ async fn run_export(a: &ExportArgs) -> anyhow::Result<()> {
     let to = parse(&a.to, "--to")?;
     let cat = open(&a.captures, &SiteRules::default()).await?;
     let metric = a.metric.into();
-    let w = leakscope::output::export::choose_window(&cat, metric, from, to).await?;
+    let w = leakscope::output::export::choose_pair(&cat, metric, from, to).await?;
     let profile = leakscope::output::export::delta_profile(&cat, metric, &w).await?;
     leakscope::output::export::write_profile(&profile, &a.output)
         .with_context(|| format!("{}: cannot write", a.output.display()))?;
@@ -51,8 +51,8 @@ async fn run_export(a: &ExportArgs) -> anyhow::Result<()> {
         "wrote {} ({} stacks changed between {} and {})",
         a.output.display(),
         profile.sample.len(),
-        leakscope::units::report_time(w.from.1.time_ns),
-        leakscope::units::report_time(w.to.1.time_ns)
+        leakscope::units::report_time(w.from.time_ns),
+        leakscope::units::report_time(w.to.time_ns)
     );
     Ok(())
 }

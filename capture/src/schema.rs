@@ -73,6 +73,73 @@ impl Table {
     }
 }
 
+/// Column names of `profiles`, `samples` and `stacks` (and of a stack's frames), one
+/// constant each: the schemas below and every reader use these, so a rename is one edit.
+pub mod col {
+    /// Profile id (`profiles`, `samples`).
+    pub const PROFILE_ID: &str = "profile_id";
+    /// Timestamp, ns UTC (every table).
+    pub const TIME: &str = "time";
+    /// Profile kind: `heap`, `goroutine`, `goroutineleak`, `native`.
+    pub const KIND: &str = "kind";
+    /// Target URL or name.
+    pub const TARGET: &str = "target";
+    /// Target process id.
+    pub const PID: &str = "pid";
+    /// Run id: one process incarnation.
+    pub const RUN_ID: &str = "run_id";
+    /// Sampling period.
+    pub const PERIOD: &str = "period";
+    /// What the period counts.
+    pub const PERIOD_TYPE: &str = "period_type";
+    /// The profile's sample types.
+    pub const SAMPLE_TYPES: &str = "sample_types";
+    /// Profile duration, ns.
+    pub const DURATION_NS: &str = "duration_ns";
+    /// Scrape wall time, ms.
+    pub const SCRAPE_MS: &str = "scrape_ms";
+    /// Where the profile came from (URL or file).
+    pub const SOURCE: &str = "source";
+    /// Samples in the profile.
+    pub const SAMPLE_COUNT: &str = "sample_count";
+    /// Stack id (`samples`, `stacks`).
+    pub const STACK_ID: &str = "stack_id";
+    /// Live objects.
+    pub const INUSE_OBJECTS: &str = "inuse_objects";
+    /// Live bytes.
+    pub const INUSE_BYTES: &str = "inuse_bytes";
+    /// Objects allocated since start.
+    pub const ALLOC_OBJECTS: &str = "alloc_objects";
+    /// Bytes allocated since start.
+    pub const ALLOC_BYTES: &str = "alloc_bytes";
+    /// Goroutines.
+    pub const GOROUTINES: &str = "goroutines";
+    /// Sample labels.
+    pub const LABELS: &str = "labels";
+    /// Stack origin (`go`, `native`).
+    pub const ORIGIN: &str = "origin";
+    /// Frames in the stack.
+    pub const DEPTH: &str = "depth";
+    /// The stack's frames, leaf first.
+    pub const FRAMES: &str = "frames";
+    /// Frame: function name.
+    pub const FUNCTION: &str = "function";
+    /// Frame: source file.
+    pub const FILE: &str = "file";
+    /// Frame: source line.
+    pub const LINE: &str = "line";
+    /// Frame: inlined into its caller.
+    pub const INLINED: &str = "inlined";
+    /// Frame: instruction address.
+    pub const ADDRESS: &str = "address";
+    /// Frame: mapping (binary or library path).
+    pub const MAPPING: &str = "mapping";
+    /// Frame: build id of the mapping.
+    pub const BUILD_ID: &str = "build_id";
+    /// Frame: offset in the mapping's file.
+    pub const FILE_OFFSET: &str = "file_offset";
+}
+
 /// The timestamp type used by every `time` column: nanoseconds, UTC.
 pub fn time_type() -> DataType {
     DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()))
@@ -85,54 +152,54 @@ fn field(name: &str, dt: DataType, nullable: bool) -> Field {
 /// Schema of `profiles`.
 pub fn profiles_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
-        field("profile_id", DataType::UInt64, false),
-        field("time", time_type(), false),
-        field("kind", DataType::Utf8, false),
-        field("target", DataType::Utf8, false),
-        field("pid", DataType::UInt32, true),
-        field("run_id", DataType::Utf8, false),
-        field("period", DataType::Int64, false),
-        field("period_type", DataType::Utf8, false),
+        field(col::PROFILE_ID, DataType::UInt64, false),
+        field(col::TIME, time_type(), false),
+        field(col::KIND, DataType::Utf8, false),
+        field(col::TARGET, DataType::Utf8, false),
+        field(col::PID, DataType::UInt32, true),
+        field(col::RUN_ID, DataType::Utf8, false),
+        field(col::PERIOD, DataType::Int64, false),
+        field(col::PERIOD_TYPE, DataType::Utf8, false),
         field(
-            "sample_types",
+            col::SAMPLE_TYPES,
             DataType::List(Arc::new(Field::new("item", DataType::Utf8, false))),
             false,
         ),
-        field("duration_ns", DataType::Int64, false),
-        field("scrape_ms", DataType::Float64, true),
-        field("source", DataType::Utf8, false),
-        field("sample_count", DataType::UInt32, false),
+        field(col::DURATION_NS, DataType::Int64, false),
+        field(col::SCRAPE_MS, DataType::Float64, true),
+        field(col::SOURCE, DataType::Utf8, false),
+        field(col::SAMPLE_COUNT, DataType::UInt32, false),
     ]))
 }
 
 /// Schema of `samples`.
 pub fn samples_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
-        field("profile_id", DataType::UInt64, false),
-        field("time", time_type(), false),
-        field("run_id", DataType::Utf8, false),
-        field("kind", DataType::Utf8, false),
-        field("stack_id", DataType::UInt64, false),
-        field("inuse_objects", DataType::Int64, true),
-        field("inuse_bytes", DataType::Int64, true),
-        field("alloc_objects", DataType::Int64, true),
-        field("alloc_bytes", DataType::Int64, true),
-        field("goroutines", DataType::Int64, true),
-        field("labels", DataType::Utf8, true),
+        field(col::PROFILE_ID, DataType::UInt64, false),
+        field(col::TIME, time_type(), false),
+        field(col::RUN_ID, DataType::Utf8, false),
+        field(col::KIND, DataType::Utf8, false),
+        field(col::STACK_ID, DataType::UInt64, false),
+        field(col::INUSE_OBJECTS, DataType::Int64, true),
+        field(col::INUSE_BYTES, DataType::Int64, true),
+        field(col::ALLOC_OBJECTS, DataType::Int64, true),
+        field(col::ALLOC_BYTES, DataType::Int64, true),
+        field(col::GOROUTINES, DataType::Int64, true),
+        field(col::LABELS, DataType::Utf8, true),
     ]))
 }
 
 /// Fields of one element of `stacks.frames`.
 pub fn frame_fields() -> Fields {
     Fields::from(vec![
-        field("function", DataType::Utf8, false),
-        field("file", DataType::Utf8, false),
-        field("line", DataType::Int64, false),
-        field("inlined", DataType::Boolean, false),
-        field("address", DataType::UInt64, true),
-        field("mapping", DataType::Utf8, true),
-        field("build_id", DataType::Utf8, true),
-        field("file_offset", DataType::UInt64, true),
+        field(col::FUNCTION, DataType::Utf8, false),
+        field(col::FILE, DataType::Utf8, false),
+        field(col::LINE, DataType::Int64, false),
+        field(col::INLINED, DataType::Boolean, false),
+        field(col::ADDRESS, DataType::UInt64, true),
+        field(col::MAPPING, DataType::Utf8, true),
+        field(col::BUILD_ID, DataType::Utf8, true),
+        field(col::FILE_OFFSET, DataType::UInt64, true),
     ])
 }
 
@@ -144,10 +211,10 @@ pub fn frame_item_field() -> Arc<Field> {
 /// Schema of `stacks`.
 pub fn stacks_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
-        field("stack_id", DataType::UInt64, false),
-        field("origin", DataType::Utf8, false),
-        field("depth", DataType::UInt32, false),
-        field("frames", DataType::List(frame_item_field()), false),
+        field(col::STACK_ID, DataType::UInt64, false),
+        field(col::ORIGIN, DataType::Utf8, false),
+        field(col::DEPTH, DataType::UInt32, false),
+        field(col::FRAMES, DataType::List(frame_item_field()), false),
     ]))
 }
 

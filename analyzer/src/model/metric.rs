@@ -1,5 +1,7 @@
 //! The metrics a capture holds: which profile kind and sample column each comes from.
 
+use leakscope_capture::schema::col;
+
 /// A sample value column and the profile kind it comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -37,9 +39,9 @@ impl Metric {
     /// `samples` column holding this metric.
     pub fn column(self) -> &'static str {
         match self {
-            Metric::InuseSpace | Metric::Native => "inuse_bytes",
-            Metric::InuseObjects => "inuse_objects",
-            Metric::Goroutines => "goroutines",
+            Metric::InuseSpace | Metric::Native => col::INUSE_BYTES,
+            Metric::InuseObjects => col::INUSE_OBJECTS,
+            Metric::Goroutines => col::GOROUTINES,
         }
     }
 

@@ -12,94 +12,64 @@ use prost::Message;
 use crate::error::{AnalyzeError, Result};
 use crate::model::site::FrameRef;
 use crate::source::catalog::Catalog;
-use crate::source::load::{load_profiles, load_stacks, Metric, ProfileCol};
-use crate::source::values::{stack_values, ProfileKey};
+use crate::source::load::{load_stacks, Metric};
+use crate::source::profiles::{ProfileListing, ProfileRef};
+use crate::source::values::stack_values;
+use crate::source::window::{choose_window, window_pair};
 
 /// The two profiles a delta is taken between.
 #[derive(Debug, Clone)]
-pub struct Window {
-    /// Earlier profile: id and column.
-    pub from: (u64, ProfileCol),
-    /// Later profile: id and column.
-    pub to: (u64, ProfileCol),
+pub struct Pair {
+    /// Earlier profile.
+    pub from: ProfileRef,
+    /// Later profile.
+    pub to: ProfileRef,
 }
 
-/// Picks the profiles closest to `from`/`to` (ns): the first at or after `from` and the last
-/// at or before `to`; by default the first and last profile of the latest run.
-pub async fn choose_window(
+/// Picks the two profiles of `metric` the delta is taken between, as the report's flame
+/// graphs do ([`crate::source::window`]): by default the first and last profile of the
+/// latest run; with `from`/`to` (ns), the first at or after `from` and the last at or
+/// before `to`.
+pub async fn choose_pair(
     cat: &Catalog,
     metric: Metric,
     from: Option<i64>,
     to: Option<i64>,
-) -> Result<Window> {
-    let (profiles, runs, pos) = load_profiles(&cat.ctx, metric.kind(), None).await?;
-    let ids: HashMap<usize, u64> = pos.iter().map(|(id, p)| (*p, *id)).collect();
+) -> Result<Pair> {
+    let profiles = ProfileListing::read(&cat.ctx)
+        .await?
+        .timeline(metric.kind(), None)
+        .profiles;
     let name = cat
         .captures
         .first()
         .map(|c| c.dir.clone())
         .unwrap_or_default();
-    let none = || AnalyzeError::NotEnoughData {
+    let w = choose_window(&profiles, from, to)?.ok_or_else(|| AnalyzeError::NotEnoughData {
         path: name.clone(),
         reason: format!("no {} profiles in the chosen window", metric.kind()),
-    };
-    let (lo, hi) = match (from, to) {
-        (None, None) => {
-            let (_, r) = runs.last().ok_or_else(none)?;
-            (r.start, r.end - 1)
-        }
-        _ => {
-            let lo = match from {
-                Some(t) => profiles.iter().position(|p| p.time_ns >= t),
-                None => Some(0),
-            }
-            .ok_or_else(none)?;
-            let hi = match to {
-                Some(t) => profiles.iter().rposition(|p| p.time_ns <= t),
-                None => profiles.len().checked_sub(1),
-            }
-            .ok_or_else(none)?;
-            (lo, hi)
-        }
-    };
-    if hi <= lo {
+    })?;
+    let Some((a, b)) = window_pair(&profiles, metric.kind(), &w) else {
         return Err(AnalyzeError::NotEnoughData {
             path: name,
             reason: format!(
                 "need two {} profiles between --from and --to, found {}",
                 metric.kind(),
-                hi.saturating_sub(lo) + usize::from(hi >= lo)
+                w.count(&profiles, metric.kind())
             ),
         });
-    }
-    if profiles[lo].run != profiles[hi].run {
+    };
+    if !a.same_run(b) {
         log::warn!(
             "--from and --to fall in different runs ({} and {}): the target restarted in between",
-            profiles[lo].run,
-            profiles[hi].run
+            a.run,
+            b.run
         );
     }
-    Ok(Window {
-        from: (ids[&lo], profiles[lo].clone()),
-        to: (ids[&hi], profiles[hi].clone()),
+    Ok(Pair {
+        from: a.clone(),
+        to: b.clone(),
     })
-}
-
-/// Per-stack values of the window's profile `p` (see [`stack_values`]).
-async fn values_of(
-    cat: &Catalog,
-    metric: Metric,
-    p: &ProfileCol,
-    id: u64,
-    columns: &[&str],
-) -> Result<HashMap<u64, Vec<i64>>> {
-    let key = ProfileKey {
-        capture: &p.capture,
-        kind: metric.kind(),
-        time_ns: p.time_ns,
-        profile_id: id,
-    };
-    stack_values(cat, &key, columns).await
 }
 
 /// Builds pprof's string table, functions and locations from frames.
@@ -184,12 +154,12 @@ fn sample_types(metric: Metric) -> Vec<(&'static str, &'static str, &'static str
     }
 }
 
-/// Builds the delta profile between the window's two profiles.
-pub async fn delta_profile(cat: &Catalog, metric: Metric, w: &Window) -> Result<proto::Profile> {
+/// Builds the delta profile between the pair's two profiles.
+pub async fn delta_profile(cat: &Catalog, metric: Metric, w: &Pair) -> Result<proto::Profile> {
     let types = sample_types(metric);
     let columns: Vec<&str> = types.iter().map(|t| t.2).collect();
-    let before = values_of(cat, metric, &w.from.1, w.from.0, &columns).await?;
-    let after = values_of(cat, metric, &w.to.1, w.to.0, &columns).await?;
+    let before = stack_values(cat, &w.from.key(), &columns).await?;
+    let after = stack_values(cat, &w.to.key(), &columns).await?;
     let stacks = load_stacks(cat)?;
     let mut b = Builder::new();
     let sample_type: Vec<proto::ValueType> = types
@@ -224,9 +194,9 @@ pub async fn delta_profile(cat: &Catalog, metric: Metric, w: &Window) -> Result<
     let comment = b.string(&format!(
         "leakscope delta: {} at {} minus {} at {}",
         metric.kind(),
-        crate::units::report_time(w.to.1.time_ns),
+        crate::units::report_time(w.to.time_ns),
         metric.kind(),
-        crate::units::report_time(w.from.1.time_ns)
+        crate::units::report_time(w.from.time_ns)
     ));
     let period_type = proto::ValueType {
         r#type: sample_type.last().map(|t| t.r#type).unwrap_or(0),
@@ -241,8 +211,8 @@ pub async fn delta_profile(cat: &Catalog, metric: Metric, w: &Window) -> Result<
         string_table: b.strings,
         drop_frames: 0,
         keep_frames: 0,
-        time_nanos: w.to.1.time_ns,
-        duration_nanos: w.to.1.time_ns.saturating_sub(w.from.1.time_ns),
+        time_nanos: w.to.time_ns,
+        duration_nanos: w.to.time_ns.saturating_sub(w.from.time_ns),
         period_type: Some(period_type),
         period: 1,
         comment: vec![comment],

@@ -41,6 +41,13 @@ impl Serialize for Reason {
     }
 }
 
+/// The process-level finding in JSON: its words (the `message` field).
+impl Serialize for crate::source::process::ProcessFinding {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&crate::output::words::process(self))
+    }
+}
+
 /// A finding's hints in JSON: their words (`hints`) and, added in schema 3, their stable
 /// codes (`hint_codes`), as two fields of the finding.
 impl Serialize for Hints {

@@ -190,7 +190,11 @@ pub fn verdict(r: &Ranking) -> String {
         );
     }
     if let Some(p) = &r.process {
-        let _ = write!(out, " Process: {}.", p.message);
+        let _ = write!(
+            out,
+            " Process: {}.",
+            crate::output::words::process(&p.finding)
+        );
     }
     if !r.skipped.is_empty() {
         let _ = write!(
@@ -287,7 +291,11 @@ pub fn text(r: &Ranking, top: usize) -> String {
         let _ = writeln!(out, "{}\n", section_table(&s.findings, top, false));
     }
     if let Some(p) = &r.process {
-        let _ = writeln!(out, "== Process memory\n{}", p.message);
+        let _ = writeln!(
+            out,
+            "== Process memory\n{}",
+            crate::output::words::process(&p.finding)
+        );
         for m in &p.metrics {
             let _ = writeln!(
                 out,
@@ -325,7 +333,11 @@ pub fn markdown(r: &Ranking, top: usize) -> String {
         }
     }
     if let Some(p) = &r.process {
-        let _ = writeln!(out, "### Process memory\n\n{}\n", p.message);
+        let _ = writeln!(
+            out,
+            "### Process memory\n\n{}\n",
+            crate::output::words::process(&p.finding)
+        );
     }
     out
 }

@@ -234,6 +234,59 @@ pub fn why(f: &crate::rank::Finding) -> String {
         .map_or_else(|| reason(&f.fit.reason), hint)
 }
 
+/// The process-level finding (RSS versus Go's accounting) in words.
+pub fn process(f: &crate::source::process::ProcessFinding) -> String {
+    use crate::source::process::ProcessFinding as P;
+    match *f {
+        P::NoRss => "no RSS samples (the recorder had no PID for the target): process-level memory not analysed".into(),
+        P::RssNotGrowing { verdict, rss_per_hour } => format!(
+            "RSS is not growing steadily ({}; {}/h)",
+            verdict.label(),
+            format_bytes(rss_per_hour)
+        ),
+        P::GoShareUnknown { rss_per_hour } => format!(
+            "RSS grows {}/h; no Go MemStats were recorded, so the Go share is unknown",
+            format_bytes(rss_per_hour)
+        ),
+        P::OutsideGo {
+            rss_per_hour,
+            heap_per_hour,
+            stacks_per_hour,
+            unexplained_per_hour,
+        } => format!(
+            "memory Go cannot see: RSS grows {}/h while the Go heap grows {}/h and goroutine stacks {}/h; {}/h ({:.0}% of the growth) is outside Go's accounting: likely native (CGO/C) allocations, or fragmentation/retained spans",
+            format_bytes(rss_per_hour),
+            format_bytes(heap_per_hour),
+            format_bytes(stacks_per_hour),
+            format_bytes(unexplained_per_hour),
+            100.0 * unexplained_per_hour / rss_per_hour
+        ),
+        P::ExplainedByGo {
+            rss_per_hour,
+            heap_per_hour,
+            stacks_per_hour,
+        } => format!(
+            "RSS grows {}/h, mostly explained by the Go heap ({}/h) and goroutine stacks ({}/h): look at the heap and goroutine sections",
+            format_bytes(rss_per_hour),
+            format_bytes(heap_per_hour),
+            format_bytes(stacks_per_hour)
+        ),
+    }
+}
+
+/// How a growth window was chosen, as the report says it.
+pub fn window_basis(b: &crate::source::window::WindowBasis) -> String {
+    use crate::source::window::WindowBasis;
+    match b {
+        WindowBasis::LatestRun { capture, run_id } => {
+            format!("the latest run ({run_id} of {capture}), first to last profile")
+        }
+        WindowBasis::FromTo => "--from and --to".into(),
+        WindowBasis::FromToLast => "--from, to the last profile".into(),
+        WindowBasis::FirstTo => "--to, from the first profile".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -252,7 +252,7 @@ pub async fn open(dirs: &[PathBuf], rules: &SiteRules) -> Result<Catalog> {
             .enumerate()
             .map(|(i, c)| {
                 format!(
-                    "SELECT {} AS capture, * FROM {}",
+                    "SELECT {} AS {CAPTURE_COLUMN}, * FROM {}",
                     literal(&c.name),
                     ident(&format!("__c{i}_{}", table.name()))
                 )
@@ -270,6 +270,9 @@ pub async fn open(dirs: &[PathBuf], rules: &SiteRules) -> Result<Catalog> {
         skipped,
     })
 }
+
+/// The column every table view adds in front: the name of the capture a row came from.
+pub const CAPTURE_COLUMN: &str = "capture";
 
 /// Convenience views over the base tables (name, SQL).
 pub const VIEWS: &[(&str, &str)] = &[

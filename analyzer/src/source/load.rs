@@ -6,9 +6,6 @@
 
 use std::collections::{HashMap, HashSet};
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::{Int64Type, TimestampNanosecondType, UInt64Type};
-use datafusion::prelude::SessionContext;
 use rayon::prelude::*;
 
 use crate::error::Result;
@@ -19,22 +16,8 @@ pub use crate::model::metric::Metric;
 use crate::model::site::{FrameRef, GroupBy, SiteRules};
 use crate::model::stats;
 use crate::source::catalog::Catalog;
+use crate::source::profiles::ProfileRef;
 use leakscope_capture::schema::Table;
-
-/// A profile column of the matrix.
-#[derive(Debug, Clone)]
-pub struct ProfileCol {
-    /// Run label: `capture/run_id`.
-    pub run: String,
-    /// Profile time, ns since the epoch.
-    pub time_ns: i64,
-    /// Capture name (as in the `capture` column).
-    pub capture: String,
-    /// Profile id.
-    pub profile_id: u64,
-    /// Sampling period of the profile (`MemProfileRate` bytes for heap, 1 for goroutines).
-    pub period: i64,
-}
 
 /// One group's series as (run label, times in ns, values), run by run.
 pub type RunPoints = Vec<(String, Vec<i64>, Vec<f64>)>;
@@ -43,7 +26,7 @@ pub type RunPoints = Vec<(String, Vec<i64>, Vec<f64>)>;
 #[derive(Debug, Default)]
 pub struct SeriesSet {
     /// Profile columns, sorted by run then time.
-    pub profiles: Vec<ProfileCol>,
+    pub profiles: Vec<ProfileRef>,
     /// Column ranges of each run, in order.
     pub runs: Vec<(String, std::ops::Range<usize>)>,
     /// Group keys.
@@ -174,79 +157,6 @@ impl SeriesSet {
     }
 }
 
-/// Loads the profile timeline of `kind`: columns sorted by run (in time order), then time.
-///
-/// With `first`, only the profiles within that long of the earliest one are kept: the
-/// capture as it stood after that much recording.
-pub async fn load_profiles(
-    ctx: &SessionContext,
-    kind: &str,
-    first: Option<std::time::Duration>,
-) -> Result<(
-    Vec<ProfileCol>,
-    Vec<(String, std::ops::Range<usize>)>,
-    IdMap<usize>,
-)> {
-    let batches = crate::sql::collect(
-        ctx,
-        &format!(
-            "SELECT capture, run_id, profile_id, time, period FROM profiles WHERE kind = '{kind}'"
-        ),
-    )
-    .await?;
-    let mut rows: Vec<(String, u64, i64, String, i64)> = Vec::new();
-    for b in &batches {
-        let cap = b.column(0).as_string::<i32>();
-        let run = b.column(1).as_string::<i32>();
-        let pid = b.column(2).as_primitive::<UInt64Type>();
-        let t = b.column(3).as_primitive::<TimestampNanosecondType>();
-        let period = b.column(4).as_primitive::<Int64Type>();
-        for i in 0..b.num_rows() {
-            rows.push((
-                format!("{}/{}", cap.value(i), run.value(i)),
-                pid.value(i),
-                t.value(i),
-                cap.value(i).to_string(),
-                period.value(i),
-            ));
-        }
-    }
-    if let Some(d) = first {
-        let t0 = rows.iter().map(|r| r.2).min().unwrap_or(0);
-        let end = t0.saturating_add(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
-        rows.retain(|r| r.2 <= end);
-    }
-    // Order runs by their first profile time, then profiles by time.
-    let mut first: HashMap<String, i64> = HashMap::new();
-    for (r, _, t, _, _) in &rows {
-        let e = first.entry(r.clone()).or_insert(*t);
-        *e = (*e).min(*t);
-    }
-    rows.sort_by(|a, b| (first[&a.0], &a.0, a.2, a.1).cmp(&(first[&b.0], &b.0, b.2, b.1)));
-    // The same profile can appear twice (a capture given twice, an overlapping import):
-    // keep its first occurrence only, so positions and ids stay one-to-one.
-    let mut seen_ids = HashSet::new();
-    rows.retain(|r| seen_ids.insert(r.1));
-    let mut profiles = Vec::with_capacity(rows.len());
-    let mut pos = IdMap::default();
-    let mut runs: Vec<(String, std::ops::Range<usize>)> = Vec::new();
-    for (i, (run, pid, t, capture, period)) in rows.into_iter().enumerate() {
-        match runs.last_mut() {
-            Some((name, r)) if *name == run => r.end = i + 1,
-            _ => runs.push((run.clone(), i..i + 1)),
-        }
-        pos.insert(pid, i);
-        profiles.push(ProfileCol {
-            run,
-            time_ns: t,
-            capture,
-            profile_id: pid,
-            period,
-        });
-    }
-    Ok((profiles, runs, pos))
-}
-
 /// Loads every stack's frames (one copy per stack id) with a direct parallel scan.
 pub fn load_stacks(cat: &Catalog) -> Result<IdMap<Vec<FrameRef>>> {
     crate::source::scan::read_stacks(&crate::source::scan::segments(cat, Table::Stacks)?)
@@ -288,7 +198,10 @@ pub async fn load_series(
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<SeriesSet> {
     let clock = std::time::Instant::now();
-    let (profiles, _, pos) = load_profiles(&cat.ctx, metric.kind(), first).await?;
+    let crate::source::profiles::Timeline { profiles, pos, .. } =
+        crate::source::profiles::ProfileListing::read(&cat.ctx)
+            .await?
+            .timeline(metric.kind(), first);
     log::debug!(
         "{} profiles listed in {:?}",
         profiles.len(),
@@ -439,7 +352,7 @@ fn distinct_observations(
 /// checkpoint), and the profile position of each slot.
 fn heap_checkpoints(
     segs: &[crate::source::scan::Segment],
-    profiles: &[ProfileCol],
+    profiles: &[ProfileRef],
     runs: &[(String, std::ops::Range<usize>)],
     stack_index: &IdMap<u32>,
     stack_group: &[u32],
@@ -489,10 +402,10 @@ fn heap_checkpoints(
 
 /// Removes the profiles that got no sample row from the timeline; returns it with its runs.
 fn drop_unseen(
-    profiles: Vec<ProfileCol>,
+    profiles: Vec<ProfileRef>,
     seen: &[bool],
-) -> (Vec<ProfileCol>, Vec<(String, std::ops::Range<usize>)>) {
-    let kept: Vec<ProfileCol> = profiles
+) -> (Vec<ProfileRef>, Vec<(String, std::ops::Range<usize>)>) {
+    let kept: Vec<ProfileRef> = profiles
         .into_iter()
         .zip(seen)
         .filter(|(_, s)| **s)

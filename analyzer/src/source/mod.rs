@@ -8,10 +8,12 @@ pub mod go_source;
 pub mod load;
 pub mod pread;
 pub mod process;
+pub mod profiles;
 pub mod remote;
 pub mod scan;
 pub mod store;
 pub mod values;
+pub mod window;
 
 /// A segment that could not be read and was left out.
 #[derive(Debug, Clone, serde::Serialize)]

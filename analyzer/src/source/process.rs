@@ -10,7 +10,6 @@ use serde::Serialize;
 use crate::error::Result;
 use crate::model::fit::{fit_series, Fit, RunSeries};
 use crate::source::catalog::Catalog;
-use crate::units::format_bytes;
 
 /// Process metrics fitted, as (column, label).
 pub const PROCESS_SERIES: [(&str, &str); 4] = [
@@ -41,8 +40,48 @@ pub struct ProcessSummary {
     pub metrics: Vec<ProcessMetric>,
     /// RSS growth not explained by Go heap + stacks, bytes/hour (0 when RSS is not growing).
     pub unexplained_per_hour: f64,
-    /// The finding in words.
-    pub message: String,
+    /// What the process-level numbers say (JSON: `message`, in words).
+    #[serde(rename = "message")]
+    pub finding: ProcessFinding,
+}
+
+/// What RSS versus Go's own accounting shows (worded by [`crate::output::words`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProcessFinding {
+    /// No RSS samples (the recorder had no PID for the target).
+    NoRss,
+    /// RSS is not growing steadily.
+    RssNotGrowing {
+        /// RSS verdict.
+        verdict: crate::model::fit::Verdict,
+        /// RSS rate, bytes/hour.
+        rss_per_hour: f64,
+    },
+    /// RSS grows but no Go MemStats were recorded, so the Go share is unknown.
+    GoShareUnknown {
+        /// RSS rate, bytes/hour.
+        rss_per_hour: f64,
+    },
+    /// More than half of the RSS growth is outside Go's accounting (heap + stacks).
+    OutsideGo {
+        /// RSS rate, bytes/hour.
+        rss_per_hour: f64,
+        /// Go heap rate, bytes/hour.
+        heap_per_hour: f64,
+        /// Goroutine stacks rate, bytes/hour.
+        stacks_per_hour: f64,
+        /// RSS growth Go does not account for, bytes/hour.
+        unexplained_per_hour: f64,
+    },
+    /// RSS growth is mostly the Go heap and goroutine stacks.
+    ExplainedByGo {
+        /// RSS rate, bytes/hour.
+        rss_per_hour: f64,
+        /// Go heap rate, bytes/hour.
+        heap_per_hour: f64,
+        /// Goroutine stacks rate, bytes/hour.
+        stacks_per_hour: f64,
+    },
 }
 
 impl ProcessSummary {
@@ -116,51 +155,50 @@ pub async fn analyze_process(cat: &Catalog) -> Result<Option<ProcessSummary>> {
     let mut summary = ProcessSummary {
         metrics,
         unexplained_per_hour: 0.0,
-        message: String::new(),
+        finding: ProcessFinding::NoRss,
     };
-    summary.message = explain(&mut summary);
+    summary.finding = explain(&summary);
+    if let ProcessFinding::OutsideGo {
+        unexplained_per_hour,
+        ..
+    } = summary.finding
+    {
+        summary.unexplained_per_hour = unexplained_per_hour;
+    }
     Ok(Some(summary))
 }
 
-fn explain(s: &mut ProcessSummary) -> String {
+/// Compares the RSS rate with the Go heap's and the goroutine stacks'.
+fn explain(s: &ProcessSummary) -> ProcessFinding {
     let rate = |c: &str| s.get(c).map(|m| m.fit.rate_per_hour).unwrap_or(0.0);
     let Some(rss) = s.get("rss_bytes") else {
-        return "no RSS samples (the recorder had no PID for the target): process-level memory not analysed".into();
+        return ProcessFinding::NoRss;
     };
-    let rss_rate = rss.fit.rate_per_hour;
-    let heap = rate("go_heap_inuse_bytes");
-    let stacks = rate("go_stack_inuse_bytes");
+    let rss_per_hour = rss.fit.rate_per_hour;
+    let heap_per_hour = rate("go_heap_inuse_bytes");
+    let stacks_per_hour = rate("go_stack_inuse_bytes");
     if !rss.fit.verdict.is_leak() {
-        return format!(
-            "RSS is not growing steadily ({}; {}/h)",
-            rss.fit.verdict.label(),
-            format_bytes(rss_rate)
-        );
+        return ProcessFinding::RssNotGrowing {
+            verdict: rss.fit.verdict,
+            rss_per_hour,
+        };
     }
-    let go = heap.max(0.0) + stacks.max(0.0);
-    let unexplained = rss_rate - go;
     if s.get("go_heap_inuse_bytes").is_none() {
-        return format!(
-            "RSS grows {}/h; no Go MemStats were recorded, so the Go share is unknown",
-            format_bytes(rss_rate)
-        );
+        return ProcessFinding::GoShareUnknown { rss_per_hour };
     }
-    if unexplained > 0.5 * rss_rate {
-        s.unexplained_per_hour = unexplained;
-        format!(
-            "memory Go cannot see: RSS grows {}/h while the Go heap grows {}/h and goroutine stacks {}/h; {}/h ({:.0}% of the growth) is outside Go's accounting: likely native (CGO/C) allocations, or fragmentation/retained spans",
-            format_bytes(rss_rate),
-            format_bytes(heap),
-            format_bytes(stacks),
-            format_bytes(unexplained),
-            100.0 * unexplained / rss_rate
-        )
+    let unexplained = rss_per_hour - (heap_per_hour.max(0.0) + stacks_per_hour.max(0.0));
+    if unexplained > 0.5 * rss_per_hour {
+        ProcessFinding::OutsideGo {
+            rss_per_hour,
+            heap_per_hour,
+            stacks_per_hour,
+            unexplained_per_hour: unexplained,
+        }
     } else {
-        format!(
-            "RSS grows {}/h, mostly explained by the Go heap ({}/h) and goroutine stacks ({}/h): look at the heap and goroutine sections",
-            format_bytes(rss_rate),
-            format_bytes(heap),
-            format_bytes(stacks)
-        )
+        ProcessFinding::ExplainedByGo {
+            rss_per_hour,
+            heap_per_hour,
+            stacks_per_hour,
+        }
     }
 }

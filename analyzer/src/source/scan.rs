@@ -7,6 +7,7 @@
 //! Segments the catalog skipped as unreadable are skipped here too; columns a foreign
 //! writer stored in other types are cast to the capture's as they are read.
 
+use leakscope_capture::schema::col;
 use std::collections::HashSet;
 use std::fs::File;
 use std::ops::Range;
@@ -168,10 +169,10 @@ pub fn read_stacks(segs: &[Segment]) -> Result<IdMap<Vec<FrameRef>>> {
         .par_iter()
         .map(|s| {
             let mut out = Vec::new();
-            for b in batches(&s.path, open_segment(s, Table::Stacks, &["stack_id"])?)? {
+            for b in batches(&s.path, open_segment(s, Table::Stacks, &[col::STACK_ID])?)? {
                 let b = b?;
-                let col = column(&b, "stack_id", &s.path)?;
-                out.extend(col.as_primitive::<UInt64Type>().values().iter());
+                let ids = column(&b, col::STACK_ID, &s.path)?;
+                out.extend(ids.as_primitive::<UInt64Type>().values().iter());
             }
             Ok(out)
         })
@@ -211,7 +212,7 @@ fn read_stack_rows(
     total: usize,
 ) -> Result<Vec<(u64, Vec<FrameRef>)>> {
     let path = &seg.path;
-    let mut opened = open_segment(seg, Table::Stacks, &["stack_id", "frames"])?;
+    let mut opened = open_segment(seg, Table::Stacks, &[col::STACK_ID, col::FRAMES])?;
     if rows.len() < total {
         opened.builder = opened
             .builder
@@ -223,8 +224,8 @@ fn read_stack_rows(
     let mut out = Vec::with_capacity(rows.len());
     for b in batches(path, opened)? {
         let b = b?;
-        let ids = column(&b, "stack_id", path)?.as_primitive::<UInt64Type>();
-        let frames = column(&b, "frames", path)?.as_list::<i32>();
+        let ids = column(&b, col::STACK_ID, path)?.as_primitive::<UInt64Type>();
+        let frames = column(&b, col::FRAMES, path)?.as_list::<i32>();
         for i in 0..b.num_rows() {
             out.push((ids.value(i), frames_of(frames, i)));
         }
@@ -480,9 +481,10 @@ fn scan_one(
     let mut opened = open_segment(
         seg,
         Table::Samples,
-        &["stack_id", "profile_id", scan.column],
+        &[col::STACK_ID, col::PROFILE_ID, scan.column],
     )?;
-    let Some(builder) = prune_row_groups(opened.builder, "kind", |s| may_hold(s, scan.kind)) else {
+    let Some(builder) = prune_row_groups(opened.builder, col::KIND, |s| may_hold(s, scan.kind))
+    else {
         return Ok(());
     };
     opened.builder = builder;
@@ -492,8 +494,8 @@ fn scan_one(
     let mut j = 0;
     for b in batches(path, opened)? {
         let b = b?;
-        let sid = column(&b, "stack_id", path)?.as_primitive::<UInt64Type>();
-        let pid = column(&b, "profile_id", path)?.as_primitive::<UInt64Type>();
+        let sid = column(&b, col::STACK_ID, path)?.as_primitive::<UInt64Type>();
+        let pid = column(&b, col::PROFILE_ID, path)?.as_primitive::<UInt64Type>();
         let val = column(&b, scan.column, path)?.as_primitive::<Int64Type>();
         let has_nulls = val.null_count() > 0;
         let (sid, pid_values, values) = (sid.values(), pid.values(), val.values());
@@ -621,20 +623,20 @@ pub fn sums_at(segs: &[Segment], at: &SumsAt) -> Result<Vec<Vec<f64>>> {
     segs.par_iter()
         .try_fold(zero, |mut acc, seg| {
             let path = &seg.path;
-            let mut wanted = vec!["stack_id", "profile_id"];
+            let mut wanted = vec![col::STACK_ID, col::PROFILE_ID];
             wanted.extend_from_slice(at.columns);
             let mut opened = open_segment(seg, Table::Samples, &wanted)?;
             // Statistics are in the file's unit: prune only when that is the capture's (ns).
             let ns = opened
                 .builder
                 .schema()
-                .field_with_name("time")
+                .field_with_name(col::TIME)
                 .is_ok_and(|f| {
                     matches!(f.data_type(), DataType::Timestamp(TimeUnit::Nanosecond, _))
                 });
             if ns {
                 let Some(builder) =
-                    prune_row_groups(opened.builder, "time", |s| may_hold_time(s, at.times))
+                    prune_row_groups(opened.builder, col::TIME, |s| may_hold_time(s, at.times))
                 else {
                     return Ok(acc);
                 };
@@ -642,8 +644,8 @@ pub fn sums_at(segs: &[Segment], at: &SumsAt) -> Result<Vec<Vec<f64>>> {
             }
             for b in batches(path, opened)? {
                 let b = b?;
-                let sid = column(&b, "stack_id", path)?.as_primitive::<UInt64Type>();
-                let pid = column(&b, "profile_id", path)?.as_primitive::<UInt64Type>();
+                let sid = column(&b, col::STACK_ID, path)?.as_primitive::<UInt64Type>();
+                let pid = column(&b, col::PROFILE_ID, path)?.as_primitive::<UInt64Type>();
                 let cols = at
                     .columns
                     .iter()

@@ -1,6 +1,7 @@
 //! SQL functions for leak questions: byte formatting, stack rendering, call sites, and the
 //! trend statistics (Theil-Sen slope, Mann-Kendall p-value) as aggregates.
 
+use leakscope_capture::schema::col;
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
@@ -23,10 +24,12 @@ pub fn frames_of(list: &ListArray, row: usize) -> Vec<FrameRef> {
     }
     let value = list.value(row);
     let st: &StructArray = value.as_struct();
-    let func = st.column_by_name("function").map(|c| c.as_string::<i32>());
-    let file = st.column_by_name("file").map(|c| c.as_string::<i32>());
+    let func = st
+        .column_by_name(col::FUNCTION)
+        .map(|c| c.as_string::<i32>());
+    let file = st.column_by_name(col::FILE).map(|c| c.as_string::<i32>());
     let line = st
-        .column_by_name("line")
+        .column_by_name(col::LINE)
         .map(|c| c.as_primitive::<arrow_array::types::Int64Type>());
     (0..st.len())
         .map(|i| FrameRef {
@@ -42,7 +45,7 @@ pub fn frames_of(list: &ListArray, row: usize) -> Vec<FrameRef> {
 fn frames_type() -> DataType {
     let table = crate::sql::conform::relaxed(&leakscope_capture::schema::stacks_schema());
     table
-        .field_with_name("frames")
+        .field_with_name(col::FRAMES)
         .map(|f| f.data_type().clone())
         .unwrap_or_else(|_| DataType::List(leakscope_capture::schema::frame_item_field()))
 }

@@ -15,21 +15,10 @@ use super::flame::FlameTree;
 use crate::error::{AnalyzeError, Result};
 use crate::source::catalog::Catalog;
 use crate::source::load::{load_stacks, Metric};
-
-/// One profile.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ProfileRef {
-    /// Capture name.
-    pub capture: String,
-    /// Run id.
-    pub run_id: String,
-    /// `heap`, `goroutine`, `goroutineleak`, `native`.
-    pub kind: String,
-    /// Profile time, ns.
-    pub time: i64,
-    /// Profile id.
-    pub profile_id: u64,
-}
+use crate::source::profiles::ProfileListing;
+pub use crate::source::profiles::ProfileRef;
+pub use crate::source::window::Window;
+use crate::source::window::{choose_window, window_pair};
 
 /// One run (process incarnation) of one capture.
 #[derive(Debug, Clone, PartialEq)]
@@ -87,17 +76,6 @@ pub struct ScrapeCount {
     pub total: usize,
     /// Failed attempts.
     pub failed: usize,
-}
-
-/// The growth window of the flame graphs.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Window {
-    /// Start, ns.
-    pub from: i64,
-    /// End, ns.
-    pub to: i64,
-    /// How it was chosen, in words.
-    pub how: String,
 }
 
 /// A flame graph of growth of one profile kind.
@@ -183,30 +161,6 @@ fn u64s(b: &RecordBatch, i: usize) -> Result<Vec<u64>> {
         .collect())
 }
 
-async fn read_profiles(cat: &Catalog) -> Result<Vec<ProfileRef>> {
-    let batches = crate::sql::collect(
-        &cat.ctx,
-        "SELECT capture, run_id, kind, time, profile_id FROM profiles \
-         ORDER BY time, capture, kind, profile_id",
-    )
-    .await?;
-    let mut out = Vec::new();
-    for b in &batches {
-        let (cap, run, kind) = (strs(b, 0)?, strs(b, 1)?, strs(b, 2)?);
-        let (time, id) = (ints(b, 3)?, u64s(b, 4)?);
-        for r in 0..b.num_rows() {
-            out.push(ProfileRef {
-                capture: cap[r].clone(),
-                run_id: run[r].clone(),
-                kind: kind[r].clone(),
-                time: time[r].unwrap_or(0),
-                profile_id: id[r],
-            });
-        }
-    }
-    Ok(out)
-}
-
 async fn read_runs(cat: &Catalog, profiles: &[ProfileRef]) -> Result<Vec<RunSpan>> {
     let mut runs: BTreeMap<(String, String), RunSpan> = BTreeMap::new();
     for p in profiles {
@@ -215,14 +169,16 @@ async fn read_runs(cat: &Catalog, profiles: &[ProfileRef]) -> Result<Vec<RunSpan
             .or_insert_with(|| RunSpan {
                 capture: p.capture.clone(),
                 run_id: p.run_id.clone(),
-                first: p.time,
-                last: p.time,
-                profile_span: Some((p.time, p.time)),
+                first: p.time_ns,
+                last: p.time_ns,
+                profile_span: Some((p.time_ns, p.time_ns)),
                 profiles: 0,
             });
-        r.first = r.first.min(p.time);
-        r.last = r.last.max(p.time);
-        r.profile_span = r.profile_span.map(|(a, b)| (a.min(p.time), b.max(p.time)));
+        r.first = r.first.min(p.time_ns);
+        r.last = r.last.max(p.time_ns);
+        r.profile_span = r
+            .profile_span
+            .map(|(a, b)| (a.min(p.time_ns), b.max(p.time_ns)));
         r.profiles += 1;
     }
     let batches = crate::sql::collect(&cat.ctx,
@@ -263,12 +219,12 @@ fn kind_counts(profiles: &[ProfileRef]) -> Vec<KindCount> {
                 capture: p.capture.clone(),
                 kind: p.kind.clone(),
                 count: 0,
-                first: p.time,
-                last: p.time,
+                first: p.time_ns,
+                last: p.time_ns,
             });
         e.count += 1;
-        e.first = e.first.min(p.time);
-        e.last = e.last.max(p.time);
+        e.first = e.first.min(p.time_ns);
+        e.last = e.last.max(p.time_ns);
     }
     m.into_values().collect()
 }
@@ -289,7 +245,7 @@ pub fn find_gaps(profiles: &[ProfileRef]) -> Vec<(i64, i64, String)> {
         times
             .entry((&p.capture, &p.kind, &p.run_id))
             .or_default()
-            .push(p.time);
+            .push(p.time_ns);
     }
     let mut usual: BTreeMap<(&str, &str), Vec<i64>> = BTreeMap::new();
     for ((cap, kind, _), t) in &mut times {
@@ -417,7 +373,7 @@ async fn read_totals(cat: &Catalog, profiles: &[ProfileRef]) -> Result<(Totals, 
         let v = if p.kind == "goroutine" { g } else { bytes };
         by.entry((p.kind.clone(), format!("{}/{}", p.capture, p.run_id)))
             .or_default()
-            .push((p.time, v.unwrap_or(0) as f64));
+            .push((p.time_ns, v.unwrap_or(0) as f64));
     }
     let mut out: HashMap<String, Totals> = HashMap::new();
     for ((kind, run), mut pts) in by {
@@ -480,82 +436,9 @@ async fn read_leak_detector(cat: &Catalog) -> Result<Vec<(String, i64)>> {
     Ok(out)
 }
 
-/// Picks the flame graphs' window like `leakscope export-pprof`: by default the latest run,
-/// first to last profile; a missing `from` is the first profile, a missing `to` the last.
-pub fn choose_window(
-    runs: &[RunSpan],
-    from: Option<i64>,
-    to: Option<i64>,
-) -> Result<Option<Window>> {
-    let spans = || runs.iter().filter_map(|r| r.profile_span.map(|s| (r, s)));
-    let (Some(first), Some(last)) = (
-        spans().map(|(_, s)| s.0).min(),
-        spans().map(|(_, s)| s.1).max(),
-    ) else {
-        return Ok(None);
-    };
-    let w = match (from, to) {
-        (None, None) => {
-            let (r, (a, b)) = spans()
-                .max_by_key(|(r, s)| (s.0, r.capture.clone(), r.run_id.clone()))
-                .expect("a run with profiles exists");
-            Window {
-                from: a,
-                to: b,
-                how: format!(
-                    "the latest run ({} of {}), first to last profile",
-                    r.run_id, r.capture
-                ),
-            }
-        }
-        (f, t) => Window {
-            from: f.unwrap_or(first),
-            to: t.unwrap_or(last),
-            how: match (f, t) {
-                (Some(_), Some(_)) => "--from and --to".into(),
-                (Some(_), None) => "--from, to the last profile".into(),
-                _ => "--to, from the first profile".into(),
-            },
-        },
-    };
-    if (from.is_some() || to.is_some()) && w.from >= w.to {
-        return Err(AnalyzeError::Report(format!(
-            "the growth window must start before it ends (--from {}, --to {})",
-            format_time(w.from),
-            format_time(w.to)
-        )));
-    }
-    Ok(Some(w))
-}
-
-/// The two profiles of `kind` a flame graph compares, chosen like `leakscope export-pprof`
-/// does: the first at or after the window's start and the last at or before its end (on a
-/// tie, one of the same run as the first); None unless they are two profiles in time order.
-pub fn window_profiles<'a>(
-    profiles: &'a [ProfileRef],
-    kind: &str,
-    w: &Window,
-) -> Option<(&'a ProfileRef, &'a ProfileRef)> {
-    let mut of: Vec<&ProfileRef> = profiles.iter().filter(|p| p.kind == kind).collect();
-    of.sort_by(|a, b| (a.time, &a.capture, a.profile_id).cmp(&(b.time, &b.capture, b.profile_id)));
-    let before = *of.iter().find(|p| p.time >= w.from)?;
-    let last = of.iter().rev().find(|p| p.time <= w.to)?.time;
-    let after = of
-        .iter()
-        .filter(|p| p.time == last)
-        .max_by_key(|p| p.capture == before.capture && p.run_id == before.run_id)?;
-    (before.time < after.time).then_some((before, *after))
-}
-
 /// One column's per-stack values of profile `p` (see [`crate::source::values`]).
 async fn stack_values(cat: &Catalog, p: &ProfileRef, column: &str) -> Result<BTreeMap<u64, f64>> {
-    let key = crate::source::values::ProfileKey {
-        capture: &p.capture,
-        kind: &p.kind,
-        time_ns: p.time,
-        profile_id: p.profile_id,
-    };
-    let values = crate::source::values::stack_values(cat, &key, &[column]).await?;
+    let values = crate::source::values::stack_values(cat, &p.key(), &[column]).await?;
     Ok(values
         .into_iter()
         .map(|(id, v)| (id, v.first().copied().unwrap_or(0) as f64))
@@ -582,7 +465,7 @@ async fn read_flames(cat: &Catalog, profiles: &[ProfileRef], w: &Window) -> Resu
     let mut out = Vec::new();
     for (metric, column, title, unit) in KINDS {
         let kind = metric.kind();
-        let Some((before, after)) = window_profiles(profiles, kind, w) else {
+        let Some((before, after)) = window_pair(profiles, kind, w) else {
             continue;
         };
         if stacks.is_none() {
@@ -603,7 +486,7 @@ async fn read_flames(cat: &Catalog, profiles: &[ProfileRef], w: &Window) -> Resu
             })
             .collect();
         let tree = FlameTree::build(deltas);
-        let note = (before.capture != after.capture || before.run_id != after.run_id).then(|| {
+        let note = (!before.same_run(after)).then(|| {
             format!(
                 "the two profiles belong to different runs ({} and {}): a restart lies between them, so this compares two processes",
                 before.run_id, after.run_id
@@ -624,7 +507,7 @@ async fn read_flames(cat: &Catalog, profiles: &[ProfileRef], w: &Window) -> Resu
 
 /// Reads everything the report needs from the catalog; `from`/`to` choose the flame window.
 pub async fn gather(cat: &Catalog, from: Option<i64>, to: Option<i64>) -> Result<ReportData> {
-    let profiles = read_profiles(cat).await?;
+    let profiles = ProfileListing::read(&cat.ctx).await?.by_time();
     let runs = read_runs(cat, &profiles).await?;
     let (scrapes, failures) = read_scrapes(cat).await?;
     let (goroutines, heap, mut native) = read_totals(cat, &profiles).await?;
@@ -637,7 +520,7 @@ pub async fn gather(cat: &Catalog, from: Option<i64>, to: Option<i64>) -> Result
     } else {
         Vec::new()
     };
-    let window = choose_window(&runs, from, to)?;
+    let window = choose_window(&profiles, from, to)?;
     let flames = match &window {
         Some(w) => read_flames(cat, &profiles, w).await?,
         None => Vec::new(),
@@ -666,9 +549,11 @@ mod tests {
         ProfileRef {
             capture: "c".into(),
             run_id: run.into(),
+            run: format!("c/{run}"),
             kind: kind.into(),
-            time: s * SEC,
+            time_ns: s * SEC,
             profile_id: s as u64,
+            period: 1,
         }
     }
 
@@ -682,61 +567,5 @@ mod tests {
         assert_eq!(g.len(), 1, "{g:?}");
         assert_eq!((g[0].0, g[0].1), (90 * SEC, 200 * SEC));
         assert!(g[0].2.contains("1m 50s"), "{}", g[0].2);
-    }
-
-    fn run(id: &str, a: i64, b: i64, n: usize) -> RunSpan {
-        RunSpan {
-            capture: "c".into(),
-            run_id: id.into(),
-            first: a * SEC,
-            last: b * SEC,
-            profile_span: Some((a * SEC, b * SEC)),
-            profiles: n,
-        }
-    }
-
-    #[test]
-    fn window_defaults_and_overrides() {
-        let runs = vec![run("r1", 0, 100, 30), run("r2", 200, 300, 10)];
-        let w = choose_window(&runs, None, None).unwrap().unwrap();
-        assert_eq!((w.from, w.to), (200 * SEC, 300 * SEC), "the latest run");
-        assert!(w.how.contains("r2"), "{}", w.how);
-        let w = choose_window(&runs, Some(50 * SEC), None).unwrap().unwrap();
-        assert_eq!((w.from, w.to), (50 * SEC, 300 * SEC));
-        let w = choose_window(&runs, None, Some(250 * SEC))
-            .unwrap()
-            .unwrap();
-        assert_eq!((w.from, w.to), (0, 250 * SEC));
-        assert!(choose_window(&runs, Some(90 * SEC), Some(10 * SEC)).is_err());
-        assert_eq!(choose_window(&[], None, None).unwrap(), None);
-    }
-
-    #[test]
-    fn window_profiles_follow_export_pprof() {
-        let mut ps: Vec<ProfileRef> = (0..10).map(|i| p("a", "heap", i * 10)).collect();
-        // The same times in a second capture (the same capture given twice).
-        ps.extend((0..10).map(|i| ProfileRef {
-            capture: "c#2".into(),
-            ..p("a", "heap", i * 10)
-        }));
-        let w = Window {
-            from: 12 * SEC,
-            to: 76 * SEC,
-            how: String::new(),
-        };
-        let (a, b) = window_profiles(&ps, "heap", &w).unwrap();
-        assert_eq!((a.time, b.time), (20 * SEC, 70 * SEC));
-        assert_eq!(
-            (a.capture.as_str(), b.capture.as_str()),
-            ("c", "c"),
-            "same run on ties"
-        );
-        assert!(window_profiles(&ps, "goroutine", &w).is_none());
-        let w = Window {
-            from: 12 * SEC,
-            to: 19 * SEC,
-            how: String::new(),
-        };
-        assert!(window_profiles(&ps, "heap", &w).is_none());
     }
 }

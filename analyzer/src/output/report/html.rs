@@ -100,9 +100,9 @@ pub fn flame_caption(f: &FlameData) -> String {
     format!(
         "{} growth from {} to {} ({}): +{} in {} stack(s)",
         f.title,
-        format_time(f.before.time),
-        format_time(f.after.time),
-        format_duration(f.after.time.saturating_sub(f.before.time)),
+        format_time(f.before.time_ns),
+        format_time(f.after.time_ns),
+        format_duration(f.after.time_ns.saturating_sub(f.before.time_ns)),
         f.unit.format(f.tree.growth),
         f.tree.growing_stacks
     )
@@ -271,7 +271,7 @@ fn timeline(out: &mut String, r: &Report) {
             let _ = write!(
                 out,
                 "<p><b>Process memory:</b> {}</p>",
-                prose(&p.message, TEXT_CHARS)
+                prose(&crate::output::words::process(&p.finding), TEXT_CHARS)
             );
         }
         None => out.push_str(
@@ -432,7 +432,7 @@ fn flames(out: &mut String, r: &Report) {
                 format_time(w.from),
                 format_time(w.to),
                 format_duration(w.to.saturating_sub(w.from)),
-                escape(&w.how)
+                escape(&crate::output::words::window_basis(&w.basis))
             );
             if r.data.flames.is_empty() {
                 out.push_str(
