@@ -164,6 +164,11 @@ pub(crate) struct Selection {
     pub(crate) captures: Vec<PathBuf>,
     #[command(flatten)]
     pub(crate) group: Grouping,
+    /// Read and aggregate the sample rows on a Ballista cluster (leakscope-scheduler and
+    /// leakscope-executor, see docs/cluster.md); fitting stays in this process. Executors
+    /// read the same capture paths.
+    #[arg(long, value_name = "df://HOST:PORT")]
+    pub(crate) cluster: Option<String>,
 }
 
 /// How to group and rank (shared by every ranking command).

@@ -125,7 +125,14 @@ async fn run_rank(sel: &Selection, keep_series: usize) -> anyhow::Result<Ranking
 /// the catalog is returned for commands that read more of it (`report`).
 async fn open_and_rank(sel: &Selection, keep_series: usize) -> anyhow::Result<(Catalog, Ranking)> {
     let rules = rules(&sel.group.skip)?;
-    let cat = open(&sel.captures, &rules).await?;
+    let cat = match &sel.cluster {
+        Some(url) => {
+            let cat = leakscope::source::cluster::open(url, &sel.captures, &rules).await?;
+            warn_skipped(&cat.skipped, &mut HashSet::new());
+            cat
+        }
+        None => open(&sel.captures, &rules).await?,
+    };
     let pb = progress_bar();
     let opts = rank_options(&sel.group, rules, keep_series);
     let ranking = rank(&cat, &opts, &|rows| {

@@ -90,7 +90,7 @@ pub struct Section {
     pub repeats: usize,
     /// Hours from the first to the last profile of each run, added up.
     pub hours: f64,
-    /// Sample rows read.
+    /// Sample rows of the counted profiles of this metric.
     pub rows: u64,
     /// Findings, leaks first then by rate.
     pub findings: Vec<Finding>,
@@ -174,17 +174,12 @@ impl Ranking {
 
 /// Metrics with at least one profile in the capture.
 async fn present_metrics(cat: &Catalog) -> Result<Vec<Metric>> {
-    let batches = crate::sql::collect(&cat.ctx, "SELECT DISTINCT kind FROM profiles").await?;
-    let mut kinds = HashSet::new();
-    for b in &batches {
-        let a = arrow_array::cast::AsArray::as_string::<i32>(b.column(0));
-        for i in 0..b.num_rows() {
-            kinds.insert(a.value(i).to_string());
-        }
-    }
+    let kinds = crate::source::profiles::ProfileListing::read(&cat.ctx)
+        .await?
+        .kinds();
     Ok([Metric::InuseSpace, Metric::Goroutines, Metric::Native]
         .into_iter()
-        .filter(|m| kinds.contains(m.kind()))
+        .filter(|m| kinds.iter().any(|k| k == m.kind()))
         .collect())
 }
 

@@ -57,6 +57,8 @@ pub struct Catalog {
     pub captures: Vec<Capture>,
     /// Segments left out because they are corrupt or do not read as their table.
     pub skipped: Vec<SkippedSegment>,
+    /// The Ballista scheduler `ctx` runs on (`df://HOST:PORT`), or `None` in process.
+    pub cluster: Option<String>,
 }
 
 /// Opens a capture directory (reads and checks the manifest).
@@ -224,7 +226,7 @@ pub async fn open(dirs: &[PathBuf], rules: &SiteRules) -> Result<Catalog> {
 
     let config = SessionConfig::new().with_information_schema(true);
     let ctx = SessionContext::new_with_config(config);
-    let store = HidingStore::new(Arc::new(LocalFileSystem::new()), hidden);
+    let store = HidingStore::new(Arc::new(LocalFileSystem::new()), hidden.clone());
     let file_url = url::Url::parse("file://").expect("static URL");
     ctx.register_object_store(&file_url, Arc::new(store));
     let remotes: Vec<&RemoteCapture> = captures
@@ -247,9 +249,17 @@ pub async fn open(dirs: &[PathBuf], rules: &SiteRules) -> Result<Catalog> {
         }
     }
     for table in Table::ALL {
-        let union = captures
+        // A capture without segments of this table adds no rows: leave it out of the
+        // union, so every branch of the union reads files (Ballista's scheduler stalls a
+        // sorted query over a union of a file scan and an empty scan). One branch stays
+        // when no capture has the table, for its schema.
+        let holding: Vec<usize> = (0..captures.len())
+            .filter(|&i| may_have_rows(&captures[i], table, &hidden))
+            .collect();
+        let branches = if holding.is_empty() { vec![0] } else { holding };
+        let union = branches
             .iter()
-            .enumerate()
+            .map(|&i| (i, &captures[i]))
             .map(|(i, c)| {
                 format!(
                     "SELECT {} AS {CAPTURE_COLUMN}, * FROM {}",
@@ -268,7 +278,23 @@ pub async fn open(dirs: &[PathBuf], rules: &SiteRules) -> Result<Catalog> {
         ctx,
         captures,
         skipped,
+        cluster: None,
     })
+}
+
+/// Whether capture `c` may hold rows of `table`: a remote capture always may (its
+/// listing is not read here); a local one when a committed, readable segment exists.
+fn may_have_rows(c: &Capture, table: Table, hidden: &HashSet<object_store::path::Path>) -> bool {
+    if c.remote.is_some() {
+        return true;
+    }
+    match list_segments(&c.dir, table) {
+        Ok(files) => files.iter().any(|f| {
+            object_store::path::Path::from_filesystem_path(&f.path)
+                .map_or(true, |p| !hidden.contains(&p))
+        }),
+        Err(_) => true,
+    }
 }
 
 /// The column every table view adds in front: the name of the capture a row came from.

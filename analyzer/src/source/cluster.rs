@@ -844,6 +844,7 @@ pub async fn open(url: &str, dirs: &[PathBuf], rules: &SiteRules) -> Result<Cata
         ctx: remote,
         captures: local.captures,
         skipped: local.skipped,
+        cluster: Some(url.to_string()),
     })
 }
 

@@ -17,7 +17,7 @@ use crate::model::site::{FrameRef, GroupBy, SiteRules};
 use crate::model::stats;
 use crate::source::catalog::Catalog;
 use crate::source::profiles::ProfileRef;
-use leakscope_capture::schema::Table;
+use leakscope_capture::schema::{col, Table};
 
 /// One group's series as (run label, times in ns, values), run by run.
 pub type RunPoints = Vec<(String, Vec<i64>, Vec<f64>)>;
@@ -43,7 +43,7 @@ pub struct SeriesSet {
     pub matrix: crate::source::scan::Matrix,
     /// Mean bytes per object of each group at the end of each run (heap only; 0 otherwise).
     pub object_size: Vec<f64>,
-    /// Sample rows read.
+    /// Sample rows of the counted profiles of this metric.
     pub rows: u64,
     /// Profiles dropped as repeats of the previous observation (heap: no GC between).
     pub repeats: usize,
@@ -230,20 +230,22 @@ pub async fn load_series(
         .map(|p| capture_index.get(p.capture.as_str()).copied().unwrap_or(0))
         .collect();
     let segs = crate::source::scan::segments(cat, Table::Samples)?;
-    let matrix = crate::source::scan::scan_samples(
-        &segs,
-        &crate::source::scan::SampleScan {
-            kind: metric.kind(),
-            column: metric.column(),
-            profile_pos: &pos,
-            profile_capture: &profile_capture,
-            stack_index: &stack_index,
-            stack_group: &stack_group,
-            groups: ng,
-            progress,
-        },
-        profiles.len(),
-    )?;
+    let scan = crate::source::scan::SampleScan {
+        kind: metric.kind(),
+        column: metric.column(),
+        profile_pos: &pos,
+        profile_capture: &profile_capture,
+        stack_index: &stack_index,
+        stack_group: &stack_group,
+        groups: ng,
+        progress,
+    };
+    // On a cluster the executors read the sample rows (the heavy step); here, this process.
+    let matrix = if cat.cluster.is_some() {
+        crate::source::cluster_scan::scan_samples(&cat.ctx, &scan, &profiles, &stack_ids).await?
+    } else {
+        crate::source::scan::scan_samples(&segs, &scan, profiles.len())?
+    };
     log::debug!(
         "{} sample rows scanned in {:?}",
         matrix.rows,
@@ -375,7 +377,7 @@ fn heap_checkpoints(
             slots: &slots,
             nslots: cols.len(),
             times: &times,
-            columns: &["inuse_bytes", "inuse_objects", "alloc_bytes"],
+            columns: &[col::INUSE_BYTES, col::INUSE_OBJECTS, col::ALLOC_BYTES],
             stack_index,
             stack_group,
             groups,

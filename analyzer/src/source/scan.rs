@@ -309,6 +309,11 @@ impl Matrix {
         &self.data[p * self.groups..(p + 1) * self.groups]
     }
 
+    /// The values of every group in profile `p`, to add to.
+    pub fn column_mut(&mut self, p: usize) -> &mut [f64] {
+        &mut self.data[p * self.groups..(p + 1) * self.groups]
+    }
+
     /// Keeps only the profile columns whose `keep` flag is set, in order.
     pub fn retain_columns(&mut self, keep: &[bool]) {
         let g = self.groups;
@@ -335,7 +340,7 @@ pub struct SampleMatrix {
     pub seen: Vec<bool>,
     /// Sum of values per dense stack index; `None` for stacks without rows.
     pub stack_weight: Vec<Option<f64>>,
-    /// Sample rows read.
+    /// Sample rows of the counted profiles of this metric.
     pub rows: u64,
 }
 
@@ -500,6 +505,9 @@ fn scan_one(
         let has_nulls = val.null_count() > 0;
         let (sid, pid_values, values) = (sid.values(), pid.values(), val.values());
         let mut col: Option<std::sync::MutexGuard<Column>> = None;
+        // Rows of the profiles that count (not every row of the row groups read), so the
+        // number is the same whichever engine reads and however segments are laid out.
+        let mut counted = 0u64;
         let mut col_pid = None;
         for i in 0..b.num_rows() {
             let p_id = pid_values[i];
@@ -522,6 +530,7 @@ fn scan_one(
             let at = j;
             j += 1;
             let Some(c) = col.as_mut() else { continue };
+            counted += 1;
             if has_nulls && val.is_null(i) {
                 continue;
             }
@@ -535,7 +544,7 @@ fn scan_one(
             part.present[si] = true;
         }
         drop(col);
-        part.rows += b.num_rows() as u64;
+        part.rows += counted;
         let now = total.fetch_add(b.num_rows() as u64, Ordering::Relaxed) + b.num_rows() as u64;
         (scan.progress)(now);
     }

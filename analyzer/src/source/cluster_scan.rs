@@ -1,0 +1,142 @@
+//! The sample scan of `rank --cluster` as distributed plans: the executors read every
+//! sample row and aggregate it to the group x profile matrix; the client only receives the
+//! matrix (groups x profiles rows) and one weight per stack, then fits locally with rayon.
+//!
+//! Which stack belongs to which group, and which profiles count (the listing's timeline:
+//! `--first`, a repeated profile kept once, the copy of the capture that counts), are
+//! decided here exactly as for the local scan ([`crate::source::scan::scan_samples`]) and
+//! shipped with the query as two inline `VALUES` tables, so custom `--skip` rules apply on
+//! the cluster too and the result is the local one: every sum is an exact integer sum (a
+//! group's values stay far below 2^53), whatever order the executors add in.
+//!
+//! Network cost: the query text carries about 30 bytes per stack and per profile; the
+//! answer is one row (capture, profile, group, sum, count: about 40 bytes) per non-empty
+//! cell of the matrix plus one row per stack. By site that is orders of magnitude less
+//! than the sample rows the executors read; by stack the matrix is as large as the data.
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Int64Type, UInt32Type, UInt64Type};
+use arrow_array::Array;
+use datafusion::prelude::SessionContext;
+use leakscope_capture::schema::{col, Table};
+
+use crate::error::Result;
+use crate::source::catalog::{literal, CAPTURE_COLUMN};
+use crate::source::profiles::ProfileRef;
+use crate::source::scan::{Matrix, SampleMatrix, SampleScan};
+
+/// `VALUES` rows naming the profiles that count: (capture, profile id as text).
+fn profile_values(profiles: &[ProfileRef]) -> String {
+    profiles
+        .iter()
+        .map(|p| format!("({}, '{}')", literal(&p.capture), p.profile_id))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `VALUES` rows giving each known stack its dense index and group: (id as text, index,
+/// group).
+fn stack_values(stack_ids: &[u64], stack_group: &[u32]) -> String {
+    stack_ids
+        .iter()
+        .zip(stack_group)
+        .enumerate()
+        .map(|(si, (id, g))| format!("('{id}', {si}, {g})"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The FROM clause shared by both queries: samples of the scan's kind, joined to the
+/// profiles that count and (left: rows of unknown stacks still count as rows read) to the
+/// known stacks.
+fn from_clause(scan: &SampleScan, profiles: &str, stacks: &str) -> String {
+    format!(
+        "FROM {samples} s \
+         JOIN (VALUES {profiles}) AS p(capture, pid) \
+           ON s.{CAPTURE_COLUMN} = p.capture AND s.{pid} = CAST(p.pid AS BIGINT UNSIGNED) \
+         LEFT JOIN (VALUES {stacks}) AS m(sid, si, g) \
+           ON s.{sid} = CAST(m.sid AS BIGINT UNSIGNED) \
+         WHERE s.{kind} = {k}",
+        samples = Table::Samples.name(),
+        pid = col::PROFILE_ID,
+        sid = col::STACK_ID,
+        kind = col::KIND,
+        k = literal(scan.kind),
+    )
+}
+
+/// Runs the scan on the cluster behind `ctx`: the same [`SampleMatrix`] the local scan
+/// builds from `profiles` (matrix columns, in order; their ids and captures are the ones
+/// `scan.profile_pos` admits) and the dense stacks `stack_ids` (index order).
+pub async fn scan_samples(
+    ctx: &SessionContext,
+    scan: &SampleScan<'_>,
+    profiles: &[ProfileRef],
+    stack_ids: &[u64],
+) -> Result<SampleMatrix> {
+    let mut matrix = Matrix::zeroed(scan.groups, profiles.len());
+    let mut seen = vec![false; profiles.len()];
+    let mut stack_weight = vec![None; stack_ids.len()];
+    let mut rows = 0u64;
+    if profiles.is_empty() {
+        return Ok(SampleMatrix {
+            matrix,
+            seen,
+            stack_weight,
+            rows,
+        });
+    }
+    let from = from_clause(
+        scan,
+        &profile_values(profiles),
+        &stack_values(stack_ids, scan.stack_group),
+    );
+    let value = format!("s.{}", scan.column);
+    // The matrix: one sum per (profile, group), and every admitted row counted.
+    let cells = format!(
+        "SELECT s.{CAPTURE_COLUMN}, s.{pid}, CAST(m.g AS INT UNSIGNED), \
+         SUM({value}), COUNT(*) {from} GROUP BY 1, 2, 3",
+        pid = col::PROFILE_ID,
+    );
+    for b in crate::sql::collect(ctx, &cells).await? {
+        let cap = b.column(0).as_string::<i32>();
+        let pid = b.column(1).as_primitive::<UInt64Type>();
+        let g = b.column(2).as_primitive::<UInt32Type>();
+        let sum = b.column(3).as_primitive::<Int64Type>();
+        let n = b.column(4).as_primitive::<Int64Type>();
+        for i in 0..b.num_rows() {
+            let Some(&p) = scan.profile_pos.get(&pid.value(i)) else {
+                continue;
+            };
+            if profiles[p].capture != cap.value(i) {
+                continue;
+            }
+            seen[p] = true;
+            rows += n.value(i) as u64;
+            if g.is_valid(i) && sum.is_valid(i) {
+                matrix.column_mut(p)[g.value(i) as usize] += sum.value(i) as f64;
+            }
+        }
+    }
+    (scan.progress)(rows);
+    // Each known stack's total over the counted profiles (the representative stack).
+    let weights = format!(
+        "SELECT CAST(m.si AS INT UNSIGNED), SUM({value}) {from} \
+         AND m.si IS NOT NULL AND {value} IS NOT NULL GROUP BY 1"
+    );
+    for b in crate::sql::collect(ctx, &weights).await? {
+        let si = b.column(0).as_primitive::<UInt32Type>();
+        let sum = b.column(1).as_primitive::<Int64Type>();
+        for i in 0..b.num_rows() {
+            if let Some(w) = stack_weight.get_mut(si.value(i) as usize) {
+                *w = Some(sum.value(i) as f64);
+            }
+        }
+    }
+    Ok(SampleMatrix {
+        matrix,
+        seen,
+        stack_weight,
+        rows,
+    })
+}
