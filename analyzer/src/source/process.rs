@@ -202,3 +202,18 @@ fn explain(s: &ProcessSummary) -> ProcessFinding {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The process columns fitted here are columns of the capture's `process` table (the
+    /// capture crate owns the names; a rename there must not silently empty this analysis).
+    #[test]
+    fn fitted_columns_are_capture_columns() {
+        let schema = leakscope_capture::schema::process_schema();
+        for (c, _) in PROCESS_SERIES {
+            assert!(schema.field_with_name(c).is_ok(), "{c} not in process");
+        }
+    }
+}
