@@ -1,5 +1,6 @@
 //! `manifest.json`: what a capture is, who wrote it, when, and with which options.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -50,6 +51,11 @@ pub struct Manifest {
     pub options: serde_json::Value,
     /// Every session, first one included, oldest first.
     pub sessions: Vec<Session>,
+    /// Labels of the capture (`key` -> `value`, e.g. `pod`, `region`), for grouping many
+    /// captures (`leakscope fleet rank --by label:KEY`). Absent from the file when empty,
+    /// so a manifest without labels is written as before.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 impl Manifest {
@@ -64,6 +70,7 @@ impl Manifest {
             start_time: session.start_time.clone(),
             options: session.options.clone(),
             sessions: vec![session],
+            labels: BTreeMap::new(),
         }
     }
 
@@ -186,6 +193,20 @@ mod tests {
             start_time: "2026-11-28T06:42:29Z".into(),
             options: serde_json::Value::Null,
         }
+    }
+
+    #[test]
+    fn labels_are_optional_and_absent_when_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = Manifest::open_or_create(dir.path(), session()).unwrap();
+        let text = fs::read_to_string(dir.path().join(MANIFEST_FILE)).unwrap();
+        assert!(!text.contains("labels"), "{text}");
+        assert!(Manifest::read(dir.path()).unwrap().labels.is_empty());
+        let mut m = m;
+        m.labels.insert("pod".into(), "api-7".into());
+        m.write(dir.path()).unwrap();
+        let back = Manifest::read(dir.path()).unwrap();
+        assert_eq!(back.labels.get("pod").map(String::as_str), Some("api-7"));
     }
 
     #[test]

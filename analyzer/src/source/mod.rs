@@ -4,6 +4,7 @@
 
 pub mod catalog;
 pub mod cluster;
+pub mod discover;
 pub mod go_source;
 pub mod load;
 pub mod pread;
