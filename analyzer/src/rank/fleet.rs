@@ -286,15 +286,29 @@ pub async fn rank_fleet(
     };
     let ranked = acc.captures();
     if ranked == 0 {
-        let why = match (&opts.by, skipped_captures.first().map(|s| &s.reason)) {
-            (UnitBy::Label(key), _)
+        let why = match &opts.by {
+            UnitBy::Label(key)
                 if skipped_captures
                     .iter()
                     .all(|s| matches!(s.reason, SkipReason::NoLabel { .. })) =>
             {
                 format!("none of the {total} captures has the manifest label {key:?}")
             }
-            _ => format!("none of the {total} captures could be ranked (see the warnings)"),
+            _ => format!(
+                "none of the {total} captures could be ranked (first: {}: {})",
+                skipped_captures
+                    .first()
+                    .map_or(String::new(), |s| s.capture.clone()),
+                skipped_captures.first().map_or(String::new(), |s| {
+                    match &s.reason {
+                        SkipReason::Unreadable { error } => error.clone(),
+                        SkipReason::NotEnoughData { .. } => {
+                            "not enough profiles to fit a trend".into()
+                        }
+                        SkipReason::NoLabel { key } => format!("no manifest label {key:?}"),
+                    }
+                })
+            ),
         };
         return Err(fail(why));
     }
