@@ -303,4 +303,24 @@ fn fleet_rank_bad_input_is_one_line_exit_2() {
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["captures_ranked"], 1);
     assert_eq!(v["units"][0]["name"], "cap");
+
+    // A corrupt segment in a capture is skipped with a warning, as `rank` does.
+    let samples = common::capture::committed_files(&cap)
+        .into_iter()
+        .find(|p| p.to_string_lossy().contains("/samples/"))
+        .expect("a samples segment");
+    std::fs::write(&samples, b"PAR1 not parquet").unwrap();
+    let out = fleet_rank(&[one.to_str().unwrap(), "--format", "json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        stderr.contains("warning: skipping segment") && stderr.contains("samples"),
+        "{stderr}"
+    );
+    if out.status.success() {
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["skipped_segments"].as_array().unwrap().len(), 1, "{v:#}");
+    } else {
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+    }
 }

@@ -33,6 +33,7 @@ td.num{text-align:right;white-space:nowrap}
 .out{color:var(--leak);font-weight:600}
 svg{display:block}
 ul.outliers li{margin:4px 0}
+table.units{width:auto;min-width:420px}table.units td,table.units th{padding-right:24px}
 footer{margin-top:30px;color:var(--muted);font-size:12px}
 "#;
 
@@ -187,7 +188,7 @@ fn outliers(out: &mut String, f: &FleetRanking) {
 fn units(out: &mut String, f: &FleetRanking) {
     let _ = write!(
         out,
-        "<section id=\"units\"><h2>Units ({} by {})</h2><table><thead><tr><th>unit</th>\
+        "<section id=\"units\"><h2>Units ({} by {})</h2><table class=\"units\"><thead><tr><th>unit</th>\
          <th>captures</th><th>sites leaking</th></tr></thead><tbody>",
         f.units.len(),
         escape(&f.by)
