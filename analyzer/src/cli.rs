@@ -121,6 +121,9 @@ pub(crate) enum Command {
     /// generic JSON) when a site crosses the thresholds; one alert per site until it changes.
     #[command(after_help = WATCH_EXAMPLES)]
     Watch(WatchArgs),
+    /// Questions about many captures at once (a fleet of pods, hosts or services).
+    #[command(subcommand)]
+    Fleet(FleetCommand),
 }
 
 pub(crate) const WATCH_EXAMPLES: &str =
@@ -337,4 +340,66 @@ pub(crate) struct ReportArgs {
     /// Rows of the ranked-sites tables.
     #[arg(long, default_value_t = 30)]
     pub(crate) top: usize,
+}
+
+/// `leakscope fleet VERB`.
+#[derive(Subcommand)]
+pub(crate) enum FleetCommand {
+    /// Rank every capture below LOCATION on its own, then per call site: in how many units
+    /// it leaks, the spread of its rates, and the units that leak far faster than the others.
+    #[command(after_help = FLEET_EXAMPLES)]
+    Rank(FleetRankArgs),
+}
+
+pub(crate) const FLEET_EXAMPLES: &str = "Exit status: 0 ranked (leaks or not), 2 bad input \
+(LOCATION missing, no captures, bad --by, no capture could be ranked).
+
+Examples:
+  leakscope fleet rank /var/lib/leakscope/captures --by host
+  leakscope fleet rank s3://captures/prod --by label:pod --format markdown > fleet.md
+  leakscope fleet rank captures --by target --html fleet.html --format json > fleet.json";
+
+#[derive(Args)]
+pub(crate) struct FleetRankArgs {
+    /// Directory or s3://BUCKET/PREFIX holding the captures (searched up to 4 levels deep).
+    pub(crate) location: PathBuf,
+    /// How captures are grouped into units: capture (each its own), target, host, or
+    /// label:KEY (the manifest's `labels`; captures without the label are skipped).
+    #[arg(
+        long,
+        default_value = "capture",
+        value_name = "capture|target|host|label:KEY"
+    )]
+    pub(crate) by: String,
+    /// How stacks are grouped within each capture.
+    #[arg(long, value_enum, default_value = "site")]
+    pub(crate) group: GroupByArg,
+    /// Metrics to rank (repeatable); default: every metric each capture has.
+    #[arg(long, value_enum)]
+    pub(crate) metric: Vec<MetricArg>,
+    /// Extra frames (regex on function names) that are never a call site.
+    #[arg(long, value_name = "REGEX")]
+    pub(crate) skip: Vec<String>,
+    /// Judge only the first DURATION of each recording (e.g. 2m).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub(crate) first: Option<Duration>,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value = "table")]
+    pub(crate) format: RankFormat,
+    /// Sites in table/markdown output.
+    #[arg(long, default_value_t = 20)]
+    pub(crate) top: usize,
+    /// Also write a self-contained HTML fleet report to this file.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) html: Option<PathBuf>,
+    /// Captures ranked at the same time.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub(crate) jobs: u16,
+    /// An outlier's rate is at least this many times the other units' median.
+    #[arg(long, default_value_t = 3.0)]
+    pub(crate) outlier_factor: f64,
+    /// An outlier's rate is more than this many robust standard deviations (1.4826 x MAD)
+    /// above the other units' median.
+    #[arg(long, default_value_t = 3.0)]
+    pub(crate) outlier_z: f64,
 }

@@ -72,6 +72,14 @@ pub enum AnalyzeError {
     /// A report could not be built or written (chart rendering).
     #[error("{0}")]
     Report(String),
+    /// A fleet location cannot be ranked (missing, no captures, bad grouping).
+    #[error("{location}: {reason}")]
+    Fleet {
+        /// The directory or `s3://` prefix given.
+        location: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 impl AnalyzeError {

@@ -1,6 +1,7 @@
 //! `leakscope`: the analyzer command line (thin: parsing and printing only).
 
 mod cli;
+mod fleet_cmd;
 
 use std::collections::HashSet;
 use std::io::{BufRead, IsTerminal, Write};
@@ -369,6 +370,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }))
         }
         Command::Watch(a) => run_watch(a).await,
+        Command::Fleet(FleetCommand::Rank(a)) => fleet_cmd::run_rank(&a).await,
     }
 }
 

@@ -1,5 +1,6 @@
 //! `manifest.json`: what a capture is, who wrote it, when, and with which options.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -50,6 +51,33 @@ pub struct Manifest {
     pub options: serde_json::Value,
     /// Every session, first one included, oldest first.
     pub sessions: Vec<Session>,
+    /// Labels of the capture (`key` -> `value`, e.g. `pod`, `region`), for grouping many
+    /// captures (`leakscope fleet rank --by label:KEY`). Absent from the file when empty,
+    /// so a manifest without labels is written as before.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Parses a `--label KEY=VALUE` argument: KEY is 1 to 128 ASCII letters, digits, `_`, `-`,
+/// `.` or `/`; VALUE is any text without control characters.
+pub fn parse_label(text: &str) -> std::result::Result<(String, String), String> {
+    let (key, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?}: expected KEY=VALUE"))?;
+    let key_ok = !key.is_empty()
+        && key.len() <= 128
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/'));
+    if !key_ok {
+        return Err(format!(
+            "{text:?}: the key must be 1 to 128 letters, digits, '_', '-', '.' or '/'"
+        ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(format!("{text:?}: control character in the value"));
+    }
+    Ok((key.to_string(), value.to_string()))
 }
 
 impl Manifest {
@@ -64,6 +92,7 @@ impl Manifest {
             start_time: session.start_time.clone(),
             options: session.options.clone(),
             sessions: vec![session],
+            labels: BTreeMap::new(),
         }
     }
 
@@ -138,6 +167,18 @@ impl Manifest {
         Ok(manifest)
     }
 
+    /// Adds `labels` (a later value for a key replaces the earlier one) and writes the
+    /// manifest when that changed it.
+    pub fn add_labels(&mut self, dir: &Path, labels: &BTreeMap<String, String>) -> Result<()> {
+        let before = self.labels.clone();
+        self.labels
+            .extend(labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+        if self.labels != before {
+            self.write(dir)?;
+        }
+        Ok(())
+    }
+
     /// Writes the manifest atomically (temporary file, fsync, rename).
     pub fn write(&self, dir: &Path) -> Result<()> {
         let path = dir.join(MANIFEST_FILE);
@@ -186,6 +227,29 @@ mod tests {
             start_time: "2026-11-28T06:42:29Z".into(),
             options: serde_json::Value::Null,
         }
+    }
+
+    #[test]
+    fn labels_are_optional_and_absent_when_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = Manifest::open_or_create(dir.path(), session()).unwrap();
+        let text = fs::read_to_string(dir.path().join(MANIFEST_FILE)).unwrap();
+        assert!(!text.contains("labels"), "{text}");
+        assert!(Manifest::read(dir.path()).unwrap().labels.is_empty());
+        let mut m = m;
+        m.labels.insert("pod".into(), "api-7".into());
+        m.write(dir.path()).unwrap();
+        let back = Manifest::read(dir.path()).unwrap();
+        assert_eq!(back.labels.get("pod").map(String::as_str), Some("api-7"));
+        let mut m = back;
+        let more = BTreeMap::from([("region".to_string(), "eu".to_string())]);
+        m.add_labels(dir.path(), &more).unwrap();
+        assert_eq!(Manifest::read(dir.path()).unwrap().labels.len(), 2);
+        assert_eq!(parse_label("pod=a=b"), Ok(("pod".into(), "a=b".into())));
+        assert!(parse_label("pod").is_err());
+        assert!(parse_label("=x").is_err());
+        assert!(parse_label("a b=x").is_err());
+        assert!(parse_label("a=\u{1b}[2J").is_err());
     }
 
     #[test]

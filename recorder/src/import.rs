@@ -46,6 +46,8 @@ pub struct ImportOptions {
     pub target: Option<String>,
     /// Show a progress bar (on a terminal).
     pub progress: bool,
+    /// `--label KEY=VALUE`: labels added to the manifest.
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 /// What an import did.
@@ -272,7 +274,7 @@ fn open(opts: &ImportOptions, files: usize) -> anyhow::Result<Open> {
         start_time: rfc3339(now_ns()),
         options: serde_json::json!({ "target": opts.target, "files": files }),
     };
-    Manifest::open_locked(&lock, session)?;
+    Manifest::open_locked(&lock, session)?.add_labels(&opts.out, &opts.labels)?;
     // Profiles already in the capture (or earlier in this import) are not stored twice.
     let known = leakscope_capture::read::profile_ids(&opts.out)?;
     let writer = SegmentWriter::new(
@@ -433,6 +435,7 @@ mod tests {
             out: out.to_path_buf(),
             target: Some("api".into()),
             progress: false,
+            labels: Default::default(),
         }
     }
 

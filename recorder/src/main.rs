@@ -57,6 +57,10 @@ struct RecordArgs {
     /// Capture directory (created, or appended to when it already is a capture).
     #[arg(long)]
     out: PathBuf,
+    /// Label of the capture in its manifest (repeatable), e.g. `--label pod=api-7`: groups
+    /// captures in `leakscope fleet rank --by label:KEY`.
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = leakscope_capture::manifest::parse_label)]
+    labels: Vec<(String, String)>,
     /// Time between scrapes.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     interval: Duration,
@@ -137,6 +141,10 @@ struct ImportArgs {
     /// Capture directory (created, or appended to when it already is a capture).
     #[arg(long)]
     out: PathBuf,
+    /// Label of the capture in its manifest (repeatable), e.g. `--label pod=api-7`: groups
+    /// captures in `leakscope fleet rank --by label:KEY`.
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = leakscope_capture::manifest::parse_label)]
+    labels: Vec<(String, String)>,
     /// Target name for all profiles (default: each file's directory).
     #[arg(long)]
     target: Option<String>,
@@ -342,6 +350,7 @@ fn record_cmd(a: RecordArgs) -> anyhow::Result<ExitCode> {
     let uploader = start_upload(upload_target, &a.out)?;
     let upload_wait = a.upload_wait;
     let opts = RecordOptions {
+        labels: a.labels.into_iter().collect(),
         upload: uploader.as_ref().map(|u| u.handle()),
         target,
         out: a.out,
@@ -414,6 +423,7 @@ fn import_cmd(a: ImportArgs) -> anyhow::Result<ExitCode> {
         out: a.out,
         target: a.target,
         progress: std::io::stderr().is_terminal(),
+        labels: a.labels.into_iter().collect(),
     };
     let s = import::run(&opts)?;
     if let Some(c) = connected {

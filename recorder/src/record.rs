@@ -60,6 +60,8 @@ pub struct RecordOptions {
     pub native: Option<NativeOptions>,
     /// `--upload`: woken after each commit; retention keeps the sets not uploaded yet.
     pub upload: Option<crate::upload::UploadHandle>,
+    /// `--label KEY=VALUE`: labels added to the manifest.
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 /// What a recording did.
@@ -248,11 +250,14 @@ fn start(
         options: opts.manifest_options.clone(),
     };
     let lock = CaptureLock::acquire(&opts.out)?;
-    if let Err(e) = Manifest::open_locked(&lock, session) {
-        if !opts.out.join(MANIFEST_FILE).exists() {
-            let _ = std::fs::remove_file(opts.out.join(LOCK_FILE)); // ours, and no capture
+    match Manifest::open_locked(&lock, session) {
+        Ok(mut m) => m.add_labels(&opts.out, &opts.labels)?,
+        Err(e) => {
+            if !opts.out.join(MANIFEST_FILE).exists() {
+                let _ = std::fs::remove_file(opts.out.join(LOCK_FILE)); // ours, and no capture
+            }
+            return Err(e.into());
         }
-        return Err(e.into());
     }
     Ok(lock)
 }
@@ -815,6 +820,7 @@ mod tests {
             manifest_options: serde_json::json!({}),
             native: None,
             upload: None,
+            labels: Default::default(),
         }
     }
 

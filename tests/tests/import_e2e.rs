@@ -372,3 +372,57 @@ fn many_files_are_streamed_into_sets_of_256_profiles() {
     let times: Vec<i64> = c.profiles.iter().map(|p| p.time_ns).collect();
     assert!(times.windows(2).all(|w| w[0] < w[1]), "not in time order");
 }
+
+#[test]
+fn labels_go_into_the_manifest_and_a_later_session_updates_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("capture");
+    let heap = root().join("fixtures/pprof/go1.27/heap.pb.gz");
+    let o = run(
+        &recorder(),
+        &[
+            "import",
+            s(&heap),
+            "--out",
+            s(&out),
+            "--label",
+            "pod=api-7",
+            "--label",
+            "region=eu",
+        ],
+        Duration::from_secs(30),
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let m = Manifest::read(&out).unwrap();
+    assert_eq!(m.labels.get("pod").map(String::as_str), Some("api-7"));
+    assert_eq!(m.labels.get("region").map(String::as_str), Some("eu"));
+    let o = run(
+        &recorder(),
+        &["import", s(&heap), "--out", s(&out), "--label", "pod=api-8"],
+        Duration::from_secs(30),
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let m = Manifest::read(&out).unwrap();
+    assert_eq!(m.labels.get("pod").map(String::as_str), Some("api-8"));
+    assert_eq!(m.labels.get("region").map(String::as_str), Some("eu"));
+    // Without --label, a manifest has no `labels` key at all.
+    let plain = dir.path().join("plain");
+    assert!(import(&[&heap], &plain).status.success());
+    let text = std::fs::read_to_string(plain.join("manifest.json")).unwrap();
+    assert!(!text.contains("\"labels\""), "{text}");
+    // A bad key is a usage error (exit 2).
+    let o = run(
+        &recorder(),
+        &[
+            "import",
+            s(&heap),
+            "--out",
+            s(&dir.path().join("bad")),
+            "--label",
+            "a b=c",
+        ],
+        Duration::from_secs(30),
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--label"));
+}

@@ -575,3 +575,63 @@ fn rank_of_a_larger_capture_reads_less_than_the_capture_from_s3() {
         assert!(ratio < 1.0, "read {read} of {parquet}");
     }
 }
+
+/// `fleet rank s3://BUCKET/PREFIX` finds every capture below the prefix (one listing) and
+/// ranks them like the same captures in a local directory; a prefix without captures is a
+/// one-line error naming it.
+#[test]
+fn fleet_rank_reads_every_capture_below_an_s3_prefix() {
+    let Some(moto) = Moto::start_or_skip() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let (local, url) = upload_demo(&moto, tmp.path());
+    // A second copy, one level deeper, locally and in the bucket.
+    let fleet = tmp.path().join("fleet");
+    let store = moto.store();
+    for (rel, p) in files_below(&local) {
+        for to in [
+            fleet.join("cap").join(&rel),
+            fleet.join("other/cap2").join(&rel),
+        ] {
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::copy(&p, to).unwrap();
+        }
+    }
+    runtime().block_on(async {
+        for (rel, p) in files_below(&local) {
+            let key = object_store::path::Path::from(format!("team/other/cap2/{rel}"));
+            store
+                .put(&key, std::fs::read(p).unwrap().into())
+                .await
+                .unwrap();
+        }
+    });
+    assert!(url.ends_with("/team/cap"));
+    let prefix = format!("s3://{BUCKET}/team");
+    let env = moto.env();
+    let endpoint = moto.endpoint();
+    fn args(loc: &str) -> Vec<&str> {
+        vec!["fleet", "rank", loc, "--format", "json"]
+    }
+    let remote = ok(
+        &analyzer(&args(&prefix), Some(&endpoint), &env),
+        "fleet rank s3",
+    );
+    let local_out = ok(
+        &analyzer(&args(fleet.to_str().unwrap()), None, &[]),
+        "fleet rank local",
+    );
+    let r: serde_json::Value = serde_json::from_str(&remote).unwrap();
+    let l: serde_json::Value = serde_json::from_str(&local_out).unwrap();
+    assert_eq!(r["captures_found"], 2, "{r:#}");
+    assert_eq!(r["captures_ranked"], 2, "{r:#}");
+    assert_eq!(r["units"], l["units"]);
+    assert_eq!(r["sites"], l["sites"]);
+    assert_eq!(r["location"], prefix);
+
+    let empty = format!("s3://{BUCKET}/nothing-here");
+    let out = analyzer(&args(&empty), Some(&endpoint), &env);
+    assert_eq!(out.status.code(), Some(2));
+    assert_one_line_error(&out, &["nothing-here", "no captures found"]);
+}

@@ -4,6 +4,7 @@
 pub mod calibration;
 pub mod evidence;
 pub mod fit;
+pub mod fleet;
 pub mod hints;
 pub mod ids;
 pub mod metric;

@@ -23,6 +23,7 @@
 //! JSON escapes control characters itself, and CSV quotes fields as RFC 4180 says.
 
 pub mod export;
+pub mod fleet;
 pub mod json;
 pub mod render;
 pub mod report;

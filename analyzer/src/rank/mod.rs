@@ -2,6 +2,7 @@
 //! (rayon), attaches hints, and orders leaks first by rate.
 
 pub mod alert;
+pub mod fleet;
 
 use std::collections::HashSet;
 

@@ -212,6 +212,43 @@ fn store_for(url: &RemoteUrl) -> Result<Arc<dyn ObjectStore>> {
     Ok(Arc::new(store))
 }
 
+/// The captures below `text` (`s3://BUCKET/PREFIX`): every prefix holding a
+/// `manifest.json`, found in one listing, sorted, as `s3://` URLs. Every failure is one
+/// line naming the URL.
+pub async fn find_captures(text: &str) -> Result<Vec<String>> {
+    use futures::TryStreamExt;
+    let url = RemoteUrl::parse(text).map_err(remote_err)?;
+    let store = store_for(&url)?;
+    check_access(store.as_ref(), &url)
+        .await
+        .map_err(remote_err)?;
+    let prefix = url.prefix_path();
+    let objects: Vec<ObjectMeta> = store
+        .list(Some(&prefix))
+        .try_collect()
+        .await
+        .map_err(|e| remote_err(leakscope_capture::remote::store_error(&url, &e)))?;
+    let mut found: Vec<String> = objects
+        .iter()
+        .filter_map(|m| {
+            let key = m.location.as_ref();
+            let parent = key.strip_suffix(MANIFEST_FILE)?;
+            if !(parent.is_empty() || parent.ends_with('/')) {
+                return None;
+            }
+            let parent = parent.trim_end_matches('/');
+            Some(if parent.is_empty() {
+                format!("s3://{}", url.bucket)
+            } else {
+                format!("s3://{}/{parent}", url.bucket)
+            })
+        })
+        .collect();
+    found.sort();
+    found.dedup();
+    Ok(found)
+}
+
 /// Opens the capture at `text` (`s3://BUCKET/PREFIX`): checks access, lists its committed
 /// sets, reads its manifest and the footers of its committed files (checking that each
 /// reads as its table, as for a local capture). Every failure is one line naming the URL.

@@ -87,6 +87,26 @@ struct Args {
     /// Ground-truth file (default: OUT.ground-truth.json next to the capture).
     #[arg(long)]
     truth: Option<PathBuf>,
+    /// Target recorded in the manifest and the profiles (default synth://leakscope-synth).
+    #[arg(long)]
+    target: Option<String>,
+    /// Host recorded in the manifest (default: this machine's host name).
+    #[arg(long)]
+    host: Option<String>,
+    /// Manifest label KEY=VALUE (repeatable), for `leakscope fleet rank --by label:KEY`.
+    #[arg(long, value_name = "KEY=VALUE", value_parser = parse_label)]
+    label: Vec<(String, String)>,
+    /// Multiplies the growth of every planted leak (0: the leak sites stay steady), e.g. to
+    /// make one capture of a fleet leak ten times faster.
+    #[arg(long, default_value_t = 1.0)]
+    leak_scale: f64,
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("bad label {s:?} (use KEY=VALUE)")),
+    }
 }
 
 fn parse_size(s: &str) -> Result<usize, String> {
@@ -432,6 +452,8 @@ fn root_path(rng: &mut Rng, packages: usize) -> Vec<Frame> {
 struct Model {
     sites: Vec<Site>,
     stacks: Vec<Stack>,
+    /// `--leak-scale`.
+    leak_scale: f64,
 }
 
 fn planted_counts(a: &Args, sites: usize) -> (usize, usize) {
@@ -543,7 +565,11 @@ fn build_model(a: &Args) -> anyhow::Result<Model> {
             scale: rng.uniform(0.7, 1.3),
         });
     }
-    Ok(Model { sites, stacks })
+    Ok(Model {
+        sites,
+        stacks,
+        leak_scale: a.leak_scale,
+    })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -605,7 +631,13 @@ fn profile_id(kind: &str, time_ns: i64, source: &str) -> u64 {
 fn sample_values(m: &Model, tl: &Timeline, seed: u64, i: usize, p: usize) -> SampleValues {
     let st = &m.stacks[i];
     let (_, pos, n) = tl.run_of(p);
-    let (amp, level, envelope) = m.sites[st.site].shape.term(pos, n);
+    let shape = &m.sites[st.site].shape;
+    let (amp, level, envelope) = shape.term(pos, n);
+    let amp = if matches!(shape, Shape::Leak { .. }) {
+        amp * m.leak_scale
+    } else {
+        amp
+    };
     let amp = amp * st.scale * st.base;
     let inuse = (st.base + amp * level) * (1.0 + noise(seed, i, p));
     let t = pos as f64 * tl.interval_ns as f64 / 1e9;
@@ -734,7 +766,7 @@ fn write_range(
             profile_id: pid,
             time_ns,
             kind: "heap".into(),
-            target: TARGET.into(),
+            target: a.target.as_deref().unwrap_or(TARGET).into(),
             pid: None,
             run_id: run_id.clone(),
             period: 524_288,
@@ -817,7 +849,7 @@ fn ground_truth(a: &Args, m: &Model, tl: &Timeline) -> serde_json::Value {
             "stacks": stacks,
         }));
     }
-    json!({
+    let mut truth = json!({
         "generator": "leakscope-synth",
         "version": env!("CARGO_PKG_VERSION"),
         "capture": a.out.display().to_string(),
@@ -834,7 +866,12 @@ fn ground_truth(a: &Args, m: &Model, tl: &Timeline) -> serde_json::Value {
         "leaks": { "sites": leak_sites, "stacks": leak_stacks },
         "traps": { "sites": trap_sites, "stacks": trap_stacks },
         "planted": planted,
-    })
+    });
+    // Only when given, so that the truth of every other capture is unchanged.
+    if a.leak_scale != 1.0 {
+        truth["leak_scale"] = json!(a.leak_scale);
+    }
+    truth
 }
 
 fn main() -> anyhow::Result<()> {
@@ -863,11 +900,11 @@ fn main() -> anyhow::Result<()> {
     let session = Session {
         mode: "import".into(),
         recorder_version: env!("CARGO_PKG_VERSION").into(),
-        target: TARGET.into(),
-        host: hostname(),
+        target: a.target.as_deref().unwrap_or(TARGET).into(),
+        host: a.host.clone().unwrap_or_else(hostname),
         start_time: Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
         options: json!({
-            "target": TARGET,
+            "target": a.target.as_deref().unwrap_or(TARGET),
             "files": a.profiles,
             "synth": {
                 "profiles": a.profiles, "stacks": a.stacks, "sites": model.sites.len(),
@@ -876,7 +913,11 @@ fn main() -> anyhow::Result<()> {
             },
         }),
     };
-    Manifest::open_or_create(&a.out, session)?;
+    let mut manifest = Manifest::open_or_create(&a.out, session)?;
+    if !a.label.is_empty() {
+        manifest.labels.extend(a.label.iter().cloned());
+        manifest.write(&a.out)?;
+    }
     let truth = truth_path(&a);
     std::fs::write(
         &truth,

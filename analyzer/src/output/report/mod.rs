@@ -11,6 +11,7 @@ pub mod axis;
 pub mod charts;
 pub mod data;
 pub mod flame;
+pub mod fleet;
 pub mod html;
 pub mod png;
 pub mod scene;
