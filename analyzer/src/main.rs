@@ -344,7 +344,7 @@ async fn run_watch(a: WatchArgs) -> anyhow::Result<ExitCode> {
 /// an empty side is an error naming it, a side with too few profiles is judged unsure.
 async fn rank_side(path: &std::path::Path, g: &Grouping) -> anyhow::Result<Ranking> {
     let rules = rules(&g.skip)?;
-    let cat = open(&[path.to_path_buf()], &rules).await?;
+    let cat = open(&capture_group(path), &rules).await?;
     let pb = progress_bar();
     pb.set_message(format!("ranking {}", path.display()));
     let ranking = rank(&cat, &rank_options(g, rules, usize::MAX), &|_| pb.tick()).await?;
@@ -355,6 +355,30 @@ async fn rank_side(path: &std::path::Path, g: &Grouping) -> anyhow::Result<Ranki
     Ok(ranking)
 }
 
+/// The captures a `compare` side names: the directory itself when it is a capture (or
+/// not a local directory: s3:// prefixes are opened as given), else the captures directly
+/// inside it, in name order (a group ranked together); the directory itself again when it
+/// holds none, so that the error names it.
+fn capture_group(path: &std::path::Path) -> Vec<PathBuf> {
+    let is_capture = |p: &std::path::Path| p.join("manifest.json").is_file();
+    if !path.is_dir() || is_capture(path) {
+        return vec![path.to_path_buf()];
+    }
+    let mut inside: Vec<PathBuf> = std::fs::read_dir(path)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_dir() && is_capture(p))
+                .collect()
+        })
+        .unwrap_or_default();
+    inside.sort();
+    if inside.is_empty() {
+        vec![path.to_path_buf()]
+    } else {
+        inside
+    }
+}
+
 async fn run_compare(a: &CompareArgs) -> anyhow::Result<ExitCode> {
     if !(0.0..=1.0).contains(&a.min_confidence) {
         bail!(
@@ -362,8 +386,8 @@ async fn run_compare(a: &CompareArgs) -> anyhow::Result<ExitCode> {
             a.min_confidence
         );
     }
-    let before = rank_side(&a.before, &a.group).await?;
-    let after = rank_side(&a.after, &a.group).await?;
+    let before = rank_side(&a.before, &a.group).await.context("BEFORE")?;
+    let after = rank_side(&a.after, &a.group).await.context("AFTER")?;
     let opts = leakscope::rank::compare::CompareOptions {
         min_confidence: a.min_confidence,
     };

@@ -262,8 +262,10 @@ pub fn side_rate(
             format_rate(metric, i.low),
             format_rate(metric, i.high)
         ),
-        (None, Some(f)) => format_rate(metric, f.rate_per_hour),
-        (None, None) => "-".to_string(),
+        (None, Some(f)) if f.verdict != crate::model::fit::Verdict::TooShort => {
+            format_rate(metric, f.rate_per_hour)
+        }
+        (None, _) => "-".to_string(),
     }
 }
 
