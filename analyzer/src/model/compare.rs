@@ -294,7 +294,8 @@ pub struct Side {
 /// | A | L | `new-leak` |
 /// | U | L | `worse` if higher, else `inconclusive` (before was too early to tell) |
 /// | F/A | F/A | `unchanged` |
-/// | U | F/A/U, F/A | U | `inconclusive` |
+/// | U | F/A/U | `inconclusive` |
+/// | F/A | U | `inconclusive` |
 pub fn judge(before: &Side, after: &Side) -> (Change, RateShift) {
     use SideState::*;
     let shift = rate_shift(before.interval.as_ref(), after.interval.as_ref());
