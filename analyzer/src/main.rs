@@ -342,7 +342,10 @@ async fn run_watch(a: WatchArgs) -> anyhow::Result<ExitCode> {
 
 /// Ranks one side of `compare` (every finding keeps its series, for the rate intervals);
 /// an empty side is an error naming it, a side with too few profiles is judged unsure.
-async fn rank_side(path: &std::path::Path, g: &Grouping) -> anyhow::Result<Ranking> {
+async fn rank_side(
+    path: &std::path::Path,
+    g: &Grouping,
+) -> anyhow::Result<leakscope::rank::compare::RankedSide> {
     let rules = rules(&g.skip)?;
     let cat = open(&capture_group(path), &rules).await?;
     let pb = progress_bar();
@@ -352,7 +355,7 @@ async fn rank_side(path: &std::path::Path, g: &Grouping) -> anyhow::Result<Ranki
     if let Some(s @ leakscope::rank::Shortage::Empty) = ranking.shortage() {
         bail!(render::shortage(&path.display().to_string(), &s));
     }
-    Ok(ranking)
+    Ok(leakscope::rank::compare::RankedSide::new(ranking))
 }
 
 /// The captures a `compare` side names: the directory itself when it is a capture (or

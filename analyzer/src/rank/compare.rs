@@ -194,8 +194,42 @@ fn interval_of(f: &Finding) -> Option<RateInterval> {
     rate_interval(&views)
 }
 
+/// One side ranked, with the rate interval of every finding; the series the intervals
+/// were computed from are dropped (a side's series are large, and the other side is
+/// ranked next).
+#[derive(Debug, Clone)]
+pub struct RankedSide {
+    /// The side's ranking (findings without their series).
+    pub ranking: Ranking,
+    intervals: HashMap<(Metric, String), RateInterval>,
+}
+
+impl RankedSide {
+    /// Computes the interval of every finding of `ranking` (ranked with
+    /// `RankOptions::keep_series` at least its number of findings: a finding without its
+    /// series gets no interval), then drops the series.
+    pub fn new(mut ranking: Ranking) -> RankedSide {
+        let intervals = ranking
+            .sections
+            .par_iter()
+            .flat_map_iter(|s| s.findings.iter())
+            .filter_map(|f| interval_of(f).map(|i| ((f.metric, f.site.clone()), i)))
+            .collect();
+        for f in ranking
+            .sections
+            .iter_mut()
+            .flat_map(|s| s.findings.iter_mut())
+            .chain(ranking.findings.iter_mut())
+        {
+            f.series = Vec::new();
+        }
+        RankedSide { ranking, intervals }
+    }
+}
+
 fn side_of(
     f: Option<&Finding>,
+    intervals: &HashMap<(Metric, String), RateInterval>,
     summary: &SideSummary,
     metric: Metric,
     o: &CompareOptions,
@@ -207,7 +241,7 @@ fn side_of(
                 verdict: f.fit.verdict,
                 confidence: f.fit.confidence,
                 rate_per_hour: f.fit.rate_per_hour,
-                interval: interval_of(f),
+                interval: intervals.get(&(f.metric, f.site.clone())).copied(),
                 end: f.fit.end,
                 rank: f.rank,
             }),
@@ -253,9 +287,10 @@ fn index(r: &Ranking) -> HashMap<(Metric, String), &Finding> {
         .collect()
 }
 
-/// Compares two rankings made with the same grouping, metrics and rules, their findings
-/// keeping their series (`RankOptions::keep_series` at least the number of findings).
-pub fn compare(before: &Ranking, after: &Ranking, o: &CompareOptions) -> Comparison {
+/// Compares two sides ranked with the same grouping, metrics and rules.
+pub fn compare(before: &RankedSide, after: &RankedSide, o: &CompareOptions) -> Comparison {
+    let (bi, ai) = (&before.intervals, &after.intervals);
+    let (before, after) = (&before.ranking, &after.ranking);
     let (sb, sa) = (SideSummary::of(before), SideSummary::of(after));
     let (ib, ia) = (index(before), index(after));
     let mut keys: Vec<&(Metric, String)> = ib
@@ -267,8 +302,8 @@ pub fn compare(before: &Ranking, after: &Ranking, o: &CompareOptions) -> Compari
         .par_iter()
         .map(|key| {
             let (fb, fa) = (ib.get(*key).copied(), ia.get(*key).copied());
-            let b = side_of(fb, &sb, key.0, o);
-            let a = side_of(fa, &sa, key.0, o);
+            let b = side_of(fb, bi, &sb, key.0, o);
+            let a = side_of(fa, ai, &sa, key.0, o);
             let (change, rates) = judge(
                 &Side {
                     state: b.state,
@@ -311,5 +346,145 @@ pub fn compare(before: &Ranking, after: &Ranking, o: &CompareOptions) -> Compari
         after: sa,
         counts,
         sites,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::fit::{fit_series, RunSeries};
+    use crate::model::hints::Hints;
+    use crate::rank::{Section, RANKING_SCHEMA_VERSION};
+
+    const POINTS: usize = 60;
+
+    /// A heap finding fitted from `POINTS` values 10 s apart (plus jitter), with its series kept.
+    fn finding(site: &str, seed: u64, f: impl Fn(f64) -> f64) -> Finding {
+        // Trend-free jitter: a permutation of 0..13 repeated, shifted by the seed.
+        let jitter = |i: usize| ((i as u64 + seed) * 7919 % 13) as f64 * 4.0;
+        let run = RunSeries {
+            run: "r".into(),
+            time_ns: (0..POINTS as i64).map(|i| i * 10_000_000_000).collect(),
+            y: (0..POINTS).map(|i| f(i as f64) + jitter(i)).collect(),
+        };
+        Finding {
+            rank: 1,
+            metric: Metric::InuseSpace,
+            unit: Metric::InuseSpace.unit(),
+            site: site.into(),
+            fit: fit_series(std::slice::from_ref(&run)),
+            hints: Hints(Vec::new()),
+            stack: vec![format!("{site} main.go:1")],
+            stacks: 1,
+            object_size: 0.0,
+            series: vec![(run.run, run.time_ns, run.y)],
+            group: 0,
+        }
+    }
+
+    fn ranking(findings: Vec<Finding>, profiles: usize) -> Ranking {
+        Ranking {
+            schema_version: RANKING_SCHEMA_VERSION,
+            captures: vec!["cap".into()],
+            skipped: Vec::new(),
+            by: GroupBy::Site,
+            findings: findings.clone(),
+            sections: vec![Section {
+                metric: Metric::InuseSpace,
+                title: Metric::InuseSpace.title(),
+                profiles,
+                runs: 1,
+                longest_run: profiles,
+                repeats: 0,
+                hours: 0.16,
+                rows: 0,
+                findings,
+            }],
+            process: None,
+        }
+    }
+
+    fn leak(site: &str, seed: u64) -> Finding {
+        finding(site, seed, |i| 1000.0 + 400.0 * i)
+    }
+
+    fn flat(site: &str, seed: u64) -> Finding {
+        finding(site, seed, |_| 1000.0)
+    }
+
+    const OPTS: CompareOptions = CompareOptions {
+        min_confidence: 0.9,
+    };
+
+    fn change_of<'a>(c: &'a Comparison, site: &str) -> &'a SiteChange {
+        c.sites.iter().find(|s| s.site == site).unwrap()
+    }
+
+    #[test]
+    fn sites_are_matched_by_key_and_judged() {
+        let before = RankedSide::new(ranking(
+            vec![leak("a", 1), flat("b", 2), leak("d", 3)],
+            POINTS,
+        ));
+        let after = RankedSide::new(ranking(
+            vec![flat("a", 4), flat("b", 5), leak("c", 6)],
+            POINTS,
+        ));
+        // The intervals are computed, the series dropped.
+        assert!(before.ranking.findings.iter().all(|f| f.series.is_empty()));
+        assert_eq!(before.intervals.len(), 3);
+        let c = compare(&before, &after, &OPTS);
+        assert_eq!(c.sites.len(), 4);
+        let a = change_of(&c, "a");
+        assert_eq!(
+            (a.change, a.rates),
+            (Change::Fixed, RateShift::Lower),
+            "{a:?}"
+        );
+        assert!(
+            a.before.interval().unwrap().contains(2400.0 * 60.0),
+            "{a:?}"
+        );
+        assert_eq!(change_of(&c, "b").change, Change::Unchanged);
+        let new = change_of(&c, "c");
+        assert_eq!(new.change, Change::NewLeak);
+        assert_eq!(new.before.state, SideState::Absent);
+        assert!(new.before.fit.is_none());
+        let gone = change_of(&c, "d");
+        assert_eq!(
+            (gone.change, gone.after.state),
+            (Change::Fixed, SideState::Absent)
+        );
+        // Most serious first; the counts and the gate agree.
+        assert_eq!(c.sites[0].site, "c");
+        assert_eq!(c.counts["new-leak"], 1);
+        assert_eq!(c.counts["fixed"], 2);
+        assert_eq!(c.counts["worse"], 0);
+        assert!(c.fails(false));
+    }
+
+    #[test]
+    fn a_side_that_cannot_judge_makes_missing_sites_unsure() {
+        let before = RankedSide::new(ranking(vec![leak("a", 1)], POINTS));
+        // Three profiles: no run long enough for a trend; the site has no samples at all.
+        let after = RankedSide::new(ranking(Vec::new(), 3));
+        let c = compare(&before, &after, &OPTS);
+        let a = change_of(&c, "a");
+        assert_eq!(
+            (a.change, a.after.state),
+            (Change::Inconclusive, SideState::Unsure)
+        );
+        assert!(c.after.too_few_profiles);
+        assert!(!c.fails(false));
+        assert!(c.fails(true));
+    }
+
+    #[test]
+    fn a_side_against_itself_is_still_leaking_or_unchanged() {
+        let side = || RankedSide::new(ranking(vec![leak("a", 1), flat("b", 2)], POINTS));
+        let c = compare(&side(), &side(), &OPTS);
+        assert_eq!(change_of(&c, "a").change, Change::StillLeaking);
+        assert_eq!(change_of(&c, "b").change, Change::Unchanged);
+        assert!(!c.fails(true));
     }
 }
