@@ -303,7 +303,10 @@ pub fn change_why(s: &crate::rank::compare::SiteChange) -> String {
             pct(f.confidence)
         ),
         Some(f) => format!("{name} is {}", f.verdict.label()),
-        None => format!("{name} has too few profiles to judge it"),
+        None => format!(
+            "{name} has too few {} profiles to judge it",
+            s.metric.kind()
+        ),
     };
     match s.change {
         Change::NewLeak if b.state == SideState::Absent => {
