@@ -1,6 +1,7 @@
 //! `leakscope compare BEFORE AFTER` on synthetic captures (`leakscope-synth`, same seed,
 //! `--steady-leak` choosing which planted leak is written flat): a fixed leak and a new
-//! one are told apart and fail the gate; a capture against itself changes nothing; a side
+//! one are told apart and fail the gate; a leak growing faster is worse (slower:
+//! improved); a capture against itself changes nothing; a side
 //! too short to judge makes sites inconclusive, never fixed; bad input is one error line
 //! naming the side and path, exit 2.
 
@@ -147,6 +148,36 @@ fn a_fixed_leak_and_a_new_one_fail_the_gate() {
     let sites = by_site(&doc);
     assert_eq!(sites[&a_leaks[0]]["change"], "fixed");
     assert_eq!(sites[&b_leaks[0]]["change"], "new-leak");
+}
+
+#[test]
+fn a_leak_that_grows_faster_is_worse_and_slower_is_improved() {
+    // The same planted leak over a run a third as long (profiles 3 s apart, not 10 s):
+    // the same growth in less time, 3.3 times the rate.
+    let dir = tempfile::tempdir().unwrap();
+    let (slow, leaks) = generate(dir.path(), "slow", 120, 1, &[]);
+    let (fast, _) = generate(dir.path(), "fast", 120, 1, &["--interval-secs", "3"]);
+    let (out, doc) = compare(&slow, &fast, &[]);
+    assert_eq!(out.status.code(), Some(1), "{doc:#}");
+    let s = &by_site(&doc)[&leaks[0]];
+    assert_eq!(
+        (&s["change"], &s["rates"]),
+        (&"worse".into(), &"higher".into()),
+        "{s:#}"
+    );
+    assert!(s["why"].as_str().unwrap().contains("3.3x"), "{s:#}");
+    assert_eq!(
+        doc["counts"]["unchanged"],
+        doc["sites"].as_array().unwrap().len() - 1
+    );
+    let (out, doc) = compare(&fast, &slow, &[]);
+    assert_eq!(out.status.code(), Some(0), "{doc:#}");
+    let s = &by_site(&doc)[&leaks[0]];
+    assert_eq!(
+        (&s["change"], &s["rates"]),
+        (&"improved".into(), &"lower".into()),
+        "{s:#}"
+    );
 }
 
 #[test]
