@@ -124,6 +124,11 @@ pub(crate) enum Command {
     /// Questions about many captures at once (a fleet of pods, hosts or services).
     #[command(subcommand)]
     Fleet(FleetCommand),
+    /// Compare two captures (or groups of captures) site by site: growth rate before and
+    /// after with confidence intervals, and a verdict per site (new leak, worse, still
+    /// leaking, inconclusive, improved, fixed, unchanged). Exit 1 on a new or worse leak.
+    #[command(after_help = COMPARE_EXAMPLES)]
+    Compare(CompareArgs),
 }
 
 pub(crate) const WATCH_EXAMPLES: &str =
@@ -402,4 +407,38 @@ pub(crate) struct FleetRankArgs {
     /// above the other units' median.
     #[arg(long, default_value_t = 3.0)]
     pub(crate) outlier_z: f64,
+}
+
+pub(crate) const COMPARE_EXAMPLES: &str =
+    "Exit status: 0 no new or worse leak, 1 a new or worse leak (or, with \
+--fail-on-inconclusive, a site the data cannot tell about), 2 bad input.
+
+Examples:
+  leakscope compare caps/v1.41 caps/v1.42
+  leakscope compare s3://captures/api/before/ s3://captures/api/after/ --format markdown
+  leakscope compare before after --metric goroutines --format json > compare.json";
+
+#[derive(Args)]
+pub(crate) struct CompareArgs {
+    /// The baseline: a capture directory, an s3:// URL, or a directory or prefix holding
+    /// several captures (ranked together).
+    pub(crate) before: PathBuf,
+    /// What to judge against the baseline (the same forms).
+    pub(crate) after: PathBuf,
+    #[command(flatten)]
+    pub(crate) group: Grouping,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value = "table")]
+    pub(crate) format: RankFormat,
+    /// Rows of the table/markdown output (sites that did not change are only counted).
+    #[arg(long, default_value_t = 30)]
+    pub(crate) top: usize,
+    /// Smallest confidence (0..1) for a leak verdict to count as leaking; below it the
+    /// side is unsure and the site inconclusive rather than fixed or new.
+    #[arg(long, default_value_t = 0.9)]
+    pub(crate) min_confidence: f64,
+    /// Also exit 1 when a site is inconclusive (a side too early to tell, or rates that
+    /// cannot be told apart where a verdict needs them to be).
+    #[arg(long)]
+    pub(crate) fail_on_inconclusive: bool,
 }

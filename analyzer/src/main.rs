@@ -348,6 +348,70 @@ async fn run_watch(a: WatchArgs) -> anyhow::Result<ExitCode> {
     Ok(watch_status(end))
 }
 
+/// Ranks one side of `compare` (every finding keeps its series, for the rate intervals);
+/// an empty side is an error naming it, a side with too few profiles is judged unsure.
+async fn rank_side(
+    path: &std::path::Path,
+    g: &Grouping,
+) -> anyhow::Result<leakscope::rank::compare::RankedSide> {
+    let rules = rules(&g.skip)?;
+    let cat = open(&capture_group(path).await, &rules).await?;
+    let pb = progress_bar();
+    pb.set_message(format!("ranking {}", path.display()));
+    let ranking = rank(&cat, &rank_options(g, rules, usize::MAX), &|_| pb.tick()).await?;
+    pb.finish_and_clear();
+    if let Some(s @ leakscope::rank::Shortage::Empty) = ranking.shortage() {
+        bail!(render::shortage(&path.display().to_string(), &s));
+    }
+    Ok(leakscope::rank::compare::RankedSide::new(ranking))
+}
+
+/// The captures a `compare` side names: the captures at or below it, as `fleet rank`
+/// finds them (a local directory or an s3:// prefix holding several is a group ranked
+/// together); the path itself when none is found, so that opening it names the problem.
+async fn capture_group(path: &std::path::Path) -> Vec<PathBuf> {
+    leakscope::source::discover::find_captures(path)
+        .await
+        .unwrap_or_else(|_| vec![path.to_path_buf()])
+}
+
+async fn run_compare(a: &CompareArgs) -> anyhow::Result<ExitCode> {
+    if !(0.0..=1.0).contains(&a.min_confidence) {
+        bail!(
+            "--min-confidence {}: must be between 0 and 1",
+            a.min_confidence
+        );
+    }
+    let before = rank_side(&a.before, &a.group).await.context("BEFORE")?;
+    let after = rank_side(&a.after, &a.group).await.context("AFTER")?;
+    let opts = leakscope::rank::compare::CompareOptions {
+        min_confidence: a.min_confidence,
+    };
+    let c = leakscope::rank::compare::compare(&before, &after, &opts);
+    let strict = a.fail_on_inconclusive;
+    match a.format {
+        RankFormat::Table => print!(
+            "{}",
+            escape_document(&leakscope::output::compare::text(&c, a.top, strict))
+        ),
+        RankFormat::Markdown => print!(
+            "{}",
+            escape_document(&leakscope::output::compare::markdown(&c, a.top, strict))
+        ),
+        RankFormat::Json => {
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            leakscope::output::compare::write_json(&mut out, &c, strict)?;
+            writeln!(out)?;
+            out.flush()?;
+        }
+    }
+    Ok(ExitCode::from(if c.fails(strict) {
+        exit::FOUND
+    } else {
+        exit::OK
+    }))
+}
+
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Some(e) = &cli.s3_endpoint {
         leakscope::source::remote::set_endpoint(e)?;
@@ -371,6 +435,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Watch(a) => run_watch(a).await,
         Command::Fleet(FleetCommand::Rank(a)) => fleet_cmd::run_rank(&a).await,
+        Command::Compare(a) => run_compare(&a).await,
     }
 }
 

@@ -2,6 +2,7 @@
 //! thresholds. Nothing here reads files or the network.
 
 pub mod calibration;
+pub mod compare;
 pub mod evidence;
 pub mod fit;
 pub mod fleet;

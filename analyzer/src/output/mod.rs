@@ -22,6 +22,7 @@
 //! Slack its `&<>`. Machine formats (JSON, CSV, Parquet, pprof) carry the exact values:
 //! JSON escapes control characters itself, and CSV quotes fields as RFC 4180 says.
 
+pub mod compare;
 pub mod export;
 pub mod fleet;
 pub mod json;

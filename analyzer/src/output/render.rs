@@ -18,14 +18,7 @@ pub fn format_value(metric: Metric, v: f64) -> String {
     }
 }
 
-/// A rate per hour in the metric's unit.
-pub fn format_rate(metric: Metric, v: f64) -> String {
-    match metric {
-        Metric::InuseSpace | Metric::Native => format!("{}/h", format_bytes(v)),
-        Metric::Goroutines => format!("{v:.0} goroutines/h"),
-        Metric::InuseObjects => format!("{v:.0} objects/h"),
-    }
-}
+pub use crate::output::words::format_rate;
 
 /// Why a ranking of `names` (the captures, comma-separated) cannot be trusted yet, in words.
 pub fn shortage(names: &str, s: &crate::rank::Shortage) -> String {

@@ -234,6 +234,16 @@ pub fn why(f: &crate::rank::Finding) -> String {
         .map_or_else(|| reason(&f.fit.reason), hint)
 }
 
+/// A rate per hour in the metric's unit.
+pub fn format_rate(metric: crate::model::metric::Metric, v: f64) -> String {
+    use crate::model::metric::Metric;
+    match metric {
+        Metric::InuseSpace | Metric::Native => format!("{}/h", format_bytes(v)),
+        Metric::Goroutines => format!("{v:.0} goroutines/h"),
+        Metric::InuseObjects => format!("{v:.0} objects/h"),
+    }
+}
+
 /// The process-level finding (RSS versus Go's accounting) in words.
 pub fn process(f: &crate::source::process::ProcessFinding) -> String {
     use crate::source::process::ProcessFinding as P;
@@ -284,6 +294,141 @@ pub fn window_basis(b: &crate::source::window::WindowBasis) -> String {
         WindowBasis::FromTo => "--from and --to".into(),
         WindowBasis::FromToLast => "--from, to the last profile".into(),
         WindowBasis::FirstTo => "--to, from the first profile".into(),
+    }
+}
+
+/// A comparison's verdict for a site in words (`new leak`, `still leaking`, ...).
+pub fn change(c: crate::model::compare::Change) -> &'static str {
+    use crate::model::compare::Change;
+    match c {
+        Change::NewLeak => "new leak",
+        Change::Worse => "worse",
+        Change::StillLeaking => "still leaking",
+        Change::Inconclusive => "inconclusive",
+        Change::Improved => "improved",
+        Change::Fixed => "fixed",
+        Change::Unchanged => "unchanged",
+    }
+}
+
+/// A rate with its confidence interval (`1.2 MiB/h [0.9 MiB/h .. 1.5 MiB/h]`); the rate
+/// `rank` reports when the series is too short for an interval; `-` when absent.
+pub fn side_rate(
+    metric: crate::model::metric::Metric,
+    side: &crate::rank::compare::SiteSide,
+) -> String {
+    match (side.interval(), &side.fit) {
+        (Some(i), _) => format!(
+            "{} [{} .. {}]",
+            format_rate(metric, i.rate_per_hour),
+            format_rate(metric, i.low),
+            format_rate(metric, i.high)
+        ),
+        (None, Some(f)) if f.verdict != crate::model::fit::Verdict::TooShort => {
+            format_rate(metric, f.rate_per_hour)
+        }
+        (None, _) => "-".to_string(),
+    }
+}
+
+/// What one side said about a site (`leak 97%`, `growing, too early to tell`, `absent`).
+pub fn side_verdict(side: &crate::rank::compare::SiteSide) -> String {
+    match &side.fit {
+        Some(f) if f.verdict.is_leak() => format!("{} {}", f.verdict.label(), pct(f.confidence)),
+        Some(f) => f.verdict.label().to_string(),
+        None if side.state == crate::model::compare::SideState::Absent => "absent".to_string(),
+        None => "no data".to_string(),
+    }
+}
+
+/// How much faster `a` grows than `b` (interval centres), as `3.2x`, when both grow.
+fn times(
+    a: Option<&crate::model::compare::RateInterval>,
+    b: Option<&crate::model::compare::RateInterval>,
+) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if a.rate_per_hour > 0.0 && b.rate_per_hour > 0.0 => {
+            format!(" ({:.1}x)", a.rate_per_hour / b.rate_per_hour)
+        }
+        _ => String::new(),
+    }
+}
+
+/// Why the comparison reached its verdict for a site, in one sentence.
+pub fn change_why(s: &crate::rank::compare::SiteChange) -> String {
+    use crate::model::compare::{Change, RateShift, SideState};
+    let (b, a) = (&s.before, &s.after);
+    let unsure = |side: &crate::rank::compare::SiteSide, name: &str| match &side.fit {
+        Some(f) if f.verdict.is_leak() => format!(
+            "{name} is a {} below the confidence asked for ({})",
+            f.verdict.label(),
+            pct(f.confidence)
+        ),
+        Some(f) => format!("{name} is {}", f.verdict.label()),
+        None => format!(
+            "{name} has too few {} profiles to judge it",
+            s.metric.kind()
+        ),
+    };
+    match s.change {
+        Change::NewLeak if b.state == SideState::Absent => {
+            "leaks in AFTER; no samples of it in BEFORE".to_string()
+        }
+        Change::NewLeak => format!(
+            "leaks in AFTER; {} in BEFORE, at a clearly lower rate{}",
+            side_verdict(b),
+            times(a.interval(), b.interval())
+        ),
+        Change::Worse => format!(
+            "grows clearly faster in AFTER{}: the rate intervals do not overlap",
+            times(a.interval(), b.interval())
+        ),
+        Change::StillLeaking => {
+            "leaks on both sides at rates that cannot be told apart".to_string()
+        }
+        Change::Improved => format!(
+            "grows clearly slower in AFTER{}, but {}",
+            times(b.interval(), a.interval()).replace("x)", "x slower)"),
+            if a.state == SideState::Leaking {
+                "still leaks"
+            } else {
+                "it is too early to tell whether it still leaks"
+            }
+        ),
+        Change::Fixed if a.state == SideState::Absent => {
+            "leaked in BEFORE; no samples of it in AFTER".to_string()
+        }
+        Change::Fixed => format!(
+            "leaked in BEFORE; {} in AFTER, at a clearly lower rate",
+            side_verdict(a)
+        ),
+        Change::Unchanged => "not leaking on either side".to_string(),
+        Change::Inconclusive => {
+            let mut why = Vec::new();
+            if b.state == SideState::Unsure {
+                why.push(unsure(b, "BEFORE"));
+            }
+            if a.state == SideState::Unsure {
+                why.push(unsure(a, "AFTER"));
+            }
+            if why.is_empty() {
+                // Leaking on one side, flat on the other, rates not told apart.
+                why.push(match (b.state, s.rates) {
+                    (SideState::Leaking, RateShift::Unknown) => {
+                        "AFTER shows no leak, but has no rate interval to compare".to_string()
+                    }
+                    (SideState::Leaking, _) => format!(
+                        "AFTER shows no significant growth ({}), but its rate cannot be told from BEFORE's",
+                        side_verdict(a)
+                    ),
+                    _ => format!(
+                        "leaks in AFTER, but BEFORE ({}) cannot rule out the same rate",
+                        side_verdict(b)
+                    ),
+                });
+            }
+            why.join("; ")
+        }
     }
 }
 

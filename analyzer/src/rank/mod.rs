@@ -2,6 +2,7 @@
 //! (rayon), attaches hints, and orders leaks first by rate.
 
 pub mod alert;
+pub mod compare;
 pub mod fleet;
 
 use std::collections::HashSet;
@@ -354,6 +355,7 @@ fn finding(
 fn keep_series(section: &mut Section, set: &SeriesSet, n: usize) {
     let mut order: Vec<usize> = (0..section.findings.len()).collect();
     order.sort_by(|&a, &b| combined_order(&section.findings[a], &section.findings[b]));
+    let n = n.min(section.findings.len());
     let picked: HashSet<usize> = order.into_iter().take(n).chain(0..n).collect();
     for (i, f) in section.findings.iter_mut().enumerate() {
         if picked.contains(&i) {

@@ -71,6 +71,11 @@ struct Args {
     /// Planted sites of each trap shape: plateau, sawtooth, warm-up (default as --leak-sites).
     #[arg(long)]
     trap_sites: Option<usize>,
+    /// Write planted leak number N (0-based, in planting order; repeatable) as a steady
+    /// site instead, everything else unchanged: with the same seed, one capture can have a
+    /// site leak and another have it flat (before/after captures for `leakscope compare`).
+    #[arg(long, value_name = "N")]
+    steady_leak: Vec<usize>,
     /// Time of the first profile (RFC 3339).
     #[arg(long, default_value = "2026-01-05T00:00:00Z")]
     start: String,
@@ -472,6 +477,9 @@ fn build_model(a: &Args) -> anyhow::Result<Model> {
              use more --stacks/--sites or fewer --leak-sites/--trap-sites"
         );
     }
+    if let Some(n) = a.steady_leak.iter().find(|n| **n >= leaks) {
+        bail!("--steady-leak {n}: only {leaks} leak sites are planted (0..{leaks})");
+    }
     let packages = (nsites / 25).clamp(3, 60);
     let mut rng = Rng::new(a.seed, 1);
     // Which sites get which shape.
@@ -504,6 +512,12 @@ fn build_model(a: &Args) -> anyhow::Result<Model> {
             }
         };
     }
+    // Sizes are drawn as planted (the same seed gives the same stacks and levels); the
+    // leaks asked to stay steady are quieted only after.
+    let drawn_planted: Vec<bool> = shapes.iter().map(|s| *s != Shape::Steady).collect();
+    for &n in &a.steady_leak {
+        shapes[order[n]] = Shape::Steady;
+    }
     let mut keys = HashSet::new();
     let mut sites = Vec::with_capacity(nsites);
     for (s, shape) in shapes.into_iter().enumerate() {
@@ -531,7 +545,7 @@ fn build_model(a: &Args) -> anyhow::Result<Model> {
             ((rng.unit().powf(1.5)) * nsites as f64) as usize % nsites
         };
         let st = &sites[site];
-        let planted = st.shape != Shape::Steady;
+        let planted = drawn_planted[site];
         let frames = loop {
             let mut frames = st.leaf.clone();
             frames.push(st.frame.clone());
