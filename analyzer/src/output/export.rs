@@ -45,10 +45,17 @@ pub async fn choose_pair(
         .first()
         .map(|c| c.dir.clone())
         .unwrap_or_default();
-    let w = choose_window(&profiles, from, to)?.ok_or_else(|| AnalyzeError::NotEnoughData {
+    let none = || AnalyzeError::NotEnoughData {
         path: name.clone(),
         reason: format!("no {} profiles in the chosen window", metric.kind()),
-    })?;
+    };
+    // A bound beyond every profile leaves nothing to compare, whichever way round.
+    let after_all = from.is_some_and(|f| profiles.iter().all(|p| p.time_ns < f));
+    let before_all = to.is_some_and(|t| profiles.iter().all(|p| p.time_ns > t));
+    if after_all || before_all {
+        return Err(none());
+    }
+    let w = choose_window(&profiles, from, to)?.ok_or_else(none)?;
     let Some((a, b)) = window_pair(&profiles, metric.kind(), &w) else {
         return Err(AnalyzeError::NotEnoughData {
             path: name,
