@@ -162,6 +162,8 @@ pub(super) fn fit_run(x_all: &[f64], y_all: &[f64]) -> Option<RunFit> {
     if n_all < MIN_POINTS {
         return None;
     }
+    // The helpers below take a run's points as equal-length slices.
+    let (x_all, y_all) = (&x_all[..n_all], &y_all[..n_all]);
     let hours = x_all[n_all - 1] - x_all[0];
     if hours <= 0.0 {
         return None;
@@ -194,49 +196,107 @@ pub(super) fn fit_run(x_all: &[f64], y_all: &[f64]) -> Option<RunFit> {
         }
         lo = lo.min(*v);
     }
-    let range = peak - lo;
-    // Resets: drops of at least half the range (and 10% of the peak, and
-    // RESET_NOISE_SIGMAS times the step noise) in one step that stay down: the two points
-    // before are high and the two from the drop on are low. A lone noise dip in a long,
-    // noisy series is not a reset.
     let mut noise_sd = None;
-    let reset_at: Vec<usize> = if range > 0.0 {
-        (1..n_all)
-            .filter(|&i| {
-                let d = y_all[i - 1] - y_all[i];
-                if d < 0.5 * range || d < 0.1 * peak.abs() {
-                    return false;
-                }
-                let sd = *noise_sd.get_or_insert_with(|| stats::step_noise_sd(y_all));
-                if d < RESET_NOISE_SIGMAS * sd {
-                    return false;
-                }
-                let before = y_all[i.saturating_sub(2)..i]
-                    .iter()
-                    .copied()
-                    .fold(f64::MAX, f64::min);
-                let after = y_all[i..(i + 2).min(n_all)]
-                    .iter()
-                    .copied()
-                    .fold(f64::MIN, f64::max);
-                before - after >= 0.3 * range
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
+    let reset_at = find_resets(y_all, peak, lo, &mut noise_sd);
+    let resets = reset_at.len();
+    let (fx, fy) = floor_points(x_all, y_all, &reset_at);
+    let floor_ts = stats::theil_sen(&fx, &fy).unwrap_or(0.0);
+    let floor_mk = stats::mann_kendall(&fx, &fy);
+    let (stopped, recent_ts) = knee_changes(x, y, ts, &split_at);
+    let mk = trend_test(x, y, ts);
+    let recent_end = stats::median(&y[n - (n / 10).max(5).min(n)..]).unwrap_or(0.0);
+    let start = edge_level(y, true);
+    let end = edge_level(y, false);
+    let peak_frac = peak_i as f64 / (n_all - 1) as f64;
+    let falls_from_peak = peak_frac < 0.5
+        && end < 0.8 * peak
+        && falls_from_peak(x, y, &y_all[..n_all], peak_i, end, noise_sd);
+    // Levels as medians of three neighbours, as in QuantaSplit: exact on a staircase.
+    let level = |i: usize| stats::median(&y[i.saturating_sub(1)..(i + 2).min(n)]).unwrap_or(y[i]);
+    let late_at = (((1.0 - evidence::LATE_SHARE) * (n - 1) as f64).round() as usize).min(n - 1);
+    let late_rise = (level(n - 1) - level(late_at)).max(0.0);
+    let floor_span = fx.last().copied().unwrap_or(0.0) - fx.first().copied().unwrap_or(0.0);
+    let dip_hours = dip_hours(x_all, y_all, start, end, noise_sd);
+    Some(RunFit {
+        dip_hours,
+        points: n_all,
+        quantum,
+        late_rise,
+        steps: evidence::steps(y_all),
+        floor_rise: floor_ts * floor_span,
+        first_reset_hours: first_reset_hours(x_all, y_all, &reset_at),
+        recent_ts,
+        recent_end,
+        falls_from_peak,
+        stopped,
+        hours,
+        ts,
+        early_ts,
+        late_ts,
+        floor_ts,
+        ols_slope: ols.map(|o| o.slope).unwrap_or(0.0),
+        ols_r2: ols.map(|o| o.r2).unwrap_or(0.0),
+        mk,
+        late_mk,
+        split_quanta,
+        floor_mk,
+        start,
+        end,
+        peak,
+        peak_frac,
+        last_high_frac: last_new_high(y) as f64 / (n - 1).max(1) as f64,
+        resets,
+    })
+}
+
+/// Resets: drops of at least half the range (and 10% of the peak, and
+/// [`RESET_NOISE_SIGMAS`] times the step noise) in one step that stay down: the two points
+/// before are high and the two from the drop on are low. A lone noise dip in a long, noisy
+/// series is not a reset; nor are drops in a series that does not build up between them.
+/// `noise_sd` caches the step noise once computed.
+fn find_resets(y_all: &[f64], peak: f64, lo: f64, noise_sd: &mut Option<f64>) -> Vec<usize> {
+    let n_all = y_all.len();
+    let range = peak - lo;
+    if range <= 0.0 {
+        return Vec::new();
+    }
+    let reset_at: Vec<usize> = (1..n_all)
+        .filter(|&i| {
+            let d = y_all[i - 1] - y_all[i];
+            if d < 0.5 * range || d < 0.1 * peak.abs() {
+                return false;
+            }
+            let sd = *noise_sd.get_or_insert_with(|| stats::step_noise_sd(y_all));
+            if d < RESET_NOISE_SIGMAS * sd {
+                return false;
+            }
+            let before = y_all[i.saturating_sub(2)..i]
+                .iter()
+                .copied()
+                .fold(f64::MAX, f64::min);
+            let after = y_all[i..(i + 2).min(n_all)]
+                .iter()
+                .copied()
+                .fold(f64::MIN, f64::max);
+            before - after >= 0.3 * range
+        })
+        .collect();
     // A sawtooth builds up between resets: most cycles must end higher than they start.
     // Drops in a noisy but flat series do not pass, so they are not counted as resets.
-    let reset_at = if builds_up_between(y_all, &reset_at, range) {
+    if builds_up_between(y_all, &reset_at, range) {
         reset_at
     } else {
         Vec::new()
-    };
-    let resets = reset_at.len();
-    // Floor: the trough of every cycle between resets when the series resets periodically
-    // (equal chunks shorter than the period would see mid-ramp minima as a rising floor);
-    // otherwise the minimum of each of k equal-count chunks.
-    let bounds: Vec<(usize, usize)> = if resets >= 2 {
+    }
+}
+
+/// The run's floor as (hours, level) points: the trough of every cycle between resets when
+/// the series resets periodically (equal chunks shorter than the period would see mid-ramp
+/// minima as a rising floor); otherwise the minimum of each of k equal-count chunks. At
+/// most [`MAX_FLOOR_POINTS`] troughs: neighbouring cycles merge (bounds the cost).
+fn floor_points(x_all: &[f64], y_all: &[f64], reset_at: &[usize]) -> (Vec<f64>, Vec<f64>) {
+    let n_all = y_all.len();
+    let bounds: Vec<(usize, usize)> = if reset_at.len() >= 2 {
         std::iter::once(0)
             .chain(reset_at.iter().copied())
             .zip(reset_at.iter().copied().chain(std::iter::once(n_all)))
@@ -250,7 +310,6 @@ pub(super) fn fit_run(x_all: &[f64], y_all: &[f64]) -> Option<RunFit> {
             })
             .collect()
     };
-    // At most MAX_FLOOR_POINTS troughs: neighbouring cycles merge (bounds the cost).
     let bounds: Vec<(usize, usize)> = if bounds.len() > MAX_FLOOR_POINTS {
         (0..MAX_FLOOR_POINTS)
             .map(|c| {
@@ -276,12 +335,21 @@ pub(super) fn fit_run(x_all: &[f64], y_all: &[f64]) -> Option<RunFit> {
         fx.push(x_all[i]);
         fy.push(v);
     }
-    let floor_ts = stats::theil_sen(&fx, &fy).unwrap_or(0.0);
-    let floor_mk = stats::mann_kendall(&fx, &fy);
-    // Broken-stick fit: did growth stop (slow down 5x or more) at some point and stay
-    // stopped? Judged on the post-knee segment as a whole, which is robust to noise.
-    // Theil-Sen slopes of the two segments at the knee, and the growth in quanta either
-    // side of it: (knee, before, after, split).
+    (fx, fy)
+}
+
+/// A broken-stick fit of the (reduced) run: whether growth stopped at a knee (slowed 5x or
+/// more and stayed stopped, judged on the post-knee segment as a whole, which is robust to
+/// noise) as (knee position 0..1, slope before, slope after); and the current rate, which
+/// is the slope after a knee where growth began or sped up 2x or more (the whole-run slope
+/// `ts` dilutes it), else `ts`. `split_at(k)` is the growth in quanta either side of k.
+fn knee_changes(
+    x: &[f64],
+    y: &[f64],
+    ts: f64,
+    split_at: &dyn Fn(usize) -> Option<QuantaSplit>,
+) -> (Option<(f64, f64, f64)>, f64) {
+    let n = y.len();
     let segments = stats::knee(x, y, (n / 6).max(3)).and_then(|k| {
         let before = stats::theil_sen(&x[..=k.index], &y[..=k.index])?;
         let after = stats::theil_sen(&x[k.index..], &y[k.index..])?;
@@ -301,8 +369,6 @@ pub(super) fn fit_run(x_all: &[f64], y_all: &[f64]) -> Option<RunFit> {
                 && split.is_some_and(|q| q.p_slower() < KNEE_P))
             .then_some((k.index as f64 / (n - 1) as f64, before, after))
         });
-    // The other way round: growth that began (or sped up 2x or more) part-way through. Its
-    // current rate is the slope after the knee; the whole-run slope dilutes it.
     let recent_ts = segments
         .as_ref()
         .and_then(|&(_, before, after, split)| {
@@ -313,10 +379,14 @@ pub(super) fn fit_run(x_all: &[f64], y_all: &[f64]) -> Option<RunFit> {
         })
         .unwrap_or(ts)
         .max(ts);
-    // Mann-Kendall with its variance widened for noise with memory, judged on the residuals
-    // of a two-segment fit whose break may sit near either end (a leak that starts late is
-    // a bend, not correlated noise); of the Theil-Sen line when there is none.
-    let bend = stats::knee(x, y, (n / 20).max(3));
+    (stopped, recent_ts)
+}
+
+/// Mann-Kendall with its variance widened for noise with memory, judged on the residuals
+/// of a two-segment fit whose break may sit near either end (a leak that starts late is a
+/// bend, not correlated noise); of the Theil-Sen line (slope `ts`) when there is none.
+fn trend_test(x: &[f64], y: &[f64], ts: f64) -> KendallS {
+    let bend = stats::knee(x, y, (y.len() / 20).max(3));
     let residuals: Vec<f64> = x
         .iter()
         .zip(y)
@@ -325,76 +395,48 @@ pub(super) fn fit_run(x_all: &[f64], y_all: &[f64]) -> Option<RunFit> {
             None => y - ts * x,
         })
         .collect();
-    let mk = stats::mann_kendall(x, y).corrected_for_autocorrelation(&residuals);
-    let recent_end = stats::median(&y[n - (n / 10).max(5).min(n)..]).unwrap_or(0.0);
-    let start = edge_level(y, true);
-    let end = edge_level(y, false);
-    let peak_frac = peak_i as f64 / (n_all - 1) as f64;
-    let falls_from_peak = peak_frac < 0.5
-        && end < 0.8 * peak
-        && falls_from_peak(x, y, &y_all[..n_all], peak_i, end, noise_sd);
-    // Levels as medians of three neighbours, as in QuantaSplit: exact on a staircase.
-    let level = |i: usize| stats::median(&y[i.saturating_sub(1)..(i + 2).min(n)]).unwrap_or(y[i]);
-    let late_at = (((1.0 - evidence::LATE_SHARE) * (n - 1) as f64).round() as usize).min(n - 1);
-    let late_rise = (level(n - 1) - level(late_at)).max(0.0);
-    let floor_span = fx.last().copied().unwrap_or(0.0) - fx.first().copied().unwrap_or(0.0);
-    // A low in the middle of the run well below where it started, by half the run's net
-    // growth and by RESET_NOISE_SIGMAS of step noise (one noisy point is no dip).
-    let dip_hours = {
-        let (lo, hi) = (n_all / 10, n_all - n_all / 10);
-        let (i, low) = y_all[lo..hi]
-            .iter()
-            .enumerate()
-            .min_by(|a, b| a.1.total_cmp(b.1))
-            .map(|(i, v)| (lo + i, *v))
-            .unwrap_or((0, start));
-        let sd = noise_sd.unwrap_or_else(|| stats::step_noise_sd(y_all));
-        let depth = start - low;
-        (end > start && depth > 0.5 * (end - start) && depth > RESET_NOISE_SIGMAS * sd)
-            .then(|| x_all[i] - x_all[0])
-    };
-    Some(RunFit {
-        dip_hours,
-        points: n_all,
-        quantum,
-        late_rise,
-        steps: evidence::steps(y_all),
-        floor_rise: floor_ts * floor_span,
-        // Only a drop back to where the run began looks like a batch's first flush; one
-        // that leaves the level well above it (a partial clean-up) does not.
-        first_reset_hours: reset_at
-            .first()
-            .filter(|&&i| {
-                let drop = y_all[i - 1] - y_all[i];
-                let low = y_all[i..(i + 2).min(n_all)]
-                    .iter()
-                    .copied()
-                    .fold(f64::MAX, f64::min);
-                low - y_all[..i].iter().copied().fold(f64::MAX, f64::min) <= 0.25 * drop
-            })
-            .map(|&i| x_all[i] - x_all[0]),
-        recent_ts,
-        recent_end,
-        falls_from_peak,
-        stopped,
-        hours,
-        ts,
-        early_ts,
-        late_ts,
-        floor_ts,
-        ols_slope: ols.map(|o| o.slope).unwrap_or(0.0),
-        ols_r2: ols.map(|o| o.r2).unwrap_or(0.0),
-        mk,
-        late_mk,
-        split_quanta,
-        floor_mk,
-        start,
-        end,
-        peak,
-        peak_frac,
-        last_high_frac: last_new_high(y) as f64 / (n - 1).max(1) as f64,
-        resets,
-    })
+    stats::mann_kendall(x, y).corrected_for_autocorrelation(&residuals)
+}
+
+/// Hours from the run's start to a low in its middle well below where it started, by half
+/// the run's net growth (`start` to `end`) and by [`RESET_NOISE_SIGMAS`] of step noise (one
+/// noisy point is no dip).
+fn dip_hours(
+    x_all: &[f64],
+    y_all: &[f64],
+    start: f64,
+    end: f64,
+    noise_sd: Option<f64>,
+) -> Option<f64> {
+    let n_all = y_all.len();
+    let (lo, hi) = (n_all / 10, n_all - n_all / 10);
+    let (i, low) = y_all[lo..hi]
+        .iter()
+        .enumerate()
+        .min_by(|a, b| a.1.total_cmp(b.1))
+        .map(|(i, v)| (lo + i, *v))
+        .unwrap_or((0, start));
+    let sd = noise_sd.unwrap_or_else(|| stats::step_noise_sd(y_all));
+    let depth = start - low;
+    (end > start && depth > 0.5 * (end - start) && depth > RESET_NOISE_SIGMAS * sd)
+        .then(|| x_all[i] - x_all[0])
+}
+
+/// Hours from the run's start to its first reset, when that reset drops back to where the
+/// run began (a batch's first flush); one that leaves the level well above it (a partial
+/// clean-up) does not count.
+fn first_reset_hours(x_all: &[f64], y_all: &[f64], reset_at: &[usize]) -> Option<f64> {
+    reset_at
+        .first()
+        .filter(|&&i| {
+            let drop = y_all[i - 1] - y_all[i];
+            let low = y_all[i..(i + 2).min(y_all.len())]
+                .iter()
+                .copied()
+                .fold(f64::MAX, f64::min);
+            low - y_all[..i].iter().copied().fold(f64::MAX, f64::min) <= 0.25 * drop
+        })
+        .map(|&i| x_all[i] - x_all[0])
 }
 
 /// Chance, under a constant rate, of growth after a fitted knee as far from the
@@ -489,5 +531,89 @@ impl QuantaSplit {
         let share = (self.expected / self.all).clamp(1e-9, 1.0 - 1e-9);
         let k = self.after.round().clamp(0.0, n);
         stats::binomial_tail(n as u64, k as u64, share, lower)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hours 0..n in steps of 0.1.
+    fn hours(n: usize) -> Vec<f64> {
+        (0..n).map(|i| i as f64 * 0.1).collect()
+    }
+
+    #[test]
+    fn a_sawtooth_resets_and_its_floor_is_the_cycle_troughs() {
+        // Four cycles of a ramp 0..9 that drops back to 0.
+        let y: Vec<f64> = (0..40).map(|i| (i % 10) as f64).collect();
+        let x = hours(40);
+        let mut sd = None;
+        let resets = find_resets(&y, 9.0, 0.0, &mut sd);
+        assert_eq!(resets, [10, 20, 30]);
+        let (fx, fy) = floor_points(&x, &y, &resets);
+        assert_eq!(fy, [0.0; 4]);
+        assert_eq!(fx.len(), 4);
+        assert_eq!(first_reset_hours(&x, &y, &resets), Some(x[10]));
+    }
+
+    #[test]
+    fn noise_and_a_one_way_drop_are_not_resets() {
+        // A flat series with alternating noise: drops of the whole range, but nothing
+        // builds up between them.
+        let y: Vec<f64> = (0..40).map(|i| 100.0 + (i % 2) as f64).collect();
+        assert!(find_resets(&y, 101.0, 100.0, &mut None).is_empty());
+        // Growth, then one partial clean-up that leaves the level well above the start.
+        let mut y: Vec<f64> = (0..20).map(|i| 10.0 + i as f64).collect();
+        y.extend((0..20).map(|i| 20.0 + i as f64));
+        let x = hours(40);
+        let resets = find_resets(&y, 39.0, 10.0, &mut None);
+        assert_eq!(first_reset_hours(&x, &y, &resets), None, "{resets:?}");
+    }
+
+    #[test]
+    fn a_mid_run_low_well_below_the_start_is_a_dip() {
+        let x = hours(50);
+        // Starts at 100, falls to 20 in the middle, ends at 200.
+        let y: Vec<f64> = (0..50)
+            .map(|i| match i {
+                0..=9 => 100.0,
+                10..=29 => 20.0,
+                _ => 200.0,
+            })
+            .collect();
+        let start = edge_level(&y, true);
+        let end = edge_level(&y, false);
+        assert_eq!(dip_hours(&x, &y, start, end, Some(1.0)), Some(x[10]));
+        // Without the low: none.
+        let y: Vec<f64> = (0..50).map(|i| 100.0 + i as f64).collect();
+        let (start, end) = (edge_level(&y, true), edge_level(&y, false));
+        assert_eq!(dip_hours(&x, &y, start, end, Some(1.0)), None);
+    }
+
+    #[test]
+    fn growth_that_stops_at_a_knee_is_stopped_and_one_that_starts_late_is_recent() {
+        let x = hours(60);
+        let quantum = |y: &[f64]| growth_quantum(y);
+        // Rises 1 per point for 20 points, then flat.
+        let y: Vec<f64> = (0..60).map(|i| i.min(20) as f64).collect();
+        let q = quantum(&y);
+        let split = |k: usize| q.and_then(|q| QuantaSplit::at(&x, &y, k, q));
+        let ts = stats::theil_sen(&x, &y).unwrap();
+        let (stopped, _) = knee_changes(&x, &y, ts, &split);
+        let (at, before, after) = stopped.expect("stopped at the knee");
+        assert!((0.2..0.45).contains(&at), "{at}");
+        assert!(before > 5.0 && after.abs() < 1e-9, "{before} {after}");
+        // Flat for 40 points, then rising: the current rate is the late slope.
+        let y: Vec<f64> = (0..60).map(|i| (i.max(40) - 40) as f64).collect();
+        let q = quantum(&y);
+        let split = |k: usize| q.and_then(|q| QuantaSplit::at(&x, &y, k, q));
+        let ts = stats::theil_sen(&x, &y).unwrap_or(0.0);
+        let (stopped, recent) = knee_changes(&x, &y, ts, &split);
+        assert!(stopped.is_none());
+        assert!(
+            recent > 2.0 * ts && (recent - 10.0).abs() < 1.0,
+            "{recent} vs {ts}"
+        );
     }
 }
