@@ -333,6 +333,10 @@ pub(super) fn fit_run(x_all: &[f64], y_all: &[f64]) -> Option<RunFit> {
     let falls_from_peak = peak_frac < 0.5
         && end < 0.8 * peak
         && falls_from_peak(x, y, &y_all[..n_all], peak_i, end, noise_sd);
+    // The step noise is needed below in any case (the dip and the steps): computed once
+    // per run here (it was computed twice for most runs, each a copy and two selections
+    // over every point).
+    let noise_sd = noise_sd.unwrap_or_else(|| stats::step_noise_sd(y_all));
     // Levels as medians of three neighbours, as in QuantaSplit: exact on a staircase.
     let level = |i: usize| stats::median(&y[i.saturating_sub(1)..(i + 2).min(n)]).unwrap_or(y[i]);
     let late_at = (((1.0 - evidence::LATE_SHARE) * (n - 1) as f64).round() as usize).min(n - 1);
@@ -348,7 +352,7 @@ pub(super) fn fit_run(x_all: &[f64], y_all: &[f64]) -> Option<RunFit> {
             .min_by(|a, b| a.1.total_cmp(b.1))
             .map(|(i, v)| (lo + i, *v))
             .unwrap_or((0, start));
-        let sd = noise_sd.unwrap_or_else(|| stats::step_noise_sd(y_all));
+        let sd = noise_sd;
         let depth = start - low;
         (end > start && depth > 0.5 * (end - start) && depth > RESET_NOISE_SIGMAS * sd)
             .then(|| x_all[i] - x_all[0])
@@ -358,7 +362,11 @@ pub(super) fn fit_run(x_all: &[f64], y_all: &[f64]) -> Option<RunFit> {
         points: n_all,
         quantum,
         late_rise,
-        steps: evidence::steps(y_all),
+        steps: if stats::reference_paths() {
+            evidence::steps(y_all)
+        } else {
+            evidence::steps_given_noise(y_all, |_| noise_sd)
+        },
         floor_rise: floor_ts * floor_span,
         // Only a drop back to where the run began looks like a batch's first flush; one
         // that leaves the level well above it (a partial clean-up) does not.
