@@ -393,7 +393,7 @@ mod tests {
                         state ^= state << 13;
                         state ^= state >> 7;
                         state ^= state << 17;
-                        let jump = if state % 7 == 0 { 50.0 } else { 0.0 };
+                        let jump = if state.is_multiple_of(7) { 50.0 } else { 0.0 };
                         (state % (3 + round as u64)) as f64 + jump + i as f64 * 0.1
                     })
                     .collect();
