@@ -70,4 +70,13 @@ fn main() {
     time("knee (reduced)", &|| {
         black_box(stats::knee(&bx, &by, 10));
     });
+    time("step_noise_sd (full)", &|| {
+        black_box(stats::step_noise_sd(&y));
+    });
+    time("steps (full)", &|| {
+        black_box(leakscope::model::evidence::steps(&y));
+    });
+    time("median (full)", &|| {
+        black_box(stats::median(&y));
+    });
 }

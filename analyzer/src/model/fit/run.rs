@@ -211,6 +211,10 @@ pub(super) fn fit_run(x_all: &[f64], y_all: &[f64]) -> Option<RunFit> {
     let falls_from_peak = peak_frac < 0.5
         && end < 0.8 * peak
         && falls_from_peak(x, y, &y_all[..n_all], peak_i, end, noise_sd);
+    // The step noise is needed below in any case (the dip and the steps): computed once per
+    // run here (it was computed twice for most runs, each a copy and two selections over
+    // every point).
+    let noise_sd = noise_sd.unwrap_or_else(|| stats::step_noise_sd(y_all));
     // Levels as medians of three neighbours, as in QuantaSplit: exact on a staircase.
     let level = |i: usize| stats::median(&y[i.saturating_sub(1)..(i + 2).min(n)]).unwrap_or(y[i]);
     let late_at = (((1.0 - evidence::LATE_SHARE) * (n - 1) as f64).round() as usize).min(n - 1);
@@ -222,7 +226,7 @@ pub(super) fn fit_run(x_all: &[f64], y_all: &[f64]) -> Option<RunFit> {
         points: n_all,
         quantum,
         late_rise,
-        steps: evidence::steps(y_all),
+        steps: evidence::steps_given_noise(y_all, |_| noise_sd),
         floor_rise: floor_ts * floor_span,
         first_reset_hours: first_reset_hours(x_all, y_all, &reset_at),
         recent_ts,
@@ -401,13 +405,7 @@ fn trend_test(x: &[f64], y: &[f64], ts: f64) -> KendallS {
 /// Hours from the run's start to a low in its middle well below where it started, by half
 /// the run's net growth (`start` to `end`) and by [`RESET_NOISE_SIGMAS`] of step noise (one
 /// noisy point is no dip).
-fn dip_hours(
-    x_all: &[f64],
-    y_all: &[f64],
-    start: f64,
-    end: f64,
-    noise_sd: Option<f64>,
-) -> Option<f64> {
+fn dip_hours(x_all: &[f64], y_all: &[f64], start: f64, end: f64, noise_sd: f64) -> Option<f64> {
     let n_all = y_all.len();
     let (lo, hi) = (n_all / 10, n_all - n_all / 10);
     let (i, low) = y_all[lo..hi]
@@ -416,9 +414,8 @@ fn dip_hours(
         .min_by(|a, b| a.1.total_cmp(b.1))
         .map(|(i, v)| (lo + i, *v))
         .unwrap_or((0, start));
-    let sd = noise_sd.unwrap_or_else(|| stats::step_noise_sd(y_all));
     let depth = start - low;
-    (end > start && depth > 0.5 * (end - start) && depth > RESET_NOISE_SIGMAS * sd)
+    (end > start && depth > 0.5 * (end - start) && depth > RESET_NOISE_SIGMAS * noise_sd)
         .then(|| x_all[i] - x_all[0])
 }
 
@@ -584,11 +581,11 @@ mod tests {
             .collect();
         let start = edge_level(&y, true);
         let end = edge_level(&y, false);
-        assert_eq!(dip_hours(&x, &y, start, end, Some(1.0)), Some(x[10]));
+        assert_eq!(dip_hours(&x, &y, start, end, 1.0), Some(x[10]));
         // Without the low: none.
         let y: Vec<f64> = (0..50).map(|i| 100.0 + i as f64).collect();
         let (start, end) = (edge_level(&y, true), edge_level(&y, false));
-        assert_eq!(dip_hours(&x, &y, start, end, Some(1.0)), None);
+        assert_eq!(dip_hours(&x, &y, start, end, 1.0), None);
     }
 
     #[test]
