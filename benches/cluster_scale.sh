@@ -147,9 +147,9 @@ print(f"{n} executor(s): GROUP BY {gb:.2f} s ({gb / lgb:.2f}x in process), "
 print(f"{n} executor(s): rank --by {by} {rk:.2f} s ({rk / lrk:.2f}x in process), "
       f"{rkb / rows:.2f} loopback bytes per row, client peak RSS {rkrss // 1024} MiB, "
       f"executor peak RSS {ex.strip()} MiB, byte-identical ranking: {same}")
-hours = 100e9 / (rate * 100) / 3600
+secs = 100e9 / (rate * 100)
 print(f"model at {rate / 1e6:.1f} M rows/s per executor: 100 billion rows on 100 executors "
-      f"scan in {hours * 60:.0f} min, moving about {gbb / rows * 100e9 / 1e9:.0f} GB for the "
+      f"scan in {secs:.0f} s, moving about {gbb / rows * 100e9 / 1e9:.0f} GB for the "
       f"GROUP BY by stack and {rkb / rows * 100e9 / 1e9:.0f} GB for rank --by {by}")
 EOF
     stop_cluster
