@@ -173,6 +173,14 @@ pub fn physical_codec() -> Arc<dyn PhysicalExtensionCodec> {
     Arc::new(BallistaPhysicalExtensionCodec::default())
 }
 
+/// Largest join side (bytes) that is broadcast to every task instead of repartitioning
+/// both sides; `rank --cluster` ships its stack-to-group map (about 40 bytes per stack) and
+/// its profile list as such sides.
+const BROADCAST_BYTES: u64 = 64 << 20;
+
+/// Largest join side (rows) that is broadcast, see [`BROADCAST_BYTES`].
+const BROADCAST_ROWS: u64 = 4 << 20;
+
 /// The session configuration of every part: Ballista's, with [`logical_codec`] and the
 /// static distributed planner.
 ///
@@ -187,6 +195,15 @@ pub fn session_config() -> SessionConfig {
         .set_bool(
             ballista_core::config::BALLISTA_ADAPTIVE_PLANNER_ENABLED,
             false,
+        )
+        .set_bool("datafusion.optimizer.prefer_hash_join", true)
+        .set_u64(
+            "datafusion.optimizer.hash_join_single_partition_threshold",
+            BROADCAST_BYTES,
+        )
+        .set_u64(
+            "datafusion.optimizer.hash_join_single_partition_threshold_rows",
+            BROADCAST_ROWS,
         )
 }
 

@@ -47,20 +47,29 @@ fn stack_values(stack_ids: &[u64], stack_group: &[u32]) -> String {
 }
 
 /// The FROM clause shared by both queries: samples of the scan's kind, joined to the
-/// profiles that count and (left: rows of unknown stacks still count as rows read) to the
+/// profiles that count and (outer: rows of unknown stacks still count as rows read) to the
 /// known stacks.
+///
+/// Both inline tables come first, so that DataFusion builds its hash tables from them and
+/// Ballista broadcasts them to every task (`CollectLeft`, below the broadcast thresholds of
+/// [`crate::source::cluster::session_config`]): the sample rows never leave the task that
+/// read them, only the partial aggregates do. Written the other way round (samples `LEFT
+/// JOIN` stacks), the planner repartitioned every sample row by stack id over the network.
 fn from_clause(scan: &SampleScan, profiles: &str, stacks: &str) -> String {
     format!(
-        "FROM {samples} s \
-         JOIN (VALUES {profiles}) AS p(capture, pid) \
-           ON s.{CAPTURE_COLUMN} = p.capture AND s.{pid} = CAST(p.pid AS BIGINT UNSIGNED) \
-         LEFT JOIN (VALUES {stacks}) AS m(sid, si, g) \
-           ON s.{sid} = CAST(m.sid AS BIGINT UNSIGNED) \
-         WHERE s.{kind} = {k}",
+        "FROM (VALUES {stacks}) AS m(sid, si, g) \
+         RIGHT JOIN (\
+           SELECT s.{CAPTURE_COLUMN}, s.{pid}, s.{sid}, s.{value} \
+           FROM (VALUES {profiles}) AS p(capture, pid) \
+           JOIN {samples} s \
+             ON s.{CAPTURE_COLUMN} = p.capture AND s.{pid} = CAST(p.pid AS BIGINT UNSIGNED) \
+           WHERE s.{kind} = {k}) s \
+         ON s.{sid} = CAST(m.sid AS BIGINT UNSIGNED)",
         samples = Table::Samples.name(),
         pid = col::PROFILE_ID,
         sid = col::STACK_ID,
         kind = col::KIND,
+        value = scan.column,
         k = literal(scan.kind),
     )
 }
@@ -122,7 +131,7 @@ pub async fn scan_samples(
     // Each known stack's total over the counted profiles (the representative stack).
     let weights = format!(
         "SELECT CAST(m.si AS INT UNSIGNED), SUM({value}) {from} \
-         AND m.si IS NOT NULL AND {value} IS NOT NULL GROUP BY 1"
+         WHERE m.si IS NOT NULL AND {value} IS NOT NULL GROUP BY 1"
     );
     for b in crate::sql::collect(ctx, &weights).await? {
         let si = b.column(0).as_primitive::<UInt32Type>();
