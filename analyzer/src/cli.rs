@@ -400,6 +400,11 @@ pub(crate) struct FleetRankArgs {
     /// Captures ranked at the same time.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub(crate) jobs: u16,
+    /// Read and aggregate each capture's sample rows on a Ballista cluster
+    /// (leakscope-scheduler and leakscope-executor, see docs/cluster.md); fitting and the
+    /// fleet summary stay in this process. Executors read the same capture paths.
+    #[arg(long, value_name = "df://HOST:PORT")]
+    pub(crate) cluster: Option<String>,
     /// An outlier's rate is at least this many times the other units' median.
     #[arg(long, default_value_t = 3.0)]
     pub(crate) outlier_factor: f64,

@@ -41,6 +41,7 @@ fn options(a: &FleetRankArgs) -> anyhow::Result<FleetOptions> {
             first: a.first,
         },
         jobs: usize::from(a.jobs),
+        cluster: a.cluster.clone(),
         rule: OutlierRule {
             z: a.outlier_z,
             factor: a.outlier_factor,

@@ -445,6 +445,32 @@ fn rank_on_the_cluster_is_the_local_ranking() {
     assert_eq!(local.status.code(), remote.status.code());
     assert_eq!(local.stdout, remote.stdout);
     assert_eq!(local.status.code(), Some(1), "the demo leaks");
+
+    // `fleet rank --cluster` scans every capture of a fleet on the executors: the same
+    // fleet JSON (units, outliers, spreads) as in process.
+    let fleet = dir.path().join("fleet");
+    std::fs::create_dir_all(&fleet).unwrap();
+    copy_dir(&demo, &fleet.join("demo"));
+    copy_dir(&synth, &fleet.join("synth"));
+    let loc = fleet.display().to_string();
+    let args = ["fleet", "rank", &loc, "--by", "capture", "--format", "json"];
+    let local = leakscope(&args);
+    let mut on_cluster = args.to_vec();
+    on_cluster.extend(["--cluster", url]);
+    let remote = leakscope(&on_cluster);
+    assert_eq!(
+        local.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&local.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&local.stdout).expect("fleet JSON");
+    assert_eq!(v["captures_ranked"], 2, "{v}");
+    assert!(
+        local.stdout == remote.stdout && local.status.code() == remote.status.code(),
+        "fleet rank differs on the cluster: {}",
+        String::from_utf8_lossy(&remote.stderr)
+    );
 }
 
 #[test]
@@ -474,4 +500,13 @@ fn an_unreachable_scheduler_is_a_one_line_error() {
         "http://127.0.0.1:1",
     ]);
     assert_one_line_error(&o, &["http://127.0.0.1:1", "df://HOST:PORT"]);
+
+    let o = leakscope(&[
+        "fleet",
+        "rank",
+        &demo_capture().display().to_string(),
+        "--cluster",
+        &url,
+    ]);
+    assert_one_line_error(&o, &[&url, "cannot reach"]);
 }

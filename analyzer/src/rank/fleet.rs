@@ -32,6 +32,9 @@ pub struct FleetOptions {
     pub jobs: usize,
     /// When a unit is an outlier.
     pub rule: OutlierRule,
+    /// The Ballista scheduler (`df://HOST:PORT`) that scans each capture, or `None` to scan
+    /// in this process.
+    pub cluster: Option<String>,
 }
 
 /// Why a capture was left out of the fleet.
@@ -183,14 +186,21 @@ fn unit_of(by: &UnitBy, name: &str, cap: &Capture) -> std::result::Result<String
 
 /// Opens and ranks one capture, keeping only what the fleet needs.
 async fn rank_capture(path: &Path, name: &str, opts: &FleetOptions) -> Ranked {
-    let cat = match catalog::open(&[path.to_path_buf()], &opts.rank.rules).await {
+    let dirs = [path.to_path_buf()];
+    let opened = match &opts.cluster {
+        Some(url) => crate::source::cluster::open(url, &dirs, &opts.rank.rules)
+            .await
+            .map_err(|e| e.to_string()),
+        None => catalog::open(&dirs, &opts.rank.rules)
+            .await
+            .map_err(|e| e.to_string()),
+    };
+    let cat = match opened {
         Ok(c) => c,
-        Err(e) => {
+        Err(error) => {
             return Ranked {
                 skipped_segments: Vec::new(),
-                outcome: Err(SkipReason::Unreadable {
-                    error: e.to_string(),
-                }),
+                outcome: Err(SkipReason::Unreadable { error }),
             }
         }
     };
@@ -254,6 +264,16 @@ pub async fn rank_fleet(
     progress: &(dyn Fn(usize, usize) + Sync),
 ) -> Result<FleetRanking> {
     let paths: Vec<PathBuf> = discover::find_captures(location).await?;
+    if let Some(url) = &opts.cluster {
+        // One reachability check up front: an unreachable scheduler is one error, not a
+        // thousand skipped captures.
+        crate::source::cluster::connect(url)
+            .await
+            .map_err(|e| AnalyzeError::Fleet {
+                location: location.to_path_buf(),
+                reason: e.to_string(),
+            })?;
+    }
     let total = paths.len();
     let mut acc = FleetAccumulator::default();
     let mut skipped_captures = Vec::new();
