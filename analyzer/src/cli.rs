@@ -447,3 +447,25 @@ pub(crate) struct CompareArgs {
     #[arg(long)]
     pub(crate) fail_on_inconclusive: bool,
 }
+
+impl Command {
+    /// Every local capture location the command reads (for naming a corrupt segment after
+    /// a decoder failure); `sql` arguments count when they are existing directories.
+    pub(crate) fn locations(&self) -> Vec<PathBuf> {
+        match self {
+            Command::Sql(a) => a
+                .args
+                .iter()
+                .map(PathBuf::from)
+                .filter(|p| p.is_dir())
+                .collect(),
+            Command::Rank(a) => a.sel.captures.clone(),
+            Command::Check(a) => a.sel.captures.clone(),
+            Command::ExportPprof(a) => a.captures.clone(),
+            Command::Report(a) => a.sel.captures.clone(),
+            Command::Watch(a) => vec![a.capture.clone()],
+            Command::Fleet(FleetCommand::Rank(a)) => vec![a.location.clone()],
+            Command::Compare(a) => vec![a.before.clone(), a.after.clone()],
+        }
+    }
+}

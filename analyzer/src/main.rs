@@ -5,6 +5,7 @@ mod fleet_cmd;
 
 use std::collections::HashSet;
 use std::io::{BufRead, IsTerminal, Write};
+use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -22,7 +23,7 @@ use leakscope::source::catalog::{self, Catalog, SkippedSegment};
 use leakscope::sql::{self, QUERIES};
 use leakscope::watch::runner::{CaptureRounds, Runner, Stop, WatchEnd};
 use leakscope::watch::{self, State, Webhook};
-use leakscope_capture::exit;
+use leakscope_capture::{decode_guard, exit};
 
 /// The exit status of a finished `watch` (see [`leakscope_capture::exit`]).
 fn watch_status(end: WatchEnd) -> ExitCode {
@@ -440,8 +441,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn main() -> ExitCode {
+    decode_guard::install_hook();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
+    let locations = cli.command.locations();
     if matches!(cli.command, Command::Watch(_)) {
         // Before the runtime starts its threads: they inherit the lower priority.
         for failed in watch::lower_priority() {
@@ -452,14 +455,44 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
     {
-        Ok(rt) => rt.block_on(run(cli)),
+        Ok(rt) => match std::panic::catch_unwind(AssertUnwindSafe(|| rt.block_on(run(cli)))) {
+            Ok(r) => r,
+            // Only a panic of the Parquet/Arrow decoders (stashed by the hook) is bad input;
+            // any other panic is a bug and keeps its default report and exit status.
+            Err(payload) if decode_guard::is_stashed() => Err(anyhow::anyhow!(
+                "{}",
+                decode_guard::panic_message(&*payload)
+            )),
+            Err(payload) => std::panic::resume_unwind(payload),
+        },
         Err(e) => Err(anyhow::Error::new(e).context("starting the async runtime")),
+    };
+    // A decoder panic inside a worker may also come back as an ordinary error ("task
+    // panicked"); either way, name the damaged segment.
+    let result = match decode_guard::take_stashed() {
+        Some(message) => Err(decoder_failure(&locations, message)),
+        None => result,
     };
     match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("leakscope: error: {}", one_line(&format!("{e:#}")));
             ExitCode::from(exit::ERROR)
+        }
+    }
+}
+
+/// The one-line error for a decoder panic: the damaged segment found below `locations`, or
+/// (remote captures, or a damage that no longer reproduces) the locations and the message.
+fn decoder_failure(locations: &[PathBuf], message: String) -> anyhow::Error {
+    match leakscope::source::corrupt::find_corrupt_segment(locations) {
+        Some(e) => anyhow::Error::new(e),
+        None => {
+            let names: Vec<String> = locations.iter().map(|l| l.display().to_string()).collect();
+            anyhow::anyhow!(
+                "{}: corrupt Parquet data in a segment (the decoder failed: {message})",
+                names.join(", ")
+            )
         }
     }
 }

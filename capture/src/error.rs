@@ -38,6 +38,15 @@ pub enum CaptureError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The Parquet decoder panicked on a damaged page of `path` (see
+    /// [`crate::decode_guard`]).
+    #[error("{path}: corrupt Parquet data (the decoder failed: {message})")]
+    CorruptData {
+        /// The segment involved.
+        path: PathBuf,
+        /// The decoder's panic message.
+        message: String,
+    },
     /// Another writer (`record` or `import`) holds the capture's lock.
     #[error("{path}: another leakscope-recorder (record or import) is writing this capture{holder}; wait for it to finish or choose another --out")]
     Locked {

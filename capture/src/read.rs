@@ -2,10 +2,13 @@
 
 use std::collections::HashSet;
 use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
 
 use arrow_array::{Array, RecordBatch, UInt64Array};
 use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
 
+use crate::decode_guard;
+use crate::footer_check;
 use crate::schema::Table;
 use crate::segment::list_segments;
 use crate::{CaptureError, Result};
@@ -41,19 +44,49 @@ pub fn profile_ids(dir: &Path) -> Result<HashSet<u64>> {
 /// Reads one segment file. The Arrow schema a writer embeds in the footer (`ARROW:schema`)
 /// is not used: arrow-ipc panics on a damaged one ("Type NONE not supported", found by the
 /// `capture_read` fuzz target), and the Parquet types alone give the capture's Arrow types.
+/// A panic of the decoder on a damaged page is this file's error
+/// ([`crate::decode_guard`]).
 pub fn read_segment(path: &Path) -> Result<Vec<RecordBatch>> {
-    let file = File::open(path).map_err(|e| CaptureError::io(path, e))?;
+    let mut file = File::open(path).map_err(|e| CaptureError::io(path, e))?;
+    let tail = footer_tail(&mut file).map_err(|e| CaptureError::io(path, e))?;
+    footer_check::check_tail(&tail).map_err(|e| CaptureError::BadSegment {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
     let options = ArrowReaderOptions::new().with_skip_arrow_metadata(true);
-    let reader = ParquetRecordBatchReaderBuilder::try_new_with_options(file, options)
-        .map_err(|e| CaptureError::parquet(path, e))?
-        .build()
-        .map_err(|e| CaptureError::parquet(path, e))?;
-    reader
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| CaptureError::Parquet {
+    let decode = || {
+        ParquetRecordBatchReaderBuilder::try_new_with_options(file, options)?
+            .build()?
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(parquet::errors::ParquetError::from)
+    };
+    match decode_guard::catch(decode) {
+        Ok(Ok(batches)) => Ok(batches),
+        Ok(Err(e)) => Err(CaptureError::parquet(path, e)),
+        Err(message) => Err(CaptureError::CorruptData {
             path: path.to_path_buf(),
-            source: e.into(),
-        })
+            message,
+        }),
+    }
+}
+
+/// The footer of `file` with its length and magic (the last 8 + footer length bytes), or
+/// the whole file when it is shorter than its declared footer.
+fn footer_tail(file: &mut File) -> std::io::Result<Vec<u8>> {
+    let len = file.metadata()?.len();
+    let mut last = [0u8; 8];
+    if len < 8 {
+        return Ok(Vec::new());
+    }
+    file.seek(SeekFrom::Start(len - 8))?;
+    file.read_exact(&mut last)?;
+    let footer = u64::from(u32::from_le_bytes([last[0], last[1], last[2], last[3]]));
+    let start = len.saturating_sub(footer + 8);
+    let mut tail = Vec::with_capacity((len - start) as usize);
+    file.seek(SeekFrom::Start(start))?;
+    file.take(len - start).read_to_end(&mut tail)?;
+    file.seek(SeekFrom::Start(0))?;
+    Ok(tail)
 }
 
 #[cfg(test)]
@@ -69,6 +102,19 @@ mod tests {
         let path =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/bad-arrow-schema.parquet");
         let _ = read_segment(&path);
+    }
+
+    /// Regression: definition levels that disagree with their page header (found by the
+    /// `capture_read` fuzz target) make parquet 59 panic inside arrow-buffer; the read is
+    /// this file's one-line error instead.
+    #[test]
+    fn a_decoder_panic_is_an_error_naming_the_segment() {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/bad-definition-levels.parquet");
+        let err = read_segment(&path).expect_err("a damaged page").to_string();
+        assert!(err.contains("bad-definition-levels.parquet"), "{err}");
+        assert!(err.contains("corrupt Parquet data"), "{err}");
+        assert!(!err.contains('\n'), "{err}");
     }
 
     /// Without the embedded Arrow schema, every table reads with the capture's own types.

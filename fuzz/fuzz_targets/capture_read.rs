@@ -2,12 +2,15 @@
 //! footer-mutated Parquet) written as a segment of every table of a scratch capture, once
 //! committed (with a `_commits/` marker) and once as a legacy capture, then read through
 //! the capture crate's reader (`list_segments`, `read_table`, `profile_ids`,
-//! `incomplete_sets`). Errors are fine; a panic, an OOM or a hang is a bug.
+//! `incomplete_sets`). Errors are fine; a panic, an OOM or a hang is a bug. The Parquet
+//! decoder's own panics on damaged pages are contained by the reader and count as errors
+//! (`decode_guard`, whose hook defers every other panic to libFuzzer's, which aborts).
 #![no_main]
 
 use std::fs;
 use std::path::Path;
 
+use leakscope_capture::decode_guard;
 use leakscope_capture::read;
 use leakscope_capture::schema::Table;
 use leakscope_capture::segment;
@@ -30,6 +33,7 @@ fn read_everything(dir: &Path) {
 }
 
 fuzz_target!(|data: &[u8]| {
+    decode_guard::install_hook();
     let base = if Path::new("/dev/shm").is_dir() {
         tempfile::tempdir_in("/dev/shm")
     } else {

@@ -259,6 +259,9 @@ fn parse_kind(s: &str) -> Result<ProfileKind, String> {
 }
 
 fn main() -> ExitCode {
+    // A damaged segment read back (import's resume, upload) is an error naming the file,
+    // without a panic report on stderr.
+    leakscope_capture::decode_guard::install_hook();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
         .format_target(false)
         .init();
