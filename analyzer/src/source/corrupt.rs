@@ -66,7 +66,7 @@ mod tests {
             part.join("b.parquet"),
         )
         .unwrap();
-        assert!(find_corrupt_segment(&[demo.clone()]).is_none());
+        assert!(find_corrupt_segment(std::slice::from_ref(&demo)).is_none());
         let err = find_corrupt_segment(&[cap]).expect("the damaged segment");
         assert!(err.to_string().contains("b.parquet"), "{err}");
     }
