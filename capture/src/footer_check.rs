@@ -11,6 +11,8 @@
 //! otherwise leaves all decoding to the Parquet crate.
 
 use std::fmt;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
 
 /// Deepest nesting of structs, lists and maps accepted (the Parquet crate's own limit).
 const MAX_DEPTH: u32 = 64;
@@ -175,6 +177,26 @@ pub fn check_tail(tail: &[u8]) -> Result<(), FooterError> {
         pos: 0,
     };
     w.fields(0)
+}
+
+/// Reads the footer of `file` (its last 8 + footer-length bytes, or the whole file when
+/// shorter) and checks it with [`check_tail`]; the file is left at its start. The outer
+/// error is an I/O failure, the inner one a corrupt footer.
+pub fn check_file(file: &mut File) -> std::io::Result<Result<(), FooterError>> {
+    let len = file.metadata()?.len();
+    if len < 8 {
+        return Ok(Ok(()));
+    }
+    let mut last = [0u8; 8];
+    file.seek(SeekFrom::Start(len - 8))?;
+    file.read_exact(&mut last)?;
+    let footer = u64::from(u32::from_le_bytes([last[0], last[1], last[2], last[3]]));
+    let start = len.saturating_sub(footer + 8);
+    let mut tail = Vec::with_capacity((len - start) as usize);
+    file.seek(SeekFrom::Start(start))?;
+    file.take(len - start).read_to_end(&mut tail)?;
+    file.seek(SeekFrom::Start(0))?;
+    Ok(check_tail(&tail))
 }
 
 #[cfg(test)]

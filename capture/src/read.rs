@@ -2,7 +2,6 @@
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
 
 use arrow_array::{Array, RecordBatch, UInt64Array};
 use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
@@ -48,11 +47,16 @@ pub fn profile_ids(dir: &Path) -> Result<HashSet<u64>> {
 /// ([`crate::decode_guard`]).
 pub fn read_segment(path: &Path) -> Result<Vec<RecordBatch>> {
     let mut file = File::open(path).map_err(|e| CaptureError::io(path, e))?;
-    let tail = footer_tail(&mut file).map_err(|e| CaptureError::io(path, e))?;
-    footer_check::check_tail(&tail).map_err(|e| CaptureError::BadSegment {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })?;
+    match footer_check::check_file(&mut file) {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            return Err(CaptureError::BadSegment {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })
+        }
+        Err(e) => return Err(CaptureError::io(path, e)),
+    }
     let options = ArrowReaderOptions::new().with_skip_arrow_metadata(true);
     let decode = || {
         ParquetRecordBatchReaderBuilder::try_new_with_options(file, options)?
@@ -68,25 +72,6 @@ pub fn read_segment(path: &Path) -> Result<Vec<RecordBatch>> {
             message,
         }),
     }
-}
-
-/// The footer of `file` with its length and magic (the last 8 + footer length bytes), or
-/// the whole file when it is shorter than its declared footer.
-fn footer_tail(file: &mut File) -> std::io::Result<Vec<u8>> {
-    let len = file.metadata()?.len();
-    let mut last = [0u8; 8];
-    if len < 8 {
-        return Ok(Vec::new());
-    }
-    file.seek(SeekFrom::Start(len - 8))?;
-    file.read_exact(&mut last)?;
-    let footer = u64::from(u32::from_le_bytes([last[0], last[1], last[2], last[3]]));
-    let start = len.saturating_sub(footer + 8);
-    let mut tail = Vec::with_capacity((len - start) as usize);
-    file.seek(SeekFrom::Start(start))?;
-    file.take(len - start).read_to_end(&mut tail)?;
-    file.seek(SeekFrom::Start(0))?;
-    Ok(tail)
 }
 
 #[cfg(test)]

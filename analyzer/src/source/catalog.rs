@@ -18,6 +18,7 @@ use datafusion::datasource::listing::{
 };
 use datafusion::execution::config::SessionConfig;
 use datafusion::prelude::SessionContext;
+use leakscope_capture::footer_check;
 use leakscope_capture::manifest::Manifest;
 use leakscope_capture::schema::{Table, PARTITION_COLUMN};
 use leakscope_capture::segment::list_segments;
@@ -98,7 +99,12 @@ pub fn open_capture(dir: &Path) -> Result<Capture> {
 /// by another tool whose types differ has the columns that need it read once and checked
 /// value by value (a negative Int64 `stack_id` cannot be a UInt64 id).
 fn check_segment(path: &Path, table: Table) -> std::result::Result<(), String> {
-    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    // A footer whose lists declare more elements than it has bytes would keep the Parquet
+    // crate busy for a quarter second or more per file (see `footer_check`).
+    footer_check::check_file(&mut file)
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
     // The footer's embedded Arrow schema is not trusted (see scan::open).
     let options =
         parquet::arrow::arrow_reader::ArrowReaderOptions::new().with_skip_arrow_metadata(true);
