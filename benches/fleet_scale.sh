@@ -162,7 +162,7 @@ prune "$FLEET" "$CAPTURES"
 # marker; prune left only these).
 rows_of() {
     local dir=$1 n=$2
-    find "$dir/../.gen" -name 'pod-*.done' -exec sed -n 2p {} + | awk -v n="$n" -v d="$dir" '
+    find "$dir/../.gen" -name 'pod-*.done' -exec awk 'FNR == 2' {} + | awk -v n="$n" -v d="$dir" '
         { s += $1; c++ }
         END { if (c != n) { print "only " c " of " n " captures of " d " were generated" > "/dev/stderr"; exit 1 }
               printf "%.0f\n", s }'
