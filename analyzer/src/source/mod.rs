@@ -14,6 +14,7 @@ pub mod profiles;
 pub mod remote;
 pub mod scan;
 pub mod store;
+pub mod totals;
 pub mod values;
 pub mod window;
 
