@@ -399,8 +399,10 @@ mod tests {
                 hours: 0.16,
                 rows: 0,
                 findings,
+                totals: None,
             }],
             process: None,
+            stacks: None,
         }
     }
 

@@ -24,6 +24,7 @@ use crate::error::Result;
 use crate::source::catalog::{literal, CAPTURE_COLUMN};
 use crate::source::profiles::ProfileRef;
 use crate::source::scan::{Matrix, SampleMatrix, SampleScan};
+use crate::source::totals::IntSum;
 
 /// `VALUES` rows naming the profiles that count: (capture, profile id as text, matrix
 /// column). The answer carries the column, not the capture and id: 24 bytes per cell
@@ -96,15 +97,18 @@ pub async fn scan_samples(
             seen,
             stack_weight,
             rows,
+            totals: Some(Vec::new()),
         });
     }
+    let mut sums = vec![IntSum::default(); profiles.len()];
     let from = from_clause(
         scan,
         &profile_values(profiles),
         &stack_values(stack_ids, scan.stack_group),
     );
     let value = format!("s.{}", scan.column);
-    // The matrix: one sum per (profile, group), and every admitted row counted.
+    // The matrix: one sum per (profile, group), and every admitted row counted. The cells
+    // of rows of unknown stacks (group NULL) add to the profile's total only.
     let cells = format!(
         "SELECT CAST(s.col AS INT UNSIGNED), CAST(m.g AS INT UNSIGNED), \
          SUM({value}), COUNT(*) {from} GROUP BY 1, 2",
@@ -121,6 +125,7 @@ pub async fn scan_samples(
             }
             seen[p] = true;
             rows += n.value(i) as u64;
+            sums[p].add_sum(sum.is_valid(i).then(|| sum.value(i)));
             if g.is_valid(i) && sum.is_valid(i) {
                 matrix.column_mut(p)[g.value(i) as usize] += sum.value(i) as f64;
             }
@@ -141,10 +146,12 @@ pub async fn scan_samples(
             }
         }
     }
+    let totals = sums.iter().zip(&seen).map(|(s, r)| s.total(*r)).collect();
     Ok(SampleMatrix {
         matrix,
         seen,
         stack_weight,
         rows,
+        totals: Some(totals),
     })
 }

@@ -17,6 +17,7 @@ use crate::model::site::{FrameRef, GroupBy, SiteRules};
 use crate::model::stats;
 use crate::source::catalog::Catalog;
 use crate::source::profiles::ProfileRef;
+use crate::source::totals::ProfileTotals;
 use leakscope_capture::schema::{col, Table};
 
 /// One group's series as (run label, times in ns, values), run by run.
@@ -54,6 +55,9 @@ pub struct SeriesSet {
     pub alloc_at: Vec<f64>,
     /// Heap: the profile position of each checkpoint slot.
     pub checkpoint_cols: Vec<usize>,
+    /// The metric's column summed per profile over every row the scan read, for every
+    /// profile of the timeline (also those left out as unseen or repeats).
+    pub totals: Option<ProfileTotals>,
 }
 
 impl SeriesSet {
@@ -251,6 +255,9 @@ pub async fn load_series(
         matrix.rows,
         clock.elapsed()
     );
+    let totals = matrix
+        .totals
+        .map(|t| ProfileTotals::new(metric.kind(), metric.column(), &profiles, &t));
     // Profiles without any sample row (their samples segment is corrupt or was never
     // committed) would read as "everything dropped to zero": leave them out.
     let (mut values, seen) = (matrix.matrix, matrix.seen);
@@ -329,6 +336,7 @@ pub async fn load_series(
         sampling_period,
         alloc_at,
         checkpoint_cols,
+        totals,
     })
 }
 

@@ -15,6 +15,7 @@ pub mod profiles;
 pub mod remote;
 pub mod scan;
 pub mod store;
+pub mod totals;
 pub mod values;
 pub mod window;
 

@@ -34,6 +34,7 @@ use crate::model::site::FrameRef;
 use crate::source::catalog::Catalog;
 use crate::source::pread::PreadFile;
 use crate::source::remote::{RemoteSegment, SegmentBuilder};
+use crate::source::totals::{IntSum, Total};
 use crate::sql::conform;
 use crate::sql::udf::frames_of;
 
@@ -342,6 +343,10 @@ pub struct SampleMatrix {
     pub stack_weight: Vec<Option<f64>>,
     /// Sample rows of the counted profiles of this metric.
     pub rows: u64,
+    /// Each profile column's total of the value column over every row read, rows of
+    /// stacks outside any group included (see [`crate::source::totals`]); `None` when the
+    /// scan read no rows to sum (no groups).
+    pub totals: Option<Vec<Total>>,
 }
 
 /// The share of the work done by one rayon worker.
@@ -425,6 +430,8 @@ fn may_hold(stats: Option<&Statistics>, kind: &str) -> bool {
 struct Column<'m> {
     values: &'m mut [f64],
     warm: bool,
+    /// The profile's total of the value column, whatever the rows' stacks.
+    total: IntSum,
 }
 
 impl Column<'_> {
@@ -534,6 +541,10 @@ fn scan_one(
             if has_nulls && val.is_null(i) {
                 continue;
             }
+            // Summed here, before the stack is looked up, so the report's timeline needs
+            // no second scan (a GROUP BY over all 100M rows took 1.9 s CPU; this add did
+            // not measurably change the scan).
+            c.total.add(values[i]);
             let si = order.index(at, sid[i], scan.stack_index);
             if si == NO_STACK {
                 continue;
@@ -557,8 +568,8 @@ pub fn scan_samples(segs: &[Segment], scan: &SampleScan, profiles: usize) -> Res
     let total = AtomicU64::new(0);
     let stacks = scan.stack_group.len();
     let mut matrix = Matrix::zeroed(scan.groups, profiles);
-    let part = if scan.groups == 0 {
-        Partial::new(stacks)
+    let (part, sums) = if scan.groups == 0 {
+        (Partial::new(stacks), None)
     } else {
         let columns: Vec<Mutex<Column>> = matrix
             .data
@@ -567,20 +578,28 @@ pub fn scan_samples(segs: &[Segment], scan: &SampleScan, profiles: usize) -> Res
                 Mutex::new(Column {
                     values,
                     warm: false,
+                    total: IntSum::default(),
                 })
             })
             .collect();
-        segs.par_iter()
+        let part = segs
+            .par_iter()
             .try_fold(
                 || Partial::new(stacks),
                 |mut part, s| scan_one(s, scan, &columns, &total, &mut part).map(|_| part),
             )
-            .try_reduce(|| Partial::new(stacks), |a, b| Ok(a.merge(b)))?
+            .try_reduce(|| Partial::new(stacks), |a, b| Ok(a.merge(b)))?;
+        let sums: Vec<IntSum> = columns
+            .into_iter()
+            .map(|c| c.into_inner().unwrap_or_else(|e| e.into_inner()).total)
+            .collect();
+        (part, Some(sums))
     };
     let mut seen = vec![false; profiles];
     for p in part.seen {
         seen[p] = true;
     }
+    let totals = sums.map(|sums| sums.iter().zip(&seen).map(|(s, r)| s.total(*r)).collect());
     Ok(SampleMatrix {
         matrix,
         seen,
@@ -591,6 +610,7 @@ pub fn scan_samples(segs: &[Segment], scan: &SampleScan, profiles: usize) -> Res
             .map(|(w, p)| p.then_some(*w))
             .collect(),
         rows: part.rows,
+        totals,
     })
 }
 

@@ -444,6 +444,7 @@ mod tests {
             findings: vec![finding],
             sections: Vec::new(),
             process: None,
+            stacks: None,
         };
         let origin = Origin {
             name: "c".into(),

@@ -103,7 +103,7 @@ impl<'a> Report<'a> {
         ranking: &'a Ranking,
         opts: ReportOptions,
     ) -> Result<Report<'a>> {
-        let data = data::gather(cat, opts.from, opts.to).await?;
+        let data = data::gather(cat, ranking, opts.from, opts.to).await?;
         let spans: Vec<(i64, i64)> = data.runs.iter().map(|r| (r.first, r.last)).collect();
         let axis = TimeAxis::new(&spans);
         let mut markers = Markers::default();
