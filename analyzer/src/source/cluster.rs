@@ -182,7 +182,11 @@ const BROADCAST_BYTES: u64 = 64 << 20;
 const BROADCAST_ROWS: u64 = 4 << 20;
 
 /// The session configuration of every part: Ballista's, with [`logical_codec`] and the
-/// static distributed planner.
+/// static distributed planner; hash joins whose build side is the side written first in
+/// the query (`join_reordering` off), broadcast up to [`BROADCAST_BYTES`]. Statistics of
+/// a join's output are estimates, and with reordering on the planner put the sample side
+/// of `rank --cluster`'s joins on the build side and broadcast every sample row; with it
+/// off, the small inline tables written first are broadcast and sample rows stay put.
 ///
 /// Ballista's adaptive planner (the default) optimizes with a fixed list of rules that
 /// [`SortConstantsFirst`] cannot join, and its plans of window functions partitioned by a
@@ -197,6 +201,7 @@ pub fn session_config() -> SessionConfig {
             false,
         )
         .set_bool("datafusion.optimizer.prefer_hash_join", true)
+        .set_bool("datafusion.optimizer.join_reordering", false)
         .set_u64(
             "datafusion.optimizer.hash_join_single_partition_threshold",
             BROADCAST_BYTES,

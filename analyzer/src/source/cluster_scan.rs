@@ -133,14 +133,17 @@ pub async fn scan_samples(
     }
     (scan.progress)(rows);
     // Each known stack's total over the counted profiles (the representative stack).
-    let weights = format!(
-        "SELECT CAST(m.si AS INT UNSIGNED), SUM({value}) {from} \
-         WHERE m.si IS NOT NULL AND {value} IS NOT NULL GROUP BY 1"
-    );
+    // No WHERE here: filtering out the unknown stacks (`m.si IS NOT NULL`) turns the outer
+    // join into an inner one, and the planner then broadcast the sample side of that join
+    // to every task (16 bytes per row over loopback). NULL keys and sums are skipped here.
+    let weights = format!("SELECT CAST(m.si AS INT UNSIGNED), SUM({value}) {from} GROUP BY 1");
     for b in crate::sql::collect(ctx, &weights).await? {
         let si = b.column(0).as_primitive::<UInt32Type>();
         let sum = b.column(1).as_primitive::<Int64Type>();
         for i in 0..b.num_rows() {
+            if si.is_null(i) || sum.is_null(i) {
+                continue;
+            }
             if let Some(w) = stack_weight.get_mut(si.value(i) as usize) {
                 *w = Some(sum.value(i) as f64);
             }
