@@ -446,6 +446,30 @@ fn rank_on_the_cluster_is_the_local_ranking() {
     assert_eq!(local.stdout, remote.stdout);
     assert_eq!(local.status.code(), Some(1), "the demo leaks");
 
+    // `report --cluster` takes its memory timeline from the totals the cluster's scan
+    // summed per profile: the same report as in process, apart from the command line.
+    let html = |extra: &[&str]| {
+        let out = dir.path().join(format!("report{}.html", extra.len()));
+        let mut args = vec!["report", cap.as_str(), "-o", out.to_str().unwrap()];
+        args.extend(extra);
+        let o = leakscope(&args);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let text = std::fs::read_to_string(&out).unwrap();
+        let cut = text
+            .find("<section id=\"command\">")
+            .expect("command section");
+        text[..cut].to_string()
+    };
+    assert!(
+        html(&[]) == html(&["--cluster", url]),
+        "the cluster's report differs from the local one"
+    );
+
     // `fleet rank --cluster` scans every capture of a fleet on the executors: the same
     // fleet JSON (units, outliers, spreads) as in process.
     let fleet = dir.path().join("fleet");
