@@ -22,8 +22,9 @@ use leakscope_capture::schema::{col, Table};
 
 use crate::error::Result;
 use crate::source::catalog::{literal, CAPTURE_COLUMN};
+use crate::source::matrix::Matrix;
 use crate::source::profiles::ProfileRef;
-use crate::source::scan::{Matrix, SampleMatrix, SampleScan};
+use crate::source::scan::{SampleMatrix, SampleScan};
 use crate::source::totals::IntSum;
 
 /// `VALUES` rows naming the profiles that count: (capture, profile id as text, matrix
@@ -127,7 +128,7 @@ pub async fn scan_samples(
             rows += n.value(i) as u64;
             sums[p].add_sum(sum.is_valid(i).then(|| sum.value(i)));
             if g.is_valid(i) && sum.is_valid(i) {
-                matrix.column_mut(p)[g.value(i) as usize] += sum.value(i) as f64;
+                matrix.add(p, g.value(i) as usize, sum.value(i));
             }
         }
     }

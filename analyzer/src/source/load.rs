@@ -41,7 +41,7 @@ pub struct SeriesSet {
     /// Stacks in each group.
     pub stack_counts: Vec<usize>,
     /// The value of every group in every profile, profile by profile.
-    pub matrix: crate::source::scan::Matrix,
+    pub matrix: crate::source::matrix::Matrix,
     /// Mean bytes per object of each group at the end of each run (heap only; 0 otherwise).
     pub object_size: Vec<f64>,
     /// Sample rows of the counted profiles of this metric.
@@ -96,11 +96,7 @@ impl SeriesSet {
 
     /// Rows of the groups in `groups` written one after another into `out` (reused, so
     /// fitting thousands of groups does not allocate and fault in fresh memory per chunk).
-    ///
-    /// The transpose goes in tiles of 8 profiles, so that each group's row is written a
-    /// whole cache line at a time while the tile's columns stay in cache.
     pub fn rows_into(&self, groups: std::ops::Range<usize>, out: &mut Vec<f64>) {
-        const TILE: usize = 8;
         let np = self.matrix.profiles();
         let ng = groups.len();
         if np == 0 {
@@ -108,23 +104,12 @@ impl SeriesSet {
             return;
         }
         if out.len() != ng * np {
-            // Every element is written below, so a reused buffer of the right size is not
-            // cleared first.
+            // Every element is written by the transpose, so a reused buffer of the right
+            // size is not cleared first.
             out.clear();
             out.resize(ng * np, 0.0);
         }
-        for p0 in (0..np).step_by(TILE) {
-            let p1 = (p0 + TILE).min(np);
-            let mut cols: [&[f64]; TILE] = [&[]; TILE];
-            for (c, p) in cols.iter_mut().zip(p0..p1) {
-                *c = &self.matrix.column(p)[groups.clone()];
-            }
-            for (k, row) in out.chunks_exact_mut(np).enumerate() {
-                for (dst, col) in row[p0..p1].iter_mut().zip(&cols) {
-                    *dst = col[k];
-                }
-            }
-        }
+        self.matrix.transpose_into(groups, out);
     }
 
     /// Time of each profile in hours since the first profile of its run.
@@ -344,7 +329,7 @@ pub async fn load_series(
 /// values differ from the previous column of its run (a heap profile that no GC changed is
 /// the same observation again).
 fn distinct_observations(
-    m: &crate::source::scan::Matrix,
+    m: &crate::source::matrix::Matrix,
     runs: &[(String, std::ops::Range<usize>)],
 ) -> Vec<bool> {
     // In parallel: by stack this compares the whole 800 MB matrix (10,000 x 10,000).
@@ -449,7 +434,7 @@ mod tests {
             [1.0, 3.0],
             [4.0, 3.0],
         ];
-        let m = crate::source::scan::Matrix::from_columns(2, cols.concat());
+        let m = crate::source::matrix::Matrix::from_columns(2, &cols.concat());
         let runs = vec![("a".to_string(), 0..3), ("b".to_string(), 3..6)];
         assert_eq!(
             distinct_observations(&m, &runs),
@@ -462,7 +447,7 @@ mod tests {
         for (groups, profiles) in [(5, 19), (3, 8), (1, 1), (4, 0)] {
             let data: Vec<f64> = (0..groups * profiles).map(|i| i as f64).collect();
             let set = SeriesSet {
-                matrix: crate::source::scan::Matrix::from_columns(groups, data),
+                matrix: crate::source::matrix::Matrix::from_columns(groups, &data),
                 ..SeriesSet::default()
             };
             let mut out = vec![-1.0; 7];

@@ -9,6 +9,7 @@ pub mod corrupt;
 pub mod discover;
 pub mod go_source;
 pub mod load;
+pub mod matrix;
 pub mod pread;
 pub mod process;
 pub mod profiles;

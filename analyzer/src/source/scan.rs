@@ -32,6 +32,7 @@ use crate::error::{AnalyzeError, Result};
 use crate::model::ids::IdMap;
 use crate::model::site::FrameRef;
 use crate::source::catalog::Catalog;
+use crate::source::matrix::{ColumnMut, Matrix};
 use crate::source::pread::PreadFile;
 use crate::source::remote::{RemoteSegment, SegmentBuilder};
 use crate::source::totals::{IntSum, Total};
@@ -266,71 +267,6 @@ pub struct SampleScan<'a> {
     pub progress: &'a (dyn Fn(u64) + Sync),
 }
 
-/// A dense groups x profiles matrix of f64, stored profile by profile (column-major), in
-/// one allocation.
-#[derive(Debug, Default)]
-pub struct Matrix {
-    data: Vec<f64>,
-    groups: usize,
-}
-
-impl Matrix {
-    /// A zeroed matrix. Its pages are not written yet: the scan writes each column's zeros
-    /// again just before it adds into the column (see [`Column`]). (Transparent huge
-    /// pages were measured slower here: the kernel zeroes and compacts 2 MiB at a time on
-    /// the first write.)
-    pub fn zeroed(groups: usize, profiles: usize) -> Matrix {
-        Matrix {
-            data: vec![0.0f64; groups * profiles],
-            groups,
-        }
-    }
-
-    /// A matrix over `data`, stored profile by profile (`data.len()` a multiple of `groups`).
-    pub fn from_columns(groups: usize, data: Vec<f64>) -> Matrix {
-        debug_assert!(
-            groups == 0 || data.len().is_multiple_of(groups),
-            "ragged matrix"
-        );
-        Matrix { data, groups }
-    }
-
-    /// Number of groups (values per profile column).
-    pub fn groups(&self) -> usize {
-        self.groups
-    }
-
-    /// Number of profile columns.
-    pub fn profiles(&self) -> usize {
-        self.data.len().checked_div(self.groups).unwrap_or(0)
-    }
-
-    /// The values of every group in profile `p`.
-    pub fn column(&self, p: usize) -> &[f64] {
-        &self.data[p * self.groups..(p + 1) * self.groups]
-    }
-
-    /// The values of every group in profile `p`, to add to.
-    pub fn column_mut(&mut self, p: usize) -> &mut [f64] {
-        &mut self.data[p * self.groups..(p + 1) * self.groups]
-    }
-
-    /// Keeps only the profile columns whose `keep` flag is set, in order.
-    pub fn retain_columns(&mut self, keep: &[bool]) {
-        let g = self.groups;
-        let mut to = 0;
-        for (p, k) in keep.iter().enumerate() {
-            if *k {
-                if to != p {
-                    self.data.copy_within(p * g..(p + 1) * g, to * g);
-                }
-                to += 1;
-            }
-        }
-        self.data.truncate(to * g);
-    }
-}
-
 /// The group x profile sums of one metric.
 #[derive(Debug, Default)]
 pub struct SampleMatrix {
@@ -428,7 +364,7 @@ fn may_hold(stats: Option<&Statistics>, kind: &str) -> bool {
 /// column's first user writes its zeros once, sequentially, before the first add: one
 /// plain fault per page, and the column is then in cache for the random adds.
 struct Column<'m> {
-    values: &'m mut [f64],
+    cells: ColumnMut<'m>,
     warm: bool,
     /// The profile's total of the value column, whatever the rows' stacks.
     total: IntSum,
@@ -438,7 +374,7 @@ impl Column<'_> {
     /// Writes the column's zeros, once, before its first add.
     fn warm_up(&mut self) {
         if !self.warm {
-            self.values.fill(0.0);
+            self.cells.write_zeros();
             self.warm = true;
         }
     }
@@ -549,9 +485,9 @@ fn scan_one(
             if si == NO_STACK {
                 continue;
             }
-            let (si, v) = (si as usize, values[i] as f64);
-            c.values[scan.stack_group[si] as usize] += v;
-            part.weights[si] += v;
+            let si = si as usize;
+            c.cells.add(scan.stack_group[si] as usize, values[i]);
+            part.weights[si] += values[i] as f64;
             part.present[si] = true;
         }
         drop(col);
@@ -572,11 +508,11 @@ pub fn scan_samples(segs: &[Segment], scan: &SampleScan, profiles: usize) -> Res
         (Partial::new(stacks), None)
     } else {
         let columns: Vec<Mutex<Column>> = matrix
-            .data
-            .chunks_mut(scan.groups)
-            .map(|values| {
+            .columns_mut()
+            .into_iter()
+            .map(|cells| {
                 Mutex::new(Column {
-                    values,
+                    cells,
                     warm: false,
                     total: IntSum::default(),
                 })
