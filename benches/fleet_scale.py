@@ -11,12 +11,19 @@
                               layer fetch (0 when the page cache holds the files).
   proxy PORTFILE TO_PORT COUNTS.json
                               a TCP proxy on a free loopback port (written to PORTFILE) to
-                              127.0.0.1:TO_PORT that counts the bytes each way and the HTTP/1.1
-                              request lines sent; COUNTS.json is
+                              127.0.0.1:TO_PORT (TCP_NODELAY both ways) that counts the bytes
+                              each way and the HTTP/1.1 request lines sent; COUNTS.json is
                               rewritten after every connection closes.
   upload ENDPOINT BUCKET PREFIX DIR
                               uploads every file below DIR to s3://BUCKET/PREFIX/ (boto3, 8
                               threads; credentials from the AWS_* environment).
+  s3s-etags ROOT BUCKET PREFIX DIR
+                              for s3s-fs serving DIR as s3://BUCKET/PREFIX/ from ROOT: writes
+                              each file's ETag (its MD5) where s3s-fs looks for it,
+                              ROOT/.bucket-B64(BUCKET).object-B64(KEY).internal.json (URL-safe
+                              base64, no padding). Without it s3s-fs hashes the whole file on
+                              every GET and HEAD, ranged or not. A file whose size and mtime
+                              match its record is not hashed again. Prints "FILES BYTES HASHED".
   compare LOCAL.json OTHER.json
                               prints what differs between two fleet JSON files, key by key.
   brief METRICS.json          one line of a measure's metrics.
@@ -82,6 +89,10 @@ def proxy(portfile, to_port, counts_path):
                 data = src.recv(1 << 18)
                 if not data:
                     break
+                # ACK at once (Linux resets this after a while): a sender with Nagle on
+                # (s3s-fs does not set TCP_NODELAY) would otherwise hold its next piece
+                # until our delayed ACK.
+                src.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
                 dst.sendall(data)
                 with lock:
                     counts[key] += len(data)
@@ -98,6 +109,11 @@ def proxy(portfile, to_port, counts_path):
 
     def serve(client):
         server = socket.create_connection(("127.0.0.1", to_port))
+        # Forward each read at once: with Nagle, a response the server wrote in two pieces
+        # (headers, then body) on a kept-alive connection (s3s-fs; moto closes each one)
+        # waits for the client's delayed ACK, tens of ms per request.
+        for s in (client, server):
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         a = threading.Thread(target=pump, args=(client, server, "to_server"), daemon=True)
         b = threading.Thread(target=pump, args=(server, client, "from_server"), daemon=True)
         a.start()
@@ -148,6 +164,43 @@ def upload(endpoint, bucket, prefix, root):
     print(f"{len(files)} {total}")
 
 
+def s3s_etags(root, bucket, prefix, top):
+    import base64
+    import hashlib
+
+    def b64(x):
+        return base64.urlsafe_b64encode(x.encode()).decode().rstrip("=")
+
+    files = total = hashed = 0
+    for d, _, names in os.walk(top):
+        for n in names:
+            p = os.path.join(d, n)
+            st = os.stat(p)
+            key = f"{prefix}/{os.path.relpath(p, top)}"
+            side = os.path.join(root, f".bucket-{b64(bucket)}.object-{b64(key)}.internal.json")
+            files += 1
+            total += st.st_size
+            try:
+                old = json.load(open(side))
+                if old.get("leakscope_size") == st.st_size and \
+                        old.get("leakscope_mtime_ns") == st.st_mtime_ns:
+                    continue
+            except (OSError, ValueError):
+                pass
+            h = hashlib.md5()
+            with open(p, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+            # s3s-fs reads "e_tag" (and checksum_* keys); it ignores the others.
+            rec = {"e_tag": h.hexdigest(), "leakscope_size": st.st_size,
+                   "leakscope_mtime_ns": st.st_mtime_ns}
+            with open(side + ".tmp", "w") as f:
+                json.dump(rec, f)
+            os.replace(side + ".tmp", side)
+            hashed += 1
+    print(f"{files} {total} {hashed}")
+
+
 def compare(a_path, b_path):
     a, b = (json.load(open(p)) for p in (a_path, b_path))
     diffs = []
@@ -191,7 +244,7 @@ def summary(workdir):
     hdr = ("run", "wall s", "CPU s", "rows/s", "peak RSS MiB", "bytes in", "B/row", "same JSON")
     print("| " + " | ".join(hdr) + " |")
     print("|" + "---|" * len(hdr))
-    runs = [("local", "local"), ("cluster", f"cluster ({ex} executors)"), ("s3", "S3 (moto)"),
+    runs = [("local", "local"), ("cluster", f"cluster ({ex} executors)"), ("s3", f"S3 ({f.get('s3_server', 'moto')})"),
             ("tiny_local", f"local, {f.get('tiny', 0)} tiny captures"),
             ("tiny_cluster", f"cluster, {f.get('tiny', 0)} tiny captures")]
     for key, label in runs:
@@ -235,7 +288,9 @@ def summary(workdir):
               f"the local run read (rchar): {f['s3_from_server'] / local['rchar']:.3f}; from S3 "
               f"/ fleet size on disk: {f['s3_from_server'] / f['fleet_bytes']:.3f}; "
               f"{f['s3_requests']} requests ({f['s3_to_server'] / mib:.1f} MiB to the server); "
-              f"moto peak RSS {f.get('s3_moto_hwm_kib', 0) / 1024:.0f} MiB")
+              f"{f.get('s3_server', 'moto')} peak RSS "
+              f"{f.get('s3_server_hwm_kib', f.get('s3_moto_hwm_kib', 0)) / 1024:.0f} MiB, "
+              f"{f.get('s3_server_cpu_s', 0):.1f} s of CPU during the run")
     per_cap = {}
     for key, m in (("local", tl), ("cluster", tc)):
         if m:
@@ -281,6 +336,8 @@ if __name__ == "__main__":
         m = json.load(open(args[0]))
         print(f"{m['wall_s']:.1f} s wall, {m['user_s'] + m['sys_s']:.1f} s CPU, peak RSS "
               f"{m['peak_rss_kib'] // 1024} MiB, rchar {m['rchar'] >> 20} MiB")
+    elif cmd == "s3s-etags":
+        s3s_etags(*args)
     elif cmd == "compare":
         compare(*args)
     elif cmd == "summary":

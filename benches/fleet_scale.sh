@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Benchmark (issue #12, "Scale, measured"): `leakscope fleet rank` over a synthetic fleet of
 # CAPTURES captures, in one process on local disk, on a Ballista cluster of EXECUTORS
-# executors on this machine, and from S3 (a moto server on loopback), in one run
-# (docs/performance.md, "Fleet scale"). Prints, per run:
+# executors on this machine, and from S3 (a moto or s3s-fs server on loopback, S3_SERVER), in
+# one run (docs/performance.md, "Fleet scale"). Prints, per run:
 #
 #   - wall time, CPU time (client + executors), sample rows per second, peak RSS of the
 #     client and of each executor (VmHWM);
@@ -10,7 +10,7 @@
 #     returned, counted by the kernel for the reaped child, benches/fleet_scale.py measure),
 #     the loopback bytes of the cluster run (/proc/net/dev `lo` receive counter: every byte
 #     between client, scheduler and executors; keep other loopback traffic off the machine),
-#     and the bytes the S3 server sent (a counting TCP proxy in front of moto), per sample row;
+#     and the bytes the S3 server sent (a counting TCP proxy in front of it), per sample row;
 #   - whether the fleet JSON of the cluster run is byte-identical to the local one, and what
 #     differs in the S3 run's (only `location` should);
 #   - the per-capture fixed cost (TINY captures of 2,000 rows ranked locally and on the
@@ -19,6 +19,8 @@
 #   benches/fleet_scale.sh                                          # 1000 x 100 x 1000 = 100M rows
 #   CAPTURES=1000 PROFILES=1000 STACKS=1000 benches/fleet_scale.sh  # the 1 billion rows of #12
 #   CAPTURES=200 BUILD=0 S3=0 benches/fleet_scale.sh                # smaller, no S3
+#   S3_SERVER=s3s-fs CAPTURES=1000 PROFILES=1000 STACKS=1000 benches/fleet_scale.sh
+#                                              # S3 from disk: the fleet does not fit in moto
 #
 # Environment:
 #   CAPTURES           captures in the fleet (default 1000), pod-0000 ... below WORKDIR/fleet
@@ -37,7 +39,23 @@
 #   GEN_JOBS           leakscope-synth processes at once (default nproc)
 #   EXECUTORS, TASKS   executors of the cluster and --concurrent-tasks of each (default 2, 1)
 #   CLUSTER=0, S3=0    skip the cluster or the S3 run
+#   S3_SERVER          the S3 server of the S3 run: moto (default; tests/scripts/moto_s3.py,
+#                      in memory: the fleet is uploaded with boto3 and held in moto's RAM) or
+#                      s3s-fs (crates.io s3s-fs, objects are files below a root directory,
+#                      buckets its top-level directories: the fleet is served in place, as
+#                      hard links below WORKDIR/s3s-root/fleet/fleet, no data copied, or as a
+#                      `cp --reflink=auto` copy when hard links fail; its ETags, the files'
+#                      MD5s, are written once beside them, see benches/fleet_scale.py
+#                      s3s-etags). Both check credentials (SigV4) and listen on 127.0.0.1
+#   S3S_FS_VERSION     s3s-fs version to install when missing (default 0.14.1, the newest
+#                      that builds with rustc 1.95; 0.17 needs 1.96)
+#   S3S_FS_INSTALL     `cargo install --root` of s3s-fs (default ~/.cargo/s3s-fs); it is
+#                      installed (niced, --locked --features binary) only when
+#                      S3S_FS_INSTALL/bin/s3s-fs is missing or another version
 #   PROFILE_DIR        release (default) or debug binaries
+#   BIN_DIR            directory of the binaries (default target/PROFILE_DIR of this checkout;
+#                      relative paths are from the checkout)
+#                      e.g. another worktree's target/release; needs BUILD=0
 #   BUILD=0            use the existing binaries
 #   GEN_ONLY=1         generate the fleet and stop
 #   CLEAN=1            delete the generated fleet at the end (it is reused otherwise)
@@ -63,10 +81,16 @@ S3=${S3:-1}
 PROFILE_DIR=${PROFILE_DIR:-release}
 BUILD=${BUILD:-1}
 CLEAN=${CLEAN:-0}
+S3_SERVER=${S3_SERVER:-moto}
+S3S_FS_VERSION=${S3S_FS_VERSION:-0.14.1}
+S3S_FS_INSTALL=${S3S_FS_INSTALL:-$HOME/.cargo/s3s-fs}
+BIN_DIR=${BIN_DIR:-}
 
 log() { printf '[fleet_scale %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
+case "$S3_SERVER" in moto | s3s-fs) ;; *) die "S3_SERVER=$S3_SERVER: moto or s3s-fs" ;; esac
+[ -z "$BIN_DIR" ] || [ "$BUILD" = 0 ] || die "BIN_DIR=$BIN_DIR takes built binaries: set BUILD=0"
 mkdir -p "$WORKDIR"
 WORKDIR=$(cd "$WORKDIR" && pwd)
 TOOLS=$(pwd)/benches/fleet_scale.py
@@ -76,12 +100,15 @@ if [ "$BUILD" = 1 ]; then
     cargo build $flag -p leakscope -p leakscope-tests --bins
 fi
 BIN=$(pwd)/target/$PROFILE_DIR
+if [ -n "$BIN_DIR" ]; then
+    BIN=$(cd "$BIN_DIR" && pwd) || die "BIN_DIR=$BIN_DIR is not a directory"
+fi
 for b in leakscope leakscope-scheduler leakscope-executor leakscope-synth; do
     [ -x "$BIN/$b" ] || die "missing $BIN/$b (BUILD=1 builds it)"
 done
 COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 BUILT="binaries built from it"
-[ "$BUILD" = 1 ] || BUILT="BUILD=0: binaries as found, maybe older"
+[ "$BUILD" = 1 ] || BUILT="BUILD=0: binaries as found in $BIN, maybe older"
 log "commit $COMMIT; $(nproc) cores, loadavg $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # pod_recipe I: "SERVICE SCALE" of pod I. One outlier (10x) per OUTLIER_EVERY pods, at offset
@@ -289,43 +316,99 @@ if [ "$CLUSTER" = 1 ]; then
     cleanup
 fi
 
-if [ "$S3" = 1 ]; then
-    log "step 4: the same from S3 (moto on loopback, behind a byte-counting proxy)"
+# start_moto: moto on a free loopback port, the fleet uploaded to s3://fleet/fleet. Sets
+# SERVER_PORT, SERVER_PID, S3_KEY, S3_SECRET.
+start_moto() {
     if ! python3 -c 'import moto.server, boto3, flask, werkzeug' >/dev/null 2>&1; then
         log "installing moto[server] from PyPI"
         python3 -m pip install -q 'moto[server]'
     fi
-    moto_port=$(free_port)
+    SERVER_PORT=$(free_port)
     rm -f "$WORKDIR/moto.stdin"
     mkfifo "$WORKDIR/moto.stdin"
-    python3 tests/scripts/moto_s3.py "$moto_port" fleet <"$WORKDIR/moto.stdin" \
+    python3 tests/scripts/moto_s3.py "$SERVER_PORT" fleet <"$WORKDIR/moto.stdin" \
         >"$WORKDIR/moto.out" 2>"$WORKDIR/moto.err" &
     PIDS+=($!)
-    MOTO_PID=$!
+    SERVER_PID=$!
     exec 3>"$WORKDIR/moto.stdin"   # moto serves until this closes
     for _ in $(seq 600); do
         grep -qs READY "$WORKDIR/moto.out" && break
         sleep 0.1
     done
-    read -r ready key secret <"$WORKDIR/moto.out" || true
+    local ready
+    read -r ready S3_KEY S3_SECRET <"$WORKDIR/moto.out" || true
     [ "${ready:-}" = READY ] || die "moto did not start: $(tail -3 "$WORKDIR/moto.err")"
-    export AWS_ACCESS_KEY_ID=$key AWS_SECRET_ACCESS_KEY=$secret AWS_REGION=us-east-1
-    t0=$SECONDS
-    read -r nfiles nbytes < <(python3 "$TOOLS" upload "http://127.0.0.1:$moto_port" fleet fleet "$FLEET")
+    local t0=$SECONDS nfiles nbytes
+    read -r nfiles nbytes < <(AWS_ACCESS_KEY_ID=$S3_KEY AWS_SECRET_ACCESS_KEY=$S3_SECRET \
+        python3 "$TOOLS" upload "http://127.0.0.1:$SERVER_PORT" fleet fleet "$FLEET")
     log "uploaded $nfiles files, $((nbytes >> 20)) MiB to s3://fleet/fleet in $((SECONDS - t0)) s"
+}
+
+# start_s3s_fs: s3s-fs on a free loopback port, root WORKDIR/s3s-root, whose bucket
+# directory fleet/ holds fleet/: the fleet's files as hard links (the same inodes, no data
+# copied), or copied with cp --reflink=auto when hard links fail (another file system).
+# s3s-fs lists a bucket with readdir's file types, so a symlinked fleet/fleet would be one
+# odd object, not a directory; a symlinked bucket directory would work but is not needed.
+# Sets SERVER_PORT, SERVER_PID, S3_KEY, S3_SECRET.
+start_s3s_fs() {
+    local s3s=$S3S_FS_INSTALL/bin/s3s-fs
+    if [ "$("$s3s" --version 2>/dev/null)" != "s3s-fs $S3S_FS_VERSION" ]; then
+        log "installing s3s-fs $S3S_FS_VERSION into $S3S_FS_INSTALL (cargo install, niced)"
+        nice -n 10 cargo install s3s-fs --version "$S3S_FS_VERSION" --locked \
+            --features binary --root "$S3S_FS_INSTALL" ||
+            die "cargo install s3s-fs $S3S_FS_VERSION failed"
+    fi
+    local root=$WORKDIR/s3s-root t0=$SECONDS how
+    # Rebuilt every run: the generation replaces a capture's files (new inodes).
+    rm -rf "$root/fleet"
+    mkdir -p "$root/fleet"
+    if cp -al "$FLEET" "$root/fleet/fleet" 2>/dev/null; then
+        how="hard links, no data copied"
+    else
+        rm -rf "$root/fleet/fleet"
+        cp -a --reflink=auto "$FLEET" "$root/fleet/fleet" || die "cannot copy $FLEET to $root"
+        how="a cp --reflink=auto copy"
+    fi
+    local nfiles nbytes nhashed
+    read -r nfiles nbytes nhashed < <(python3 "$TOOLS" s3s-etags "$root" fleet fleet "$FLEET")
+    log "s3://fleet/fleet is $FLEET served in place from $root ($how; $nfiles files," \
+        "$((nbytes >> 20)) MiB; ETags of $nhashed files hashed, the others' kept) in $((SECONDS - t0)) s"
+    S3_KEY=leakscope-bench
+    S3_SECRET=$(python3 -c 'import secrets; print(secrets.token_hex(20))')
+    SERVER_PORT=$(free_port)
+    RUST_LOG=s3s_fs=info "$s3s" --host 127.0.0.1 --port "$SERVER_PORT" --access-key "$S3_KEY" \
+        --secret-key "$S3_SECRET" "$root" >"$WORKDIR/s3s-fs.log" 2>&1 &
+    PIDS+=($!)
+    SERVER_PID=$!
+    for _ in $(seq 300); do
+        grep -qs "server is running" "$WORKDIR/s3s-fs.log" && break
+        kill -0 "$SERVER_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    grep -qs "server is running" "$WORKDIR/s3s-fs.log" ||
+        die "s3s-fs did not start: $(tail -5 "$WORKDIR/s3s-fs.log")"
+}
+
+if [ "$S3" = 1 ]; then
+    log "step 4: the same from S3 ($S3_SERVER on loopback, behind a byte-counting proxy)"
+    if [ "$S3_SERVER" = moto ]; then start_moto; else start_s3s_fs; fi
+    export AWS_ACCESS_KEY_ID=$S3_KEY AWS_SECRET_ACCESS_KEY=$S3_SECRET AWS_REGION=us-east-1
     rm -f "$WORKDIR/proxy.port" "$WORKDIR/proxy.json"
-    python3 "$TOOLS" proxy "$WORKDIR/proxy.port" "$moto_port" "$WORKDIR/proxy.json" &
+    python3 "$TOOLS" proxy "$WORKDIR/proxy.port" "$SERVER_PORT" "$WORKDIR/proxy.json" &
     PIDS+=($!)
     for _ in $(seq 100); do [ -s "$WORKDIR/proxy.port" ] && break; sleep 0.1; done
     endpoint="http://127.0.0.1:$(cat "$WORKDIR/proxy.port")"
     before=$(lo_bytes)
+    server_ticks=$(cpu_ticks "$SERVER_PID")
     fleet_rank s3 s3://fleet/fleet --s3-endpoint "$endpoint"
     lo=$(($(lo_bytes) - before))
     sleep 1   # the proxy writes its counts as each connection closes
     read -r to from conns reqs < <(python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); print(c["to_server"], c["from_server"], c["connections"], c["requests"])' "$WORKDIR/proxy.json")
     fact s3_to_server "$to"; fact s3_from_server "$from"; fact s3_lo_bytes "$lo"
     fact s3_requests "$reqs"
-    fact s3_moto_hwm_kib "$(awk '/VmHWM/ {print $2}' "/proc/$MOTO_PID/status")"
+    fact s3_server "$S3_SERVER"
+    fact s3_server_hwm_kib "$(awk '/VmHWM/ {print $2}' "/proc/$SERVER_PID/status")"
+    fact s3_server_cpu_s "$(((($(cpu_ticks "$SERVER_PID") - server_ticks) * 100) / $(getconf CLK_TCK)))e-2"
     log "S3 run: $((from >> 20)) MiB from the server, $((to >> 20)) MiB to it, $reqs requests on $conns connections; loopback counter $((lo >> 20)) MiB (both hops of the proxy)"
     log "S3 JSON vs local JSON:"
     python3 "$TOOLS" compare "$WORKDIR/local.json" "$WORKDIR/s3.json" | tee "$WORKDIR/s3.diff" >&2
@@ -355,7 +438,7 @@ log "step 5: summary"
 python3 "$TOOLS" summary "$WORKDIR"
 if [ "$CLEAN" = 1 ]; then
     log "deleting the generated fleet"
-    rm -rf "$FLEET" "$WORKDIR/tiny" "$WORKDIR/.gen" "$WORKDIR"/work-*
+    rm -rf "$FLEET" "$WORKDIR/tiny" "$WORKDIR/.gen" "$WORKDIR"/work-* "$WORKDIR/s3s-root"
 fi
 exit 0
 }
