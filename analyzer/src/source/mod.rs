@@ -10,6 +10,7 @@ pub mod discover;
 pub mod go_source;
 pub mod load;
 pub mod matrix;
+pub mod pages;
 pub mod pread;
 pub mod process;
 pub mod profiles;

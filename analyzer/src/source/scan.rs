@@ -25,6 +25,7 @@ use parquet::arrow::arrow_reader::{
     ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection,
 };
 use parquet::arrow::ProjectionMask;
+use parquet::file::metadata::PageIndexPolicy;
 use parquet::file::statistics::Statistics;
 use rayon::prelude::*;
 
@@ -33,6 +34,7 @@ use crate::model::ids::IdMap;
 use crate::model::site::FrameRef;
 use crate::source::catalog::Catalog;
 use crate::source::matrix::{ColumnMut, Matrix};
+use crate::source::pages::select_int64_pages;
 use crate::source::pread::PreadFile;
 use crate::source::remote::{RemoteSegment, SegmentBuilder};
 use crate::source::totals::{IntSum, Total};
@@ -102,8 +104,10 @@ struct Opened {
 }
 
 /// Opens a segment of `table` for reading `columns` (top-level names), `BATCH_ROWS` rows at
-/// a time. A column the file lacks reads as nulls when the table allows it.
-fn open(path: &Path, table: Table, columns: &[&str]) -> Result<Opened> {
+/// a time. A column the file lacks reads as nulls when the table allows it. With
+/// `page_index`, the file's page index is read too, when it has one (for reads that select
+/// rows by page, see [`crate::source::pages`]).
+fn open_with(path: &Path, table: Table, columns: &[&str], page_index: bool) -> Result<Opened> {
     let file = File::open(path)
         .and_then(PreadFile::new)
         .map_err(|source| AnalyzeError::Io {
@@ -112,16 +116,34 @@ fn open(path: &Path, table: Table, columns: &[&str]) -> Result<Opened> {
         })?;
     // The Arrow schema a writer may store in the footer is not trusted (a damaged one
     // made arrow-ipc panic under fuzzing); the Parquet types are, and conform checks them.
-    let options = ArrowReaderOptions::new().with_skip_arrow_metadata(true);
+    let options = ArrowReaderOptions::new()
+        .with_skip_arrow_metadata(true)
+        .with_page_index_policy(if page_index {
+            PageIndexPolicy::Optional
+        } else {
+            PageIndexPolicy::Skip
+        });
     let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(file, options)
         .map_err(|e| bad(path, e))?;
     project(path, SegmentBuilder::Local(builder), table, columns)
 }
 
-/// Opens a segment, local or in S3 (see [`open`]).
+/// Opens a segment, local or in S3 (see [`open_with`]).
 fn open_segment(seg: &Segment, table: Table, columns: &[&str]) -> Result<Opened> {
+    open_segment_with(seg, table, columns, false)
+}
+
+/// [`open_segment`], with the page index of a local file when `page_index` is set. (A
+/// segment in S3 has the footer read when its capture was opened, without the page index:
+/// it is read whole.)
+fn open_segment_with(
+    seg: &Segment,
+    table: Table,
+    columns: &[&str],
+    page_index: bool,
+) -> Result<Opened> {
     match &seg.remote {
-        None => open(&seg.path, table, columns),
+        None => open_with(&seg.path, table, columns, page_index),
         Some(r) => project(&seg.path, SegmentBuilder::remote(r)?, table, columns),
     }
 }
@@ -328,20 +350,35 @@ fn prune_row_groups(
     column: &str,
     may_hold: impl Fn(Option<&Statistics>) -> bool,
 ) -> Option<SegmentBuilder> {
-    let at = builder
-        .parquet_schema()
-        .columns()
-        .iter()
-        .position(|c| c.name() == column);
-    let keep: Vec<usize> = builder
+    let keep = kept_row_groups(&builder, column, may_hold);
+    (!keep.is_empty()).then(|| builder.with_row_groups(keep))
+}
+
+/// The row groups whose statistics of `column` pass `may_hold` (all of them when the file
+/// has no such column).
+fn kept_row_groups(
+    builder: &SegmentBuilder,
+    column: &str,
+    may_hold: impl Fn(Option<&Statistics>) -> bool,
+) -> Vec<usize> {
+    let at = leaf_index(builder, column);
+    builder
         .metadata()
         .row_groups()
         .iter()
         .enumerate()
         .filter(|(_, rg)| at.is_none_or(|k| may_hold(rg.column(k).statistics())))
         .map(|(i, _)| i)
-        .collect();
-    (!keep.is_empty()).then(|| builder.with_row_groups(keep))
+        .collect()
+}
+
+/// Leaf index of the top-level column `column` in the file, if it has it.
+fn leaf_index(builder: &SegmentBuilder, column: &str) -> Option<usize> {
+    builder
+        .parquet_schema()
+        .columns()
+        .iter()
+        .position(|c| c.name() == column)
 }
 
 /// Whether a row group's `kind` statistics allow rows of `kind`.
@@ -590,7 +627,7 @@ pub fn sums_at(segs: &[Segment], at: &SumsAt) -> Result<Vec<Vec<f64>>> {
             let path = &seg.path;
             let mut wanted = vec![col::STACK_ID, col::PROFILE_ID];
             wanted.extend_from_slice(at.columns);
-            let mut opened = open_segment(seg, Table::Samples, &wanted)?;
+            let mut opened = open_segment_with(seg, Table::Samples, &wanted, true)?;
             // Statistics are in the file's unit: prune only when that is the capture's (ns).
             let ns = opened
                 .builder
@@ -600,12 +637,22 @@ pub fn sums_at(segs: &[Segment], at: &SumsAt) -> Result<Vec<Vec<f64>>> {
                     matches!(f.data_type(), DataType::Timestamp(TimeUnit::Nanosecond, _))
                 });
             if ns {
-                let Some(builder) =
-                    prune_row_groups(opened.builder, col::TIME, |s| may_hold_time(s, at.times))
-                else {
+                let keep =
+                    kept_row_groups(&opened.builder, col::TIME, |s| may_hold_time(s, at.times));
+                if keep.is_empty() {
                     return Ok(acc);
-                };
-                opened.builder = builder;
+                }
+                // Within the row groups kept, only the pages whose times may be one of the
+                // chosen profiles' (when the file has a page index).
+                let pages = leaf_index(&opened.builder, col::TIME).and_then(|k| {
+                    select_int64_pages(opened.builder.metadata(), &keep, k, |lo, hi| {
+                        at.times.iter().any(|t| lo <= *t && *t <= hi)
+                    })
+                });
+                opened.builder = opened.builder.with_row_groups(keep);
+                if let Some(pages) = pages {
+                    opened.builder = opened.builder.with_row_selection(pages);
+                }
             }
             for b in batches(path, opened)? {
                 let b = b?;
@@ -675,7 +722,8 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../capture/tests/data/bad-arrow-schema.parquet");
         for table in Table::ALL {
-            let _ = open(&path, table, &[]).map(|o| batches(&path, o).map(|b| b.count()));
+            let _ =
+                open_with(&path, table, &[], false).map(|o| batches(&path, o).map(|b| b.count()));
         }
     }
 
