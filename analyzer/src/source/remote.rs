@@ -38,7 +38,7 @@ use parquet::arrow::arrow_reader::{
 use parquet::arrow::async_reader::{AsyncFileReader, ParquetRecordBatchStream, SpawnedReader};
 use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
 use parquet::errors::ParquetError;
-use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
+use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader};
 use parquet::schema::types::SchemaDescriptor;
 
 use crate::error::{AnalyzeError, Result};
@@ -433,6 +433,12 @@ impl AsyncFileReader for ObjectReader {
             let size = self.meta.size;
             let m = ParquetMetaDataReader::new()
                 .with_metadata_options(options.map(|o| o.metadata_options().clone()))
+                .with_column_index_policy(options.map_or(PageIndexPolicy::Skip, |o| {
+                    o.column_index_policy()
+                }))
+                .with_offset_index_policy(options.map_or(PageIndexPolicy::Skip, |o| {
+                    o.offset_index_policy()
+                }))
                 .with_prefetch_hint(Some(FOOTER_HINT))
                 .load_and_finish(self, size)
                 .await?;
@@ -454,7 +460,16 @@ async fn check_segment(
     meta: &ObjectMeta,
     table: Table,
 ) -> std::result::Result<ArrowReaderMetadata, String> {
-    let options = ArrowReaderOptions::new().with_skip_arrow_metadata(true);
+    // A samples segment's page index comes too (one more ranged read of a few KiB): the
+    // checkpoint read then fetches only the pages it needs (see `source::pages`).
+    let page_index = if table == Table::Samples {
+        PageIndexPolicy::Optional
+    } else {
+        PageIndexPolicy::Skip
+    };
+    let options = ArrowReaderOptions::new()
+        .with_skip_arrow_metadata(true)
+        .with_page_index_policy(page_index);
     let mut r = reader(Arc::clone(&store), meta);
     let reader_meta = match ArrowReaderMetadata::load_async(&mut r, options).await {
         Ok(m) => m,

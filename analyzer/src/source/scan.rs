@@ -134,8 +134,8 @@ fn open_segment(seg: &Segment, table: Table, columns: &[&str]) -> Result<Opened>
 }
 
 /// [`open_segment`], with the page index of a local file when `page_index` is set. (A
-/// segment in S3 has the footer read when its capture was opened, without the page index:
-/// it is read whole.)
+/// samples segment in S3 has its page index read with its footer when its capture is
+/// opened, see `remote::check_segment`.)
 fn open_segment_with(
     seg: &Segment,
     table: Table,
