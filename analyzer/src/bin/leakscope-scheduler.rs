@@ -28,6 +28,10 @@ struct Args {
     /// Host name executors and clients reach this scheduler by (default: --bind-host).
     #[arg(long, value_name = "HOST")]
     external_host: Option<String>,
+    /// How long to keep a finished job's state (plan and stages) for clients to ask about
+    /// (Ballista's default: 1h; each kept job holds its plan in memory).
+    #[arg(long, default_value = "2m", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    keep_finished_jobs: std::time::Duration,
 }
 
 fn resolve(host: &str, port: u16) -> anyhow::Result<SocketAddr> {
@@ -44,6 +48,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let options = SchedulerOptions {
         bind,
         external_host: external_host.clone(),
+        keep_finished_jobs: args.keep_finished_jobs,
     };
     cluster::run_scheduler(options, |addr| {
         eprintln!(

@@ -885,6 +885,10 @@ pub struct SchedulerOptions {
     pub bind: SocketAddr,
     /// Host name executors and clients reach this scheduler by.
     pub external_host: String,
+    /// How long a finished job's state (its plan, with the ranking's inline tables, and its
+    /// stages) is kept. Ballista's default is an hour; `fleet rank --cluster` runs two jobs
+    /// per capture, and 2,000 jobs in 6 minutes took the scheduler to 2.4 GiB.
+    pub keep_finished_jobs: std::time::Duration,
 }
 
 /// Runs a Ballista scheduler that knows leakscope's functions and tables, until the process
@@ -903,7 +907,10 @@ pub async fn run_scheduler(
         .with_hostname(options.external_host.clone())
         .with_port(addr.port())
         .with_override_config_producer(Arc::new(session_config))
-        .with_override_session_builder(Arc::new(scheduler_session));
+        .with_override_session_builder(Arc::new(scheduler_session))
+        .with_finished_job_state_clean_up_interval_seconds(
+            options.keep_finished_jobs.as_secs().max(1),
+        );
     config.bind_host = addr.ip().to_string();
     config.override_logical_codec = Some(logical_codec());
     config.override_physical_codec = Some(physical_codec());
