@@ -69,6 +69,7 @@ mod tests {
     use arrow_array::{Int64Array, RecordBatch};
     use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
     use parquet::arrow::ArrowWriter;
+    use parquet::file::metadata::PageIndexPolicy;
     use parquet::file::properties::WriterProperties;
     use std::sync::Arc;
 
@@ -80,7 +81,7 @@ mod tests {
         let props = WriterProperties::builder()
             .set_data_page_row_count_limit(10)
             .set_write_batch_size(10)
-            .set_max_row_group_size(group)
+            .set_max_row_group_row_count(Some(group))
             .build();
         let mut out = Vec::new();
         let mut w = ArrowWriter::try_new(&mut out, batch.schema(), Some(props)).unwrap();
@@ -90,7 +91,12 @@ mod tests {
     }
 
     fn read(data: bytes::Bytes, page_index: bool) -> ParquetRecordBatchReaderBuilder<bytes::Bytes> {
-        let options = ArrowReaderOptions::new().with_page_index(page_index);
+        let policy = if page_index {
+            PageIndexPolicy::Required
+        } else {
+            PageIndexPolicy::Skip
+        };
+        let options = ArrowReaderOptions::new().with_page_index_policy(policy);
         ParquetRecordBatchReaderBuilder::try_new_with_options(data, options).unwrap()
     }
 

@@ -433,12 +433,12 @@ impl AsyncFileReader for ObjectReader {
             let size = self.meta.size;
             let m = ParquetMetaDataReader::new()
                 .with_metadata_options(options.map(|o| o.metadata_options().clone()))
-                .with_column_index_policy(options.map_or(PageIndexPolicy::Skip, |o| {
-                    o.column_index_policy()
-                }))
-                .with_offset_index_policy(options.map_or(PageIndexPolicy::Skip, |o| {
-                    o.offset_index_policy()
-                }))
+                .with_column_index_policy(
+                    options.map_or(PageIndexPolicy::Skip, |o| o.column_index_policy()),
+                )
+                .with_offset_index_policy(
+                    options.map_or(PageIndexPolicy::Skip, |o| o.offset_index_policy()),
+                )
                 .with_prefetch_hint(Some(FOOTER_HINT))
                 .load_and_finish(self, size)
                 .await?;
