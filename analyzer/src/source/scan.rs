@@ -650,6 +650,11 @@ pub fn sums_at(segs: &[Segment], at: &SumsAt) -> Result<Vec<Vec<f64>>> {
                     })
                 });
                 opened.builder = opened.builder.with_row_groups(keep);
+                log::trace!(
+                    "{}: checkpoint rows selected by page: {:?}",
+                    path.display(),
+                    pages.as_ref().map(|p| p.row_count())
+                );
                 if let Some(pages) = pages {
                     opened.builder = opened.builder.with_row_selection(pages);
                 }
