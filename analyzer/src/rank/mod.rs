@@ -134,6 +134,16 @@ pub struct Ranking {
     pub stacks: Option<Arc<IdMap<Vec<FrameRef>>>>,
 }
 
+impl Ranking {
+    /// The per-profile totals each section's scan summed (see [`Section::totals`]).
+    pub fn scanned_totals(&self) -> Vec<&ProfileTotals> {
+        self.sections
+            .iter()
+            .filter_map(|s| s.totals.as_ref())
+            .collect()
+    }
+}
+
 /// Why a ranking cannot be trusted yet.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Shortage {

@@ -593,9 +593,14 @@ fn may_hold_time(stats: Option<&Statistics>, times: &[i64]) -> bool {
         return true;
     };
     match (s.min_opt(), s.max_opt()) {
-        (Some(lo), Some(hi)) => times.iter().any(|t| lo <= t && t <= hi),
+        (Some(lo), Some(hi)) => holds_any(times, *lo, *hi),
         _ => true,
     }
+}
+
+/// Whether one of `times` lies in `[lo, hi]` (a row group's or a page's time range).
+fn holds_any(times: &[i64], lo: i64, hi: i64) -> bool {
+    times.iter().any(|t| lo <= *t && *t <= hi)
 }
 
 /// Sums of `columns` per group at a few chosen profiles (profile id -> slot), read from
@@ -646,7 +651,7 @@ pub fn sums_at(segs: &[Segment], at: &SumsAt) -> Result<Vec<Vec<f64>>> {
                 // chosen profiles' (when the file has a page index).
                 let pages = leaf_index(&opened.builder, col::TIME).and_then(|k| {
                     select_int64_pages(opened.builder.metadata(), &keep, k, |lo, hi| {
-                        at.times.iter().any(|t| lo <= *t && *t <= hi)
+                        holds_any(at.times, lo, hi)
                     })
                 });
                 opened.builder = opened.builder.with_row_groups(keep);

@@ -584,11 +584,7 @@ pub async fn gather(
     from: Option<i64>,
     to: Option<i64>,
 ) -> Result<ReportData> {
-    let scanned: Vec<&ProfileTotals> = ranking
-        .sections
-        .iter()
-        .filter_map(|s| s.totals.as_ref())
-        .collect();
+    let scanned = ranking.scanned_totals();
     let profiles = ProfileListing::read(&cat.ctx).await?.by_time();
     let runs = read_runs(cat, &profiles).await?;
     let (scrapes, failures) = read_scrapes(cat).await?;
@@ -736,22 +732,13 @@ mod tests {
         (cat, ranking)
     }
 
-    /// The per-profile totals each section's scan summed.
-    fn scanned_totals(ranking: &Ranking) -> Vec<&ProfileTotals> {
-        ranking
-            .sections
-            .iter()
-            .filter_map(|s| s.totals.as_ref())
-            .collect()
-    }
-
     #[tokio::test(flavor = "multi_thread")]
     async fn the_scans_totals_are_the_sql_sums() {
         let dir = tempfile::tempdir().unwrap();
         odd_capture(dir.path());
         let (cat, ranking) = ranked(dir.path(), None).await;
         let profiles = ProfileListing::read(&cat.ctx).await.unwrap().by_time();
-        let scanned = scanned_totals(&ranking);
+        let scanned = ranking.scanned_totals();
         let kinds: Vec<&str> = scanned.iter().map(|t| t.kind).collect();
         assert_eq!(kinds, ["heap", "goroutine"]);
         let sql = sql_totals(&cat, &TIMELINES).await.unwrap();
@@ -796,7 +783,7 @@ mod tests {
         odd_capture(dir.path());
         let (cat, ranking) = ranked(dir.path(), Some(150)).await;
         let profiles = ProfileListing::read(&cat.ctx).await.unwrap().by_time();
-        let scanned = scanned_totals(&ranking);
+        let scanned = ranking.scanned_totals();
         assert!(scanned.iter().all(|t| !t.covers(&profiles)));
         let (g, heap, _) = read_totals(&cat, &profiles, &scanned).await.unwrap();
         assert_eq!(
