@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::cluster::Cluster;
 use common::*;
 use object_store::aws::AmazonS3Builder;
 use object_store::ObjectStoreExt;
@@ -208,6 +209,11 @@ fn ok(o: &Output, what: &str) -> String {
 /// Runs the same command on the local copy and on S3: stdout (and exit status) must be
 /// equal once the local path is written as the URL.
 fn assert_same(moto: &Moto, local: &Path, url: &str, args: &[&str]) {
+    assert_same_with(moto, local, url, args, &[]);
+}
+
+/// [`assert_same`] with `remote_args` added to the S3 run only (`--cluster URL`, say).
+fn assert_same_with(moto: &Moto, local: &Path, url: &str, args: &[&str], remote_args: &[&str]) {
     let env = moto.env();
     let endpoint = moto.endpoint();
     let with = |cap: &str| -> Vec<String> {
@@ -222,7 +228,8 @@ fn assert_same(moto: &Moto, local: &Path, url: &str, args: &[&str]) {
             .collect()
     };
     let l = with(local.to_str().unwrap());
-    let r = with(url);
+    let mut r = with(url);
+    r.extend(remote_args.iter().map(|a| a.to_string()));
     let lo = analyzer(&l.iter().map(String::as_str).collect::<Vec<_>>(), None, &[]);
     let ro = analyzer(
         &r.iter().map(String::as_str).collect::<Vec<_>>(),
@@ -234,6 +241,40 @@ fn assert_same(moto: &Moto, local: &Path, url: &str, args: &[&str]) {
     assert_eq!(lo.status.code(), ro.status.code(), "{args:?}: exit status");
     assert!(!lt.is_empty(), "{args:?}: no output");
     assert_eq!(lt, rt, "{args:?}: S3 output differs from local");
+}
+
+/// A Ballista cluster reads S3 captures in place: the scheduler lists, and both executors
+/// read, the segments with S3 stores of their own (this server's endpoint and credentials,
+/// given to them as to the client). `rank --cluster` by site and by stack and `sql
+/// --cluster` on the S3 capture give the bytes the local copy gives in one process.
+#[test]
+fn cluster_reads_s3_captures_like_local_ones() {
+    let Some(moto) = Moto::start_or_skip() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let (local, url) = upload_demo(&moto, tmp.path());
+    let (env, endpoint) = (moto.env(), moto.endpoint());
+    let mut cluster = Cluster::start_with(&["--s3-endpoint", &endpoint], &env_refs(&env));
+    let on_cluster = ["--cluster", cluster.url.as_str()];
+    for args in [
+        &["rank", "CAP", "--format", "json"][..],
+        &["rank", "CAP", "--format", "json", "--by", "stack"],
+        &["sql", "CAP", "--query", "top_growth", "--format", "csv"],
+        &[
+            "sql",
+            "CAP",
+            "SELECT kind, count(*) AS n, sum(inuse_bytes) AS b FROM samples GROUP BY kind \
+             ORDER BY kind",
+            "--format",
+            "csv",
+        ],
+    ] {
+        assert_same_with(&moto, &local, &url, args, &on_cluster);
+    }
+    for s in cluster.executors.iter_mut().chain([&mut cluster.scheduler]) {
+        s.assert_running();
+    }
 }
 
 #[test]

@@ -16,8 +16,10 @@ const EXAMPLES: &str = "Examples:
   leakscope-executor --scheduler df://sched.internal:50050 --bind-host 0.0.0.0 \\
       --external-host worker1.internal --concurrent-tasks 4 --work-dir /var/tmp/leakscope
 
-Executors read captures by the paths the client gives: every executor must see them at
-the same absolute paths (the same machine, or a shared file system).";
+Executors read captures by the paths the client gives: every executor must see local
+captures at the same absolute paths (the same machine, or a shared file system). For
+s3:// captures, every executor (and the scheduler) needs read access to the bucket from
+its own AWS environment, and the same --s3-endpoint as the client.";
 
 /// Runs a Ballista executor with leakscope's SQL functions until SIGINT or SIGTERM.
 #[derive(Parser)]
@@ -52,9 +54,17 @@ struct Args {
     /// How long to keep trying to reach the scheduler at start-up (0s: one try).
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     connect_timeout: Duration,
+    /// S3-compatible server for the segments of `s3://` captures (e.g.
+    /// http://127.0.0.1:9000; plain HTTP allowed, path-style requests). Credentials come
+    /// from this process's AWS environment; without this flag, AWS S3 itself.
+    #[arg(long, value_name = "URL")]
+    s3_endpoint: Option<String>,
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    if let Some(e) = &args.s3_endpoint {
+        leakscope::source::remote::set_endpoint(e)?;
+    }
     let options = ExecutorOptions {
         external_host: args.external_host.unwrap_or_else(|| args.bind_host.clone()),
         scheduler: args.scheduler,

@@ -32,6 +32,11 @@ struct Args {
     /// (Ballista's default: 1h; each kept job holds its plan in memory).
     #[arg(long, default_value = "2m", value_parser = humantime::parse_duration, value_name = "DURATION")]
     keep_finished_jobs: std::time::Duration,
+    /// S3-compatible server for the segments of `s3://` captures (e.g.
+    /// http://127.0.0.1:9000; plain HTTP allowed, path-style requests). Credentials come
+    /// from this process's AWS environment; without this flag, AWS S3 itself.
+    #[arg(long, value_name = "URL")]
+    s3_endpoint: Option<String>,
 }
 
 fn resolve(host: &str, port: u16) -> anyhow::Result<SocketAddr> {
@@ -43,6 +48,9 @@ fn resolve(host: &str, port: u16) -> anyhow::Result<SocketAddr> {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    if let Some(e) = &args.s3_endpoint {
+        leakscope::source::remote::set_endpoint(e)?;
+    }
     let bind = resolve(&args.bind_host, args.port)?;
     let external_host = args.external_host.unwrap_or(args.bind_host);
     let options = SchedulerOptions {

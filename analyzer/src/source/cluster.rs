@@ -39,7 +39,7 @@ use ballista::prelude::SessionContextExt;
 use ballista_core::extension::SessionConfigExt;
 use ballista_core::registry::BallistaFunctionRegistry;
 use ballista_core::serde::{BallistaLogicalExtensionCodec, BallistaPhysicalExtensionCodec};
-use ballista_core::ConfigProducer;
+use ballista_core::{ConfigProducer, RuntimeProducer};
 use ballista_executor::executor_process::{start_executor_process, ExecutorProcessConfig};
 use ballista_scheduler::cluster::BallistaCluster;
 use ballista_scheduler::config::SchedulerConfig;
@@ -80,6 +80,7 @@ use object_store::{
 
 use crate::model::site::SiteRules;
 use crate::source::catalog::{self, Catalog};
+use crate::source::cluster_stores;
 use crate::sql::udf;
 
 /// The port a scheduler listens on when a `df://` URL names none (Ballista's default).
@@ -216,7 +217,12 @@ pub fn session_config() -> SessionConfig {
 /// so that it can decode and plan the client's logical plans, and [`SortConstantsFirst`].
 pub fn scheduler_session(config: SessionConfig) -> datafusion::common::Result<SessionState> {
     let state = with_functions(ballista_core::utils::default_session_builder(config)?);
+    // The scheduler lists the files of `s3://` captures when it plans their scans.
+    let runtime = RuntimeEnvBuilder::from_runtime_env(state.runtime_env())
+        .with_object_store_registry(cluster_stores::shared())
+        .build_arc()?;
     Ok(SessionStateBuilder::new_from_existing(state)
+        .with_runtime_env(runtime)
         .with_physical_optimizer_rule(Arc::new(SortConstantsFirst))
         .build())
 }
@@ -1002,10 +1008,24 @@ pub fn executor_config(options: &ExecutorOptions) -> Result<ExecutorProcessConfi
         vcores: options.concurrent_tasks,
         work_dir: options.work_dir.as_ref().map(|p| p.display().to_string()),
         override_function_registry: Some(function_registry()),
+        override_runtime_producer: Some(runtime_producer(options.work_dir.clone())),
         override_config_producer: Some(Arc::new(session_config) as ConfigProducer),
         override_logical_codec: Some(logical_codec()),
         override_physical_codec: Some(physical_codec()),
         ..ExecutorProcessConfig::default()
+    })
+}
+
+/// The executor's runtime for each session: Ballista's default (spill files in `work_dir`
+/// when given) with the object stores of [`cluster_stores`], so tasks can read the
+/// segments of `s3://` captures.
+fn runtime_producer(work_dir: Option<PathBuf>) -> RuntimeProducer {
+    Arc::new(move |_config: &SessionConfig| {
+        let mut b = RuntimeEnvBuilder::new().with_object_store_registry(cluster_stores::shared());
+        if let Some(dir) = &work_dir {
+            b = b.with_temp_file_path(dir.clone());
+        }
+        b.build_arc()
     })
 }
 

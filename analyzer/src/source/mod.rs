@@ -5,6 +5,7 @@
 pub mod catalog;
 pub mod cluster;
 pub mod cluster_scan;
+pub mod cluster_stores;
 pub mod corrupt;
 pub mod discover;
 pub mod go_source;

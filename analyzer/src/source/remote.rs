@@ -207,7 +207,7 @@ fn remote_err(e: RemoteError) -> AnalyzeError {
 }
 
 /// Builds the S3 store for `url` from the AWS environment and `--s3-endpoint`.
-fn store_for(url: &RemoteUrl) -> Result<Arc<dyn ObjectStore>> {
+pub(crate) fn store_for(url: &RemoteUrl) -> Result<Arc<dyn ObjectStore>> {
     let store = build_s3(url, ENDPOINT.get()).map_err(remote_err)?;
     Ok(Arc::new(store))
 }

@@ -5,6 +5,7 @@
 
 pub mod build;
 pub mod capture;
+pub mod cluster;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
