@@ -196,7 +196,7 @@ impl Ranking {
 
 /// Metrics with at least one profile in the capture.
 async fn present_metrics(cat: &Catalog) -> Result<Vec<Metric>> {
-    let kinds = crate::source::profiles::ProfileListing::read(&cat.ctx)
+    let kinds = crate::source::profiles::ProfileListing::read(&cat.in_process)
         .await?
         .kinds();
     Ok([Metric::InuseSpace, Metric::Goroutines, Metric::Native]

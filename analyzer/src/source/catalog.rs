@@ -60,6 +60,11 @@ pub struct Catalog {
     pub skipped: Vec<SkippedSegment>,
     /// The Ballista scheduler `ctx` runs on (`df://HOST:PORT`), or `None` in process.
     pub cluster: Option<String>,
+    /// The same tables in this process, for reads of small tables (the profile listing,
+    /// process memory): `ctx` itself unless on a cluster. A Ballista job costs tens of
+    /// milliseconds of scheduling however little it reads, and `fleet rank --cluster` paid
+    /// that three times per capture for tables of one row per profile.
+    pub in_process: SessionContext,
 }
 
 /// Opens a capture directory (reads and checks the manifest).
@@ -281,6 +286,7 @@ pub async fn open(dirs: &[PathBuf], rules: &SiteRules) -> Result<Catalog> {
         exec(&ctx, &format!("CREATE VIEW {name} AS {sql}")).await?;
     }
     Ok(Catalog {
+        in_process: ctx.clone(),
         ctx,
         captures,
         skipped,

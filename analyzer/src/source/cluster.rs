@@ -862,8 +862,9 @@ pub async fn mirror(local: &Catalog, remote: &SessionContext) -> Result<()> {
 }
 
 /// Opens `dirs` as [`catalog::open`] does and mirrors the catalog on the cluster at `url`:
-/// the returned catalog's context runs every query there. The scheduler is contacted first,
-/// so an unreachable one fails before the captures are read.
+/// the returned catalog's context runs every query there (its `in_process` context keeps
+/// the local session, for the small tables). The scheduler is contacted first, so an
+/// unreachable one fails before the captures are read.
 pub async fn open(url: &str, dirs: &[PathBuf], rules: &SiteRules) -> Result<Catalog> {
     let remote = connect(url).await?;
     let local = catalog::open(dirs, rules).await?;
@@ -873,6 +874,7 @@ pub async fn open(url: &str, dirs: &[PathBuf], rules: &SiteRules) -> Result<Cata
         captures: local.captures,
         skipped: local.skipped,
         cluster: Some(url.to_string()),
+        in_process: local.ctx,
     })
 }
 

@@ -108,18 +108,38 @@ pub async fn scan_samples(
         &stack_values(stack_ids, scan.stack_group),
     );
     let value = format!("s.{}", scan.column);
-    // The matrix: one sum per (profile, group), and every admitted row counted. The cells
-    // of rows of unknown stacks (group NULL) add to the profile's total only.
-    let cells = format!(
-        "SELECT CAST(s.col AS INT UNSIGNED), CAST(m.g AS INT UNSIGNED), \
-         SUM({value}), COUNT(*) {from} GROUP BY 1, 2",
+    // One job answers both questions, through two grouping sets (a Ballista job costs
+    // tens of milliseconds of scheduling whatever its size, which `fleet rank --cluster`
+    // paid twice per capture):
+    // - (col, g): the matrix, one sum per (profile, group), every admitted row counted;
+    //   rows of unknown stacks (g NULL) add to the profile's total only.
+    // - (si): each known stack's total over the counted profiles (the representative
+    //   stack); its rows have col NULL, which a matrix row never has.
+    // No WHERE: filtering out the unknown stacks (`m.si IS NOT NULL`) turns the outer join
+    // into an inner one, and the planner then broadcast the sample side of that join to
+    // every task (16 bytes per row over loopback). NULL keys and sums are skipped here.
+    let query = format!(
+        "SELECT c, g, si, SUM(v), COUNT(*) FROM (\
+           SELECT CAST(s.col AS INT UNSIGNED) AS c, CAST(m.g AS INT UNSIGNED) AS g, \
+             CAST(m.si AS INT UNSIGNED) AS si, {value} AS v {from}) \
+         GROUP BY GROUPING SETS ((c, g), (si))",
     );
-    for b in crate::sql::collect(ctx, &cells).await? {
+    for b in crate::sql::collect(ctx, &query).await? {
         let col = b.column(0).as_primitive::<UInt32Type>();
         let g = b.column(1).as_primitive::<UInt32Type>();
-        let sum = b.column(2).as_primitive::<Int64Type>();
-        let n = b.column(3).as_primitive::<Int64Type>();
+        let si = b.column(2).as_primitive::<UInt32Type>();
+        let sum = b.column(3).as_primitive::<Int64Type>();
+        let n = b.column(4).as_primitive::<Int64Type>();
         for i in 0..b.num_rows() {
+            if col.is_null(i) {
+                if si.is_null(i) || sum.is_null(i) {
+                    continue;
+                }
+                if let Some(w) = stack_weight.get_mut(si.value(i) as usize) {
+                    *w = Some(sum.value(i) as f64);
+                }
+                continue;
+            }
             let p = col.value(i) as usize;
             if p >= profiles.len() {
                 continue;
@@ -133,23 +153,6 @@ pub async fn scan_samples(
         }
     }
     (scan.progress)(rows);
-    // Each known stack's total over the counted profiles (the representative stack).
-    // No WHERE here: filtering out the unknown stacks (`m.si IS NOT NULL`) turns the outer
-    // join into an inner one, and the planner then broadcast the sample side of that join
-    // to every task (16 bytes per row over loopback). NULL keys and sums are skipped here.
-    let weights = format!("SELECT CAST(m.si AS INT UNSIGNED), SUM({value}) {from} GROUP BY 1");
-    for b in crate::sql::collect(ctx, &weights).await? {
-        let si = b.column(0).as_primitive::<UInt32Type>();
-        let sum = b.column(1).as_primitive::<Int64Type>();
-        for i in 0..b.num_rows() {
-            if si.is_null(i) || sum.is_null(i) {
-                continue;
-            }
-            if let Some(w) = stack_weight.get_mut(si.value(i) as usize) {
-                *w = Some(sum.value(i) as f64);
-            }
-        }
-    }
     let totals = sums.iter().zip(&seen).map(|(s, r)| s.total(*r)).collect();
     Ok(SampleMatrix {
         matrix,

@@ -188,7 +188,7 @@ pub async fn load_series(
 ) -> Result<SeriesSet> {
     let clock = std::time::Instant::now();
     let crate::source::profiles::Timeline { profiles, pos, .. } =
-        crate::source::profiles::ProfileListing::read(&cat.ctx)
+        crate::source::profiles::ProfileListing::read(&cat.in_process)
             .await?
             .timeline(metric.kind(), first);
     log::debug!(

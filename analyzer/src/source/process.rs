@@ -101,7 +101,7 @@ pub async fn analyze_process(cat: &Catalog) -> Result<Option<ProcessSummary>> {
         "SELECT capture, COALESCE(run_id, 'unknown'), time, {} FROM process ORDER BY time",
         cols.join(", ")
     );
-    let batches = crate::sql::collect(&cat.ctx, &sql).await?;
+    let batches = crate::sql::collect(&cat.in_process, &sql).await?;
     // run label -> per metric (times, values)
     let mut runs: BTreeMap<(i64, String), Vec<Points>> = BTreeMap::new();
     let mut first: BTreeMap<String, i64> = BTreeMap::new();
