@@ -894,7 +894,7 @@ pub struct SchedulerOptions {
     /// Host name executors and clients reach this scheduler by.
     pub external_host: String,
     /// How long a finished job's state (its plan, with the ranking's inline tables, and its
-    /// stages) is kept. Ballista's default is an hour; `fleet rank --cluster` runs two jobs
+    /// stages) is kept. Ballista's default is an hour; `fleet rank --cluster` ran two jobs
     /// per capture, and 2,000 jobs in 6 minutes took the scheduler to 2.4 GiB.
     pub keep_finished_jobs: std::time::Duration,
 }
