@@ -493,7 +493,10 @@ impl StackOrder {
             let old = std::mem::replace(&mut self.at[j], fresh);
             part.take(&old);
         } else {
-            self.at.push(fresh);
+            // Positions the scan skipped (rows of profiles that do not count, null values)
+            // get this stack's mapping too: it is a true one, so a later row of the same
+            // stack there is answered right, and any other stack replaces it.
+            self.at.resize(j + 1, fresh);
         }
         &mut self.at[j]
     }
@@ -773,6 +776,17 @@ mod tests {
             &[99, 10, 20, 30, 7],
         ];
         let mut value = 0.0;
+        // Positions the scan skips (rows of profiles that do not count, null values) leave
+        // gaps: a first profile seen only from position 3, then every position.
+        for (j, sid) in [(3usize, 30u64), (5, 10)] {
+            let slot = order.slot(j, sid, (&map, &groups), &mut part);
+            let si = map[&sid];
+            assert_eq!((slot.si, slot.g), (si, groups[si as usize]));
+            value += 1.0;
+            slot.weight += value;
+            slot.hit = true;
+            want[si as usize] += value;
+        }
         for ids in profiles {
             for (j, sid) in ids.iter().enumerate() {
                 let si = map.get(sid).copied().unwrap_or(NO_STACK);
