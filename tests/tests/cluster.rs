@@ -232,9 +232,7 @@ fn the_cluster_answers_like_the_local_engine() {
 
     // Every process is still up (none crashed on a query).
     let mut cluster = cluster;
-    for s in cluster.executors.iter_mut().chain([&mut cluster.scheduler]) {
-        s.assert_running();
-    }
+    cluster.assert_running();
 }
 
 /// `leakscope rank CAPTURES ARGS --format json`, locally or on the cluster at `url`: the

@@ -272,9 +272,7 @@ fn cluster_reads_s3_captures_like_local_ones() {
     ] {
         assert_same_with(&moto, &local, &url, args, &on_cluster);
     }
-    for s in cluster.executors.iter_mut().chain([&mut cluster.scheduler]) {
-        s.assert_running();
-    }
+    cluster.assert_running();
 }
 
 #[test]

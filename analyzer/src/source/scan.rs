@@ -445,6 +445,15 @@ struct Slot {
     hit: bool,
 }
 
+impl Slot {
+    /// Adds the value of one row of the slot's stack.
+    #[inline]
+    fn add(&mut self, v: f64) {
+        self.weight += v;
+        self.hit = true;
+    }
+}
+
 /// Dense stack indices and groups by row position within a profile, remembered from the
 /// previous profile of the segment.
 ///
@@ -578,8 +587,7 @@ fn scan_one(
             if slot.si == NO_STACK {
                 continue;
             }
-            slot.weight += values[i] as f64;
-            slot.hit = true;
+            slot.add(values[i] as f64);
             c.cells.add(slot.g as usize, values[i]);
         }
         drop(col);
@@ -783,8 +791,7 @@ mod tests {
             let si = map[&sid];
             assert_eq!((slot.si, slot.g), (si, groups[si as usize]));
             value += 1.0;
-            slot.weight += value;
-            slot.hit = true;
+            slot.add(value);
             want[si as usize] += value;
         }
         for ids in profiles {
@@ -795,8 +802,7 @@ mod tests {
                 if si != NO_STACK {
                     assert_eq!(slot.g, groups[si as usize]);
                     value += 1.0;
-                    slot.weight += value;
-                    slot.hit = true;
+                    slot.add(value);
                     want[si as usize] += value;
                 }
             }

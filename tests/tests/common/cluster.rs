@@ -125,6 +125,13 @@ pub struct Cluster {
 }
 
 impl Cluster {
+    /// Panics with a server's stderr if any of them has exited.
+    pub fn assert_running(&mut self) {
+        for s in self.executors.iter_mut().chain([&mut self.scheduler]) {
+            s.assert_running();
+        }
+    }
+
     /// Starts a scheduler and two executors and waits until both executors registered.
     pub fn start() -> Cluster {
         Cluster::start_with(&[], &[])
