@@ -4,7 +4,9 @@
 //! ...) with random parameters. [`observe`] records it the way leakscope sees a real Go
 //! service: allocations are sampled as Go's heap profiler does (an object of `s` bytes is
 //! sampled with probability `1 - exp(-s / rate)` and counted as `s / p`), a heap profile
-//! shows the state as of the last completed GC, the recorder scrapes at a fixed interval,
+//! shows the state as of the last completed GC (objects allocated while that GC marked
+//! count as in use though they died: they were allocated black), the recorder scrapes at a
+//! fixed interval,
 //! and scrapes that saw the same GC are one observation (as the ranking counts them).
 //! [`judge`] fits what was observed as the ranking does. The calibration test and
 //! `cargo bench -p leakscope --bench calibration` (docs/accuracy.md) run thousands of these
@@ -110,13 +112,15 @@ impl Scenario {
 
 impl Recording {
     /// From the service's start for `span_s`, scraped every `interval_s`, with a GC about
-    /// every `gc_period_s`, at Go's default heap sampling.
+    /// every `gc_period_s` whose marking takes no time, at Go's default heap sampling.
     pub fn from_start(span_s: f64, interval_s: f64, gc_period_s: f64) -> Recording {
         Recording {
             start_s: 0.0,
             span_s,
             interval_s,
             gc_period_s,
+            mark_share: 0.0,
+            gc_ramp_s: 0.0,
             sampling: GO_DEFAULT_RATE,
         }
     }
@@ -133,6 +137,12 @@ pub struct Recording {
     pub interval_s: f64,
     /// Mean time between GC cycles, seconds (each gap uniform within ±50%).
     pub gc_period_s: f64,
+    /// Share of each gap between GCs that the next GC spends marking: objects allocated
+    /// then survive it (allocated black) and read as in use until the GC after.
+    pub mark_share: f64,
+    /// Seconds from the service's start over which GC gaps lengthen from a fifth of
+    /// `gc_period_s` to all of it, as the live heap grows to its steady size (0: never).
+    pub gc_ramp_s: f64,
     /// Heap sampling rate, bytes.
     pub sampling: f64,
 }
@@ -347,7 +357,12 @@ pub fn observe(s: &Scenario, rec: &Recording, seed: u64) -> Observed {
     let mut t = rng.between(0.0, rec.gc_period_s);
     while t <= end {
         gcs.push(t);
-        t += rec.gc_period_s * rng.between(0.5, 1.5);
+        let grown = if rec.gc_ramp_s > 0.0 {
+            (0.2 + 0.8 * t / rec.gc_ramp_s).min(1.0)
+        } else {
+            1.0
+        };
+        t += rec.gc_period_s * grown * rng.between(0.5, 1.5);
     }
     let mut out = Observed::default();
     let mut last_gc = None;
@@ -358,11 +373,12 @@ pub fn observe(s: &Scenario, rec: &Recording, seed: u64) -> Observed {
         if k > 0 && last_gc != Some(k) {
             last_gc = Some(k);
             let g = gcs[k - 1];
+            let marked_from = g - rec.mark_share * (g - if k > 1 { gcs[k - 2] } else { 0.0 });
             let (mut inuse, mut alloc) = (0.0, 0.0);
             for o in &objs {
                 if o.at <= g {
                     alloc += o.weight;
-                    if o.freed > g {
+                    if o.freed > g || o.at > marked_from {
                         inuse += o.weight;
                     }
                 }
@@ -441,6 +457,8 @@ pub fn random_scenario(rng: &mut Rng) -> Scenario {
     let rate = match shape {
         // A table of 4 to 64 MiB.
         Shape::Step { .. } => rng.log_between(4.0, 64.0) * 1024.0 * 1024.0,
+        // Churn is a torrent: 0.1 to 4 MiB/s of garbage.
+        Shape::Churn => rng.log_between(0.1, 4.0) * 1024.0 * 1024.0,
         _ => rate,
     };
     Scenario {
@@ -452,7 +470,9 @@ pub fn random_scenario(rng: &mut Rng) -> Scenario {
 }
 
 /// A random way of recording: from the service's start or later, at 10 s or 30 s, with GCs
-/// every 1 to 30 s, at Go's default heap sampling.
+/// every 1 to 30 s that mark for 0.5% to 20% of the time between them (in half the
+/// services the gaps lengthen five-fold over the first 1 to 15 minutes as the heap grows),
+/// at Go's default heap sampling.
 pub fn random_recording(rng: &mut Rng, span_s: f64) -> Recording {
     Recording {
         start_s: if rng.uniform() < 0.5 {
@@ -463,6 +483,12 @@ pub fn random_recording(rng: &mut Rng, span_s: f64) -> Recording {
         span_s,
         interval_s: if rng.uniform() < 0.5 { 10.0 } else { 30.0 },
         gc_period_s: rng.log_between(1.0, 30.0),
+        mark_share: rng.log_between(0.005, 0.2),
+        gc_ramp_s: if rng.uniform() < 0.5 {
+            0.0
+        } else {
+            rng.log_between(60.0, 900.0)
+        },
         sampling: GO_DEFAULT_RATE,
     }
 }

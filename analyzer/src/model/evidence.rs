@@ -15,6 +15,13 @@
 //!   recording, or a stop that beats chance, tells them apart.
 //! - **More than one or two jumps.** A series that moved in one or two jumps and is flat
 //!   between them (a reload, a resize, a table replaced once) is never a trend.
+//! - **More growth than one GC cycle's garbage.** An object allocated while a GC is marking
+//!   survives that GC (it is allocated black) and reads as in use in the next heap profile
+//!   even if it died at once. A site that churns through short-lived objects therefore
+//!   shows in-use up to what it allocates in one cycle, and that share rises whenever GC
+//!   cycles lengthen (the heap grew elsewhere, or the CPU is contended and marking takes
+//!   longer). Growth no larger than what the site allocates between two heap profiles may
+//!   be that garbage, not retained memory.
 //! - **Allocations that keep flowing but are no longer retained** (the retention ratio,
 //!   Δ in-use / Δ allocated): a cache, pool or ring at capacity keeps allocating while its
 //!   in-use stops following; a leak keeps retaining a steady share.
@@ -129,6 +136,15 @@ pub enum Shortfall {
     DippedMidRun {
         /// Hours from the run's start to the lowest point.
         dip_hours: f64,
+    },
+    /// It grew by no more than it allocates between two heap profiles: objects allocated
+    /// during a GC's mark phase read as in use until the next GC frees them, so this much
+    /// growth may be churn not yet collected (see [`turnover_window`]).
+    Turnover {
+        /// In-use growth over the runs (start level to end level).
+        growth: f64,
+        /// Most allocated between two observations (distinct heap profiles), runs added up.
+        per_observation: f64,
     },
 }
 
@@ -257,6 +273,41 @@ fn steps_of_sorted_rises(y: &[f64]) -> Option<Steps> {
     })
 }
 
+/// The most a site allocates between two observations (distinct heap profiles, each at
+/// least one GC apart), runs added up: the largest rate of the four quarters between
+/// [`CHECKPOINTS`] of each run of `points` observations. Objects allocated while a GC marks
+/// survive it, so up to one cycle's allocations of a site read as in use though they are
+/// garbage; a cycle allocates no more than the interval between two observations. `None`
+/// without allocation totals for every run (`runs` and `points` pair up), or when they
+/// never rose.
+///
+/// Measured on the fixture service's churn trap (fixtures/go/leaky-service, 40 s at 1 s,
+/// CPU contended): its in-use swung between one 17 KiB buffer and about 40 of them, while it
+/// allocated about 240 buffers between two heap profiles.
+pub fn turnover_window(runs: &[AllocCheckpoints], points: &[usize]) -> Option<f64> {
+    if runs.is_empty() || runs.len() != points.len() {
+        return None;
+    }
+    let window: f64 = runs
+        .iter()
+        .zip(points)
+        .map(|(r, &n)| {
+            (1..CHECKPOINTS.len())
+                .map(|i| {
+                    let steps = checkpoint_index(n, i).saturating_sub(checkpoint_index(n, i - 1));
+                    let allocated = (r.alloc[i] - r.alloc[i - 1]).max(0.0);
+                    if steps > 0 {
+                        allocated / steps as f64
+                    } else {
+                        0.0
+                    }
+                })
+                .fold(0.0, f64::max)
+        })
+        .sum();
+    (window > 0.0).then_some(window)
+}
+
 /// The retention signal of a series over its runs' [`AllocCheckpoints`], in quanta.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Retention {
@@ -359,6 +410,11 @@ pub fn record_more_hours(
         Shortfall::NoLateGrowth { .. } => 5.0 / quanta_per_hour,
         Shortfall::OneCycle { period_hours } => 2.2 * period_hours - hours,
         Shortfall::DippedMidRun { dip_hours } => 2.0 * dip_hours.max(hours - dip_hours),
+        // Growth at the observed pace until it exceeds one window, with a margin.
+        Shortfall::Turnover {
+            growth,
+            per_observation,
+        } => hours * (1.5 * per_observation / growth.max(f64::MIN_POSITIVE) - 1.0),
     };
     (more.is_finite() && hours > 0.0).then_some(more.max(1.0 / per_hour_obs))
 }

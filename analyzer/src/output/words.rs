@@ -163,6 +163,14 @@ pub fn shortfall(s: &Shortfall) -> String {
             "it fell well below its starting level {:.0} s in, then rose: memory that follows load swings like this, and another swing tells",
             dip_hours * 3600.0
         ),
+        Shortfall::Turnover {
+            growth,
+            per_observation,
+        } => format!(
+            "it grew by {}, no more than the {} it allocates between two heap profiles: objects allocated while a GC runs read as in use until the next one, so this may be garbage not yet collected",
+            compact(*growth),
+            compact(*per_observation)
+        ),
         Shortfall::FewQuanta {
             have,
             need,

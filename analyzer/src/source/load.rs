@@ -268,7 +268,15 @@ pub async fn load_series(
             .collect::<Vec<_>>(),
     );
     let (object_size, alloc_at, checkpoint_cols) = if metric.kind() == "heap" {
-        heap_checkpoints(&segs, &profiles, &runs, &stack_index, &stack_group, ng)?
+        heap_checkpoints(
+            &segs,
+            &profiles,
+            &runs,
+            &stack_index,
+            &stack_group,
+            ng,
+            metric == Metric::InuseObjects,
+        )?
     } else {
         (vec![0.0; ng], Vec::new(), Vec::new())
     };
@@ -345,8 +353,9 @@ fn distinct_observations(
 
 /// One targeted read of the heap profiles at every run's [`evidence::CHECKPOINTS`]: the
 /// mean bytes per live object of each group at the runs' last profiles, the allocated
-/// bytes of each group at every checkpoint (`slot * groups + group`, slot = run * k +
-/// checkpoint), and the profile position of each slot.
+/// bytes (objects, with `objects`: the metric's unit) of each group at every checkpoint
+/// (`slot * groups + group`, slot = run * k + checkpoint), and the profile position of
+/// each slot.
 fn heap_checkpoints(
     segs: &[crate::source::scan::Segment],
     profiles: &[ProfileRef],
@@ -354,6 +363,7 @@ fn heap_checkpoints(
     stack_index: &IdMap<u32>,
     stack_group: &[u32],
     groups: usize,
+    objects: bool,
 ) -> Result<(Vec<f64>, Vec<f64>, Vec<usize>)> {
     let k = evidence::CHECKPOINTS.len();
     let cols: Vec<usize> = runs
@@ -372,7 +382,15 @@ fn heap_checkpoints(
             slots: &slots,
             nslots: cols.len(),
             times: &times,
-            columns: &[col::INUSE_BYTES, col::INUSE_OBJECTS, col::ALLOC_BYTES],
+            columns: &[
+                col::INUSE_BYTES,
+                col::INUSE_OBJECTS,
+                if objects {
+                    col::ALLOC_OBJECTS
+                } else {
+                    col::ALLOC_BYTES
+                },
+            ],
             stack_index,
             stack_group,
             groups,

@@ -308,6 +308,7 @@ pub fn fit_runs(runs: &[RunView], ctx: &SeriesContext) -> Fit {
         quanta: f.quanta,
         observations: f.observations,
         late_significant: f.late_significant,
+        growth: f.growth,
     };
     let (mut judged, shortfall, retention) = weigh_evidence(judged, &evidence);
     if judged.verdict.is_leak() {
@@ -803,6 +804,76 @@ mod tests {
         // A series that would be a leak on its own: growth spread over the run.
         let f = fit_runs(&[view], &heap_ctx());
         assert!(!f.verdict.is_leak(), "{f:?}");
+    }
+
+    /// A churning site's garbage, as the fixture service's churn trap shows it under a
+    /// contended CPU: objects allocated while a GC marks read as in use until the next GC,
+    /// so in-use swings between the one live 16 KiB buffer and a cycle's worth of dead ones,
+    /// and that worth rises as GC cycles lengthen. The site allocates 240 buffers between
+    /// two heap profiles and never keeps more than one.
+    #[test]
+    fn churn_garbage_that_rises_with_gc_cycles_is_too_early_not_a_leak() {
+        const BUF: f64 = 16_384.0;
+        let n = 40;
+        let mut s = series(|_| 0.0, n);
+        s.y = (0..n)
+            .map(|i| {
+                // Positions of the recorded series' lows (only the live buffer).
+                let low = [0, 2, 3, 4, 12, 21, 30, 34, 38].contains(&i);
+                let dead = if low {
+                    0.0
+                } else {
+                    20.0 + 25.0 * i as f64 / 39.0
+                };
+                BUF * (1.0 + dead)
+            })
+            .collect();
+        let ctx = SeriesContext {
+            sampling_period: Some(4096.0),
+            object_size: BUF,
+        };
+        let hours = s.hours();
+        let checkpoints = |allocated_per_scrape: f64| {
+            let mut alloc = AllocCheckpoints::default();
+            for i in 0..evidence::CHECKPOINTS.len() {
+                let p = evidence::checkpoint_index(n, i);
+                alloc.hours[i] = hours[p];
+                alloc.inuse[i] = s.y[p];
+                alloc.alloc[i] = BUF * (1.0 + allocated_per_scrape * p as f64);
+            }
+            alloc
+        };
+        let fit = |alloc| {
+            fit_runs(
+                &[RunView {
+                    hours: &hours,
+                    y: &s.y,
+                    alloc,
+                }],
+                &ctx,
+            )
+        };
+        // On its in-use alone the series is a leak.
+        let alone = fit(None);
+        assert!(alone.verdict.is_leak(), "{alone:?}");
+        // Knowing what the site allocates, its growth is within one cycle's garbage.
+        let churn = fit(Some(checkpoints(240.0)));
+        assert_eq!(churn.verdict, Verdict::Growing, "{churn:?}");
+        let Some(Shortfall::Turnover {
+            growth,
+            per_observation,
+        }) = churn.shortfall
+        else {
+            panic!("{churn:?}")
+        };
+        assert!(growth <= per_observation && per_observation >= 200.0 * BUF);
+        assert!(
+            churn.record_more_hours.is_some_and(|h| h > 0.0),
+            "{churn:?}"
+        );
+        // A site that allocates little more than it keeps: its growth is retained.
+        let kept = fit(Some(checkpoints(1.2)));
+        assert_eq!(kept.verdict, alone.verdict, "{kept:?}");
     }
 
     #[test]

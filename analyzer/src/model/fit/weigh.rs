@@ -1,7 +1,8 @@
 //! Weighing a would-be leak against the evidence behind it (see [`crate::model::evidence`]):
 //! growth in one or two jumps is a step; a site that kept allocating but stopped retaining
 //! is a plateau; too few observations or quanta, one cycle of a possible batch, a load
-//! wave or no clear growth at the end make it `growing`.
+//! wave, growth within one GC cycle's garbage or no clear growth at the end make it
+//! `growing`.
 
 use super::run::RunFit;
 use super::Verdict;
@@ -24,6 +25,8 @@ pub(super) struct EvidenceInput<'a> {
     pub(super) quanta: f64,
     pub(super) observations: usize,
     pub(super) late_significant: bool,
+    /// In-use growth over the runs (start level to end level, runs added up).
+    pub(super) growth: f64,
 }
 
 /// Checks a leak verdict against the evidence behind it (see [`crate::model::evidence`]): growth
@@ -117,6 +120,13 @@ pub(super) fn weigh_evidence(
         };
         return growing(j, s);
     }
+    if let Some(window) = turnover(e) {
+        let s = Shortfall::Turnover {
+            growth: e.growth,
+            per_observation: window,
+        };
+        return growing(j, s);
+    }
     let late_quanta = e
         .quantum
         .map(|q| e.fits.iter().map(|f| f.late_rise).sum::<f64>() / q)
@@ -126,4 +136,15 @@ pub(super) fn weigh_evidence(
         return growing(j, s);
     }
     (j, None, None)
+}
+
+/// The allocations between two observations ([`evidence::turnover_window`]) when the
+/// growth is no larger: garbage of one GC cycle could account for it. Only where every
+/// fitted run has its allocation totals.
+fn turnover(e: &EvidenceInput) -> Option<f64> {
+    if e.allocs.len() != e.fits.len() {
+        return None;
+    }
+    let points: Vec<usize> = e.fits.iter().map(|f| f.points).collect();
+    evidence::turnover_window(e.allocs, &points).filter(|w| e.growth <= *w)
 }
