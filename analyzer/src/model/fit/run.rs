@@ -264,27 +264,33 @@ fn find_resets(y_all: &[f64], peak: f64, lo: f64, noise_sd: &mut Option<f64>) ->
     if range <= 0.0 {
         return Vec::new();
     }
-    let reset_at: Vec<usize> = (1..n_all)
-        .filter(|&i| {
-            let d = y_all[i - 1] - y_all[i];
-            if d < 0.5 * range || d < 0.1 * peak.abs() {
-                return false;
-            }
-            let sd = *noise_sd.get_or_insert_with(|| stats::step_noise_sd(y_all));
-            if d < RESET_NOISE_SIGMAS * sd {
-                return false;
-            }
-            let before = y_all[i.saturating_sub(2)..i]
-                .iter()
-                .copied()
-                .fold(f64::MAX, f64::min);
-            let after = y_all[i..(i + 2).min(n_all)]
-                .iter()
-                .copied()
-                .fold(f64::MIN, f64::max);
-            before - after >= 0.3 * range
-        })
-        .collect();
+    // One plain pass over neighbouring pairs: nearly every drop fails the first test, and
+    // this loop ran at 13 us per 10,000-point run as a `filter` over indices (perf, 100M
+    // rows by stack).
+    let (half_range, tenth_peak) = (0.5 * range, 0.1 * peak.abs());
+    let mut reset_at = Vec::new();
+    for (at, w) in y_all.windows(2).enumerate() {
+        let d = w[0] - w[1];
+        if d < half_range || d < tenth_peak {
+            continue;
+        }
+        let i = at + 1;
+        let sd = *noise_sd.get_or_insert_with(|| stats::step_noise_sd(y_all));
+        if d < RESET_NOISE_SIGMAS * sd {
+            continue;
+        }
+        let before = y_all[i.saturating_sub(2)..i]
+            .iter()
+            .copied()
+            .fold(f64::MAX, f64::min);
+        let after = y_all[i..(i + 2).min(n_all)]
+            .iter()
+            .copied()
+            .fold(f64::MIN, f64::max);
+        if before - after >= 0.3 * range {
+            reset_at.push(i);
+        }
+    }
     // A sawtooth builds up between resets: most cycles must end higher than they start.
     // Drops in a noisy but flat series do not pass, so they are not counted as resets.
     if builds_up_between(y_all, &reset_at, range) {
@@ -330,11 +336,8 @@ fn floor_points(x_all: &[f64], y_all: &[f64], reset_at: &[usize]) -> (Vec<f64>, 
         Vec::with_capacity(bounds.len()),
     );
     for (lo, hi) in bounds {
-        let (i, v) = y_all[lo..hi]
-            .iter()
-            .enumerate()
-            .min_by(|a, b| a.1.total_cmp(b.1))
-            .map(|(i, v)| (lo + i, *v))
+        let (i, v) = stats::first_min(&y_all[lo..hi])
+            .map(|(i, v)| (lo + i, v))
             .unwrap_or((lo, 0.0));
         fx.push(x_all[i]);
         fy.push(v);
@@ -408,11 +411,8 @@ fn trend_test(x: &[f64], y: &[f64], ts: f64) -> KendallS {
 fn dip_hours(x_all: &[f64], y_all: &[f64], start: f64, end: f64, noise_sd: f64) -> Option<f64> {
     let n_all = y_all.len();
     let (lo, hi) = (n_all / 10, n_all - n_all / 10);
-    let (i, low) = y_all[lo..hi]
-        .iter()
-        .enumerate()
-        .min_by(|a, b| a.1.total_cmp(b.1))
-        .map(|(i, v)| (lo + i, *v))
+    let (i, low) = stats::first_min(&y_all[lo..hi])
+        .map(|(i, v)| (lo + i, v))
         .unwrap_or((0, start));
     let depth = start - low;
     (end > start && depth > 0.5 * (end - start) && depth > RESET_NOISE_SIGMAS * noise_sd)

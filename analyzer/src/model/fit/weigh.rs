@@ -27,6 +27,8 @@ pub(super) struct EvidenceInput<'a> {
     pub(super) late_significant: bool,
     /// In-use growth over the runs (start level to end level, runs added up).
     pub(super) growth: f64,
+    /// Kendall's tau of the judged points (runs combined).
+    pub(super) tau: f64,
 }
 
 /// Checks a leak verdict against the evidence behind it (see [`crate::model::evidence`]): growth
@@ -139,10 +141,11 @@ pub(super) fn weigh_evidence(
 }
 
 /// The allocations between two observations ([`evidence::turnover_window`]) when the
-/// growth is no larger: garbage of one GC cycle could account for it. Only where every
-/// fitted run has its allocation totals.
+/// growth is no larger and the series scatters like garbage (tau below
+/// [`evidence::TURNOVER_MAX_TAU`]): garbage of one GC cycle could account for it. Only where
+/// every fitted run has its allocation totals.
 fn turnover(e: &EvidenceInput) -> Option<f64> {
-    if e.allocs.len() != e.fits.len() {
+    if e.allocs.len() != e.fits.len() || e.tau >= evidence::TURNOVER_MAX_TAU {
         return None;
     }
     let points: Vec<usize> = e.fits.iter().map(|f| f.points).collect();
