@@ -187,15 +187,7 @@ pub(super) fn fit_run(x_all: &[f64], y_all: &[f64]) -> Option<RunFit> {
         SLOWING_SPLITS.map(|f| split_at((f * (n - 1) as f64).round() as usize).unwrap_or_default());
     let early_to = n - late_from;
     let early_ts = stats::theil_sen(&x[..early_to], &y[..early_to]).unwrap_or(0.0);
-    let (mut peak, mut peak_i) = (f64::MIN, 0);
-    let mut lo = f64::MAX;
-    for (i, v) in y_all.iter().enumerate() {
-        if *v > peak {
-            peak = *v;
-            peak_i = i;
-        }
-        lo = lo.min(*v);
-    }
+    let (peak, peak_i, lo) = stats::peak_and_low(y_all);
     let mut noise_sd = None;
     let reset_at = find_resets(y_all, peak, lo, &mut noise_sd);
     let resets = reset_at.len();
