@@ -60,7 +60,9 @@ pub const MIN_EARLY_RETENTION: f64 = 0.05;
 /// Kendall's tau from which growth within one GC cycle's garbage ([`turnover_window`])
 /// counts as retained all the same. Garbage read as in use is a fresh draw at every
 /// observation (what the site allocated while that GC marked), so it scatters over its
-/// whole range and a drift in it orders few pairs; memory that is kept rises and stays. On
+/// whole range and a drift in it orders few pairs; memory that is kept rises and stays.
+/// Counted over the pairs within each run (two steady runs would read half as much over
+/// every pair of points). On
 /// 12 live 40 s recordings of the fixture service's churn trap tau was -0.09 to 0.25; the
 /// seven planted leaks of the 100M-row synthetic capture that keep less than one interval's
 /// allocations over 10,000 observations have 0.99 to 0.998.

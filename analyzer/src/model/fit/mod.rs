@@ -309,7 +309,6 @@ pub fn fit_runs(runs: &[RunView], ctx: &SeriesContext) -> Fit {
         observations: f.observations,
         late_significant: f.late_significant,
         growth: f.growth,
-        tau: f.mk.tau(),
     };
     let (mut judged, shortfall, retention) = weigh_evidence(judged, &evidence);
     if judged.verdict.is_leak() {
