@@ -240,7 +240,6 @@ fn steps_of_rises(y: &[f64]) -> Option<Steps> {
     // same order; rises equal under total_cmp are the same value, so the two largest are
     // what the sort put first.
     //
-    //
     // Branch-free for the sign of each difference: on a noisy series it is a coin toss, and
     // the mispredicted branch was a third of a 10,000-point run's own fit time (perf, 100M
     // rows by stack; an `if` on the sign compiled back to a branch, `max` does not). A fall,

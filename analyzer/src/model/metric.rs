@@ -45,6 +45,16 @@ impl Metric {
         }
     }
 
+    /// `samples` column of the cumulative allocations in the metric's unit, for heap
+    /// metrics.
+    pub fn alloc_column(self) -> Option<&'static str> {
+        match self {
+            Metric::InuseSpace => Some(col::ALLOC_BYTES),
+            Metric::InuseObjects => Some(col::ALLOC_OBJECTS),
+            Metric::Goroutines | Metric::Native => None,
+        }
+    }
+
     /// Unit of the metric's values.
     pub fn unit(self) -> &'static str {
         match self {

@@ -148,10 +148,7 @@ fn knee_normal_equations(x: &[f64], y: &[f64], xk: f64) -> ([[f64; 3]; 3], [f64;
 /// residuals still takes every point.
 struct KneePrefix {
     /// Sums of x, x², y and x·y over the first `i` points, at `i`.
-    x: Vec<f64>,
-    xx: Vec<f64>,
-    y: Vec<f64>,
-    xy: Vec<f64>,
+    sums: Vec<[f64; 4]>,
 }
 
 impl KneePrefix {
@@ -162,35 +159,24 @@ impl KneePrefix {
         if !ordered || !x.iter().chain(y).all(|v| v.is_finite()) {
             return None;
         }
-        let mut p = KneePrefix {
-            x: Vec::with_capacity(x.len() + 1),
-            xx: Vec::with_capacity(x.len() + 1),
-            y: Vec::with_capacity(x.len() + 1),
-            xy: Vec::with_capacity(x.len() + 1),
-        };
-        let (mut sx, mut sxx, mut sy, mut sxy) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
+        let mut sums = Vec::with_capacity(x.len() + 1);
+        let mut s = [0.0f64; 4];
+        sums.push(s);
         for (xi, yi) in x.iter().zip(y) {
-            p.x.push(sx);
-            p.xx.push(sxx);
-            p.y.push(sy);
-            p.xy.push(sxy);
-            sx += xi;
-            sxx += xi * xi;
-            sy += yi;
-            sxy += xi * yi;
+            s[0] += xi;
+            s[1] += xi * xi;
+            s[2] += yi;
+            s[3] += xi * yi;
+            sums.push(s);
         }
-        p.x.push(sx);
-        p.xx.push(sxx);
-        p.y.push(sy);
-        p.xy.push(sxy);
-        Some(p)
+        Some(KneePrefix { sums })
     }
 
     /// [`knee_normal_equations`] for the break at `xk`.
     fn normal_equations(&self, x: &[f64], y: &[f64], xk: f64) -> ([[f64; 3]; 3], [f64; 3]) {
         // Points up to the break: x <= xk, a prefix of the ordered points.
         let j = x.partition_point(|v| *v <= xk);
-        let (mut m01, mut m11, mut v0, mut v1) = (self.x[j], self.xx[j], self.y[j], self.xy[j]);
+        let [mut m01, mut m11, mut v0, mut v1] = self.sums[j];
         let (mut m02, mut m12, mut m22, mut v2) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
         for (xi, yi) in x[j..].iter().zip(&y[j..]) {
             let d = xi - xk;
@@ -615,9 +601,15 @@ impl KendallS {
         (2.0 * p.min(1.0 - p)).clamp(0.0, 1.0)
     }
 
+    /// Pairs of the `n` points, `n (n - 1) / 2` (of one series; combined runs were not
+    /// compared across).
+    pub fn pairs(&self) -> f64 {
+        (self.n * self.n.saturating_sub(1)) as f64 / 2.0
+    }
+
     /// Kendall's tau-a: S over the number of pairs (-1..1).
     pub fn tau(&self) -> f64 {
-        let pairs = (self.n * self.n.saturating_sub(1)) as f64 / 2.0;
+        let pairs = self.pairs();
         if pairs > 0.0 {
             self.s / pairs
         } else {
@@ -978,6 +970,13 @@ mod tests {
         assert!(KneePrefix::new(&[0.0, 1.0], &[f64::INFINITY, 1.0]).is_none());
     }
 
+    /// `len` values drawn from `pool` (edge cases: zeros of both signs, NaNs, ties).
+    fn draws(u: &mut impl FnMut() -> f64, pool: &[f64], len: usize) -> Vec<f64> {
+        (0..len)
+            .map(|_| pool[(u() * pool.len() as f64) as usize % pool.len()])
+            .collect()
+    }
+
     /// `peak_and_low` gives what the single pass gives: the same peak bits and index, and
     /// the same low (a zero's sign aside).
     #[test]
@@ -996,9 +995,7 @@ mod tests {
         ];
         for len in 0..40 {
             for _ in 0..30 {
-                let y: Vec<f64> = (0..len)
-                    .map(|_| pool[(u() * pool.len() as f64) as usize % pool.len()])
-                    .collect();
+                let y = draws(&mut u, &pool, len);
                 let (mut peak, mut peak_i, mut lo) = (f64::MIN, 0, f64::MAX);
                 for (i, v) in y.iter().enumerate() {
                     if *v > peak {
@@ -1030,9 +1027,7 @@ mod tests {
         ];
         for len in 0..40 {
             for _ in 0..20 {
-                let v: Vec<f64> = (0..len)
-                    .map(|_| pool[(u() * pool.len() as f64) as usize % pool.len()])
-                    .collect();
+                let v = draws(&mut u, &pool, len);
                 let want = v
                     .iter()
                     .enumerate()

@@ -267,7 +267,7 @@ pub async fn load_series(
             .map(|p| p.period as f64)
             .collect::<Vec<_>>(),
     );
-    let (object_size, alloc_at, checkpoint_cols) = if metric.kind() == "heap" {
+    let (object_size, alloc_at, checkpoint_cols) = if let Some(alloc) = metric.alloc_column() {
         heap_checkpoints(
             &segs,
             &profiles,
@@ -275,7 +275,7 @@ pub async fn load_series(
             &stack_index,
             &stack_group,
             ng,
-            metric == Metric::InuseObjects,
+            alloc,
         )?
     } else {
         (vec![0.0; ng], Vec::new(), Vec::new())
@@ -353,9 +353,9 @@ fn distinct_observations(
 
 /// One targeted read of the heap profiles at every run's [`evidence::CHECKPOINTS`]: the
 /// mean bytes per live object of each group at the runs' last profiles, the allocated
-/// bytes (objects, with `objects`: the metric's unit) of each group at every checkpoint
-/// (`slot * groups + group`, slot = run * k + checkpoint), and the profile position of
-/// each slot.
+/// values of each group at every checkpoint (`alloc_column`, in the metric's unit;
+/// `slot * groups + group`, slot = run * k + checkpoint), and the profile position of each
+/// slot.
 fn heap_checkpoints(
     segs: &[crate::source::scan::Segment],
     profiles: &[ProfileRef],
@@ -363,7 +363,7 @@ fn heap_checkpoints(
     stack_index: &IdMap<u32>,
     stack_group: &[u32],
     groups: usize,
-    objects: bool,
+    alloc_column: &'static str,
 ) -> Result<(Vec<f64>, Vec<f64>, Vec<usize>)> {
     let k = evidence::CHECKPOINTS.len();
     let cols: Vec<usize> = runs
@@ -382,15 +382,7 @@ fn heap_checkpoints(
             slots: &slots,
             nslots: cols.len(),
             times: &times,
-            columns: &[
-                col::INUSE_BYTES,
-                col::INUSE_OBJECTS,
-                if objects {
-                    col::ALLOC_OBJECTS
-                } else {
-                    col::ALLOC_BYTES
-                },
-            ],
+            columns: &[col::INUSE_BYTES, col::INUSE_OBJECTS, alloc_column],
             stack_index,
             stack_group,
             groups,

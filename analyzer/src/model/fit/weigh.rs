@@ -155,8 +155,7 @@ fn turnover(e: &EvidenceInput) -> Option<f64> {
 /// rising steadily read 0.45 that way, 0.9 this way.
 fn within_run_tau(fits: &[RunFit]) -> f64 {
     let (s, pairs) = fits.iter().fold((0.0, 0.0), |(s, pairs), f| {
-        let n = f.mk.n as f64;
-        (s + f.mk.s, pairs + n * (n - 1.0) / 2.0)
+        (s + f.mk.s, pairs + f.mk.pairs())
     });
     if pairs > 0.0 {
         s / pairs
