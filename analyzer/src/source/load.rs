@@ -179,6 +179,7 @@ pub fn group_stacks(
 /// Builds the group x profile matrix of `metric`, calling `progress` with rows read.
 pub async fn load_series(
     cat: &Catalog,
+    listing: &crate::source::profiles::ProfileListing,
     metric: Metric,
     stacks: &IdMap<Vec<FrameRef>>,
     by: GroupBy,
@@ -188,9 +189,7 @@ pub async fn load_series(
 ) -> Result<SeriesSet> {
     let clock = std::time::Instant::now();
     let crate::source::profiles::Timeline { profiles, pos, .. } =
-        crate::source::profiles::ProfileListing::read(&cat.in_process)
-            .await?
-            .timeline(metric.kind(), first);
+        listing.timeline(metric.kind(), first);
     log::debug!(
         "{} profiles listed in {:?}",
         profiles.len(),

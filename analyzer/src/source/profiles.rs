@@ -106,6 +106,16 @@ impl ProfileListing {
         Ok(ProfileListing { rows })
     }
 
+    /// Number of profiles listed (of every kind).
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Whether no profile is listed.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
     /// A listing of the given profiles (tests and callers that already hold rows).
     pub fn from_rows(rows: Vec<ProfileRef>) -> Self {
         ProfileListing { rows }
