@@ -12,6 +12,7 @@
 //! - [`output`] turns typed results into text, JSON, HTML, PNG and pprof (I/O at the edge).
 //! - [`watch`] turns rounds of ranking into webhook alerts, one per site until it changes.
 
+pub mod background;
 pub mod error;
 pub mod model;
 pub mod output;

@@ -419,10 +419,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
     match cli.command {
         Command::Sql(a) => run_sql(a).await.map(|_| ExitCode::SUCCESS),
-        Command::Rank(a) => match run_rank(&a.sel, 0).await {
-            Ok(r) => print_ranking(&r, a.format, a.top).map(|_| ExitCode::SUCCESS),
-            Err(e) => Err(e),
-        },
+        Command::Rank(a) => {
+            let r = run_rank(&a.sel, 0).await?;
+            let printed = print_ranking(&r, a.format, a.top).map(|_| ExitCode::SUCCESS);
+            leakscope::background::drop_in_background(r);
+            printed
+        }
         Command::ExportPprof(a) => run_export(&a).await.map(|_| ExitCode::SUCCESS),
         Command::Report(a) => run_report(&a).await.map(|_| ExitCode::SUCCESS),
         Command::Check(a) => {

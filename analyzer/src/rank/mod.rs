@@ -18,10 +18,10 @@ use crate::model::hints::{hints, is_timer_function, HintInput, Hints};
 use crate::model::site::{FrameRef, GroupBy, SiteRules};
 use crate::source::catalog::Catalog;
 use crate::source::load::{load_series, IdMap, Metric, SeriesSet};
-use crate::source::profiles::ProfileListing;
-use leakscope_capture::schema::Table;
 use crate::source::process::{analyze_process, ProcessSummary};
+use crate::source::profiles::ProfileListing;
 use crate::source::totals::ProfileTotals;
+use leakscope_capture::schema::Table;
 
 /// What to rank and how.
 #[derive(Debug, Clone)]
@@ -426,11 +426,13 @@ fn combined_order(a: &Finding, b: &Finding) -> std::cmp::Ordering {
 
 /// All sections' findings in one order, comparable across metrics.
 fn combined(sections: &[Section]) -> Vec<Finding> {
+    // In parallel: each finding owns its stack's frames as strings, so the copies of
+    // 10,000 findings are some 170,000 allocations (~20 ms on one thread).
     let mut all: Vec<Finding> = sections
-        .iter()
-        .flat_map(|s| s.findings.iter().cloned())
+        .par_iter()
+        .flat_map(|s| s.findings.par_iter().cloned())
         .collect();
-    all.sort_by(combined_order);
+    all.par_sort_by(combined_order);
     all
 }
 
@@ -520,6 +522,7 @@ pub async fn rank(
         };
         // Only the top findings keep their series; the matrix is dropped here.
         keep_series(&mut section, &set, opts.keep_series);
+        crate::background::drop_in_background(set);
         sections.push(section);
     }
     let clock = std::time::Instant::now();
