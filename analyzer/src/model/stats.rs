@@ -292,7 +292,8 @@ pub fn step_noise_sd(y: &[f64]) -> f64 {
     KEYS.with(|cell| {
         let mut d = cell.borrow_mut();
         d.clear();
-        d.extend(y.windows(2).map(|w| order_key(w[1] - w[0])));
+        // Pairs as two offset slices, not `windows(2)`: the loop then compiles to vectors.
+        d.extend(y[1..].iter().zip(y).map(|(b, a)| order_key(b - a)));
         let mid = median_of_keys(&mut d).unwrap_or(0.0);
         for k in d.iter_mut() {
             *k = order_key((from_order_key(*k) - mid).abs());
@@ -437,7 +438,12 @@ pub fn bucket_medians(x: &[f64], y: &[f64], max: usize) -> (Vec<f64>, Vec<f64>) 
     if n <= max || max == 0 {
         return (x[..n].to_vec(), y[..n].to_vec());
     }
-    let sorted_x = x[..n].windows(2).all(|w| w[0] <= w[1]);
+    // Both checks below fold without stopping early, so that they compile to vector
+    // compares (`all` stops at the first failure and went one point at a time).
+    let sorted_x = x[..n - 1]
+        .iter()
+        .zip(&x[1..n])
+        .fold(true, |sorted, (a, b)| sorted & (a <= b));
     let mut bx = Vec::with_capacity(max);
     let mut by = Vec::with_capacity(max);
     let mut scratch = Vec::with_capacity(n / max + 2);
@@ -457,7 +463,10 @@ pub fn bucket_medians(x: &[f64], y: &[f64], max: usize) -> (Vec<f64>, Vec<f64>) 
         };
         bx.push(mx);
         let part = &y[lo..hi];
-        if part.iter().all(|v| *v >= 0.0 && v.is_finite()) {
+        if part
+            .iter()
+            .fold(true, |ok, v| ok & (*v >= 0.0) & v.is_finite())
+        {
             by.push(median_non_negative(part, &mut bits));
         } else {
             scratch.clear();

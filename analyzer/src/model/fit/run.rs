@@ -90,6 +90,9 @@ const RESET_NOISE_SIGMAS: f64 = 5.0;
 
 /// The largest step up a sawtooth cycle may take, as a fraction of its drop.
 const MAX_UP_STEP_OF_DROP: f64 = 0.6;
+/// Neighbouring pairs [`find_resets`] passes over at once when none drops far enough.
+const RESET_BLOCK: usize = 64;
+
 /// Points a long run is reduced to.
 pub const REDUCED_POINTS: usize = 64;
 
@@ -256,14 +259,26 @@ fn find_resets(y_all: &[f64], peak: f64, lo: f64, noise_sd: &mut Option<f64>) ->
     if range <= 0.0 {
         return Vec::new();
     }
-    // One plain pass over neighbouring pairs: nearly every drop fails the first test, and
-    // this loop ran at 13 us per 10,000-point run as a `filter` over indices (perf, 100M
-    // rows by stack).
+    // Nearly every drop fails the first test: blocks of neighbouring pairs where all do
+    // are passed over by a test without branches, which the compiler vectorizes; the
+    // pairs of the other blocks are judged one by one, in order, as before. (One by one
+    // everywhere, this loop was 8 us of a 10,000-point run's fit; as a `filter` over
+    // indices, 13 us. Perf, 100M rows by stack.)
     let (half_range, tenth_peak) = (0.5 * range, 0.1 * peak.abs());
+    let small = |d: f64| d < half_range || d < tenth_peak;
     let mut reset_at = Vec::new();
-    for (at, w) in y_all.windows(2).enumerate() {
-        let d = w[0] - w[1];
-        if d < half_range || d < tenth_peak {
+    let pairs = n_all.saturating_sub(1);
+    let blocks = (0..pairs).step_by(RESET_BLOCK).filter(|&b| {
+        let ys = &y_all[b..(b + RESET_BLOCK).min(pairs) + 1];
+        !ys[..ys.len() - 1]
+            .iter()
+            .zip(&ys[1..])
+            .fold(true, |quiet, (a, b)| quiet & small(a - b))
+    });
+    let candidates = blocks.flat_map(|b| b..(b + RESET_BLOCK).min(pairs));
+    for at in candidates {
+        let d = y_all[at] - y_all[at + 1];
+        if small(d) {
             continue;
         }
         let i = at + 1;
@@ -544,6 +559,64 @@ mod tests {
         assert_eq!(fy, [0.0; 4]);
         assert_eq!(fx.len(), 4);
         assert_eq!(first_reset_hours(&x, &y, &resets), Some(x[10]));
+    }
+
+    /// [`find_resets`] as it was before the blocks: every pair judged one by one.
+    fn resets_one_by_one(y: &[f64], peak: f64, lo: f64, noise_sd: &mut Option<f64>) -> Vec<usize> {
+        let range = peak - lo;
+        if range <= 0.0 {
+            return Vec::new();
+        }
+        let mut reset_at = Vec::new();
+        for (at, w) in y.windows(2).enumerate() {
+            let d = w[0] - w[1];
+            if d < 0.5 * range || d < 0.1 * peak.abs() {
+                continue;
+            }
+            let i = at + 1;
+            let sd = *noise_sd.get_or_insert_with(|| stats::step_noise_sd(y));
+            if d < RESET_NOISE_SIGMAS * sd {
+                continue;
+            }
+            let before = y[i.saturating_sub(2)..i].iter().copied().fold(f64::MAX, f64::min);
+            let after = y[i..(i + 2).min(y.len())].iter().copied().fold(f64::MIN, f64::max);
+            if before - after >= 0.3 * range {
+                reset_at.push(i);
+            }
+        }
+        if builds_up_between(y, &reset_at, range) {
+            reset_at
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Passing over quiet blocks finds the same resets, and computes the step noise at the
+    /// same point, as judging every pair: sawtooths with drops on and next to block edges,
+    /// noise, NaNs, and lengths around multiples of the block.
+    #[test]
+    fn resets_found_by_blocks_are_the_resets_found_one_by_one() {
+        let mut u = stats::test_uniforms(31);
+        for round in 0..300 {
+            let n = 2 + (round * 7) % 300;
+            let period = 3 + round % (2 * RESET_BLOCK);
+            let y: Vec<f64> = (0..n)
+                .map(|i| match round % 4 {
+                    0 => (i % period) as f64 * 10.0 + u(),
+                    1 => 100.0 + u() * 50.0,
+                    2 if i == n / 2 => f64::NAN,
+                    _ => ((i % period) as f64).powi(2) - u() * 5.0,
+                })
+                .collect();
+            let (peak, _, lo) = stats::peak_and_low(&y);
+            let (mut a, mut b) = (None, None);
+            assert_eq!(
+                find_resets(&y, peak, lo, &mut a),
+                resets_one_by_one(&y, peak, lo, &mut b),
+                "round {round}"
+            );
+            assert_eq!(a.map(f64::to_bits), b.map(f64::to_bits), "round {round}");
+        }
     }
 
     #[test]
