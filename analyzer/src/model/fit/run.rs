@@ -578,8 +578,14 @@ mod tests {
             if d < RESET_NOISE_SIGMAS * sd {
                 continue;
             }
-            let before = y[i.saturating_sub(2)..i].iter().copied().fold(f64::MAX, f64::min);
-            let after = y[i..(i + 2).min(y.len())].iter().copied().fold(f64::MIN, f64::max);
+            let before = y[i.saturating_sub(2)..i]
+                .iter()
+                .copied()
+                .fold(f64::MAX, f64::min);
+            let after = y[i..(i + 2).min(y.len())]
+                .iter()
+                .copied()
+                .fold(f64::MIN, f64::max);
             if before - after >= 0.3 * range {
                 reset_at.push(i);
             }
