@@ -17,7 +17,7 @@ use crate::model::fit::{adjust_for_multiple_tests, fit_runs, Fit, RunView, Verdi
 use crate::model::hints::{hints, is_timer_function, HintInput, Hints};
 use crate::model::site::{FrameRef, GroupBy, SiteRules};
 use crate::source::catalog::Catalog;
-use crate::source::load::{load_series, IdMap, Metric, SeriesSet};
+use crate::source::load::{load_series, IdMap, Metric, SeriesSet, SeriesSources};
 use crate::source::process::{analyze_process, ProcessSummary};
 use crate::source::profiles::ProfileListing;
 use crate::source::totals::ProfileTotals;
@@ -472,17 +472,13 @@ pub async fn rank(
     let mut sections = Vec::new();
     for metric in metrics {
         let clock = std::time::Instant::now();
-        let mut set = load_series(
+        let sources = SeriesSources {
             cat,
-            &listing,
-            metric,
-            &stacks,
-            opts.by,
-            &opts.rules,
-            opts.first,
-            progress,
-        )
-        .await?;
+            listing: &listing,
+            stacks: &stacks,
+        };
+        let mut set =
+            load_series(sources, metric, opts.by, &opts.rules, opts.first, progress).await?;
         log::info!(
             "{metric:?}: {} rows into {} groups x {} profiles in {:?}",
             set.rows,

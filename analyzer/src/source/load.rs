@@ -176,17 +176,32 @@ pub fn group_stacks(
     (group_of, keys)
 }
 
+/// What every metric's series is built from: the catalog, its profiles listing and every
+/// stack's frames, each read once per ranking.
+#[derive(Clone, Copy)]
+pub struct SeriesSources<'a> {
+    /// The captures.
+    pub cat: &'a Catalog,
+    /// Every profile of the captures.
+    pub listing: &'a crate::source::profiles::ProfileListing,
+    /// Every stack's frames.
+    pub stacks: &'a IdMap<Vec<FrameRef>>,
+}
+
 /// Builds the group x profile matrix of `metric`, calling `progress` with rows read.
 pub async fn load_series(
-    cat: &Catalog,
-    listing: &crate::source::profiles::ProfileListing,
+    sources: SeriesSources<'_>,
     metric: Metric,
-    stacks: &IdMap<Vec<FrameRef>>,
     by: GroupBy,
     rules: &SiteRules,
     first: Option<std::time::Duration>,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<SeriesSet> {
+    let SeriesSources {
+        cat,
+        listing,
+        stacks,
+    } = sources;
     let clock = std::time::Instant::now();
     let crate::source::profiles::Timeline { profiles, pos, .. } =
         listing.timeline(metric.kind(), first);
