@@ -286,15 +286,7 @@ fn find_resets(y_all: &[f64], peak: f64, lo: f64, noise_sd: &mut Option<f64>) ->
         if d < RESET_NOISE_SIGMAS * sd {
             continue;
         }
-        let before = y_all[i.saturating_sub(2)..i]
-            .iter()
-            .copied()
-            .fold(f64::MAX, f64::min);
-        let after = y_all[i..(i + 2).min(n_all)]
-            .iter()
-            .copied()
-            .fold(f64::MIN, f64::max);
-        if before - after >= 0.3 * range {
+        if stays_down(y_all, i, range) {
             reset_at.push(i);
         }
     }
@@ -305,6 +297,20 @@ fn find_resets(y_all: &[f64], peak: f64, lo: f64, noise_sd: &mut Option<f64>) ->
     } else {
         Vec::new()
     }
+}
+
+/// Whether the drop into point `i` stays down: the two points before it are all above the
+/// two from it on by at least 0.3 of the series' `range`.
+fn stays_down(y: &[f64], i: usize, range: f64) -> bool {
+    let before = y[i.saturating_sub(2)..i]
+        .iter()
+        .copied()
+        .fold(f64::MAX, f64::min);
+    let after = y[i..(i + 2).min(y.len())]
+        .iter()
+        .copied()
+        .fold(f64::MIN, f64::max);
+    before - after >= 0.3 * range
 }
 
 /// The run's floor as (hours, level) points: the trough of every cycle between resets when
@@ -578,15 +584,7 @@ mod tests {
             if d < RESET_NOISE_SIGMAS * sd {
                 continue;
             }
-            let before = y[i.saturating_sub(2)..i]
-                .iter()
-                .copied()
-                .fold(f64::MAX, f64::min);
-            let after = y[i..(i + 2).min(y.len())]
-                .iter()
-                .copied()
-                .fold(f64::MIN, f64::max);
-            if before - after >= 0.3 * range {
+            if stays_down(y, i, range) {
                 reset_at.push(i);
             }
         }
