@@ -76,7 +76,7 @@ for name in "${captures[@]}"; do
     run "$name.rank-first.json" "$LEAKSCOPE" rank "$cap" --by stack --first 2m --format json
     run "$name.check" "$LEAKSCOPE" check "$cap"
     run "$name.report" "$LEAKSCOPE" report "$cap" -o "$OUT/$name.report.html"
-    [ -f "$OUT/$name.report.html" ] && sed -i -e "s#$CAPS#<CAPS>#g" -e "s#$PWD#<REPO>#g" "$OUT/$name.report.html"
+    [ -f "$OUT/$name.report.html" ] && sed -i -e "s#$CAPS#<CAPS>#g" -e "s#$OUT#<OUT>#g" -e "s#$PWD#<REPO>#g" "$OUT/$name.report.html"
     run "$name.export" "$LEAKSCOPE" export-pprof "$cap" -o "$OUT/$name.pb.gz"
     run "$name.sql" "$LEAKSCOPE" sql "$cap" \
         "SELECT stack_id, SUM(inuse_bytes) AS b FROM samples GROUP BY stack_id ORDER BY b DESC, stack_id LIMIT 20"

@@ -83,17 +83,47 @@ impl Knee {
 /// two-segment line fits best; `None` when the series is too short.
 pub fn knee(x: &[f64], y: &[f64], min_side: usize) -> Option<Knee> {
     let n = x.len().min(y.len());
+    let candidates = knee_candidates(n, min_side)?;
+    first_best(&knee_fits(&x[..n], &y[..n], candidates), |_| true)
+}
+
+/// [`knee`] for two minimum sides at once: `[knee(x, y, sides[0]), knee(x, y, sides[1])]`.
+/// When both try every point as the break (fewer than 96 candidates, as on a reduced
+/// run's 64 points), the wider range's fits include the narrower one's, each fitted and
+/// summed the same way, so both knees come from one set of fits: the first best within
+/// each range. The ranking fits two knees per run (the knee test and the trend test's
+/// bend); the shared fits save the second one's (about 5 us of a 10,000-point run).
+pub fn knees(x: &[f64], y: &[f64], sides: [usize; 2]) -> [Option<Knee>; 2] {
+    let n = x.len().min(y.len());
+    // `knee_candidates` steps by 1 below twice KNEE_FITS candidates.
+    let every_point = |s: usize| s >= 2 && n > 2 * s && n - 2 * s < 2 * KNEE_FITS;
+    if !sides.iter().all(|s| every_point(*s)) {
+        return sides.map(|s| knee(x, y, s));
+    }
+    let widest = sides[0].min(sides[1]);
+    let fits = knee_fits(&x[..n], &y[..n], widest..n - widest);
+    sides.map(|s| first_best(&fits, |k| (s..n - s).contains(&k)))
+}
+
+/// Break points a knee fit tries: about [`KNEE_FITS`] of them, evenly spread, at least
+/// `min_side` points from either end; `None` when the series is too short.
+fn knee_candidates(n: usize, min_side: usize) -> Option<std::iter::StepBy<std::ops::Range<usize>>> {
     if n < 2 * min_side + 1 || min_side < 2 {
         return None;
     }
-    let (x, y) = (&x[..n], &y[..n]);
+    let len = n - 2 * min_side;
+    Some((min_side..n - min_side).step_by((len / KNEE_FITS).max(1)))
+}
+
+/// About how many break points [`knee`] tries.
+const KNEE_FITS: usize = 48;
+
+/// Each candidate break's two-segment fit (those whose equations are solvable) with its
+/// sum of squared residuals.
+fn knee_fits(x: &[f64], y: &[f64], candidates: impl Iterator<Item = usize>) -> Vec<(Knee, f64)> {
     let prefix = KneePrefix::new(x, y);
-    let candidates: Vec<usize> = (min_side..n - min_side).collect();
-    let stride = (candidates.len() / 48).max(1);
     let fits: Vec<Knee> = candidates
-        .iter()
-        .step_by(stride)
-        .filter_map(|&k| {
+        .filter_map(|k| {
             let xk = x[k];
             let (m, v) = match &prefix {
                 Some(p) => p.normal_equations(x, y, xk),
@@ -108,18 +138,28 @@ pub fn knee(x: &[f64], y: &[f64], min_side: usize) -> Option<Knee> {
             })
         })
         .collect();
-    // The first candidate with the smallest sum of squared residuals. The sums go
-    // `SSE_LANES` candidates per pass over the points: each is still added point by point
-    // in order (the same bits as one candidate at a time), but the lanes' additions do not
-    // wait on each other. One candidate per pass waited on its previous addition at every
-    // point, and the knee took 5% of a ranking of 100M rows by stack (perf).
-    let mut best: Option<(f64, Knee)> = None;
+    // The sums go `SSE_LANES` candidates per pass over the points: each is still added
+    // point by point in order (the same bits as one candidate at a time), but the lanes'
+    // additions do not wait on each other. One candidate per pass waited on its previous
+    // addition at every point, and the knee took 5% of a ranking of 100M rows by stack
+    // (perf).
+    let mut out = Vec::with_capacity(fits.len());
     for group in fits.chunks(SSE_LANES) {
         // Lanes past the group's end repeat its first fit; `zip` stops before them.
         for (sse, knee) in squared_residuals(x, y, group).into_iter().zip(group) {
-            if best.as_ref().is_none_or(|(b, _)| sse < *b) {
-                best = Some((sse, *knee));
-            }
+            out.push((*knee, sse));
+        }
+    }
+    out
+}
+
+/// The first fit with the smallest sum of squared residuals among those whose break
+/// index is `kept`.
+fn first_best(fits: &[(Knee, f64)], kept: impl Fn(usize) -> bool) -> Option<Knee> {
+    let mut best: Option<(f64, Knee)> = None;
+    for (knee, sse) in fits.iter().filter(|(k, _)| kept(k.index)) {
+        if best.as_ref().is_none_or(|(b, _)| *sse < *b) {
+            best = Some((*sse, *knee));
         }
     }
     best.map(|(_, k)| k)
@@ -318,12 +358,66 @@ fn from_order_key(k: i64) -> f64 {
 }
 
 /// Index and value of the first smallest value under [`f64::total_cmp`] (what
-/// `iter().enumerate().min_by(|a, b| a.1.total_cmp(b.1))` returns), comparing integer
-/// [`order_key`]s. Four lanes keep four running minima, so that each comparison waits on
-/// its lane's last one, not on every earlier element's (one chain of compare-and-move was
-/// its cost); the lanes then yield the smallest key, the earliest index among equals.
-/// `None` when empty.
+/// `iter().enumerate().min_by(|a, b| a.1.total_cmp(b.1))` returns); `None` when empty.
+///
+/// Two passes that vectorize: the smallest value by float compares in eight lanes, then the
+/// first index holding it. Without NaNs, float order is total order but for the sign of a
+/// zero, which the second pass settles (-0.0 comes first). With a NaN the integer-key pass
+/// ([`first_min_by_keys`]) decides. The key pass alone took 11.5 us of a 10,000-point run's
+/// fit (floor chunks and the dip; perf, 100M rows by stack): 64-bit integer compares do not
+/// vectorize on baseline x86-64, float compares do.
 pub fn first_min(values: &[f64]) -> Option<(usize, f64)> {
+    const LANES: usize = 8;
+    if values.is_empty() {
+        return None;
+    }
+    let mut low = [f64::INFINITY; LANES];
+    let mut nan = [false; LANES];
+    let mut visit = |l: usize, v: f64| {
+        low[l] = if v < low[l] { v } else { low[l] };
+        nan[l] |= v.is_nan();
+    };
+    let chunks = values.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        for (l, v) in chunk.iter().enumerate() {
+            visit(l, *v);
+        }
+    }
+    for v in tail {
+        visit(0, *v);
+    }
+    if nan.contains(&true) {
+        return first_min_by_keys(values);
+    }
+    let m = low
+        .iter()
+        .fold(f64::INFINITY, |a, b| if *b < a { *b } else { a });
+    let at = if m == 0.0 {
+        first_index(values, |v| v.to_bits() == (-0.0f64).to_bits())
+            .or_else(|| first_index(values, |v| v == 0.0))
+    } else {
+        first_index(values, |v| v == m)
+    }?;
+    Some((at, values[at]))
+}
+
+/// Index of the first value that `hit`s: blocks of 16 are tested without branches (a
+/// vector compare), then the hit block value by value.
+fn first_index(values: &[f64], hit: impl Fn(f64) -> bool) -> Option<usize> {
+    const BLOCK: usize = 16;
+    let block = values
+        .chunks(BLOCK)
+        .position(|c| c.iter().fold(false, |any, v| any | hit(*v)))?;
+    let from = block * BLOCK;
+    Some(from + values[from..].iter().position(|v| hit(*v))?)
+}
+
+/// [`first_min`] by comparing integer [`order_key`]s, for values that may hold NaNs. Four
+/// lanes keep four running minima, so that each comparison waits on its lane's last one,
+/// not on every earlier element's; the lanes then yield the smallest key, the earliest
+/// index among equals.
+fn first_min_by_keys(values: &[f64]) -> Option<(usize, f64)> {
     const LANES: usize = 4;
     // Each lane starts at its first element's index, as a single running minimum starts
     // at index 0: an element beats it only with a strictly smaller key.
@@ -354,44 +448,40 @@ pub fn first_min(values: &[f64]) -> Option<(usize, f64)> {
 
 /// The first largest value of `y` under `>` (NaNs never are; `f64::MIN` and index 0 when
 /// no value exceeds `f64::MIN`), its index, and the smallest value (`f64::min`, from
-/// `f64::MAX`): what one pass with `if v > peak` and `lo = lo.min(v)` gives, in four lanes
-/// so that no comparison waits on the previous element's (the single chain of `max`,
-/// `min` and `cmov` cost about 20 us on a 10,000-point run). Only the sign of a zero low may
-/// differ from the single pass.
+/// `f64::MAX`): what one pass with `if v > peak` and `lo = lo.min(v)` gives. Only the sign
+/// of a zero low may differ from the single pass.
+///
+/// Two passes that vectorize: the largest and smallest values in eight lanes, then the
+/// first index holding the largest (the first value equal to the maximum is the one the
+/// single pass keeps: every value before it is smaller). The single chain of `max`, `min`
+/// and `cmov` cost about 20 us on a 10,000-point run; four scalar lanes with indices, 6 us
+/// (perf, 100M rows by stack).
 pub fn peak_and_low(y: &[f64]) -> (f64, usize, f64) {
-    const LANES: usize = 4;
+    const LANES: usize = 8;
     let mut peak = [f64::MIN; LANES];
-    let mut peak_at = [usize::MAX; LANES];
     let mut low = [f64::MAX; LANES];
-    let mut visit = |l: usize, i: usize, v: f64| {
-        if v > peak[l] {
-            (peak[l], peak_at[l]) = (v, i);
-        }
+    let mut visit = |l: usize, v: f64| {
+        peak[l] = if v > peak[l] { v } else { peak[l] };
         low[l] = low[l].min(v);
     };
     let chunks = y.chunks_exact(LANES);
     let tail = chunks.remainder();
-    for (c, chunk) in chunks.enumerate() {
+    for chunk in chunks {
         for (l, v) in chunk.iter().enumerate() {
-            visit(l, c * LANES + l, *v);
+            visit(l, *v);
         }
     }
-    let base = y.len() - tail.len();
-    for (l, v) in tail.iter().enumerate() {
-        visit(l, base + l, *v);
+    for v in tail {
+        visit(0, *v);
     }
-    let (mut top, mut top_at) = (f64::MIN, 0);
-    let mut found = false;
-    for l in 0..LANES {
-        if peak_at[l] == usize::MAX {
-            continue;
-        }
-        if !found || peak[l] > top || (peak[l] == top && peak_at[l] < top_at) {
-            (top, top_at, found) = (peak[l], peak_at[l], true);
-        }
-    }
+    let top = peak
+        .iter()
+        .fold(f64::MIN, |a, b| if *b > a { *b } else { a });
     let lo = low.into_iter().fold(f64::MAX, f64::min);
-    (top, top_at, lo)
+    match first_index(y, |v| v == top).filter(|_| top > f64::MIN) {
+        Some(at) => (y[at], at, lo),
+        None => (f64::MIN, 0, lo),
+    }
 }
 
 /// [`median_in_place`] over [`order_key`]s: the same value bit for bit (equal keys are
@@ -444,6 +534,14 @@ pub fn bucket_medians(x: &[f64], y: &[f64], max: usize) -> (Vec<f64>, Vec<f64>) 
         .iter()
         .zip(&x[1..n])
         .fold(true, |sorted, (a, b)| sorted & (a <= b));
+    // Whether every value is non-negative and finite, so that every bucket's median can be
+    // selected on bit patterns: one pass over the series, as two float compares per value
+    // (a NaN fails both), which vectorize. Bucket by bucket with `is_finite` (a bit test
+    // per value that did not vectorize), this check was half of this function's own time
+    // (perf, 100M rows by stack).
+    let non_negative = y[..n]
+        .iter()
+        .fold(true, |ok, v| ok & (*v >= 0.0) & (*v < f64::INFINITY));
     let mut bx = Vec::with_capacity(max);
     let mut by = Vec::with_capacity(max);
     let mut scratch = Vec::with_capacity(n / max + 2);
@@ -463,10 +561,7 @@ pub fn bucket_medians(x: &[f64], y: &[f64], max: usize) -> (Vec<f64>, Vec<f64>) 
         };
         bx.push(mx);
         let part = &y[lo..hi];
-        if part
-            .iter()
-            .fold(true, |ok, v| ok & (*v >= 0.0) & v.is_finite())
-        {
+        if non_negative {
             by.push(median_non_negative(part, &mut bits));
         } else {
             scratch.clear();
@@ -1056,15 +1151,21 @@ mod tests {
                     _ => u(),
                 })
                 .collect();
+            let bits = |k: Option<Knee>| {
+                k.map(|k| {
+                    let f = [k.before, k.after, k.intercept, k.x_break];
+                    (k.index, f.map(f64::to_bits))
+                })
+            };
             for min_side in [2, 3, (n / 6).max(3), (n / 20).max(3)] {
                 let (a, b) = (knee(&x, &y, min_side), knee_one_at_a_time(&x, &y, min_side));
-                let bits = |k: Option<Knee>| {
-                    k.map(|k| {
-                        let f = [k.before, k.after, k.intercept, k.x_break];
-                        (k.index, f.map(f64::to_bits))
-                    })
-                };
                 assert_eq!(bits(a), bits(b), "round {round} min_side {min_side}");
+            }
+            // Two knees from one set of fits (`knees`) are the knees fitted apart.
+            for sides in [[(n / 6).max(3), (n / 20).max(3)], [2, 3], [3, 2], [4, 4]] {
+                let [a, b] = knees(&x, &y, sides);
+                let want = sides.map(|s| bits(knee_one_at_a_time(&x, &y, s)));
+                assert_eq!([bits(a), bits(b)], want, "round {round} sides {sides:?}");
             }
         }
     }
@@ -1092,9 +1193,11 @@ mod tests {
             f64::MIN,
             f64::NEG_INFINITY,
         ];
-        for len in 0..40 {
-            for _ in 0..30 {
-                let y = draws(&mut u, &pool, len);
+        // The same draws without the NaN too: long draws nearly always hold one.
+        let no_nan: Vec<f64> = pool.iter().copied().filter(|v| !v.is_nan()).collect();
+        for len in (0..40).chain([63, 64, 65, 130, 257]) {
+            for i in 0..60 {
+                let y = draws(&mut u, if i % 2 == 0 { &pool } else { &no_nan }, len);
                 let (mut peak, mut peak_i, mut lo) = (f64::MIN, 0, f64::MAX);
                 for (i, v) in y.iter().enumerate() {
                     if *v > peak {
@@ -1124,9 +1227,11 @@ mod tests {
             2.5,
             2.5,
         ];
-        for len in 0..40 {
-            for _ in 0..20 {
-                let v = draws(&mut u, &pool, len);
+        // The same draws without NaNs too (then the float passes decide, not the keys).
+        let no_nan: Vec<f64> = pool.iter().copied().filter(|v| !v.is_nan()).collect();
+        for len in (0..40).chain([63, 64, 65, 130, 257]) {
+            for i in 0..40 {
+                let v = draws(&mut u, if i % 2 == 0 { &pool } else { &no_nan }, len);
                 let want = v
                     .iter()
                     .enumerate()

@@ -197,8 +197,9 @@ pub(super) fn fit_run(x_all: &[f64], y_all: &[f64]) -> Option<RunFit> {
     let (fx, fy) = floor_points(x_all, y_all, &reset_at);
     let floor_ts = stats::theil_sen(&fx, &fy).unwrap_or(0.0);
     let floor_mk = stats::mann_kendall(&fx, &fy);
-    let (stopped, recent_ts) = knee_changes(x, y, ts, &split_at);
-    let mk = trend_test(x, y, ts);
+    let [knee, bend] = stats::knees(x, y, knee_sides(n));
+    let (stopped, recent_ts) = knee_changes(x, y, ts, knee, &split_at);
+    let mk = trend_test(x, y, ts, bend);
     let recent_end = stats::median(&y[n - (n / 10).max(5).min(n)..]).unwrap_or(0.0);
     let start = edge_level(y, true);
     let end = edge_level(y, false);
@@ -358,19 +359,28 @@ fn floor_points(x_all: &[f64], y_all: &[f64], reset_at: &[usize]) -> (Vec<f64>, 
     (fx, fy)
 }
 
+/// Fewest points on either side of the knee of [`knee_changes`] (a sixth of the judged
+/// points) and of the bend of [`trend_test`] (a twentieth, so a leak that starts late is
+/// a bend), at least 3.
+fn knee_sides(n: usize) -> [usize; 2] {
+    [(n / 6).max(3), (n / 20).max(3)]
+}
+
 /// A broken-stick fit of the (reduced) run: whether growth stopped at a knee (slowed 5x or
 /// more and stayed stopped, judged on the post-knee segment as a whole, which is robust to
 /// noise) as (knee position 0..1, slope before, slope after); and the current rate, which
 /// is the slope after a knee where growth began or sped up 2x or more (the whole-run slope
-/// `ts` dilutes it), else `ts`. `split_at(k)` is the growth in quanta either side of k.
+/// `ts` dilutes it), else `ts`. `knee` is the run's knee ([`knee_sides`]); `split_at(k)` is
+/// the growth in quanta either side of k.
 fn knee_changes(
     x: &[f64],
     y: &[f64],
     ts: f64,
+    knee: Option<stats::Knee>,
     split_at: &dyn Fn(usize) -> Option<QuantaSplit>,
 ) -> (Option<(f64, f64, f64)>, f64) {
     let n = y.len();
-    let segments = stats::knee(x, y, (n / 6).max(3)).and_then(|k| {
+    let segments = knee.and_then(|k| {
         let before = stats::theil_sen(&x[..=k.index], &y[..=k.index])?;
         let after = stats::theil_sen(&x[k.index..], &y[k.index..])?;
         let split = split_at(k.index);
@@ -404,9 +414,9 @@ fn knee_changes(
 
 /// Mann-Kendall with its variance widened for noise with memory, judged on the residuals
 /// of a two-segment fit whose break may sit near either end (a leak that starts late is a
-/// bend, not correlated noise); of the Theil-Sen line (slope `ts`) when there is none.
-fn trend_test(x: &[f64], y: &[f64], ts: f64) -> KendallS {
-    let bend = stats::knee(x, y, (y.len() / 20).max(3));
+/// bend, not correlated noise: `bend`, see [`knee_sides`]); of the Theil-Sen line (slope
+/// `ts`) when there is none.
+fn trend_test(x: &[f64], y: &[f64], ts: f64, bend: Option<stats::Knee>) -> KendallS {
     let residuals: Vec<f64> = x
         .iter()
         .zip(y)
@@ -666,7 +676,8 @@ mod tests {
         let q = quantum(&y);
         let split = |k: usize| q.and_then(|q| QuantaSplit::at(&x, &y, k, q));
         let ts = stats::theil_sen(&x, &y).unwrap();
-        let (stopped, _) = knee_changes(&x, &y, ts, &split);
+        let [knee, _] = stats::knees(&x, &y, knee_sides(y.len()));
+        let (stopped, _) = knee_changes(&x, &y, ts, knee, &split);
         let (at, before, after) = stopped.expect("stopped at the knee");
         assert!((0.2..0.45).contains(&at), "{at}");
         assert!(before > 5.0 && after.abs() < 1e-9, "{before} {after}");
@@ -675,7 +686,8 @@ mod tests {
         let q = quantum(&y);
         let split = |k: usize| q.and_then(|q| QuantaSplit::at(&x, &y, k, q));
         let ts = stats::theil_sen(&x, &y).unwrap_or(0.0);
-        let (stopped, recent) = knee_changes(&x, &y, ts, &split);
+        let [knee, _] = stats::knees(&x, &y, knee_sides(y.len()));
+        let (stopped, recent) = knee_changes(&x, &y, ts, knee, &split);
         assert!(stopped.is_none());
         assert!(
             recent > 2.0 * ts && (recent - 10.0).abs() < 1.0,
