@@ -295,39 +295,20 @@ pub async fn load_series(
         (vec![0.0; ng], Vec::new(), Vec::new())
     };
     log::debug!("object sizes in {:?}", clock.elapsed());
-    // Representative stack and function set per group.
-    let mut best: Vec<(f64, u64)> = vec![(f64::MIN, 0); ng];
-    let mut functions: Vec<Vec<String>> = vec![Vec::new(); ng];
-    let mut stack_counts = vec![0usize; ng];
-    let mut site_frames: Vec<Vec<FrameRef>> = vec![Vec::new(); ng];
-    // What each group already holds: one hash lookup per frame, not a scan of the group's
-    // list (a site with 100,000 stacks made that quadratic). Lists keep first-seen order.
-    let mut seen_frames: Vec<HashSet<&FrameRef>> = vec![HashSet::new(); ng];
-    let mut seen_functions: Vec<HashSet<&str>> = vec![HashSet::new(); ng];
-    for (si, w) in matrix.stack_weight.iter().enumerate() {
-        let Some(w) = *w else { continue };
-        let sid = stack_ids[si];
-        let g = stack_group[si] as usize;
-        stack_counts[g] += 1;
-        let frames = &stacks[&sid];
-        if let Some(f) = frames.get(rules.site_index(frames)) {
-            if seen_frames[g].insert(f) {
-                site_frames[g].push(f.clone());
-            }
-        }
-        if w > best[g].0 || (w == best[g].0 && sid < best[g].1) {
-            best[g] = (w, sid);
-        }
-        for f in frames {
-            if seen_functions[g].insert(f.function.as_str()) {
-                functions[g].push(f.function.clone());
-            }
-        }
-    }
-    let rep: Vec<Vec<FrameRef>> = best
-        .iter()
-        .map(|(_, sid)| stacks.get(sid).cloned().unwrap_or_default())
-        .collect();
+    let described = describe_groups(GroupMembers {
+        stack_weight: &matrix.stack_weight,
+        stack_ids: &stack_ids,
+        stack_group: &stack_group,
+        groups: ng,
+        stacks,
+        rules,
+    });
+    let GroupDescriptions {
+        rep,
+        functions,
+        site_frames,
+        stack_counts,
+    } = described;
     Ok(SeriesSet {
         profiles,
         runs,
@@ -345,6 +326,104 @@ pub async fn load_series(
         checkpoint_cols,
         totals,
     })
+}
+
+/// The stacks seen by the scan and how they map to groups (see [`describe_groups`]).
+struct GroupMembers<'a> {
+    /// Per dense stack index, its summed value when the scan saw it.
+    stack_weight: &'a [Option<f64>],
+    /// Stack id per dense stack index.
+    stack_ids: &'a [u64],
+    /// Group per dense stack index.
+    stack_group: &'a [u32],
+    /// Number of groups.
+    groups: usize,
+    /// Frames of every stack.
+    stacks: &'a IdMap<Vec<FrameRef>>,
+    /// How a stack's site frame is chosen.
+    rules: &'a SiteRules,
+}
+
+/// What each group shows in a finding (see [`describe_groups`]).
+struct GroupDescriptions {
+    /// The group's heaviest stack (the smallest id among equals).
+    rep: Vec<Vec<FrameRef>>,
+    /// Every function on the group's stacks, in first-seen order.
+    functions: Vec<Vec<String>>,
+    /// The distinct site frames of the group's stacks, in first-seen order.
+    site_frames: Vec<Vec<FrameRef>>,
+    /// Stacks seen per group.
+    stack_counts: Vec<usize>,
+}
+
+/// One group's part of [`GroupDescriptions`].
+struct OneGroup {
+    rep: Vec<FrameRef>,
+    functions: Vec<String>,
+    site_frames: Vec<FrameRef>,
+    stacks: usize,
+}
+
+/// Each group's representative stack, functions, site frames and stack count, from the
+/// stacks the scan saw (in stack index order within each group). Groups are described in
+/// parallel: one after another, this took 54 ms of a ranking of 100M rows by stack
+/// (10,000 groups of one stack, every frame's function copied and hashed), after the scan
+/// and before the fits, on one core.
+fn describe_groups(m: GroupMembers) -> GroupDescriptions {
+    let mut members: Vec<Vec<usize>> = vec![Vec::new(); m.groups];
+    for (si, w) in m.stack_weight.iter().enumerate() {
+        if w.is_some() {
+            members[m.stack_group[si] as usize].push(si);
+        }
+    }
+    let described: Vec<OneGroup> = members
+        .par_iter()
+        .map(|stacks| {
+            let mut best: (f64, u64) = (f64::MIN, 0);
+            let mut functions: Vec<String> = Vec::new();
+            let mut site_frames: Vec<FrameRef> = Vec::new();
+            // What the group already holds: one hash lookup per frame, not a scan of the
+            // group's list (a site with 100,000 stacks made that quadratic).
+            let mut seen_frames: HashSet<&FrameRef> = HashSet::new();
+            let mut seen_functions: HashSet<&str> = HashSet::new();
+            for &si in stacks {
+                let (sid, w) = (m.stack_ids[si], m.stack_weight[si].unwrap_or(0.0));
+                let frames = &m.stacks[&sid];
+                if let Some(f) = frames.get(m.rules.site_index(frames)) {
+                    if seen_frames.insert(f) {
+                        site_frames.push(f.clone());
+                    }
+                }
+                if w > best.0 || (w == best.0 && sid < best.1) {
+                    best = (w, sid);
+                }
+                for f in frames {
+                    if seen_functions.insert(f.function.as_str()) {
+                        functions.push(f.function.clone());
+                    }
+                }
+            }
+            OneGroup {
+                rep: m.stacks.get(&best.1).cloned().unwrap_or_default(),
+                functions,
+                site_frames,
+                stacks: stacks.len(),
+            }
+        })
+        .collect();
+    let mut out = GroupDescriptions {
+        rep: Vec::with_capacity(m.groups),
+        functions: Vec::with_capacity(m.groups),
+        site_frames: Vec::with_capacity(m.groups),
+        stack_counts: Vec::with_capacity(m.groups),
+    };
+    for g in described {
+        out.rep.push(g.rep);
+        out.functions.push(g.functions);
+        out.site_frames.push(g.site_frames);
+        out.stack_counts.push(g.stacks);
+    }
+    out
 }
 
 /// Which profile columns are new observations: the first of each run, and every one whose
