@@ -10,5 +10,6 @@ pub mod hints;
 pub mod ids;
 pub mod metric;
 pub mod reason;
+pub mod select;
 pub mod site;
 pub mod stats;

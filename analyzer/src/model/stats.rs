@@ -3,6 +3,8 @@
 //! All functions take `x` (time, any unit) and `y` (value) of equal length and never panic
 //! on degenerate input (too few points, constant x): they return `None` or neutral values.
 
+use super::select;
+
 /// Points above which the O(n²) estimators work on a bucketed (median) series instead.
 pub const MAX_PAIRWISE_POINTS: usize = 256;
 
@@ -323,23 +325,63 @@ pub fn step_noise_sd(y: &[f64]) -> f64 {
     if y.len() < 3 {
         return 0.0;
     }
-    // Selection on integer keys in a reused buffer: this runs on every point of every
+    // Selection on integer keys in reused buffers: this runs on every point of every
     // series (10,000 x 10,000 on the rank benchmark), and total_cmp selection with a fresh
     // allocation was its largest single cost after the sort in evidence::steps.
     thread_local! {
         static KEYS: std::cell::RefCell<Vec<i64>> = const { std::cell::RefCell::new(Vec::new()) };
+        static SCRATCH: std::cell::RefCell<select::Scratch> = std::cell::RefCell::new(select::Scratch::default());
     }
-    KEYS.with(|cell| {
-        let mut d = cell.borrow_mut();
-        d.clear();
-        // Pairs as two offset slices, not `windows(2)`: the loop then compiles to vectors.
-        d.extend(y[1..].iter().zip(y).map(|(b, a)| order_key(b - a)));
-        let mid = median_of_keys(&mut d).unwrap_or(0.0);
-        for k in d.iter_mut() {
-            *k = order_key((from_order_key(*k) - mid).abs());
-        }
-        let mad = median_of_keys(&mut d).unwrap_or(0.0);
-        1.4826 * mad / std::f64::consts::SQRT_2
+    // Finite values have differences without NaNs, whose medians [`median_by_ranks`] finds
+    // (see there); a NaN or an infinity takes [`median_of_keys`].
+    let finite = finite(y);
+    KEYS.with(|keys| {
+        SCRATCH.with(|scratch| {
+            let (mut d, mut scratch) = (keys.borrow_mut(), scratch.borrow_mut());
+            let mut median = |d: &mut [i64], fast: bool| {
+                if fast {
+                    median_by_ranks(d, &mut scratch)
+                } else {
+                    median_of_keys(d)
+                }
+            };
+            d.clear();
+            // Pairs as two offset slices, not `windows(2)`: the loop then compiles to vectors.
+            d.extend(y[1..].iter().zip(y).map(|(b, a)| order_key(b - a)));
+            let mid = median(&mut d, finite).unwrap_or(0.0);
+            // The selection may leave other keys in `d`: the distances are computed afresh
+            // from the points (the same bits as from the keys, which convert exactly).
+            d.clear();
+            d.extend(
+                y[1..]
+                    .iter()
+                    .zip(y)
+                    .map(|(b, a)| order_key(((b - a) - mid).abs())),
+            );
+            // With a finite median, no distance is a NaN (an infinite difference is an
+            // infinite distance).
+            let mad = median(&mut d, finite && mid.is_finite()).unwrap_or(0.0);
+            1.4826 * mad / std::f64::consts::SQRT_2
+        })
+    })
+}
+
+/// [`median_of_keys`] for keys of values without NaNs, by [`select::ranks`]: the median is
+/// then the mean of the values of the keys ranked `n / 2 - 1` and `n / 2` (`n` even), the
+/// former being the largest of the lower half that `median_of_keys` folds with `f64::max`
+/// (equal bit for bit: keys order like the values, and a zero's sign, where `f64::max`
+/// may choose either, does not change the mean). Leaves other keys in `k`.
+fn median_by_ranks(k: &mut [i64], scratch: &mut select::Scratch) -> Option<f64> {
+    if k.is_empty() {
+        return None;
+    }
+    let m = k.len() / 2;
+    let odd = k.len() % 2 == 1;
+    let (lower, upper) = select::ranks(k, m, !odd, scratch);
+    let upper = from_order_key(upper);
+    Some(match lower {
+        Some(lower) if !odd => (from_order_key(lower) + upper) / 2.0,
+        _ => upper,
     })
 }
 
@@ -357,26 +399,15 @@ fn from_order_key(k: i64) -> f64 {
     f64::from_bits((k ^ ((((k >> 63) as u64) >> 1) as i64)) as u64)
 }
 
-/// Index and value of the first smallest value under [`f64::total_cmp`] (what
-/// `iter().enumerate().min_by(|a, b| a.1.total_cmp(b.1))` returns); `None` when empty.
-///
-/// Two passes that vectorize: the smallest value by float compares in eight lanes, then the
-/// first index holding it. Without NaNs, float order is total order but for the sign of a
-/// zero, which the second pass settles (-0.0 comes first). With a NaN the integer-key pass
-/// ([`first_min_by_keys`]) decides. The key pass alone took 11.5 us of a 10,000-point run's
-/// fit (floor chunks and the dip; perf, 100M rows by stack): 64-bit integer compares do not
-/// vectorize on baseline x86-64, float compares do.
-pub fn first_min(values: &[f64]) -> Option<(usize, f64)> {
-    const LANES: usize = 8;
-    if values.is_empty() {
-        return None;
-    }
-    let mut low = [f64::INFINITY; LANES];
-    let mut nan = [false; LANES];
-    let mut visit = |l: usize, v: f64| {
-        low[l] = if v < low[l] { v } else { low[l] };
-        nan[l] |= v.is_nan();
-    };
+/// Lanes of the folds that [`in_lanes`] runs.
+const LANES: usize = 8;
+
+/// Calls `visit(lane, value)` on every value in order: value `i` in lane `i % LANES`,
+/// the values after the last whole group of [`LANES`] in lane 0. A fold that keeps one
+/// accumulator per lane then compiles to vector instructions: each lane waits only on
+/// its own previous step, not on every earlier value's.
+#[inline(always)]
+fn in_lanes(values: &[f64], mut visit: impl FnMut(usize, f64)) {
     let chunks = values.chunks_exact(LANES);
     let tail = chunks.remainder();
     for chunk in chunks {
@@ -387,6 +418,51 @@ pub fn first_min(values: &[f64]) -> Option<(usize, f64)> {
     for v in tail {
         visit(0, *v);
     }
+}
+
+/// Whether every value is finite with its sign bit clear (so not -0.0): then bit patterns,
+/// read as integers, order like the values. One pass in [`LANES`] that vectorizes: the
+/// bits or-ed together (the sign bit), and `v * 0.0` summed (NaN for an infinity or a
+/// NaN, else 0). As two float compares per value folded into one `bool`, LLVM rewrote the
+/// test into integer bit tests one value at a time: 8 us of a 10,000-point run's fit, half
+/// of [`bucket_medians`]' own time (perf, 100M rows by stack).
+pub fn non_negative_finite(values: &[f64]) -> bool {
+    let mut bits = [0u64; LANES];
+    let mut zero = [0.0f64; LANES];
+    in_lanes(values, |l, v| {
+        bits[l] |= v.to_bits();
+        zero[l] += v * 0.0;
+    });
+    bits.iter().fold(0, |a, b| a | b) >> 63 == 0 && zero.iter().all(|z| *z == 0.0)
+}
+
+/// Whether every value is finite: `v * 0.0` summed in [`LANES`] (NaN for an infinity or
+/// a NaN, else 0), which vectorizes.
+pub fn finite(values: &[f64]) -> bool {
+    let mut zero = [0.0f64; LANES];
+    in_lanes(values, |l, v| zero[l] += v * 0.0);
+    zero.iter().all(|z| *z == 0.0)
+}
+
+/// Index and value of the first smallest value under [`f64::total_cmp`] (what
+/// `iter().enumerate().min_by(|a, b| a.1.total_cmp(b.1))` returns); `None` when empty.
+///
+/// Two passes that vectorize: the smallest value by float compares in eight lanes, then the
+/// first index holding it. Without NaNs, float order is total order but for the sign of a
+/// zero, which the second pass settles (-0.0 comes first). With a NaN the integer-key pass
+/// ([`first_min_by_keys`]) decides. The key pass alone took 11.5 us of a 10,000-point run's
+/// fit (floor chunks and the dip; perf, 100M rows by stack): 64-bit integer compares do not
+/// vectorize on baseline x86-64, float compares do.
+pub fn first_min(values: &[f64]) -> Option<(usize, f64)> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut low = [f64::INFINITY; LANES];
+    let mut nan = [false; LANES];
+    in_lanes(values, |l, v| {
+        low[l] = if v < low[l] { v } else { low[l] };
+        nan[l] |= v.is_nan();
+    });
     if nan.contains(&true) {
         return first_min_by_keys(values);
     }
@@ -457,23 +533,12 @@ fn first_min_by_keys(values: &[f64]) -> Option<(usize, f64)> {
 /// and `cmov` cost about 20 us on a 10,000-point run; four scalar lanes with indices, 6 us
 /// (perf, 100M rows by stack).
 pub fn peak_and_low(y: &[f64]) -> (f64, usize, f64) {
-    const LANES: usize = 8;
     let mut peak = [f64::MIN; LANES];
     let mut low = [f64::MAX; LANES];
-    let mut visit = |l: usize, v: f64| {
+    in_lanes(y, |l, v| {
         peak[l] = if v > peak[l] { v } else { peak[l] };
         low[l] = low[l].min(v);
-    };
-    let chunks = y.chunks_exact(LANES);
-    let tail = chunks.remainder();
-    for chunk in chunks {
-        for (l, v) in chunk.iter().enumerate() {
-            visit(l, *v);
-        }
-    }
-    for v in tail {
-        visit(0, *v);
-    }
+    });
     let top = peak
         .iter()
         .fold(f64::MIN, |a, b| if *b > a { *b } else { a });
@@ -534,18 +599,14 @@ pub fn bucket_medians(x: &[f64], y: &[f64], max: usize) -> (Vec<f64>, Vec<f64>) 
         .iter()
         .zip(&x[1..n])
         .fold(true, |sorted, (a, b)| sorted & (a <= b));
-    // Whether every value is non-negative and finite, so that every bucket's median can be
-    // selected on bit patterns: one pass over the series, as two float compares per value
-    // (a NaN fails both), which vectorize. Bucket by bucket with `is_finite` (a bit test
-    // per value that did not vectorize), this check was half of this function's own time
-    // (perf, 100M rows by stack).
-    let non_negative = y[..n]
-        .iter()
-        .fold(true, |ok, v| ok & (*v >= 0.0) & (*v < f64::INFINITY));
+    // Whether every bucket's median can be selected on bit patterns: checked once for the
+    // series, not bucket by bucket (a bit test per value there that did not vectorize).
+    let non_negative = non_negative_finite(&y[..n]);
     let mut bx = Vec::with_capacity(max);
     let mut by = Vec::with_capacity(max);
     let mut scratch = Vec::with_capacity(n / max + 2);
     let mut bits = Vec::with_capacity(n / max + 2);
+    let mut select_scratch = select::Scratch::default();
     for b in 0..max {
         let lo = b * n / max;
         let hi = ((b + 1) * n / max).max(lo + 1);
@@ -562,7 +623,7 @@ pub fn bucket_medians(x: &[f64], y: &[f64], max: usize) -> (Vec<f64>, Vec<f64>) 
         bx.push(mx);
         let part = &y[lo..hi];
         if non_negative {
-            by.push(median_non_negative(part, &mut bits));
+            by.push(median_non_negative(part, &mut bits, &mut select_scratch));
         } else {
             scratch.clear();
             scratch.extend_from_slice(part);
@@ -572,24 +633,19 @@ pub fn bucket_medians(x: &[f64], y: &[f64], max: usize) -> (Vec<f64>, Vec<f64>) 
     (bx, by)
 }
 
-/// Median of non-empty, non-negative finite values: their bit patterns order like the
-/// values, so selection runs on plain integers (several times faster than `total_cmp`).
-fn median_non_negative(values: &[f64], bits: &mut Vec<u64>) -> f64 {
+/// Median of non-empty values that pass [`non_negative_finite`]: their bit patterns order
+/// like the values (and stay below 2^63, so as `i64` too), so selection runs on plain
+/// integers (several times faster than `total_cmp`), by [`select::ranks`].
+fn median_non_negative(values: &[f64], bits: &mut Vec<i64>, scratch: &mut select::Scratch) -> f64 {
     bits.clear();
-    bits.extend(values.iter().map(|v| v.to_bits()));
+    bits.extend(values.iter().map(|v| v.to_bits() as i64));
+    let odd = values.len() % 2 == 1;
     let m = bits.len() / 2;
-    let (lower, upper, _) = bits.select_nth_unstable(m);
-    let upper = f64::from_bits(*upper);
-    if values.len() % 2 == 1 {
-        upper
-    } else {
-        let below = lower
-            .iter()
-            .copied()
-            .max()
-            .map(f64::from_bits)
-            .unwrap_or(upper);
-        (below + upper) / 2.0
+    let (below, at) = select::ranks(bits, m, !odd, scratch);
+    let upper = f64::from_bits(at as u64);
+    match below {
+        Some(below) if !odd => (f64::from_bits(below as u64) + upper) / 2.0,
+        _ => upper,
     }
 }
 
@@ -602,22 +658,30 @@ pub fn theil_sen(x: &[f64], y: &[f64]) -> Option<f64> {
     }
     thread_local! {
         static SLOPES: std::cell::RefCell<Vec<i64>> = const { std::cell::RefCell::new(Vec::new()) };
+        static SCRATCH: std::cell::RefCell<select::Scratch> = std::cell::RefCell::new(select::Scratch::default());
     }
     SLOPES.with(|cell| {
         // Slopes as order keys: the median is selected on integers (see `order_key`).
         let mut slopes = cell.borrow_mut();
         slopes.clear();
         slopes.reserve(n * n.saturating_sub(1) / 2);
+        let mut nan = false;
         for i in 0..n {
             let (xi, yi) = (x[i], y[i]);
             for j in i + 1..n {
                 let dx = x[j] - xi;
                 if dx != 0.0 {
-                    slopes.push(order_key((y[j] - yi) / dx));
+                    let slope = (y[j] - yi) / dx;
+                    nan |= slope.is_nan();
+                    slopes.push(order_key(slope));
                 }
             }
         }
-        median_of_keys(&mut slopes)
+        if nan {
+            median_of_keys(&mut slopes)
+        } else {
+            SCRATCH.with(|scratch| median_by_ranks(&mut slopes, &mut scratch.borrow_mut()))
+        }
     })
 }
 
@@ -1210,6 +1274,59 @@ mod tests {
                 assert!(l == lo || (l.is_nan() && lo.is_nan()), "{y:?}: {l} vs {lo}");
             }
         }
+    }
+
+    /// `non_negative_finite` is the test value by value, at every length around the lanes.
+    #[test]
+    fn non_negative_finite_is_the_test_value_by_value() {
+        let mut u = test_uniforms(31);
+        let pool = [
+            0.0,
+            -0.0,
+            1.0,
+            -1.0,
+            f64::NAN,
+            -f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+            5e-324,
+            7.0,
+        ];
+        // Mostly safe values, so that long draws pass often enough to test that side too.
+        let safe = [0.0, 1.0, 7.0, f64::MAX, 5e-324, 3.5];
+        for len in (0..40).chain([63, 64, 65, 130, 257]) {
+            for i in 0..80 {
+                let mut y = draws(&mut u, &safe, len);
+                if i % 2 == 0 && len > 0 {
+                    let at = (u() * len as f64) as usize % len;
+                    y[at] = pool[(u() * pool.len() as f64) as usize % pool.len()];
+                }
+                let want = y.iter().all(|v| v.is_finite() && !v.is_sign_negative());
+                assert_eq!(non_negative_finite(&y), want, "{y:?}");
+            }
+        }
+    }
+
+    /// A negative zero takes the `total_cmp` path in `bucket_medians` (its bit pattern would
+    /// order above every positive value).
+    #[test]
+    fn bucket_medians_of_values_with_a_negative_zero() {
+        let x: Vec<f64> = (0..300).map(f64::from).collect();
+        let mut y: Vec<f64> = (0..300).map(|i| f64::from(i % 7)).collect();
+        for v in y.iter_mut().step_by(2) {
+            *v = -0.0;
+        }
+        let (_, by) = bucket_medians(&x, &y, 3);
+        for b in 0..3 {
+            assert_eq!(
+                by[b],
+                median(&y[b * 100..(b + 1) * 100]).unwrap(),
+                "bucket {b}"
+            );
+        }
+        assert_eq!(by[0], 0.0);
     }
 
     /// `first_min` picks what `min_by(total_cmp)` picks, ties, zeros and NaNs included.
