@@ -330,7 +330,8 @@ pub fn step_noise_sd(y: &[f64]) -> f64 {
     // allocation was its largest single cost after the sort in evidence::steps.
     thread_local! {
         static KEYS: std::cell::RefCell<Vec<i64>> = const { std::cell::RefCell::new(Vec::new()) };
-        static SCRATCH: std::cell::RefCell<select::Scratch> = std::cell::RefCell::new(select::Scratch::default());
+        static SCRATCH: std::cell::RefCell<select::Scratch> =
+            std::cell::RefCell::new(select::Scratch::default());
     }
     // Finite values have differences without NaNs, whose medians [`median_by_ranks`] finds
     // (see there); a NaN or an infinity takes [`median_of_keys`].
@@ -661,7 +662,8 @@ pub fn theil_sen(x: &[f64], y: &[f64]) -> Option<f64> {
     }
     thread_local! {
         static SLOPES: std::cell::RefCell<Vec<i64>> = const { std::cell::RefCell::new(Vec::new()) };
-        static SCRATCH: std::cell::RefCell<select::Scratch> = std::cell::RefCell::new(select::Scratch::default());
+        static SCRATCH: std::cell::RefCell<select::Scratch> =
+            std::cell::RefCell::new(select::Scratch::default());
     }
     SLOPES.with(|cell| {
         // Slopes as order keys: the median is selected on integers (see `order_key`).
