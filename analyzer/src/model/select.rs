@@ -122,7 +122,8 @@ mod avx512 {
             let (under, len) = unsafe { band(keys, a, b, band_buf) };
             let first = if below { k - 1 } else { k };
             if under <= first && k < under + len {
-                let (lo, at) = unsafe {
+                // SAFETY: three buffers of at least n keys each, the first holding the band.
+                return unsafe {
                     quickselect(
                         [band_buf.as_mut_ptr(), one.as_mut_ptr(), two.as_mut_ptr()],
                         len,
@@ -130,7 +131,6 @@ mod avx512 {
                         below,
                     )
                 };
-                return (lo, at);
             }
         }
         // SAFETY: three buffers of at least n keys each, the first holding the input.

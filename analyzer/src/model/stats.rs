@@ -637,20 +637,13 @@ pub fn bucket_medians(x: &[f64], y: &[f64], max: usize) -> (Vec<f64>, Vec<f64>) 
     (bx, by)
 }
 
-/// Median of non-empty values that pass [`non_negative_finite`]: their bit patterns order
-/// like the values (and stay below 2^63, so as `i64` too), so selection runs on plain
-/// integers (several times faster than `total_cmp`), by [`select::ranks`].
-fn median_non_negative(values: &[f64], bits: &mut Vec<i64>, scratch: &mut select::Scratch) -> f64 {
-    bits.clear();
-    bits.extend(values.iter().map(|v| v.to_bits() as i64));
-    let odd = values.len() % 2 == 1;
-    let m = bits.len() / 2;
-    let (below, at) = select::ranks(bits, m, !odd, scratch);
-    let upper = f64::from_bits(at as u64);
-    match below {
-        Some(below) if !odd => (f64::from_bits(below as u64) + upper) / 2.0,
-        _ => upper,
-    }
+/// Median of non-empty values that pass [`non_negative_finite`]: with the sign bit clear,
+/// a value's bit pattern is its [`order_key`], so the keys are taken without the transform
+/// and the median is [`median_by_ranks`]'s.
+fn median_non_negative(values: &[f64], keys: &mut Vec<i64>, scratch: &mut select::Scratch) -> f64 {
+    keys.clear();
+    keys.extend(values.iter().map(|v| v.to_bits() as i64));
+    median_by_ranks(keys, scratch).unwrap_or(0.0)
 }
 
 /// Theil-Sen slope: the median of pairwise slopes (robust to up to ~29% outliers).
@@ -1306,7 +1299,7 @@ mod tests {
                 let mut y = draws(&mut u, &safe, len);
                 if i % 2 == 0 && len > 0 {
                     let at = (u() * len as f64) as usize % len;
-                    y[at] = pool[(u() * pool.len() as f64) as usize % pool.len()];
+                    y[at] = draws(&mut u, &pool, 1)[0];
                 }
                 let want = y.iter().all(|v| v.is_finite() && !v.is_sign_negative());
                 assert_eq!(non_negative_finite(&y), want, "{y:?}");
