@@ -320,7 +320,7 @@ pub fn compare(before: &RankedSide, after: &RankedSide, o: &CompareOptions) -> C
                 site: key.1.clone(),
                 change,
                 rates,
-                stack: fa.or(fb).map(|f| f.stack.clone()).unwrap_or_default(),
+                stack: fa.or(fb).map(|f| f.stack.to_vec()).unwrap_or_default(),
                 before: b,
                 after: a,
             }
@@ -374,7 +374,7 @@ mod tests {
             site: site.into(),
             fit: fit_series(std::slice::from_ref(&run)),
             hints: Hints(Vec::new()),
-            stack: vec![format!("{site} main.go:1")],
+            stack: vec![format!("{site} main.go:1")].into(),
             stacks: 1,
             object_size: 0.0,
             series: vec![(run.run, run.time_ns, run.y)],

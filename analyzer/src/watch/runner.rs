@@ -430,7 +430,7 @@ mod tests {
             site: "main.leak main.go:10".into(),
             fit,
             hints: Default::default(),
-            stack: Vec::new(),
+            stack: Arc::from(Vec::new()),
             stacks: 1,
             object_size: 0.0,
             series: Vec::new(),

@@ -133,7 +133,7 @@ fn alert_of(status: Status, f: &Finding, limit: f64) -> Alert {
         previous_rate_per_hour: None,
         change: String::new(),
         hints: crate::output::words::hints(&f.hints),
-        stack: f.stack.clone(),
+        stack: f.stack.to_vec(),
         rate_text: format_rate(f.metric, f.fit.rate_per_hour),
         limit_text: format_rate(f.metric, limit),
     }
