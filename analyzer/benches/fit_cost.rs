@@ -61,21 +61,6 @@ fn main() {
     time("ols (full)", &|| {
         black_box(stats::ols(&x, &y));
     });
-    // Eight series per call, as the ranking fits them (per series, to compare with the
-    // line above).
-    let ys: Vec<Vec<f64>> = (0..stats::LANES)
-        .map(|l| y.iter().map(|v| v + l as f64).collect())
-        .collect();
-    let lanes: [&[f64]; stats::LANES] = std::array::from_fn(|l| ys[l].as_slice());
-    let t = Instant::now();
-    for _ in 0..reps {
-        black_box(stats::ols_lanes(&x, black_box(lanes)));
-    }
-    println!(
-        "{:<22} {:>8.1} us",
-        "ols_lanes (per series)",
-        t.elapsed().as_secs_f64() * 1e6 / (reps * stats::LANES) as f64
-    );
     time("theil_sen (reduced)", &|| {
         black_box(stats::theil_sen(&bx, &by));
     });

@@ -410,7 +410,6 @@ pub fn judge(obs: &Observed, sampling: f64, object_size: f64) -> Fit {
         hours: &obs.hours,
         y: &obs.inuse,
         alloc,
-        ols: None,
     };
     let ctx = SeriesContext {
         sampling_period: Some(sampling),

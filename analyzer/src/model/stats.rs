@@ -36,67 +36,25 @@ pub fn ols(x: &[f64], y: &[f64]) -> Option<Ols> {
         sxy += dx * dy;
         syy += dy * dy;
     }
-    Ols::from_sums(n, (x0, y0), (sx, sy), (sxx, sxy, syy))
-}
-
-/// [`ols`] of [`LANES`] series at once over the same `x` (each `y` as long as `x`), one
-/// series per lane: each lane adds its own sums in the same order as [`ols`], so the
-/// results are bit for bit [`ols`]' (a unit test checks). One series at a time, the five
-/// running sums waited on their own previous additions: about 7 us of a 10,000-point
-/// run's fit (perf, 100M rows by stack); across lanes the additions do not wait on each
-/// other, and the sums of `x` alone are added once for all the lanes.
-pub fn ols_lanes(x: &[f64], ys: [&[f64]; LANES]) -> [Option<Ols>; LANES] {
-    let n = x.len();
-    if n < 2 || ys.iter().any(|y| y.len() != n) {
-        return ys.map(|y| ols(x, y));
+    let nf = n as f64;
+    let (mx, my) = (sx / nf, sy / nf);
+    let sxx = sxx - sx * mx;
+    let sxy = sxy - sx * my;
+    let syy = syy - sy * my;
+    if sxx <= 0.0 {
+        return None;
     }
-    let x0 = x[0];
-    let y0 = ys.map(|y| y[0]);
-    let (mut sx, mut sxx) = (0.0, 0.0);
-    let (mut sy, mut sxy, mut syy) = ([0.0f64; LANES], [0.0f64; LANES], [0.0f64; LANES]);
-    for (i, xi) in x.iter().enumerate() {
-        let dx = xi - x0;
-        sx += dx;
-        sxx += dx * dx;
-        for l in 0..LANES {
-            let dy = ys[l][i] - y0[l];
-            sy[l] += dy;
-            sxy[l] += dx * dy;
-            syy[l] += dy * dy;
-        }
-    }
-    std::array::from_fn(|l| Ols::from_sums(n, (x0, y0[l]), (sx, sy[l]), (sxx, sxy[l], syy[l])))
-}
-
-impl Ols {
-    /// The fit from [`ols`]' sums over `n` points shifted by the first point `(x0, y0)`:
-    /// `(Σdx, Σdy)` and `(Σdx², Σdx·dy, Σdy²)`.
-    fn from_sums(
-        n: usize,
-        (x0, y0): (f64, f64),
-        (sx, sy): (f64, f64),
-        (sxx, sxy, syy): (f64, f64, f64),
-    ) -> Option<Ols> {
-        let nf = n as f64;
-        let (mx, my) = (sx / nf, sy / nf);
-        let sxx = sxx - sx * mx;
-        let sxy = sxy - sx * my;
-        let syy = syy - sy * my;
-        if sxx <= 0.0 {
-            return None;
-        }
-        let slope = sxy / sxx;
-        let r2 = if syy > 0.0 {
-            (sxy * sxy / (sxx * syy)).clamp(0.0, 1.0)
-        } else {
-            0.0
-        };
-        Some(Ols {
-            slope,
-            intercept: (my + y0) - slope * (mx + x0),
-            r2,
-        })
-    }
+    let slope = sxy / sxx;
+    let r2 = if syy > 0.0 {
+        (sxy * sxy / (sxx * syy)).clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    Some(Ols {
+        slope,
+        intercept: (my + y0) - slope * (mx + x0),
+        r2,
+    })
 }
 
 /// A two-segment ("broken stick") least-squares fit with the break at one of the points.
@@ -442,8 +400,8 @@ fn from_order_key(k: i64) -> f64 {
     f64::from_bits((k ^ ((((k >> 63) as u64) >> 1) as i64)) as u64)
 }
 
-/// Lanes of the folds that [`in_lanes`] runs, and series per [`ols_lanes`] call.
-pub const LANES: usize = 8;
+/// Lanes of the folds that [`in_lanes`] runs.
+const LANES: usize = 8;
 
 /// Calls `visit(lane, value)` on every value in order: value `i` in lane `i % LANES`,
 /// the values after the last whole group of [`LANES`] in lane 0. A fold that keeps one
@@ -1279,53 +1237,6 @@ mod tests {
         (0..len)
             .map(|_| pool[(u() * pool.len() as f64) as usize % pool.len()])
             .collect()
-    }
-
-    /// `ols_lanes` gives each lane what `ols` gives its series, bit for bit: sampled
-    /// times, noisy integer and fractional series, constants, and lanes of other lengths.
-    #[test]
-    fn ols_in_lanes_is_ols_bit_for_bit() {
-        let mut u = test_uniforms(17);
-        let same = |a: Option<Ols>, b: Option<Ols>| match (a, b) {
-            (Some(a), Some(b)) => {
-                a.slope.to_bits() == b.slope.to_bits()
-                    && a.intercept.to_bits() == b.intercept.to_bits()
-                    && a.r2.to_bits() == b.r2.to_bits()
-            }
-            (a, b) => a.is_none() && b.is_none(),
-        };
-        for n in [0usize, 1, 2, 3, 7, 8, 9, 100, 1_001] {
-            let mut t = 0.0;
-            let x: Vec<f64> = (0..n)
-                .map(|_| {
-                    t += 0.01 + u() * 0.1;
-                    t
-                })
-                .collect();
-            let ys: Vec<Vec<f64>> = (0..LANES)
-                .map(|l| {
-                    (0..n)
-                        .map(|i| match l {
-                            0 => 5.0,
-                            1 => (1e9 + 3e6 * i as f64 + 1e5 * u()).round(),
-                            2 => -2.5 * i as f64 + u(),
-                            _ => u() * 1e-3 * l as f64,
-                        })
-                        .collect()
-                })
-                .collect();
-            let lanes: [&[f64]; LANES] = std::array::from_fn(|l| ys[l].as_slice());
-            for (l, got) in ols_lanes(&x, lanes).into_iter().enumerate() {
-                assert!(same(got, ols(&x, &ys[l])), "n {n}, lane {l}");
-            }
-            // A lane of another length: every lane falls back to `ols`.
-            let short = &ys[1][..n.saturating_sub(1)];
-            let mut mixed = lanes;
-            mixed[3] = short;
-            for (l, got) in ols_lanes(&x, mixed).into_iter().enumerate() {
-                assert!(same(got, ols(&x, mixed[l])), "mixed n {n}, lane {l}");
-            }
-        }
     }
 
     /// `peak_and_low` gives what the single pass gives: the same peak bits and index, and

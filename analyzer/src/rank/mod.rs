@@ -16,7 +16,6 @@ use crate::model::evidence::SeriesContext;
 use crate::model::fit::{adjust_for_multiple_tests, fit_runs, Fit, RunView, Verdict};
 use crate::model::hints::{hints, is_timer_function, HintInput, Hints};
 use crate::model::site::{FrameRef, GroupBy, SiteRules};
-use crate::model::stats;
 use crate::source::catalog::Catalog;
 use crate::source::load::{load_series, IdMap, Metric, SeriesSet, SeriesSources};
 use crate::source::process::{analyze_process, ProcessSummary};
@@ -303,14 +302,11 @@ fn fit_groups(
                 let mut rows = rows.borrow_mut();
                 set.rows_into(chunk.clone(), &mut rows);
                 let np = set.profiles.len();
-                let lines = chunk_lines(&rows, np, &set.runs, &hours);
-                let nr = set.runs.len();
                 chunk
                     .clone()
                     .filter(|g| set.stack_counts[*g] > 0)
                     .map(|g| {
-                        let k = g - chunk.start;
-                        let row = &rows[k * np..(k + 1) * np];
+                        let row = &rows[(g - chunk.start) * np..(g - chunk.start + 1) * np];
                         let views: Vec<RunView> = set
                             .runs
                             .iter()
@@ -319,7 +315,6 @@ fn fit_groups(
                                 hours: &hours[r.clone()],
                                 y: &row[r.clone()],
                                 alloc: set.alloc_checkpoints(g, i, row, &hours),
-                                ols: Some(lines[k * nr + i]),
                             })
                             .collect();
                         let ctx = SeriesContext {
@@ -339,33 +334,6 @@ fn fit_groups(
         .zip(fits)
         .map(|(g, fit)| finding(set, g, fit, metric, leaked, timer_sites, sources))
         .collect()
-}
-
-/// The least-squares line of every run of every row in `rows` (rows of `np` profiles one
-/// after another), row by row then run by run: [`stats::ols_lanes`] over
-/// [`stats::LANES`] rows at a time (the last few rows repeated to fill the lanes).
-fn chunk_lines(
-    rows: &[f64],
-    np: usize,
-    runs: &[(String, std::ops::Range<usize>)],
-    hours: &[f64],
-) -> Vec<Option<stats::Ols>> {
-    let nrows = rows.len().checked_div(np).unwrap_or(0);
-    let mut out = vec![None; nrows * runs.len()];
-    for first in (0..nrows).step_by(stats::LANES) {
-        let row = |l: usize| {
-            let k = (first + l).min(nrows - 1);
-            &rows[k * np..(k + 1) * np]
-        };
-        for (i, (_, r)) in runs.iter().enumerate() {
-            let ys: [&[f64]; stats::LANES] = std::array::from_fn(|l| &row(l)[r.clone()]);
-            let lines = stats::ols_lanes(&hours[r.clone()], ys);
-            for (l, line) in lines.into_iter().enumerate().take(nrows - first) {
-                out[(first + l) * runs.len() + i] = line;
-            }
-        }
-    }
-    out
 }
 
 /// A group's finding from its fit: runtime leak reports folded in, hints attached.

@@ -266,9 +266,6 @@ pub struct RunView<'a> {
     pub y: &'a [f64],
     /// Allocation totals at [`evidence::CHECKPOINTS`] (heap series), when read.
     pub alloc: Option<AllocCheckpoints>,
-    /// The least-squares line of `y` over `hours` ([`stats::ols`]) when computed already
-    /// (`Some(None)`: it has none), as [`stats::ols_lanes`] does for many series at once.
-    pub ols: Option<Option<stats::Ols>>,
 }
 
 impl<'a> RunView<'a> {
@@ -278,7 +275,6 @@ impl<'a> RunView<'a> {
             hours,
             y,
             alloc: None,
-            ols: None,
         }
     }
 }
@@ -288,10 +284,7 @@ impl<'a> RunView<'a> {
 /// ([`features`]), classified ([`classify`]), given a confidence ([`confidence`]), then
 /// weighed against the evidence ([`weigh`]).
 pub fn fit_runs(runs: &[RunView], ctx: &SeriesContext) -> Fit {
-    let fits: Vec<RunFit> = runs
-        .iter()
-        .filter_map(|r| fit_run(r.hours, r.y, r.ols))
-        .collect();
+    let fits: Vec<RunFit> = runs.iter().filter_map(|r| fit_run(r.hours, r.y)).collect();
     if fits.is_empty() {
         return too_short(runs);
     }
@@ -807,7 +800,6 @@ mod tests {
             hours: &hours,
             y: &s.y,
             alloc: Some(alloc),
-            ols: None,
         };
         // A series that would be a leak on its own: growth spread over the run.
         let f = fit_runs(&[view], &heap_ctx());
@@ -859,7 +851,6 @@ mod tests {
                     hours: &hours,
                     y: &s.y,
                     alloc,
-                    ols: None,
                 }],
                 &ctx,
             )
@@ -894,7 +885,6 @@ mod tests {
                 hours: &hours,
                 y: &y,
                 alloc: Some(checkpoints(&y, 240.0)),
-                ols: None,
             }],
             &ctx,
         );
@@ -934,7 +924,6 @@ mod tests {
                 hours: &hours,
                 y: &s.y,
                 alloc: Some(alloc),
-                ols: None,
             }],
             &heap_ctx(),
         );

@@ -160,13 +160,7 @@ fn falls_from_peak(
     stretch && !late_high && peak - end >= RESET_NOISE_SIGMAS * sd
 }
 
-/// The features of one run; `ols` is its least-squares line when known already (see
-/// [`super::RunView::ols`]).
-pub(super) fn fit_run(
-    x_all: &[f64],
-    y_all: &[f64],
-    ols: Option<Option<stats::Ols>>,
-) -> Option<RunFit> {
+pub(super) fn fit_run(x_all: &[f64], y_all: &[f64]) -> Option<RunFit> {
     let n_all = y_all.len().min(x_all.len());
     if n_all < MIN_POINTS {
         return None;
@@ -186,7 +180,7 @@ pub(super) fn fit_run(
     };
     let n = y.len();
     let ts = stats::theil_sen(x, y).unwrap_or(0.0);
-    let ols = ols.unwrap_or_else(|| stats::ols(x_all, y_all));
+    let ols = stats::ols(x_all, y_all);
     let late_from = n - ((n * 2) / 5).max(4).min(n);
     let late_ts = stats::theil_sen(&x[late_from..], &y[late_from..]).unwrap_or(0.0);
     let late_mk = stats::mann_kendall(&x[late_from..], &y[late_from..]);
