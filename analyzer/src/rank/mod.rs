@@ -383,11 +383,7 @@ fn finding(
         site: set.keys[g].clone(),
         fit,
         hints: Hints(hint_list),
-        stack: set.stacks[g]
-            .iter()
-            .map(FrameRef::display)
-            .collect::<Vec<_>>()
-            .into(),
+        stack: set.stacks[g].iter().map(FrameRef::display).collect(),
         stacks: set.stack_counts[g],
         object_size: set.object_size[g],
         series: Vec::new(),
