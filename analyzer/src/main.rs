@@ -272,7 +272,8 @@ fn print_ranking(r: &Ranking, format: RankFormat, top: usize) -> anyhow::Result<
         RankFormat::Table => print!("{}", escape_document(&render::text(r, top))),
         RankFormat::Markdown => print!("{}", escape_document(&render::markdown(r, top))),
         RankFormat::Json => {
-            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            // 1 MiB at a time: the ranking of 10,000 findings is 44 MB of JSON.
+            let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
             leakscope::output::json::write_ranking(&mut out, r)?;
             writeln!(out)?;
             out.flush()?;
