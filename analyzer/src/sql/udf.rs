@@ -18,9 +18,10 @@ use crate::model::stats;
 pub use crate::units::format_bytes;
 
 /// A `stacks.frames` list column with its frame fields looked up once, so each row
-/// decodes from the flat child arrays. (Slicing the list per row and finding the fields by
-/// name each time was about half of reading 10,000 stacks' frames; perf, 100M rows by
-/// stack.)
+/// decodes from the flat child arrays. (The list was sliced per row and each field found
+/// by name each time; without that, loading the stacks and the profile list of the 100M
+/// capture took 89 instead of 94 ms, median of 10 runs with the scan change of the same
+/// commit.)
 pub struct FrameLists<'a> {
     list: &'a ListArray,
     function: Option<&'a StringArray>,
