@@ -448,6 +448,69 @@ pub fn finite(values: &[f64]) -> bool {
     zero.iter().all(|z| *z == 0.0)
 }
 
+/// Bit `k` set when the drop of pair `k`, `ys[k] - ys[k + 1]`, is not below any of `bars`
+/// (`!(d < bar)`, so a NaN drop passes); at most 64 pairs (`ys.len() <= 65`).
+///
+/// On x86-64, two pairs per step with SSE2 compares and a move of their sign bits, which
+/// every x86-64 CPU has: the block's mask without a branch per pair.
+pub fn drops_passing(ys: &[f64], bars: [f64; 3]) -> u64 {
+    let pairs = ys.len().saturating_sub(1);
+    assert!(pairs <= 64, "{pairs} pairs in one mask");
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: SSE2 is part of x86-64.
+        let (mask, done) = unsafe { sse2_drops_passing(ys, bars) };
+        mask | drops_passing_from(ys, bars, done)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    drops_passing_from(ys, bars, 0)
+}
+
+/// [`drops_passing`] two pairs at a time while two are left: the mask and the number of
+/// pairs it covers.
+///
+/// # Safety
+/// The CPU must have SSE2 (every x86-64 CPU does).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse2")]
+unsafe fn sse2_drops_passing(ys: &[f64], bars: [f64; 3]) -> (u64, usize) {
+    use std::arch::x86_64::*;
+    let pairs = ys.len().saturating_sub(1);
+    let [a, b, c] = bars.map(|bar| _mm_set1_pd(bar));
+    let mut mask = 0u64;
+    let mut k = 0;
+    while k + 2 <= pairs {
+        // SAFETY: k + 2 <= pairs = ys.len() - 1, so both loads of two values end within
+        // `ys`.
+        let (now, next) = unsafe {
+            (
+                _mm_loadu_pd(ys.as_ptr().add(k)),
+                _mm_loadu_pd(ys.as_ptr().add(k + 1)),
+            )
+        };
+        let d = _mm_sub_pd(now, next);
+        // `cmpnlt`: not less than, true for a NaN, as `!(d < bar)`.
+        let pass = _mm_and_pd(
+            _mm_and_pd(_mm_cmpnlt_pd(d, a), _mm_cmpnlt_pd(d, b)),
+            _mm_cmpnlt_pd(d, c),
+        );
+        mask |= (_mm_movemask_pd(pass) as u64) << k;
+        k += 2;
+    }
+    (mask, k)
+}
+
+/// [`drops_passing`] for the pairs from `from` on, one at a time.
+fn drops_passing_from(ys: &[f64], bars: [f64; 3], from: usize) -> u64 {
+    let pairs = ys.len().saturating_sub(1);
+    (from..pairs)
+        .filter(|&k| {
+            let d = ys[k] - ys[k + 1];
+            !bars.iter().any(|bar| d < *bar)
+        })
+        .fold(0, |mask, k| mask | 1 << k)
+}
+
 /// Index and value of the first smallest value under [`f64::total_cmp`] (what
 /// `iter().enumerate().min_by(|a, b| a.1.total_cmp(b.1))` returns); `None` when empty.
 ///
@@ -940,6 +1003,40 @@ pub(crate) fn test_uniforms(mut state: u64) -> impl FnMut() -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The vector mask of passing drops is the one the plain test gives pair by pair:
+    /// every length up to 65 values, NaNs, infinities, signed zeros, and bars of minus
+    /// infinity and NaN.
+    #[test]
+    fn drops_passing_is_the_plain_test_pair_by_pair() {
+        let mut u = test_uniforms(77);
+        let specials = [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 0.0, -0.0];
+        for round in 0..2_000 {
+            let n = round % 66;
+            let ys: Vec<f64> = (0..n)
+                .map(|_| match (u() * 40.0) as usize {
+                    k if k < specials.len() => specials[k],
+                    _ => (u() * 100.0).round(),
+                })
+                .collect();
+            let mut bar = |k: usize| match k {
+                0 => f64::NEG_INFINITY,
+                1 => f64::NAN,
+                _ => u() * 120.0 - 10.0,
+            };
+            let bars = [bar(round % 7), bar((round / 7) % 5), bar((round / 35) % 4)];
+            let plain = (0..n.saturating_sub(1)).fold(0u64, |mask, k| {
+                let d = ys[k] - ys[k + 1];
+                let small = d < bars[0] || d < bars[1] || d < bars[2];
+                mask | (u64::from(!small) << k)
+            });
+            assert_eq!(
+                drops_passing(&ys, bars),
+                plain,
+                "round {round}: {ys:?} {bars:?}"
+            );
+        }
+    }
 
     /// The integer-key median is the float median bit for bit: odd and even lengths, ties,
     /// signed zeros, negatives, infinities.
