@@ -403,6 +403,7 @@ mod tests {
             }],
             process: None,
             stacks: None,
+            listing: None,
         }
     }
 

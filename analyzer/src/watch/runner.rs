@@ -445,6 +445,7 @@ mod tests {
             sections: Vec::new(),
             process: None,
             stacks: None,
+            listing: None,
         };
         let origin = Origin {
             name: "c".into(),

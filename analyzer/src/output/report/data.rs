@@ -543,8 +543,10 @@ async fn read_flames(
                 loaded.as_ref().expect("loaded above")
             }
         };
-        let v1 = stack_values(cat, before, column).await?;
-        let v2 = stack_values(cat, after, column).await?;
+        let (v1, v2) = futures::try_join!(
+            stack_values(cat, before, column),
+            stack_values(cat, after, column)
+        )?;
         let mut ids: Vec<u64> = v1.keys().chain(v2.keys()).copied().collect();
         ids.sort_unstable();
         ids.dedup();
@@ -577,7 +579,12 @@ async fn read_flames(
 }
 
 /// Reads everything the report needs from the catalog, reusing what `ranking` already read
-/// (per-profile totals, stacks); `from`/`to` choose the flame window.
+/// (the profiles table, per-profile totals, stacks); `from`/`to` choose the flame window.
+///
+/// The reads after the profiles are independent queries and go at the same time: one
+/// after the other, each waited on its own planning and scan, and together they took
+/// 0.14 s after the ranking of 100M rows (perf: the main thread planning one query while
+/// the workers sat idle).
 pub async fn gather(
     cat: &Catalog,
     ranking: &Ranking,
@@ -585,24 +592,33 @@ pub async fn gather(
     to: Option<i64>,
 ) -> Result<ReportData> {
     let scanned = ranking.scanned_totals();
-    let profiles = ProfileListing::read(&cat.ctx).await?.by_time();
-    let runs = read_runs(cat, &profiles).await?;
-    let (scrapes, failures) = read_scrapes(cat).await?;
-    let (goroutines, heap, mut native) = read_totals(cat, &profiles, &scanned).await?;
-    let traced = read_native_outstanding(cat).await?;
-    if !traced.is_empty() {
-        native = traced;
-    }
-    let leak_detector = if profiles.iter().any(|p| p.kind == "goroutineleak") {
-        read_leak_detector(cat).await?
-    } else {
-        Vec::new()
+    let profiles = match &ranking.listing {
+        Some(listing) => listing.by_time(),
+        None => ProfileListing::read(&cat.ctx).await?.by_time(),
     };
     let window = choose_window(&profiles, from, to)?;
-    let flames = match &window {
-        Some(w) => read_flames(cat, &profiles, w, ranking.stacks.as_deref()).await?,
-        None => Vec::new(),
+    let leak_detector = async {
+        if profiles.iter().any(|p| p.kind == "goroutineleak") {
+            read_leak_detector(cat).await
+        } else {
+            Ok(Vec::new())
+        }
     };
+    let flames = async {
+        match &window {
+            Some(w) => read_flames(cat, &profiles, w, ranking.stacks.as_deref()).await,
+            None => Ok(Vec::new()),
+        }
+    };
+    let (runs, (scrapes, failures), (goroutines, heap, native), traced, leak_detector, flames) = futures::try_join!(
+        read_runs(cat, &profiles),
+        read_scrapes(cat),
+        read_totals(cat, &profiles, &scanned),
+        read_native_outstanding(cat),
+        leak_detector,
+        flames,
+    )?;
+    let native = if traced.is_empty() { native } else { traced };
     Ok(ReportData {
         kinds: kind_counts(&profiles),
         gaps: find_gaps(&profiles),
