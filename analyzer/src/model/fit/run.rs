@@ -123,7 +123,7 @@ fn builds_up_between(y: &[f64], drops: &[usize], range: f64) -> bool {
         } else {
             drop_at(lo)
         };
-        let max_up = c.windows(2).map(|w| w[1] - w[0]).fold(0.0, f64::max);
+        let max_up = stats::largest_rise(c);
         let third = c.len() / 3;
         cycles += 1;
         let climbs = c.len() < 4 || mean(&c[c.len() - third..]) - mean(&c[..third]) >= 0.25 * range;
