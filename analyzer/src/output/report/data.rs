@@ -543,10 +543,11 @@ async fn read_flames(
                 loaded.as_ref().expect("loaded above")
             }
         };
-        let (v1, v2) = futures::try_join!(
-            stack_values(cat, before, column),
-            stack_values(cat, after, column)
-        )?;
+        // One after the other: the first query's planning reads every samples file's
+        // statistics into the table's cache, and the second finds them there (at the
+        // same time, both read them: 19 ms more of the main thread, perf).
+        let v1 = stack_values(cat, before, column).await?;
+        let v2 = stack_values(cat, after, column).await?;
         let mut ids: Vec<u64> = v1.keys().chain(v2.keys()).copied().collect();
         ids.sort_unstable();
         ids.dedup();
