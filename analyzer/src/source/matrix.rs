@@ -91,6 +91,16 @@ impl ColumnMut<'_> {
         }
     }
 
+    /// The narrow cells while the column has not widened, to add into directly; a sum
+    /// that does not fit a cell must go through [`ColumnMut::add`] instead.
+    #[inline]
+    pub fn narrow_mut(&mut self) -> Option<&mut [u32]> {
+        match self.wide {
+            Some(_) => None,
+            None => Some(&mut *self.narrow),
+        }
+    }
+
     /// Writes the narrow cells' zeros again, sequentially (see `scan::Column`).
     pub fn write_zeros(&mut self) {
         self.narrow.fill(0);
