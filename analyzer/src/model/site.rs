@@ -30,18 +30,31 @@ pub struct FrameRef {
     pub line: i64,
 }
 
+/// A stack's frames, leaf first, shared: the stack table, each group's representative
+/// stack and its finding hold the same frames. (Copied into the group and rendered into
+/// each finding as text, they were about 50 allocations per finding, a fifth of the time
+/// between the fits and the output at 10,000 findings.)
+pub type Frames = std::sync::Arc<[FrameRef]>;
+
 impl FrameRef {
     /// `function file:line`, omitting unknown parts.
     pub fn display(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl std::fmt::Display for FrameRef {
+    /// `function file:line`, omitting unknown parts (`??` for an unsymbolized function).
+    fn fmt(&self, out: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let f = if self.function.is_empty() {
             "??"
         } else {
             &self.function
         };
         if self.file.is_empty() {
-            f.to_string()
+            out.write_str(f)
         } else {
-            format!("{f} {}:{}", self.file, self.line)
+            write!(out, "{f} {}:{}", self.file, self.line)
         }
     }
 }

@@ -12,7 +12,7 @@ use crate::model::compare::{
     judge, rate_interval, Change, RateInterval, RateShift, Side, SideState,
 };
 use crate::model::fit::{RunView, Verdict, MIN_POINTS};
-use crate::model::site::GroupBy;
+use crate::model::site::{FrameRef, GroupBy};
 use crate::rank::{Finding, Ranking};
 use crate::source::load::Metric;
 
@@ -320,7 +320,10 @@ pub fn compare(before: &RankedSide, after: &RankedSide, o: &CompareOptions) -> C
                 site: key.1.clone(),
                 change,
                 rates,
-                stack: fa.or(fb).map(|f| f.stack.to_vec()).unwrap_or_default(),
+                stack: fa
+                    .or(fb)
+                    .map(|f| f.stack.iter().map(FrameRef::display).collect())
+                    .unwrap_or_default(),
                 before: b,
                 after: a,
             }
@@ -374,7 +377,12 @@ mod tests {
             site: site.into(),
             fit: fit_series(std::slice::from_ref(&run)),
             hints: Hints(Vec::new()),
-            stack: vec![format!("{site} main.go:1")].into(),
+            stack: vec![FrameRef {
+                function: site.into(),
+                file: "main.go".into(),
+                line: 1,
+            }]
+            .into(),
             stacks: 1,
             object_size: 0.0,
             series: vec![(run.run, run.time_ns, run.y)],

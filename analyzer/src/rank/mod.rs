@@ -15,7 +15,7 @@ use crate::error::Result;
 use crate::model::evidence::SeriesContext;
 use crate::model::fit::{adjust_for_multiple_tests, fit_runs, Fit, RunView, Verdict};
 use crate::model::hints::{hints, is_timer_function, HintInput, Hints};
-use crate::model::site::{FrameRef, GroupBy, SiteRules};
+use crate::model::site::{FrameRef, Frames, GroupBy, SiteRules};
 use crate::source::catalog::Catalog;
 use crate::source::load::{load_series, IdMap, Metric, SeriesSet, SeriesSources};
 use crate::source::process::{analyze_process, ProcessSummary};
@@ -58,11 +58,11 @@ pub struct Finding {
     /// Hints, most specific first (JSON: `hints` in words and `hint_codes`).
     #[serde(flatten)]
     pub hints: Hints,
-    /// Representative stack, leaf first, as `function file:line`. Shared: the combined
-    /// list copies every finding of every section, and copying the frames' strings was
-    /// most of that copy (about 170,000 allocations at 10,000 findings).
-    #[serde(serialize_with = "shared_strings")]
-    pub stack: Arc<[String]>,
+    /// Representative stack, leaf first (JSON: each frame as `function file:line`).
+    /// Shared with the stack table: the combined list copies every finding of every
+    /// section, and copying the frames was most of that copy.
+    #[serde(serialize_with = "frames_as_text")]
+    pub stack: Frames,
     /// Distinct stacks in the group.
     pub stacks: usize,
     /// Mean bytes per live object (heap only).
@@ -136,7 +136,7 @@ pub struct Ranking {
     /// Every stack's frames as the ranking loaded them, for the report's flame graphs
     /// (reading them again took 0.25 s on the 100M-row capture); `None` when not loaded.
     #[serde(skip)]
-    pub stacks: Option<Arc<IdMap<Vec<FrameRef>>>>,
+    pub stacks: Option<Arc<IdMap<Frames>>>,
     /// The profiles table as the ranking read it, for the report (reading it again
     /// through SQL took 43 ms of the report's 0.14 s after the ranking of 100M rows);
     /// `None` when not loaded.
@@ -217,7 +217,7 @@ fn present_metrics(listing: &ProfileListing) -> Vec<Metric> {
 /// blocking thread (a parallel Parquet scan), the listing through DataFusion meanwhile.
 /// One after the other they took 85 and 52 ms of a 2 s ranking of 100M rows by stack, and
 /// the listing was read twice (once for the metrics present, once per metric ranked).
-async fn stacks_and_listing(cat: &Catalog) -> Result<(IdMap<Vec<FrameRef>>, ProfileListing)> {
+async fn stacks_and_listing(cat: &Catalog) -> Result<(IdMap<Frames>, ProfileListing)> {
     let segs = crate::source::scan::segments(cat, Table::Stacks)?;
     let stacks = tokio::task::spawn_blocking(move || crate::source::scan::read_stacks(&segs));
     let listing = ProfileListing::read(&cat.in_process).await;
@@ -234,7 +234,7 @@ async fn stacks_and_listing(cat: &Catalog) -> Result<(IdMap<Vec<FrameRef>>, Prof
 /// Goroutines the runtime's leak detector reported, by group key (latest profile, summed).
 async fn runtime_leaked(
     cat: &Catalog,
-    stacks: &IdMap<Vec<FrameRef>>,
+    stacks: &IdMap<Frames>,
     opts: &RankOptions,
 ) -> Result<std::collections::HashMap<String, f64>> {
     // With --first, the latest leak report within the prefix (from the earliest profile).
@@ -267,8 +267,10 @@ async fn runtime_leaked(
     Ok(out)
 }
 
-fn order(findings: &mut [Finding]) {
-    findings.sort_by(|a, b| {
+/// Orders a section's findings (leaks first, then by verdict, faster, higher, by site)
+/// and numbers them.
+fn order(findings: &mut Vec<Finding>) {
+    let order = sorted_positions(findings, false, |a, b| {
         let la = a.fit.verdict.is_leak();
         let lb = b.fit.verdict.is_leak();
         lb.cmp(&la)
@@ -277,9 +279,35 @@ fn order(findings: &mut [Finding]) {
             .then(b.fit.peak.total_cmp(&a.fit.peak))
             .then(a.site.cmp(&b.site))
     });
+    *findings = in_order(std::mem::take(findings), &order);
     for (i, f) in findings.iter_mut().enumerate() {
         f.rank = i + 1;
     }
+}
+
+/// Positions of `items` in the order of `cmp`, stably (equal items keep their order);
+/// in parallel when `parallel`. Positions are sorted rather than the items: a finding is
+/// a few hundred bytes, and a sort moves each one about log2(n) times (at 10,000
+/// findings the two sorts of a ranking moved over 100 MB).
+fn sorted_positions<T: Sync>(
+    items: &[T],
+    parallel: bool,
+    cmp: impl Fn(&T, &T) -> std::cmp::Ordering + Sync,
+) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    let by = |a: &usize, b: &usize| cmp(&items[*a], &items[*b]);
+    if parallel {
+        order.par_sort_by(by);
+    } else {
+        order.sort_by(by);
+    }
+    order
+}
+
+/// `items` moved into the order of `positions` (a permutation of their indices).
+fn in_order<T>(items: Vec<T>, positions: &[usize]) -> Vec<T> {
+    let mut slots: Vec<Option<T>> = items.into_iter().map(Some).collect();
+    positions.iter().filter_map(|&i| slots[i].take()).collect()
 }
 
 /// Groups fitted per rayon task: their rows are gathered from the by-profile matrix at once.
@@ -388,7 +416,7 @@ fn finding(
         site: set.keys[g].clone(),
         fit,
         hints: Hints(hint_list),
-        stack: set.stacks[g].iter().map(FrameRef::display).collect(),
+        stack: set.stacks[g].clone(),
         stacks: set.stack_counts[g],
         object_size: set.object_size[g],
         series: Vec::new(),
@@ -432,22 +460,24 @@ fn combined_order(a: &Finding, b: &Finding) -> std::cmp::Ordering {
         .then(a.site.cmp(&b.site))
 }
 
-/// Serializes shared strings as the list they hold.
-fn shared_strings<S: serde::Serializer>(
-    v: &Arc<[String]>,
-    s: S,
-) -> std::result::Result<S::Ok, S::Error> {
-    s.collect_seq(v.iter())
+/// Serializes frames as the list of their `function file:line` texts, each written
+/// straight into the output.
+fn frames_as_text<S: serde::Serializer>(v: &Frames, s: S) -> std::result::Result<S::Ok, S::Error> {
+    /// One frame as its text.
+    struct Text<'a>(&'a FrameRef);
+    impl Serialize for Text<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+            s.collect_str(self.0)
+        }
+    }
+    s.collect_seq(v.iter().map(Text))
 }
 
 /// All sections' findings in one order, comparable across metrics.
 fn combined(sections: &[Section]) -> Vec<Finding> {
-    let mut all: Vec<Finding> = sections
-        .par_iter()
-        .flat_map(|s| s.findings.par_iter().cloned())
-        .collect();
-    all.par_sort_by(combined_order);
-    all
+    let all: Vec<&Finding> = sections.iter().flat_map(|s| &s.findings).collect();
+    let order = sorted_positions(&all, true, |a, b| combined_order(a, b));
+    order.par_iter().map(|&i| all[i].clone()).collect()
 }
 
 /// Ranks every group of every requested metric.

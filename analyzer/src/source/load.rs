@@ -13,7 +13,7 @@ use crate::model::evidence;
 use crate::model::fit::RunSeries;
 pub use crate::model::ids::{IdHasher, IdMap};
 pub use crate::model::metric::Metric;
-use crate::model::site::{FrameRef, GroupBy, SiteRules};
+use crate::model::site::{FrameRef, Frames, GroupBy, SiteRules};
 use crate::model::stats;
 use crate::source::catalog::Catalog;
 use crate::source::profiles::ProfileRef;
@@ -33,7 +33,7 @@ pub struct SeriesSet {
     /// Group keys.
     pub keys: Vec<String>,
     /// Representative stack of each group: the stack contributing the most.
-    pub stacks: Vec<Vec<FrameRef>>,
+    pub stacks: Vec<Frames>,
     /// Every function appearing in any stack of the group.
     pub functions: Vec<Vec<String>>,
     /// Distinct call-site frames of each group's stacks.
@@ -147,13 +147,13 @@ impl SeriesSet {
 }
 
 /// Loads every stack's frames (one copy per stack id) with a direct parallel scan.
-pub fn load_stacks(cat: &Catalog) -> Result<IdMap<Vec<FrameRef>>> {
+pub fn load_stacks(cat: &Catalog) -> Result<IdMap<Frames>> {
     crate::source::scan::read_stacks(&crate::source::scan::segments(cat, Table::Stacks)?)
 }
 
 /// Assigns every stack to a group; returns stack -> group index and the group keys.
 pub fn group_stacks(
-    stacks: &IdMap<Vec<FrameRef>>,
+    stacks: &IdMap<Frames>,
     by: GroupBy,
     rules: &SiteRules,
 ) -> (IdMap<usize>, Vec<String>) {
@@ -185,7 +185,7 @@ pub struct SeriesSources<'a> {
     /// Every profile of the captures.
     pub listing: &'a crate::source::profiles::ProfileListing,
     /// Every stack's frames.
-    pub stacks: &'a IdMap<Vec<FrameRef>>,
+    pub stacks: &'a IdMap<Frames>,
 }
 
 /// Builds the group x profile matrix of `metric`, calling `progress` with rows read.
@@ -339,7 +339,7 @@ struct GroupMembers<'a> {
     /// Number of groups.
     groups: usize,
     /// Frames of every stack.
-    stacks: &'a IdMap<Vec<FrameRef>>,
+    stacks: &'a IdMap<Frames>,
     /// How a stack's site frame is chosen.
     rules: &'a SiteRules,
 }
@@ -347,7 +347,7 @@ struct GroupMembers<'a> {
 /// What each group shows in a finding (see [`describe_groups`]).
 struct GroupDescriptions {
     /// The group's heaviest stack (the smallest id among equals).
-    rep: Vec<Vec<FrameRef>>,
+    rep: Vec<Frames>,
     /// Every function on the group's stacks, in first-seen order.
     functions: Vec<Vec<String>>,
     /// The distinct site frames of the group's stacks, in first-seen order.
@@ -358,7 +358,7 @@ struct GroupDescriptions {
 
 /// One group's part of [`GroupDescriptions`].
 struct OneGroup {
-    rep: Vec<FrameRef>,
+    rep: Frames,
     functions: Vec<String>,
     site_frames: Vec<FrameRef>,
     stacks: usize,
@@ -397,7 +397,7 @@ fn describe_groups(m: GroupMembers) -> GroupDescriptions {
                 if w > best.0 || (w == best.0 && sid < best.1) {
                     best = (w, sid);
                 }
-                for f in frames {
+                for f in frames.iter() {
                     if seen_functions.insert(f.function.as_str()) {
                         functions.push(f.function.clone());
                     }

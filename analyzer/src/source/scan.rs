@@ -31,7 +31,7 @@ use rayon::prelude::*;
 
 use crate::error::{AnalyzeError, Result};
 use crate::model::ids::IdMap;
-use crate::model::site::FrameRef;
+use crate::model::site::Frames;
 use crate::source::catalog::Catalog;
 use crate::source::matrix::{ColumnMut, Matrix};
 use crate::source::pages::select_int64_pages;
@@ -255,7 +255,7 @@ fn column<'b>(batch: &'b RecordBatch, name: &str, path: &Path) -> Result<&'b dyn
 
 /// Loads one copy of every stack. Every segment set repeats the stacks its samples use, so
 /// the ids of all segments are read first (cheap), and frames only for each id's first row.
-pub fn read_stacks(segs: &[Segment]) -> Result<IdMap<Vec<FrameRef>>> {
+pub fn read_stacks(segs: &[Segment]) -> Result<IdMap<Frames>> {
     let ids: Vec<Vec<u64>> = segs
         .par_iter()
         .map(|s| {
@@ -283,7 +283,7 @@ pub fn read_stacks(segs: &[Segment]) -> Result<IdMap<Vec<FrameRef>>> {
                 .collect()
         })
         .collect();
-    let parts: Vec<Vec<(u64, Vec<FrameRef>)>> = segs
+    let parts: Vec<Vec<(u64, Frames)>> = segs
         .par_iter()
         .zip(&wanted)
         .zip(&ids)
@@ -299,11 +299,7 @@ pub fn read_stacks(segs: &[Segment]) -> Result<IdMap<Vec<FrameRef>>> {
 }
 
 /// Decodes the frames of the given rows (sorted) of one stacks segment.
-fn read_stack_rows(
-    seg: &Segment,
-    rows: &[usize],
-    total: usize,
-) -> Result<Vec<(u64, Vec<FrameRef>)>> {
+fn read_stack_rows(seg: &Segment, rows: &[usize], total: usize) -> Result<Vec<(u64, Frames)>> {
     let path = &seg.path;
     let mut opened = open_segment(seg, Table::Stacks, &[col::STACK_ID, col::FRAMES])?;
     if rows.len() < total {
@@ -326,7 +322,7 @@ fn read_stack_rows(
             (0..b.num_rows())
                 .into_par_iter()
                 .with_min_len(STACK_ROWS_PER_TASK)
-                .map(|i| (ids.value(i), frames.frames(i))),
+                .map(|i| (ids.value(i), Frames::from(frames.frames(i)))),
         );
     }
     Ok(out)

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::WatchError;
+use crate::model::site::FrameRef;
 use crate::output::render::format_rate;
 use crate::rank::alert::{Crossing, Thresholds};
 use crate::rank::{Finding, Ranking};
@@ -133,7 +134,7 @@ fn alert_of(status: Status, f: &Finding, limit: f64) -> Alert {
         previous_rate_per_hour: None,
         change: String::new(),
         hints: crate::output::words::hints(&f.hints),
-        stack: f.stack.to_vec(),
+        stack: f.stack.iter().map(FrameRef::display).collect(),
         rate_text: format_rate(f.metric, f.fit.rate_per_hour),
         limit_text: format_rate(f.metric, limit),
     }

@@ -16,7 +16,7 @@ use super::axis::{format_duration, format_time, Unit, SEC};
 use super::flame::FlameTree;
 use crate::error::{AnalyzeError, Result};
 use crate::model::ids::IdMap;
-use crate::model::site::FrameRef;
+use crate::model::site::{FrameRef, Frames};
 use crate::rank::Ranking;
 use crate::source::catalog::{literal, Catalog};
 use crate::source::load::{load_stacks, Metric};
@@ -510,7 +510,7 @@ async fn read_flames(
     cat: &Catalog,
     profiles: &[ProfileRef],
     w: &Window,
-    known: Option<&IdMap<Vec<FrameRef>>>,
+    known: Option<&IdMap<Frames>>,
 ) -> Result<Vec<FlameData>> {
     const KINDS: [(Metric, &str, &str, Unit); 3] = [
         (
@@ -551,12 +551,11 @@ async fn read_flames(
         let mut ids: Vec<u64> = v1.keys().chain(v2.keys()).copied().collect();
         ids.sort_unstable();
         ids.dedup();
-        let empty = Vec::new();
         let deltas: Vec<(&[FrameRef], f64)> = ids
             .iter()
             .map(|id| {
                 let d = v2.get(id).copied().unwrap_or(0.0) - v1.get(id).copied().unwrap_or(0.0);
-                (stacks.get(id).unwrap_or(&empty).as_slice(), d)
+                (stacks.get(id).map_or(&[][..], |f| &f[..]), d)
             })
             .collect();
         let tree = FlameTree::build(deltas);

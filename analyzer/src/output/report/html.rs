@@ -137,7 +137,7 @@ fn site_rows(out: &mut String, r: &Report, findings: &[Finding], top: usize, id_
             text(&f.site, TEXT_CHARS),
         );
         for frame in f.stack.iter() {
-            let _ = write!(out, "<li>{}</li>", text(frame, TEXT_CHARS));
+            let _ = write!(out, "<li>{}</li>", text(&frame.display(), TEXT_CHARS));
         }
         let _ = write!(
             out,
