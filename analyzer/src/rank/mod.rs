@@ -287,8 +287,8 @@ fn order(findings: &mut Vec<Finding>) {
 
 /// Positions of `items` in the order of `cmp`, stably (equal items keep their order);
 /// in parallel when `parallel`. Positions are sorted rather than the items: a finding is
-/// a few hundred bytes, and a sort moves each one about log2(n) times (at 10,000
-/// findings the two sorts of a ranking moved over 100 MB).
+/// a few hundred bytes, and a sort moves each one about log2(n) times (some 13 times at
+/// 10,000 findings; memory copies inside the two sorts showed in perf of the tail).
 fn sorted_positions<T: Sync>(
     items: &[T],
     parallel: bool,
