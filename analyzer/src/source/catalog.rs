@@ -215,6 +215,13 @@ pub async fn open(dirs: &[PathBuf], rules: &SiteRules) -> Result<Catalog> {
         }
     }
     unique_names(&mut captures);
+    // The session (DataFusion's registries of functions, formats and rules) is built on
+    // its own thread while the footers are checked on the others: it needs neither, and
+    // built after them it ran on one core. The time before the ranking starts (100M rows)
+    // went from 25.1-36.9 ms to 22.7-27.3 ms, 6 alternating runs.
+    let session = std::thread::spawn(|| {
+        SessionContext::new_with_config(SessionConfig::new().with_information_schema(true))
+    });
     let locals: Vec<Capture> = captures
         .iter()
         .filter(|c| c.remote.is_none())
@@ -235,8 +242,10 @@ pub async fn open(dirs: &[PathBuf], rules: &SiteRules) -> Result<Catalog> {
         .filter_map(|p| object_store::path::Path::from_filesystem_path(p).ok())
         .collect();
 
-    let config = SessionConfig::new().with_information_schema(true);
-    let ctx = SessionContext::new_with_config(config);
+    let ctx = match session.join() {
+        Ok(ctx) => ctx,
+        Err(panic) => std::panic::resume_unwind(panic),
+    };
     let store = HidingStore::new(Arc::new(LocalFileSystem::new()), hidden.clone());
     let file_url = url::Url::parse("file://").expect("static URL");
     ctx.register_object_store(&file_url, Arc::new(store));

@@ -274,7 +274,15 @@ pub fn read_stacks(segs: &[Segment]) -> Result<IdMap<Frames>> {
     let mut seen: IdMap<()> = IdMap::default();
     let wanted: Vec<Vec<usize>> = ids
         .iter()
-        .map(|file_ids| {
+        .enumerate()
+        .map(|(k, file_ids)| {
+            // A segment listing the ids of the one before it, in the same order, adds
+            // none: one compare of the lists instead of a lookup per id (segment sets
+            // usually repeat the same stacks: at 100M rows, 271 of 272 lists equal the
+            // one before, 2.7 million lookups on one thread before the frames are read).
+            if k > 0 && ids[k - 1] == *file_ids {
+                return Vec::new();
+            }
             file_ids
                 .iter()
                 .enumerate()
