@@ -548,13 +548,13 @@ impl StackOrder {
         &mut self,
         j: usize,
         sid: u64,
-        (stack_index, stack_group): (&IdMap<u32>, &[u32]),
+        stacks: (&IdMap<u32>, &[u32]),
         part: &mut Partial,
     ) -> &mut Slot {
         if j < self.at.len() && self.at[j].sid == sid {
             return &mut self.at[j];
         }
-        self.refill(j, sid, (stack_index, stack_group), part)
+        self.refill(j, sid, stacks, part)
     }
 
     /// [`StackOrder::slot`] when position `j` holds another stack or none yet: a hash
