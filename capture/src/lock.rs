@@ -31,7 +31,7 @@ impl CaptureLock {
             .truncate(false)
             .open(&path)
             .map_err(|e| CaptureError::io(&path, e))?;
-        match file.try_lock() {
+        match try_lock_briefly(&file) {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
                 let mut holder = String::new();
@@ -63,6 +63,31 @@ impl CaptureLock {
         &self.dir
     }
 }
+
+/// Attempts to take the lock over [`LOCK_ATTEMPTS`] tries [`LOCK_RETRY`] apart. A lock
+/// just released can still be held for a moment by a child process between its fork and
+/// its exec: the child shares the open file, and the flock with it, until exec closes it.
+/// Another thread of the same program spawning a process is enough (seen once in the
+/// recorder's unit tests, whose process tests start `python3` while an import test took
+/// the lock of a capture it had released a moment before).
+fn try_lock_briefly(file: &File) -> std::result::Result<(), TryLockError> {
+    let mut attempt = 1;
+    loop {
+        match file.try_lock() {
+            Err(TryLockError::WouldBlock) if attempt < LOCK_ATTEMPTS => {
+                attempt += 1;
+                std::thread::sleep(LOCK_RETRY);
+            }
+            done => return done,
+        }
+    }
+}
+
+/// Tries of [`try_lock_briefly`]: a live second writer is refused after about 0.2 s.
+const LOCK_ATTEMPTS: u32 = 20;
+
+/// Wait between two tries of [`try_lock_briefly`].
+const LOCK_RETRY: std::time::Duration = std::time::Duration::from_millis(10);
 
 #[cfg(test)]
 mod tests {
