@@ -179,9 +179,8 @@ impl<'w, W: Write + ?Sized> Object<'w, W> {
 
     /// Starts a field: the separator, the indentation, the key and `": "`.
     fn key(&mut self, key: &str) -> io::Result<()> {
-        self.out
-            .write_all(if self.first { b"\n" } else { b",\n" })?;
-        indent(self.out, self.level + 1)?;
+        // A field starts its line as an array item does.
+        item_start(self.out, self.first, self.level + 1)?;
         serde_json::to_writer(&mut *self.out, key)?;
         self.out.write_all(b": ")?;
         self.first = false;
