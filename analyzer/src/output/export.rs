@@ -165,8 +165,11 @@ fn sample_types(metric: Metric) -> Vec<(&'static str, &'static str, &'static str
 pub async fn delta_profile(cat: &Catalog, metric: Metric, w: &Pair) -> Result<proto::Profile> {
     let types = sample_types(metric);
     let columns: Vec<&str> = types.iter().map(|t| t.2).collect();
-    let before = stack_values(cat, &w.from.key(), &columns).await?;
-    let after = stack_values(cat, &w.to.key(), &columns).await?;
+    let mut values = stack_values(cat, &[w.from.key(), w.to.key()], &columns)?.into_iter();
+    let (before, after) = (
+        values.next().unwrap_or_default(),
+        values.next().unwrap_or_default(),
+    );
     let stacks = load_stacks(cat)?;
     let mut b = Builder::new();
     let sample_type: Vec<proto::ValueType> = types

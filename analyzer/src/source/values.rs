@@ -1,16 +1,16 @@
-//! Per-stack values of one profile: the one query behind every delta between two profiles
-//! (`export-pprof`, the report's flame graphs). The profile is named by capture, kind, time
-//! and id, so the scan skips row groups by their time statistics and two captures that hold
-//! the same profile id never mix.
-
-use std::collections::HashMap;
-
-use arrow_array::cast::AsArray;
-use arrow_array::types::{Int64Type, UInt64Type};
-use arrow_array::Array;
+//! Per-stack values of chosen profiles: the one read behind every delta between two
+//! profiles (`export-pprof`, the report's flame graphs). A profile is named by capture,
+//! kind, time and id, so the read skips row groups and pages by their time statistics and
+//! two captures that hold the same profile id never mix.
+//!
+//! The read is direct ([`scan::profile_stack_sums`]), one pass for every profile asked
+//! for, not a SQL query per profile: see there for why.
 
 use crate::error::Result;
-use crate::source::catalog::{literal, Catalog};
+use crate::model::ids::IdMap;
+use crate::source::catalog::Catalog;
+use crate::source::scan::{self, WantedProfile};
+use leakscope_capture::schema::Table;
 
 /// One profile of a capture.
 #[derive(Debug, Clone, Copy)]
@@ -25,41 +25,28 @@ pub struct ProfileKey<'a> {
     pub profile_id: u64,
 }
 
-/// The values of `columns` (sample columns) of every stack in profile `p`, summed per
-/// stack (missing values count 0): stack id -> values in `columns` order.
-pub async fn stack_values(
+/// For each profile of `profiles`, the values of `columns` (sample columns) of every
+/// stack in it, summed per stack (missing values count 0): stack id -> values in
+/// `columns` order. A profile of a capture `cat` does not hold has no stacks.
+pub fn stack_values(
     cat: &Catalog,
-    p: &ProfileKey<'_>,
+    profiles: &[ProfileKey<'_>],
     columns: &[&str],
-) -> Result<HashMap<u64, Vec<i64>>> {
-    let sums = columns
+) -> Result<Vec<IdMap<Vec<i64>>>> {
+    // A capture that is not open matches no segment (`usize::MAX` is no capture's index).
+    let wanted: Vec<WantedProfile> = profiles
         .iter()
-        .map(|c| format!("SUM(COALESCE({c}, 0))"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let sql = format!(
-        "SELECT stack_id, {sums} FROM samples WHERE capture = {} AND kind = {} \
-         AND time = arrow_cast({}, 'Timestamp(Nanosecond, Some(\"UTC\"))') \
-         AND profile_id = CAST('{}' AS BIGINT UNSIGNED) GROUP BY stack_id",
-        literal(p.capture),
-        literal(p.kind),
-        p.time_ns,
-        p.profile_id
-    );
-    let mut out: HashMap<u64, Vec<i64>> = HashMap::new();
-    for b in crate::sql::collect(&cat.ctx, &sql).await? {
-        let ids = b.column(0).as_primitive::<UInt64Type>();
-        for i in 0..b.num_rows() {
-            let e = out
-                .entry(ids.value(i))
-                .or_insert_with(|| vec![0; columns.len()]);
-            for (k, slot) in e.iter_mut().enumerate() {
-                let a = b.column(1 + k).as_primitive::<Int64Type>();
-                if a.is_valid(i) {
-                    *slot = slot.saturating_add(a.value(i));
-                }
-            }
-        }
-    }
-    Ok(out)
+        .map(|p| WantedProfile {
+            capture: cat
+                .captures
+                .iter()
+                .position(|c| c.name == p.capture)
+                .unwrap_or(usize::MAX),
+            kind: p.kind,
+            time_ns: p.time_ns,
+            profile_id: p.profile_id,
+        })
+        .collect();
+    let segs = scan::segments(cat, Table::Samples)?;
+    scan::profile_stack_sums(&segs, &wanted, columns)
 }

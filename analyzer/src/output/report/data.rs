@@ -496,17 +496,9 @@ async fn read_leak_detector(cat: &Catalog) -> Result<Vec<(String, i64)>> {
     Ok(out)
 }
 
-/// One column's per-stack values of profile `p` (see [`crate::source::values`]).
-async fn stack_values(cat: &Catalog, p: &ProfileRef, column: &str) -> Result<BTreeMap<u64, f64>> {
-    let values = crate::source::values::stack_values(cat, &p.key(), &[column]).await?;
-    Ok(values
-        .into_iter()
-        .map(|(id, v)| (id, v.first().copied().unwrap_or(0) as f64))
-        .collect())
-}
-
-/// Flame graphs of growth in window `w`; `known` are the stacks when already loaded.
-async fn read_flames(
+/// Flame graphs of growth in window `w`; `known` are the stacks when already loaded. The
+/// values of every pair of profiles are read in one pass (see [`crate::source::values`]).
+fn read_flames(
     cat: &Catalog,
     profiles: &[ProfileRef],
     w: &Window,
@@ -527,34 +519,44 @@ async fn read_flames(
             Unit::Bytes,
         ),
     ];
-    let mut loaded = None;
+    let pairs: Vec<_> = KINDS
+        .iter()
+        .filter_map(|k| {
+            window_pair(profiles, k.0.kind(), w).map(|(before, after)| (k, before, after))
+        })
+        .collect();
+    if pairs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let loaded;
+    let stacks = match known {
+        Some(s) => s,
+        None => {
+            loaded = load_stacks(cat)?;
+            &loaded
+        }
+    };
+    let mut columns: Vec<&str> = pairs.iter().map(|(k, ..)| k.1).collect();
+    columns.sort_unstable();
+    columns.dedup();
+    let keys: Vec<_> = pairs
+        .iter()
+        .flat_map(|(_, before, after)| [before.key(), after.key()])
+        .collect();
+    let values = crate::source::values::stack_values(cat, &keys, &columns)?;
     let mut out = Vec::new();
-    for (metric, column, title, unit) in KINDS {
-        let kind = metric.kind();
-        let Some((before, after)) = window_pair(profiles, kind, w) else {
-            continue;
-        };
-        let stacks = match known {
-            Some(s) => s,
-            None => {
-                if loaded.is_none() {
-                    loaded = Some(load_stacks(cat)?);
-                }
-                loaded.as_ref().expect("loaded above")
-            }
-        };
-        // One after the other: the first query's planning reads every samples file's
-        // statistics into the table's cache, and the second finds them there (at the
-        // same time, both read them: 19 ms more of the main thread, perf).
-        let v1 = stack_values(cat, before, column).await?;
-        let v2 = stack_values(cat, after, column).await?;
+    for (&(&(metric, column, title, unit), before, after), v) in pairs.iter().zip(values.chunks(2))
+    {
+        let c = columns.iter().position(|c| *c == column).unwrap_or(0);
+        let (v1, v2) = (&v[0], &v[1]);
+        let value = |m: &IdMap<Vec<i64>>, id: &u64| m.get(id).map_or(0.0, |s| s[c] as f64);
         let mut ids: Vec<u64> = v1.keys().chain(v2.keys()).copied().collect();
         ids.sort_unstable();
         ids.dedup();
         let deltas: Vec<(&[FrameRef], f64)> = ids
             .iter()
             .map(|id| {
-                let d = v2.get(id).copied().unwrap_or(0.0) - v1.get(id).copied().unwrap_or(0.0);
+                let d = value(v2, id) - value(v1, id);
                 (stacks.get(id).map_or(&[][..], |f| &f[..]), d)
             })
             .collect();
@@ -566,7 +568,7 @@ async fn read_flames(
             )
         });
         out.push(FlameData {
-            kind: kind.to_string(),
+            kind: metric.kind().to_string(),
             title: title.to_string(),
             unit,
             before: before.clone(),
@@ -604,9 +606,11 @@ pub async fn gather(
             Ok(Vec::new())
         }
     };
+    // A direct read on the rayon pool (tens of milliseconds), while the queries above
+    // plan and run on the runtime's threads.
     let flames = async {
         match &window {
-            Some(w) => read_flames(cat, &profiles, w, ranking.stacks.as_deref()).await,
+            Some(w) => read_flames(cat, &profiles, w, ranking.stacks.as_deref()),
             None => Ok(Vec::new()),
         }
     };
@@ -791,6 +795,83 @@ mod tests {
             (1_800_000_120 * SEC, 0.0),
             "all null reads 0"
         );
+    }
+
+    /// Per-stack sums of one profile by SQL, as the flame graphs and `export-pprof` read
+    /// them before the direct read.
+    async fn sql_stack_values(
+        cat: &Catalog,
+        p: &ProfileRef,
+        columns: &[&str],
+    ) -> BTreeMap<u64, Vec<i64>> {
+        let sums: Vec<String> = columns
+            .iter()
+            .map(|c| format!("SUM(COALESCE({c}, 0))"))
+            .collect();
+        let sql = format!(
+            "SELECT stack_id, {} FROM samples WHERE capture = {} AND kind = {} \
+             AND time = arrow_cast({}, 'Timestamp(Nanosecond, Some(\"UTC\"))') \
+             AND profile_id = CAST('{}' AS BIGINT UNSIGNED) GROUP BY stack_id",
+            sums.join(", "),
+            literal(&p.capture),
+            literal(&p.kind),
+            p.time_ns,
+            p.profile_id
+        );
+        let mut out = BTreeMap::new();
+        for b in crate::sql::collect(&cat.ctx, &sql).await.unwrap() {
+            let ids = u64s(&b, 0).unwrap();
+            let cols: Vec<Vec<Option<i64>>> = (0..columns.len())
+                .map(|k| ints(&b, 1 + k).unwrap())
+                .collect();
+            for (r, id) in ids.iter().enumerate() {
+                out.insert(*id, cols.iter().map(|c| c[r].unwrap_or(0)).collect());
+            }
+        }
+        out
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn direct_stack_values_are_the_sql_sums_and_keep_captures_apart() {
+        // Two copies of the odd capture (the same profile ids in both: mixed, every sum
+        // would double) and the demo capture.
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        odd_capture(a.path());
+        odd_capture(b.path());
+        let demo =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/captures/demo");
+        let dirs = [a.path().to_path_buf(), b.path().to_path_buf(), demo];
+        let cat = crate::source::catalog::open(&dirs, &crate::model::site::SiteRules::default())
+            .await
+            .unwrap();
+        let profiles = ProfileListing::read(&cat.ctx).await.unwrap().by_time();
+        let columns = [col::INUSE_BYTES, col::GOROUTINES, col::INUSE_OBJECTS];
+        let keys: Vec<_> = profiles.iter().map(ProfileRef::key).collect();
+        let direct = crate::source::values::stack_values(&cat, &keys, &columns).unwrap();
+        assert_eq!(direct.len(), profiles.len());
+        let mut stacks = 0;
+        for (p, got) in profiles.iter().zip(&direct) {
+            let want = sql_stack_values(&cat, p, &columns).await;
+            let got: BTreeMap<u64, Vec<i64>> = got.iter().map(|(k, v)| (*k, v.clone())).collect();
+            assert_eq!(got, want, "{} {} {}", p.capture, p.kind, p.profile_id);
+            stacks += got.len();
+        }
+        assert!(stacks > 100, "{stacks} stacks: the demo capture was read");
+        // The odd captures' stack 9 has no stack row and is kept; a profile without rows
+        // has no stacks; one asked for twice, or of a capture not open, reads alike.
+        let heap = profiles.iter().find(|p| p.profile_id == 103).unwrap();
+        let empty = profiles.iter().find(|p| p.profile_id == 203).unwrap();
+        let mut gone = heap.key();
+        gone.capture = "no such capture";
+        let again = crate::source::values::stack_values(
+            &cat,
+            &[heap.key(), empty.key(), heap.key(), gone],
+            &[col::INUSE_BYTES],
+        )
+        .unwrap();
+        assert_eq!(again[0].get(&9), Some(&vec![8]));
+        assert!(again[1].is_empty() && again[3].is_empty());
+        assert_eq!(again[0], again[2]);
     }
 
     #[tokio::test(flavor = "multi_thread")]
