@@ -16,6 +16,7 @@ pub mod html;
 pub mod png;
 pub mod scene;
 
+use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 
 use crate::error::{AnalyzeError, Result};
@@ -321,28 +322,68 @@ fn write_error(e: leakscope_capture::CaptureError) -> AnalyzeError {
 
 /// Writes the HTML report to `html_path` and, with `png_dir`, the PNG charts into that
 /// directory (created if missing). Returns every file written, HTML first.
+///
+/// The HTML and the charts are drawn at the same time, the charts in parallel, each into
+/// its own temporary file; they are then committed in order, and a chart that fails
+/// leaves the ones before it committed and none after it, as one after the other. Drawn
+/// one after the other on one thread, the page (29 ms) and the seven PNGs of the 100M-row
+/// capture's report (42 ms) kept the other core idle (perf).
 pub fn write(report: &Report, html_path: &Path, png_dir: Option<&Path>) -> Result<Vec<PathBuf>> {
-    let text = html::render(report);
-    leakscope_capture::durable::replace_file(html_path, |w| {
-        std::io::Write::write_all(w, text.as_bytes())
-    })
-    .map_err(write_error)?;
-    let mut written = vec![html_path.to_path_buf()];
-    if let Some(dir) = png_dir {
+    let write_html = || {
+        let text = html::render(report);
+        leakscope_capture::durable::replace_file(html_path, |w| {
+            std::io::Write::write_all(w, text.as_bytes())
+        })
+        .map_err(write_error)
+    };
+    let draw_pngs = || -> Result<Vec<Result<(PathBuf, PathBuf)>>> {
+        let Some(dir) = png_dir else {
+            return Ok(Vec::new());
+        };
         std::fs::create_dir_all(dir).map_err(|source| AnalyzeError::Io {
             path: dir.to_path_buf(),
             source,
         })?;
-        for (name, scene) in report.png_charts() {
-            // The encoder picks the format from the extension: keep `.png` last.
-            let tmp = dir.join(format!(".{name}.tmp.png"));
-            let path = dir.join(name);
-            if let Err(e) = png::write_png(&scene, &tmp, PNG_SCALE) {
-                let _ = std::fs::remove_file(&tmp);
+        Ok(report
+            .png_charts()
+            .into_par_iter()
+            .map(|(name, scene)| {
+                // The encoder picks the format from the extension: keep `.png` last.
+                let tmp = dir.join(format!(".{name}.tmp.png"));
+                match png::write_png(&scene, &tmp, PNG_SCALE) {
+                    Ok(()) => Ok((tmp, dir.join(name))),
+                    Err(e) => {
+                        let _ = std::fs::remove_file(&tmp);
+                        Err(e)
+                    }
+                }
+            })
+            .collect())
+    };
+    let (html, pngs) = rayon::join(write_html, draw_pngs);
+    if let Err(e) = html {
+        // No chart is committed without its page.
+        for (tmp, _) in pngs.into_iter().flatten().flatten() {
+            let _ = std::fs::remove_file(tmp);
+        }
+        return Err(e);
+    }
+    let drawn = pngs?;
+    let mut written = vec![html_path.to_path_buf()];
+    let mut drawn = drawn.into_iter();
+    while let Some(chart) = drawn.next() {
+        match chart.and_then(|(tmp, path)| {
+            leakscope_capture::durable::commit_file(&tmp, &path)
+                .map_err(write_error)
+                .map(|()| path)
+        }) {
+            Ok(path) => written.push(path),
+            Err(e) => {
+                for (tmp, _) in drawn.flatten() {
+                    let _ = std::fs::remove_file(tmp);
+                }
                 return Err(e);
             }
-            leakscope_capture::durable::commit_file(&tmp, &path).map_err(write_error)?;
-            written.push(path);
         }
     }
     Ok(written)
