@@ -211,6 +211,10 @@ impl Matrix {
     /// the copies ask for all of them at once. Read one cell at a time, row after row,
     /// the loads waited on one column's miss after another, and the transpose was 6% of a
     /// ranking of 100M rows by stack (perf: samples on the instruction after the load).
+    /// The next tile's columns are prefetched while a tile is copied: tiles of 16 with
+    /// that prefetch transposed a 10,000 x 10,000 matrix in chunks of 64 groups on two
+    /// threads in 85-93 ms, tiles of 8 without it in 99-110 ms (three alternating runs of
+    /// a microbenchmark; tiles of 16 alone, and prefetching two tiles ahead, did no better).
     pub fn transpose_into(&self, groups: std::ops::Range<usize>, out: &mut [f64]) {
         let np = self.profiles();
         let width = groups.len();
@@ -218,6 +222,13 @@ impl Matrix {
         let mut buffer = vec![0u32; TILE * width];
         for p0 in (0..np).step_by(TILE) {
             let p1 = (p0 + TILE).min(np);
+            // The next tile's cells are asked for now, so that their misses overlap this
+            // tile's copies and conversions.
+            for p in (p1..p1 + TILE).take_while(|p| *p < np) {
+                if let ColumnRef::Narrow(c) = self.column(p) {
+                    prefetch(&c[groups.clone()]);
+                }
+            }
             let mut tile = [ColumnRef::Narrow(&[]); TILE];
             let mut all_narrow = true;
             for (i, p) in (p0..p1).enumerate() {
@@ -248,9 +259,26 @@ impl Matrix {
     }
 }
 
-/// Profiles per tile of [`Matrix::transpose_into`]: 8 `f64` cells are one cache line of
+/// Profiles per tile of [`Matrix::transpose_into`]: 16 `f64` cells are two cache lines of
 /// a group's row.
-const TILE: usize = 8;
+const TILE: usize = 16;
+
+/// Asks the CPU to bring `cells` into its caches (a hint: it never faults). On x86-64 with
+/// a prefetch per cache line; elsewhere nothing.
+#[inline]
+fn prefetch(cells: &[u32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        const LINE: usize = 64 / std::mem::size_of::<u32>();
+        for line in cells.chunks(LINE) {
+            // SAFETY: SSE is part of x86-64, and a prefetch reads nothing it could fault on.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast()) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = cells;
+}
 
 #[cfg(test)]
 mod tests {
