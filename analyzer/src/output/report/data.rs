@@ -606,8 +606,9 @@ pub async fn gather(
             Ok(Vec::new())
         }
     };
-    // A direct read on the rayon pool (tens of milliseconds), while the queries above
-    // plan and run on the runtime's threads.
+    // A direct read on the rayon pool (tens of milliseconds). It holds this task while it
+    // runs, so the queries above plan no further meanwhile; `try_join!` has started them
+    // (polled in order), and the scans they spawned go on on the runtime's threads.
     let flames = async {
         match &window {
             Some(w) => read_flames(cat, &profiles, w, ranking.stacks.as_deref()),
